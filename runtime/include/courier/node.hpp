@@ -1,0 +1,138 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "courier/actor_ref.hpp"
+#include "courier/behavior.hpp"
+#include "courier/context.hpp"
+#include "courier/deadline.hpp"
+#include "courier/error.hpp"
+#include "courier/message.hpp"
+#include "courier/notices.hpp"
+#include "courier/options.hpp"
+
+namespace courier {
+
+/// Builds an actor's behavior; called once per incarnation (again after each
+/// restart), so state it captures by value starts fresh.
+using actor_factory = std::function<behavior(context&)>;
+
+/// One Courier node: a runtime hosting named actors. Destroying the node
+/// stops its actors (monitors see node_down) and waits for them.
+///
+/// Verbs called from plain threads may block only where they say so (send,
+/// broadcast). Calling them from inside a handler works but blocks a
+/// scheduler thread: actors use context's non-blocking verbs instead.
+///
+/// Thread safety: all member functions are thread-safe, except that the node
+/// must not be moved or destroyed while another thread uses it.
+class node {
+public:
+  /// Starts a node. Fails with invalid_argument for a bad name.
+  [[nodiscard]] static expected<node> start(node_config config = {});
+
+  node(node&&) noexcept;
+  node& operator=(node&&) noexcept;
+  ~node();
+
+  const std::string& name() const noexcept;
+
+  /// Spawns an actor under `name`. Fails with already_exists if the name is
+  /// held, invalid_argument if it is malformed. The name is released when
+  /// the actor stops for good.
+  expected<actor_ref> spawn(std::string_view name, actor_factory factory,
+                            spawn_options options = {});
+
+  /// Stops the actor holding `name` (no restart). Fails with not_found.
+  expected<void> stop(destination name);
+
+  /// Fire and forget; returns once the message is queued for the actor.
+  expected<void> post(destination to, message msg, post_options options = {});
+
+  template <class T>
+    requires is_payload_v<T>
+  expected<void> post(destination to, T&& msg, post_options options = {}) {
+    return post(to, make_message(std::forward<T>(msg)), options);
+  }
+
+  /// Calls `to` and blocks the calling thread until the reply, an error, or
+  /// the deadline: exactly one outcome. Errors: not_found, unavailable,
+  /// deadline_exceeded, unimplemented, aborted, internal (handler threw) or
+  /// whatever error the handler returned.
+  expected<message> send(destination to, message msg, deadline until);
+
+  /// Typed send: `send<Reply>(name, msg, 500ms)`. A reply of another type
+  /// yields errc::internal.
+  template <class Reply = google::protobuf::Message, class T>
+    requires is_payload_v<T>
+  expected<std::shared_ptr<const Reply>> send(destination to, T&& msg,
+                                              deadline until) {
+    return detail::cast_reply<Reply>(
+      send(to, make_message(std::forward<T>(msg)), until));
+  }
+
+  /// Resolves a name, or fails with not_found.
+  expected<actor_ref> find(std::string_view name) const;
+
+  /// The names bound on this node that match a glob pattern, sorted.
+  std::vector<std::string> names(std::string_view pattern = "*") const;
+
+  /// Makes a message type known by its Protobuf full name (the type must be
+  /// linked into the program). Fails with invalid_argument for a malformed
+  /// name and not_found for an unknown one.
+  expected<const google::protobuf::Descriptor*>
+  register_type(std::string_view full_name);
+
+  template <class T>
+    requires is_protobuf_message_v<T>
+  const google::protobuf::Descriptor* register_type() {
+    return *register_type(T::descriptor()->full_name());
+  }
+
+  /// Looks up a registered type; not_found if it was never registered.
+  expected<const google::protobuf::Descriptor*>
+  find_type(std::string_view full_name) const;
+
+  /// Creates an empty message of a registered type, e.g. to parse JSON.
+  expected<std::unique_ptr<google::protobuf::Message>>
+  new_message(std::string_view full_name) const;
+
+  /// Asks every actor whose name matches `pattern` (glob: '*', '?') and
+  /// blocks until all have answered or the deadline has passed.
+  broadcast_result broadcast(std::string_view pattern, message msg,
+                             deadline until);
+
+  template <class T>
+    requires is_payload_v<T>
+  broadcast_result broadcast(std::string_view pattern, T&& msg,
+                             deadline until) {
+    return broadcast(pattern, make_message(std::forward<T>(msg)), until);
+  }
+
+  /// Watches `name`: `on_down` runs once, on a runtime thread, when its
+  /// actor stops. Fails with not_found if nobody holds the name.
+  expected<void> monitor(destination name,
+                         std::function<void(const down_notice&)> on_down);
+
+  /// Installs the dead-letter hook (replacing any previous one). It runs on
+  /// the thread that found the message undeliverable; keep it short.
+  void on_dead_letter(std::function<void(const dead_letter&)> hook);
+
+  /// Messages that reached nobody, by reason, since the node started.
+  std::uint64_t dead_letters(dead_letter_reason reason) const noexcept;
+
+  /// All dead letters since the node started.
+  std::uint64_t dead_letters() const noexcept;
+
+private:
+  explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;
+
+  std::unique_ptr<detail::node_impl> impl_;
+};
+
+} // namespace courier

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "courier/error.hpp"
+#include "courier/message.hpp"
+
+namespace courier {
+
+/// Why an actor stopped.
+enum class down_reason : std::uint8_t {
+  stopped,     ///< It stopped on purpose (context::stop, node::stop).
+  failed,      ///< A handler threw, or it called context::fail.
+  node_down,   ///< Its node shut down or died.
+  unreachable, ///< Its node can no longer be reached.
+};
+
+std::string_view to_string(down_reason reason) noexcept;
+
+/// The one notice a monitor receives when the watched actor stops.
+struct down_notice {
+  std::string name;
+  down_reason reason;
+  /// What happened, for people (the exception text for a failure).
+  std::string detail;
+  /// True when a supervisor will restart the actor under the same name.
+  bool restarting = false;
+};
+
+/// Why a message reached nobody.
+enum class dead_letter_reason : std::uint8_t {
+  no_such_name,   ///< Nobody held the target name.
+  actor_stopped,  ///< The actor stopped with the message still queued.
+  unhandled_type, ///< The actor has no handler for the message's type.
+  expired,        ///< Its deadline passed before it was handled.
+  restarting,     ///< The actor was being restarted by its supervisor.
+};
+
+inline constexpr std::size_t dead_letter_reason_count = 5;
+
+std::string_view to_string(dead_letter_reason reason) noexcept;
+
+/// A message that reached nobody, as reported to the dead-letter hook.
+struct dead_letter {
+  dead_letter_reason reason;
+  std::string target;
+  std::string type_name;
+  /// The sending actor's name; empty when sent from outside any actor.
+  std::string sender;
+};
+
+/// The outcome of a broadcast: every matching actor appears in exactly one
+/// list. Each list is sorted by name.
+struct broadcast_result {
+  struct reply {
+    std::string name;
+    message payload;
+  };
+  struct failure {
+    std::string name;
+    error reason;
+  };
+  std::vector<reply> replied;        ///< Answered with a message.
+  std::vector<failure> failed;       ///< Answered with an error.
+  std::vector<std::string> timed_out; ///< No answer by the deadline.
+  std::vector<std::string> dead;     ///< Stopped or restarting; never answered.
+
+  std::size_t size() const noexcept {
+    return replied.size() + failed.size() + timed_out.size() + dead.size();
+  }
+};
+
+} // namespace courier

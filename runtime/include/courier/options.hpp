@@ -1,0 +1,59 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "courier/deadline.hpp"
+
+namespace courier {
+
+/// How a supervisor restarts a named actor that failed. The actor gets its
+/// name back; messages sent while it restarts fail with errc::unavailable.
+struct restart_policy {
+  /// Intensity limit: at most this many restarts within `window`; one more
+  /// failure and the supervisor gives up and releases the name.
+  std::size_t max_restarts = 3;
+  std::chrono::milliseconds window{5000};
+  /// Delay before the first restart, doubled for each restart still inside
+  /// the window, capped at max_backoff.
+  std::chrono::milliseconds initial_backoff{10};
+  std::chrono::milliseconds max_backoff{1000};
+};
+
+struct spawn_options {
+  /// Restart on failure; none means the actor stays down once it fails.
+  std::optional<restart_policy> restart;
+};
+
+/// Priorities run from 0 (lowest) to 7 (highest), as in MSMQ.
+inline constexpr std::uint8_t max_priority = 7;
+inline constexpr std::uint8_t default_priority = 3;
+
+struct post_options {
+  /// A message still unhandled at this point is dropped as a dead letter
+  /// with reason expired.
+  deadline expires = deadline::never();
+  /// 0..7; in process, 6 and 7 overtake queued messages of lower priority.
+  std::uint8_t priority = default_priority;
+};
+
+/// Severity of a line in the runtime's log.
+enum class log_level : std::uint8_t { debug, info, warning, error };
+
+struct node_config {
+  /// Unique on the machine; letters, digits, '_', '-', '.'. Empty picks
+  /// "node-<pid>".
+  std::string name;
+  /// Scheduler threads; 0 picks the number of cores (at least 2).
+  std::size_t worker_threads = 0;
+  /// Where log lines go; empty writes warnings and errors to stderr.
+  /// Called from runtime threads; keep it short and thread-safe.
+  std::function<void(log_level, std::string_view)> log;
+};
+
+} // namespace courier

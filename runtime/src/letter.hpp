@@ -1,0 +1,106 @@
+#pragma once
+
+// The in-process form of a message and the other CAF message types the
+// runtime uses. Private to the runtime.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "courier/deadline.hpp"
+#include "courier/errc.hpp"
+#include "courier/message.hpp"
+#include "courier/notices.hpp"
+
+namespace courier::detail {
+
+class node_impl;
+struct name_slot;
+
+enum class letter_kind : std::uint8_t { post, request };
+
+/// One message on its way to an in-process actor. It carries the payload
+/// object itself (shared, immutable) and tracks its own delivery: a letter
+/// destroyed before a handler consumed it is reported as a dead letter
+/// (actor_stopped), which is how messages drained from a dead actor's mailbox
+/// get counted without hooking into CAF.
+class letter {
+public:
+  letter() noexcept = default;
+
+  letter(letter_kind kind, message payload, std::shared_ptr<name_slot> target,
+         std::shared_ptr<name_slot> sender, deadline expires,
+         node_impl* office) noexcept
+    : payload(std::move(payload)),
+      target(std::move(target)),
+      sender(std::move(sender)),
+      expires(expires),
+      kind(kind),
+      office_(office) {
+  }
+
+  letter(letter&& other) noexcept
+    : payload(std::move(other.payload)),
+      target(std::move(other.target)),
+      sender(std::move(other.sender)),
+      expires(other.expires),
+      kind(other.kind),
+      office_(std::exchange(other.office_, nullptr)) {
+  }
+
+  letter& operator=(letter&& other) noexcept;
+
+  /// CAF requires copyable message types; a copy never reports itself.
+  letter(const letter& other)
+    : payload(other.payload),
+      target(other.target),
+      sender(other.sender),
+      expires(other.expires),
+      kind(other.kind) {
+  }
+
+  letter& operator=(const letter&) = delete;
+
+  ~letter();
+
+  /// Marks the letter as handled (or reported): it will not report itself.
+  void consume() noexcept {
+    office_ = nullptr;
+  }
+
+  message payload;
+  std::shared_ptr<name_slot> target;
+  std::shared_ptr<name_slot> sender;
+  deadline expires;
+  letter_kind kind = letter_kind::post;
+
+private:
+  node_impl* office_ = nullptr;
+};
+
+/// The answer to a request, as delivered through a CAF response promise.
+struct reply_msg {
+  message payload; // set when code == ok
+  errc code = errc::ok;
+  std::string text;
+};
+
+/// A function to run inside an actor (continuations that must not run on
+/// the caller's stack, down notices for context::monitor).
+struct deferred_call {
+  std::function<void()> fn;
+};
+
+/// Asks the supervisor to bring a failed actor back under its name.
+struct restart_msg {
+  std::shared_ptr<name_slot> slot;
+};
+
+} // namespace courier::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::letter)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::reply_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::deferred_call)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::restart_msg)

@@ -1,0 +1,721 @@
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include <unistd.h>
+
+#include <google/protobuf/descriptor.h>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "node_impl.hpp"
+#include "shell.hpp"
+
+namespace courier::detail {
+
+// -- helpers ---------------------------------------------------------------------
+
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  std::size_t p = 0;
+  std::size_t t = 0;
+  std::size_t star = std::string_view::npos;
+  std::size_t resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*')
+    ++p;
+  return p == pattern.size();
+}
+
+bool valid_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 255 || name.front() == '.')
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+  });
+}
+
+namespace {
+
+bool valid_type_name(std::string_view name) noexcept {
+  if (name.empty() || name.front() == '.' || name.back() == '.')
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  });
+}
+
+std::string quoted(std::string_view name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out += '\'';
+  out += name;
+  out += '\'';
+  return out;
+}
+
+} // namespace
+
+expected<message> to_outcome(reply_msg& reply) {
+  if (reply.code == errc::ok)
+    return std::move(reply.payload);
+  return error{reply.code, std::move(reply.text)};
+}
+
+caf::duration to_caf(deadline until) {
+  if (until.is_never())
+    return caf::duration{caf::infinite};
+  return caf::duration{
+    std::chrono::duration_cast<std::chrono::nanoseconds>(until.remaining())};
+}
+
+error from_caf(const caf::error& err, std::string_view target) {
+  if (err.category() == caf::atom("system")) {
+    switch (static_cast<caf::sec>(err.code())) {
+      case caf::sec::request_timeout:
+        return {errc::deadline_exceeded,
+                "no reply from " + quoted(target) + " before the deadline"};
+      case caf::sec::request_receiver_down:
+        return {errc::aborted, quoted(target) + " stopped before replying"};
+      default:
+        break;
+    }
+  }
+  return {errc::internal, quoted(target) + ": " + caf::to_string(err)};
+}
+
+void classify(broadcast_result& result, std::string name,
+              expected<message> outcome) {
+  if (outcome) {
+    result.replied.push_back({std::move(name), std::move(*outcome)});
+    return;
+  }
+  switch (outcome.code()) {
+    case errc::deadline_exceeded:
+      result.timed_out.push_back(std::move(name));
+      break;
+    case errc::aborted:
+    case errc::not_found:
+    case errc::unavailable:
+      result.dead.push_back(std::move(name));
+      break;
+    default:
+      result.failed.push_back({std::move(name), outcome.error()});
+  }
+}
+
+void sort_result(broadcast_result& result) {
+  auto by_name = [](const auto& x, const auto& y) { return x.name < y.name; };
+  std::sort(result.replied.begin(), result.replied.end(), by_name);
+  std::sort(result.failed.begin(), result.failed.end(), by_name);
+  std::sort(result.timed_out.begin(), result.timed_out.end());
+  std::sort(result.dead.begin(), result.dead.end());
+}
+
+// -- letter -----------------------------------------------------------------------
+
+letter& letter::operator=(letter&& other) noexcept {
+  if (this != &other) {
+    if (office_ != nullptr)
+      office_->report_dead_letter(dead_letter_reason::actor_stopped,
+                                  target ? target->name : "", payload,
+                                  sender.get());
+    payload = std::move(other.payload);
+    target = std::move(other.target);
+    sender = std::move(other.sender);
+    expires = other.expires;
+    kind = other.kind;
+    office_ = std::exchange(other.office_, nullptr);
+  }
+  return *this;
+}
+
+letter::~letter() {
+  if (office_ != nullptr)
+    office_->report_dead_letter(dead_letter_reason::actor_stopped,
+                                target ? target->name : "", payload,
+                                sender.get());
+}
+
+// -- node_impl: lifetime -------------------------------------------------------
+
+node_impl::node_impl(node_config config) : config_(std::move(config)) {
+  auto threads = config_.worker_threads;
+  if (threads == 0)
+    threads = std::max(2u, std::thread::hardware_concurrency());
+  caf_config_.set("scheduler.max-threads", static_cast<caf::config_value::integer>(threads));
+  system_ = std::make_unique<caf::actor_system>(caf_config_);
+  supervisor_ = system_->spawn([this](caf::event_based_actor*) -> caf::behavior {
+    return {[this](restart_msg& msg) { restart(msg.slot); }};
+  });
+}
+
+node_impl::~node_impl() {
+  std::vector<caf::actor> running;
+  {
+    std::unique_lock guard{mu_};
+    stopping_ = true;
+    for (auto& [name, slot] : names_)
+      if (slot->current)
+        running.push_back(slot->current);
+  }
+  for (auto& handle : running)
+    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  {
+    std::unique_lock guard{mu_};
+    all_exited_.wait(guard, [this] { return live_incarnations_ == 0; });
+    names_.clear();
+  }
+  system_->await_all_actors_done();
+  supervisor_ = caf::actor{};
+  system_.reset();
+}
+
+void node_impl::log(log_level level, std::string_view line) const {
+  if (config_.log) {
+    config_.log(level, line);
+    return;
+  }
+  if (level < log_level::warning)
+    return;
+  std::fprintf(stderr, "courier[%s] %s: %.*s\n", config_.name.c_str(),
+               level == log_level::warning ? "warning" : "error",
+               static_cast<int>(line.size()), line.data());
+}
+
+// -- node_impl: names ------------------------------------------------------------
+
+expected<actor_ref> node_impl::spawn(std::string_view name,
+                                     actor_factory factory,
+                                     spawn_options options) {
+  if (!valid_name(name))
+    return error{errc::invalid_argument,
+                 quoted(name) + " is not a valid actor name (use letters, "
+                                "digits, '_', '-' and '.', at most 255)"};
+  if (!factory)
+    return error{errc::invalid_argument, "spawn needs a behavior factory"};
+  auto slot = std::make_shared<name_slot>(*this, std::string{name},
+                                          std::move(factory),
+                                          std::move(options));
+  {
+    std::unique_lock guard{mu_};
+    if (stopping_)
+      return error{errc::unavailable, "node " + quoted(config_.name)
+                                        + " is shutting down"};
+    if (!names_.try_emplace(slot->name, slot).second)
+      return error{errc::already_exists,
+                   "the name " + quoted(name) + " is already taken"};
+  }
+  spawn_incarnation(slot);
+  return actor_ref{std::move(slot)};
+}
+
+caf::actor node_impl::spawn_incarnation(const std::shared_ptr<name_slot>& slot) {
+  auto handle = system_->spawn<shell>(slot);
+  bool shutting_down = false;
+  {
+    std::unique_lock guard{mu_};
+    slot->current = handle;
+    slot->state = slot_state::running;
+    ++live_incarnations_;
+    shutting_down = stopping_;
+  }
+  // Runs at once if the actor is already gone.
+  handle->attach_functor(
+    [this, slot](const caf::error& why) { on_exit(slot, why); });
+  if (shutting_down)
+    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  return handle;
+}
+
+expected<route> node_impl::resolve_locked(destination to) const {
+  std::shared_ptr<name_slot> slot;
+  if (const auto* ref = to.ref()) {
+    slot = ref->slot_;
+    if (!slot)
+      return error{errc::invalid_argument, "an empty actor_ref"};
+    if (slot->state == slot_state::released)
+      return error{errc::not_found, quoted(slot->name) + " has stopped"};
+  } else {
+    auto name = to.name();
+    if (auto at = name.find('@'); at != std::string_view::npos) {
+      auto node_name = name.substr(at + 1);
+      name = name.substr(0, at);
+      if (node_name != config_.name)
+        return error{errc::not_found,
+                     "no node named " + quoted(node_name) + " is known"};
+    }
+    auto i = names_.find(name);
+    if (i == names_.end())
+      return error{errc::not_found, "no actor named " + quoted(name)};
+    slot = i->second;
+  }
+  if (slot->state != slot_state::running || !slot->current)
+    return error{errc::unavailable, quoted(slot->name) + " is restarting"};
+  return route{slot, slot->current};
+}
+
+expected<route> node_impl::resolve(destination to, const message& msg,
+                                   const name_slot* sender) {
+  expected<route> result = [&] {
+    std::shared_lock guard{mu_};
+    return resolve_locked(to);
+  }();
+  if (!result)
+    report_dead_letter(result.code() == errc::unavailable
+                         ? dead_letter_reason::restarting
+                         : dead_letter_reason::no_such_name,
+                       to.name(), msg, sender);
+  return result;
+}
+
+expected<actor_ref> node_impl::find(std::string_view name) const {
+  std::shared_lock guard{mu_};
+  auto found = resolve_locked(name);
+  if (found)
+    return actor_ref{found->slot};
+  if (found.code() == errc::unavailable) { // restarting: still bound
+    auto plain = name.substr(0, name.find('@'));
+    return actor_ref{names_.find(plain)->second};
+  }
+  return std::move(found).error();
+}
+
+bool node_impl::is_bound(const name_slot& slot) const {
+  std::shared_lock guard{mu_};
+  return slot.state != slot_state::released;
+}
+
+std::vector<std::string> node_impl::names(std::string_view pattern) const {
+  std::vector<std::string> result;
+  {
+    std::shared_lock guard{mu_};
+    for (auto& [name, slot] : names_)
+      if (glob_match(pattern, name))
+        result.push_back(name);
+  }
+  std::sort(result.begin(), result.end());
+  return result;
+}
+
+std::vector<route> node_impl::match(std::string_view pattern) const {
+  std::vector<route> result;
+  {
+    std::shared_lock guard{mu_};
+    for (auto& [name, slot] : names_)
+      if (glob_match(pattern, name))
+        result.push_back(route{slot, slot->current});
+  }
+  std::sort(result.begin(), result.end(), [](const route& x, const route& y) {
+    return x.slot->name < y.slot->name;
+  });
+  return result;
+}
+
+expected<void> node_impl::stop(destination to) {
+  caf::actor handle;
+  std::vector<monitor_fn> orphaned;
+  std::shared_ptr<name_slot> slot;
+  {
+    std::unique_lock guard{mu_};
+    auto found = resolve_locked(to);
+    if (!found && found.code() != errc::unavailable)
+      return std::move(found).error();
+    slot = found ? found->slot : names_.find(to.name())->second;
+    slot->stop_requested = true;
+    handle = slot->current;
+    if (!handle) { // restarting: nothing runs, release the name right away
+      slot->state = slot_state::released;
+      names_.erase(slot->name);
+      orphaned.swap(slot->monitors);
+    }
+  }
+  if (handle)
+    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  down_notice notice{slot->name, down_reason::stopped, "stopped while restarting",
+                     false};
+  for (auto& fn : orphaned)
+    fn(notice);
+  return {};
+}
+
+expected<void> node_impl::monitor(destination to, monitor_fn on_down) {
+  if (!on_down)
+    return error{errc::invalid_argument, "monitor needs a callback"};
+  std::unique_lock guard{mu_};
+  auto found = resolve_locked(to);
+  if (!found && found.code() != errc::unavailable)
+    return std::move(found).error();
+  auto& slot = found ? found->slot : names_.find(to.name())->second;
+  slot->monitors.push_back(std::move(on_down));
+  return {};
+}
+
+void node_impl::mark_failed(name_slot& slot, std::string reason) {
+  std::unique_lock guard{mu_};
+  if (!slot.failed) { // the first failure is the cause
+    slot.failed = true;
+    slot.failure = std::move(reason);
+  }
+}
+
+// -- node_impl: supervision ------------------------------------------------------
+
+void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
+                        const caf::error& why) {
+  down_notice notice{slot->name, down_reason::stopped, {}, false};
+  std::vector<monitor_fn> monitors;
+  std::chrono::milliseconds backoff{0};
+  bool gave_up = false;
+  {
+    std::unique_lock guard{mu_};
+    if (slot->failed) {
+      notice.reason = down_reason::failed;
+      notice.detail = std::exchange(slot->failure, {});
+      slot->failed = false;
+    } else if (stopping_ && !slot->stop_requested) {
+      notice.reason = down_reason::node_down;
+      notice.detail = "node " + quoted(config_.name) + " shut down";
+    } else if (why && why != caf::exit_reason::normal
+               && why != caf::exit_reason::user_shutdown) {
+      notice.reason = down_reason::failed;
+      notice.detail = caf::to_string(why);
+    }
+    monitors.swap(slot->monitors);
+    slot->current = caf::actor{};
+    const auto& policy = slot->options.restart;
+    if (notice.reason == down_reason::failed && policy && !stopping_
+        && !slot->stop_requested) {
+      auto now = deadline::clock::now();
+      while (!slot->restarts.empty()
+             && now - slot->restarts.front() > policy->window)
+        slot->restarts.pop_front();
+      if (slot->restarts.size() < policy->max_restarts) {
+        auto doublings = std::min<std::size_t>(slot->restarts.size(), 20);
+        backoff = std::min<std::chrono::milliseconds>(
+          policy->initial_backoff * (std::int64_t{1} << doublings),
+          policy->max_backoff);
+        slot->restarts.push_back(now);
+        slot->state = slot_state::restarting;
+        notice.restarting = true;
+      } else {
+        gave_up = true;
+      }
+    }
+    if (!notice.restarting) {
+      slot->state = slot_state::released;
+      if (auto i = names_.find(slot->name);
+          i != names_.end() && i->second == slot)
+        names_.erase(i);
+    }
+  }
+  if (gave_up)
+    log(log_level::warning,
+        quoted(slot->name) + " failed more than "
+          + std::to_string(slot->options.restart->max_restarts)
+          + " times within "
+          + std::to_string(slot->options.restart->window.count())
+          + " ms; its supervisor gives up and releases the name");
+  for (auto& fn : monitors) {
+    try {
+      fn(notice);
+    } catch (const std::exception& ex) {
+      log(log_level::error,
+          "a monitor of " + quoted(slot->name) + " threw: " + ex.what());
+    } catch (...) {
+      log(log_level::error, "a monitor of " + quoted(slot->name) + " threw");
+    }
+  }
+  if (notice.restarting)
+    caf::delayed_anon_send(supervisor_, backoff, restart_msg{slot});
+  std::unique_lock guard{mu_};
+  --live_incarnations_;
+  all_exited_.notify_all();
+}
+
+void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
+  {
+    std::unique_lock guard{mu_};
+    if (slot->state != slot_state::restarting)
+      return; // stopped while waiting
+    if (stopping_) {
+      slot->state = slot_state::released;
+      names_.erase(slot->name);
+      return;
+    }
+  }
+  log(log_level::info, "restarting " + quoted(slot->name));
+  spawn_incarnation(slot);
+}
+
+// -- node_impl: types ------------------------------------------------------------
+
+expected<const google::protobuf::Descriptor*>
+node_impl::register_type(std::string_view full_name) {
+  if (auto known = find_type(full_name))
+    return known;
+  if (!valid_type_name(full_name))
+    return error{errc::invalid_argument,
+                 quoted(full_name) + " is not a Protobuf full name"};
+  const auto* type
+    = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+      std::string{full_name});
+  if (type == nullptr)
+    return error{errc::not_found,
+                 "unknown message type " + quoted(full_name)
+                   + " (is its generated code linked into this program?)"};
+  std::unique_lock guard{types_mu_};
+  types_.try_emplace(std::string{full_name}, type);
+  return type;
+}
+
+expected<const google::protobuf::Descriptor*>
+node_impl::find_type(std::string_view full_name) const {
+  std::shared_lock guard{types_mu_};
+  if (auto i = types_.find(full_name); i != types_.end())
+    return i->second;
+  return error{errc::not_found,
+               "message type " + quoted(full_name) + " is not registered"};
+}
+
+void node_impl::register_handled_types(const behavior& handlers) {
+  std::unique_lock guard{types_mu_};
+  for (const auto& entry : handlers.handlers())
+    types_.try_emplace(entry.type->full_name(), entry.type);
+}
+
+// -- node_impl: dead letters -----------------------------------------------------
+
+void node_impl::report_dead_letter(dead_letter_reason reason,
+                                   std::string_view target, const message& msg,
+                                   const name_slot* sender) {
+  dead_counts_[static_cast<std::size_t>(reason)].fetch_add(
+    1, std::memory_order_relaxed);
+  std::shared_ptr<const std::function<void(const dead_letter&)>> hook;
+  {
+    std::lock_guard guard{hook_mu_};
+    hook = hook_;
+  }
+  if (!hook)
+    return;
+  dead_letter letter{reason, std::string{target},
+                     msg ? msg->GetDescriptor()->full_name() : std::string{},
+                     sender != nullptr ? sender->name : std::string{}};
+  try {
+    (*hook)(letter);
+  } catch (...) {
+    log(log_level::error, "the dead-letter hook threw");
+  }
+}
+
+void node_impl::on_dead_letter(std::function<void(const dead_letter&)> hook) {
+  auto shared = hook ? std::make_shared<const std::function<void(
+                         const dead_letter&)>>(std::move(hook))
+                     : nullptr;
+  std::lock_guard guard{hook_mu_};
+  hook_ = std::move(shared);
+}
+
+} // namespace courier::detail
+
+// -- public facade -------------------------------------------------------------------
+
+namespace courier {
+
+using detail::letter_kind;
+
+const std::string& actor_ref::name() const noexcept {
+  static const std::string none;
+  return slot_ ? slot_->name : none;
+}
+
+bool actor_ref::bound() const noexcept {
+  return slot_ && slot_->owner.is_bound(*slot_);
+}
+
+void behavior::add(detail::handler_entry entry) {
+  COURIER_RUNTIME_ASSERT(find(entry.type) == nullptr,
+                         "two handlers for one message type");
+  handlers_.push_back(std::move(entry));
+}
+
+expected<node> node::start(node_config config) {
+  if (config.name.empty())
+    config.name = "node-" + std::to_string(::getpid());
+  if (!detail::valid_name(config.name))
+    return error{errc::invalid_argument,
+                 "'" + config.name + "' is not a valid node name"};
+  try {
+    return node{std::make_unique<detail::node_impl>(std::move(config))};
+  } catch (const std::exception& ex) {
+    return error{errc::internal, std::string{"cannot start node: "} + ex.what()};
+  }
+}
+
+node::node(std::unique_ptr<detail::node_impl> impl) noexcept
+  : impl_(std::move(impl)) {
+}
+
+node::node(node&&) noexcept = default;
+node& node::operator=(node&&) noexcept = default;
+node::~node() = default;
+
+const std::string& node::name() const noexcept {
+  return impl_->name();
+}
+
+expected<actor_ref> node::spawn(std::string_view name, actor_factory factory,
+                                spawn_options options) {
+  return impl_->spawn(name, std::move(factory), std::move(options));
+}
+
+expected<void> node::stop(destination name) {
+  return impl_->stop(name);
+}
+
+expected<void> node::post(destination to, message msg, post_options options) {
+  if (!msg)
+    return error{errc::invalid_argument, "cannot post a null message"};
+  auto target = impl_->resolve(to, msg, nullptr);
+  if (!target)
+    return std::move(target).error();
+  auto envelope = impl_->make_letter(letter_kind::post, std::move(msg),
+                                     *target, nullptr, options.expires);
+  if (options.priority >= 6)
+    caf::anon_send<caf::message_priority::high>(target->handle,
+                                                std::move(envelope));
+  else
+    caf::anon_send(target->handle, std::move(envelope));
+  return {};
+}
+
+expected<message> node::send(destination to, message msg, deadline until) {
+  if (!msg)
+    return error{errc::invalid_argument, "cannot send a null message"};
+  auto target = impl_->resolve(to, msg, nullptr);
+  if (!target)
+    return std::move(target).error();
+  if (until.expired())
+    return error{errc::deadline_exceeded,
+                 "the deadline had passed before asking '"
+                   + target->slot->name + "'"};
+  expected<message> outcome{errc::internal, "no outcome"};
+  caf::scoped_actor self{impl_->system()};
+  self
+    ->request(target->handle, detail::to_caf(until),
+              impl_->make_letter(letter_kind::request, std::move(msg), *target,
+                                 nullptr, until))
+    .receive(
+      [&](detail::reply_msg& reply) { outcome = detail::to_outcome(reply); },
+      [&](caf::error& err) {
+        outcome = detail::from_caf(err, target->slot->name);
+      });
+  return outcome;
+}
+
+expected<actor_ref> node::find(std::string_view name) const {
+  return impl_->find(name);
+}
+
+std::vector<std::string> node::names(std::string_view pattern) const {
+  return impl_->names(pattern);
+}
+
+expected<const google::protobuf::Descriptor*>
+node::register_type(std::string_view full_name) {
+  return impl_->register_type(full_name);
+}
+
+expected<const google::protobuf::Descriptor*>
+node::find_type(std::string_view full_name) const {
+  return impl_->find_type(full_name);
+}
+
+expected<std::unique_ptr<google::protobuf::Message>>
+node::new_message(std::string_view full_name) const {
+  auto type = impl_->find_type(full_name);
+  if (!type)
+    return std::move(type).error();
+  const auto* prototype
+    = google::protobuf::MessageFactory::generated_factory()->GetPrototype(*type);
+  return std::unique_ptr<google::protobuf::Message>{prototype->New()};
+}
+
+broadcast_result node::broadcast(std::string_view pattern, message msg,
+                                 deadline until) {
+  broadcast_result result;
+  auto targets = impl_->match(pattern);
+  if (!msg) {
+    for (auto& target : targets)
+      result.failed.push_back(
+        {target.slot->name,
+         error{errc::invalid_argument, "cannot broadcast a null message"}});
+    return result;
+  }
+  caf::scoped_actor self{impl_->system()};
+  // Send every request first, then collect: the waits overlap, so the whole
+  // broadcast takes at most until the deadline.
+  using handle = decltype(self->request(caf::actor{}, caf::duration{},
+                                        std::declval<detail::letter>()));
+  std::vector<std::pair<std::string, handle>> pending;
+  for (auto& target : targets) {
+    if (!target.handle) {
+      result.dead.push_back(target.slot->name);
+      continue;
+    }
+    pending.emplace_back(
+      target.slot->name,
+      self->request(target.handle, detail::to_caf(until),
+                    impl_->make_letter(letter_kind::request, msg, target,
+                                       nullptr, until)));
+  }
+  for (auto& [name, response] : pending)
+    response.receive(
+      [&, &name = name](detail::reply_msg& reply) {
+        detail::classify(result, name, detail::to_outcome(reply));
+      },
+      [&, &name = name](caf::error& err) {
+        detail::classify(result, name, detail::from_caf(err, name));
+      });
+  detail::sort_result(result);
+  return result;
+}
+
+expected<void> node::monitor(destination name,
+                             std::function<void(const down_notice&)> on_down) {
+  return impl_->monitor(name, std::move(on_down));
+}
+
+void node::on_dead_letter(std::function<void(const dead_letter&)> hook) {
+  impl_->on_dead_letter(std::move(hook));
+}
+
+std::uint64_t node::dead_letters(dead_letter_reason reason) const noexcept {
+  return impl_->dead_letters(reason);
+}
+
+std::uint64_t node::dead_letters() const noexcept {
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < dead_letter_reason_count; ++i)
+    total += impl_->dead_letters(static_cast<dead_letter_reason>(i));
+  return total;
+}
+
+} // namespace courier

@@ -1,0 +1,226 @@
+#pragma once
+
+// The node's private state: the CAF actor system, the name registry, the
+// type registry, the dead-letter office and supervision.
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/response_promise.hpp>
+
+#include "courier/node.hpp"
+#include "letter.hpp"
+
+namespace courier::detail {
+
+using monitor_fn = std::function<void(const down_notice&)>;
+
+enum class slot_state : std::uint8_t { running, restarting, released };
+
+/// A name binding. It outlives the incarnations of its actor: a supervisor
+/// restart puts a new actor into the same slot.
+struct name_slot {
+  name_slot(node_impl& owner, std::string name, actor_factory factory,
+            spawn_options options)
+    : owner(owner),
+      name(std::move(name)),
+      factory(std::move(factory)),
+      options(std::move(options)) {
+  }
+
+  node_impl& owner;
+  const std::string name;
+  const actor_factory factory;
+  const spawn_options options;
+
+  // Guarded by node_impl::mu_.
+  caf::actor current;
+  slot_state state = slot_state::running;
+  bool stop_requested = false;
+  bool failed = false;
+  std::string failure;
+  std::deque<deadline::clock::time_point> restarts;
+  std::vector<monitor_fn> monitors;
+};
+
+/// The right to answer one request; see courier::responder.
+struct responder_state {
+  explicit responder_state(caf::response_promise promise)
+    : promise(std::move(promise)) {
+  }
+
+  void deliver(reply_msg reply);
+
+  caf::response_promise promise;
+  bool done = false;
+};
+
+/// Transparent hashing, so lookups by string_view do not allocate.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view x) const noexcept {
+    return std::hash<std::string_view>{}(x);
+  }
+};
+
+template <class T>
+using string_map = std::unordered_map<std::string, T, string_hash,
+                                      std::equal_to<>>;
+
+/// Where a name resolves to: the binding and its current actor.
+struct route {
+  std::shared_ptr<name_slot> slot;
+  caf::actor handle;
+};
+
+/// Matches `text` against a glob pattern with '*' (any run) and '?' (one
+/// character).
+bool glob_match(std::string_view pattern, std::string_view text) noexcept;
+
+/// True for a well-formed actor or node name.
+bool valid_name(std::string_view name) noexcept;
+
+/// Files one target's outcome into a broadcast result.
+void classify(broadcast_result& result, std::string name,
+              expected<message> outcome);
+
+/// Sorts every list of a broadcast result by name.
+void sort_result(broadcast_result& result);
+
+/// The outcome carried by a reply.
+expected<message> to_outcome(reply_msg& reply);
+
+/// A CAF request timeout for a deadline.
+caf::duration to_caf(deadline until);
+
+/// Maps a CAF error seen by a requester to Courier's vocabulary.
+error from_caf(const caf::error& err, std::string_view target);
+
+class node_impl {
+public:
+  explicit node_impl(node_config config);
+  ~node_impl();
+
+  node_impl(const node_impl&) = delete;
+  node_impl& operator=(const node_impl&) = delete;
+
+  const std::string& name() const noexcept {
+    return config_.name;
+  }
+
+  caf::actor_system& system() noexcept {
+    return *system_;
+  }
+
+  // -- names ------------------------------------------------------------------
+
+  expected<actor_ref> spawn(std::string_view name, actor_factory factory,
+                            spawn_options options);
+
+  expected<void> stop(destination name);
+
+  /// Resolves a destination to a running actor. On failure the message is
+  /// reported as a dead letter (no_such_name or restarting).
+  expected<route> resolve(destination to, const message& msg,
+                          const name_slot* sender);
+
+  expected<actor_ref> find(std::string_view name) const;
+
+  std::vector<std::string> names(std::string_view pattern) const;
+
+  /// The running and restarting actors whose names match, sorted by name;
+  /// `handle` is null for a restarting one.
+  std::vector<route> match(std::string_view pattern) const;
+
+  expected<void> monitor(destination name, monitor_fn on_down);
+
+  bool is_bound(const name_slot& slot) const;
+
+  /// Marks the slot failed with `reason`; the shell then quits.
+  void mark_failed(name_slot& slot, std::string reason);
+
+  // -- types ------------------------------------------------------------------
+
+  expected<const google::protobuf::Descriptor*>
+  register_type(std::string_view full_name);
+
+  expected<const google::protobuf::Descriptor*>
+  find_type(std::string_view full_name) const;
+
+  void register_handled_types(const behavior& handlers);
+
+  // -- dead letters -----------------------------------------------------------
+
+  void report_dead_letter(dead_letter_reason reason, std::string_view target,
+                          const message& msg, const name_slot* sender);
+
+  void on_dead_letter(std::function<void(const dead_letter&)> hook);
+
+  std::uint64_t dead_letters(dead_letter_reason reason) const noexcept {
+    return dead_counts_[static_cast<std::size_t>(reason)].load(
+      std::memory_order_relaxed);
+  }
+
+  // -- supervision --------------------------------------------------------------
+
+  /// Called once per incarnation when its actor terminates.
+  void on_exit(const std::shared_ptr<name_slot>& slot, const caf::error& why);
+
+  /// Called by the supervisor when a restart's backoff has passed.
+  void restart(const std::shared_ptr<name_slot>& slot);
+
+  // -- misc -------------------------------------------------------------------
+
+  void log(log_level level, std::string_view line) const;
+
+  /// Builds a letter for `msg`; the node is its dead-letter office.
+  letter make_letter(letter_kind kind, message msg, const route& to,
+                     std::shared_ptr<name_slot> sender, deadline expires) {
+    return letter{kind, std::move(msg), to.slot, std::move(sender), expires,
+                  this};
+  }
+
+private:
+  caf::actor spawn_incarnation(const std::shared_ptr<name_slot>& slot);
+
+  expected<route> resolve_locked(destination to) const;
+
+  node_config config_;
+
+  // Declared before the actor system: letters destroyed during its shutdown
+  // still report here.
+  std::array<std::atomic<std::uint64_t>, dead_letter_reason_count>
+    dead_counts_{};
+  mutable std::mutex hook_mu_;
+  std::shared_ptr<const std::function<void(const dead_letter&)>> hook_;
+
+  mutable std::shared_mutex mu_;
+  string_map<std::shared_ptr<name_slot>> names_;
+  bool stopping_ = false;
+  // Incarnations whose exit bookkeeping (on_exit) has not finished; the
+  // destructor waits for zero, whatever order CAF runs its cleanup in.
+  std::size_t live_incarnations_ = 0;
+  std::condition_variable_any all_exited_;
+
+  mutable std::shared_mutex types_mu_;
+  string_map<const google::protobuf::Descriptor*> types_;
+
+  caf::actor_system_config caf_config_;
+  std::unique_ptr<caf::actor_system> system_;
+  caf::actor supervisor_;
+};
+
+} // namespace courier::detail

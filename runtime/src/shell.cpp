@@ -1,0 +1,381 @@
+#include "shell.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include <google/protobuf/empty.pb.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+
+namespace courier::detail {
+
+namespace {
+
+/// The reply to a request whose handler returned void.
+const message& empty_reply() {
+  static const message instance = std::make_shared<const google::protobuf::Empty>();
+  return instance;
+}
+
+/// Priorities 6 and 7 use CAF's urgent lane.
+constexpr std::uint8_t urgent_priority = 6;
+
+} // namespace
+
+shell::shell(caf::actor_config& cfg, std::shared_ptr<name_slot> slot)
+  : caf::event_based_actor(cfg), slot_(std::move(slot)), ctx_(*this) {
+}
+
+caf::behavior shell::make_behavior() {
+  auto failure = guarded("the behavior factory",
+                         [this] { behavior_ = slot_->factory(ctx_); });
+  if (!failure)
+    owner().register_handled_types(behavior_);
+  return {
+    [this](letter& msg) { dispatch(msg); },
+    [this](deferred_call& call) { guarded("a continuation", call.fn); },
+  };
+}
+
+void shell::on_exit() {
+  for (auto& weak : open_responders_)
+    if (auto state = weak.lock(); state && !state->done)
+      state->deliver(reply_msg{nullptr, errc::aborted,
+                               "'" + slot_->name + "' stopped before replying"});
+  open_responders_.clear();
+  // Destroy the user's state now, on the actor's own thread.
+  behavior_ = behavior{};
+}
+
+template <class F>
+std::optional<std::string> shell::guarded(std::string_view what, F&& fn) {
+  std::string failure;
+  try {
+    fn();
+    return std::nullopt;
+  } catch (const std::exception& ex) {
+    failure = std::string{what} + " of '" + slot_->name + "' threw: " + ex.what();
+  } catch (...) {
+    failure = std::string{what} + " of '" + slot_->name
+              + "' threw a non-standard exception";
+  }
+  owner().log(log_level::warning, failure);
+  fail_with(failure);
+  return failure;
+}
+
+void shell::dispatch(letter& msg) {
+  msg.consume();
+  const bool is_request = msg.kind == letter_kind::request;
+  const auto* type = msg.payload->GetDescriptor();
+  if (!msg.expires.is_never() && msg.expires.expired()) {
+    owner().report_dead_letter(dead_letter_reason::expired, slot_->name,
+                               msg.payload, msg.sender.get());
+    if (is_request)
+      answer(make_response_promise(),
+             error{errc::deadline_exceeded,
+                   "the deadline passed before '" + slot_->name
+                     + "' could handle " + type->full_name()});
+    return;
+  }
+  const auto* entry = behavior_.find(type);
+  if (entry == nullptr) {
+    owner().report_dead_letter(dead_letter_reason::unhandled_type, slot_->name,
+                               msg.payload, msg.sender.get());
+    if (is_request)
+      answer(make_response_promise(),
+             error{errc::unimplemented, "'" + slot_->name
+                                          + "' has no handler for "
+                                          + type->full_name()});
+    return;
+  }
+  current_ = &msg;
+  reply_taken_ = false;
+  expected<message> outcome = message{};
+  auto failure = guarded("the handler for " + type->full_name(),
+                         [&] { outcome = entry->fn(ctx_, msg.payload); });
+  current_ = nullptr;
+  if (!is_request || reply_taken_)
+    return;
+  if (failure)
+    outcome = error{errc::internal, std::move(*failure)};
+  answer(make_response_promise(), std::move(outcome));
+}
+
+void shell::answer(caf::response_promise promise, expected<message> outcome) {
+  reply_msg reply;
+  if (outcome) {
+    reply.payload = *outcome ? std::move(*outcome) : empty_reply();
+  } else {
+    reply.code = outcome.code();
+    reply.text = outcome.error().message();
+    if (reply.code == errc::ok) // an error must not read as success
+      reply.code = errc::unknown;
+  }
+  promise.deliver(std::move(reply));
+}
+
+const std::string& shell::current_sender() const noexcept {
+  static const std::string none;
+  return current_ && current_->sender ? current_->sender->name : none;
+}
+
+expected<void> shell::post_to(destination to, message msg,
+                              const post_options& opts) {
+  if (!msg)
+    return error{errc::invalid_argument, "cannot post a null message"};
+  auto target = owner().resolve(to, msg, slot_.get());
+  if (!target)
+    return std::move(target).error();
+  auto envelope = owner().make_letter(letter_kind::post, std::move(msg),
+                                      *target, slot_, opts.expires);
+  if (opts.priority >= urgent_priority)
+    send<caf::message_priority::high>(target->handle, std::move(envelope));
+  else
+    send(target->handle, std::move(envelope));
+  return {};
+}
+
+void shell::request_to(destination to, message msg, deadline until,
+                       reply_callback on_outcome) {
+  if (!msg) {
+    defer([cb = std::move(on_outcome)] {
+      cb(error{errc::invalid_argument, "cannot request with a null message"});
+    });
+    return;
+  }
+  auto target = owner().resolve(to, msg, slot_.get());
+  if (!target) {
+    defer([cb = std::move(on_outcome), err = std::move(target).error()] {
+      cb(err);
+    });
+    return;
+  }
+  request_route(*target, std::move(msg), until, std::move(on_outcome));
+}
+
+void shell::request_route(const route& to, message msg, deadline until,
+                          reply_callback on_outcome) {
+  if (until.expired()) {
+    defer([cb = std::move(on_outcome), name = to.slot->name] {
+      cb(error{errc::deadline_exceeded,
+               "the deadline had passed before asking '" + name + "'"});
+    });
+    return;
+  }
+  auto envelope = owner().make_letter(letter_kind::request, std::move(msg), to,
+                                      slot_, until);
+  // Both continuations need the callback; share it rather than copy the
+  // user's captures.
+  auto cb = std::make_shared<reply_callback>(std::move(on_outcome));
+  request(to.handle, to_caf(until), std::move(envelope))
+    .then(
+      [this, cb](reply_msg& reply) {
+        guarded("a reply continuation", [&] { (*cb)(to_outcome(reply)); });
+      },
+      [this, cb, name = to.slot->name](caf::error& err) {
+        guarded("a reply continuation", [&] { (*cb)(from_caf(err, name)); });
+      });
+}
+
+void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
+                         std::function<void(broadcast_result)> on_done) {
+  struct collector {
+    broadcast_result result;
+    std::size_t pending = 0;
+    std::function<void(broadcast_result)> on_done;
+  };
+  auto state = std::make_shared<collector>();
+  state->on_done = std::move(on_done);
+  auto finish = [this, state] {
+    sort_result(state->result);
+    guarded("a broadcast continuation",
+            [&] { state->on_done(std::move(state->result)); });
+  };
+  for (auto& target : owner().match(pattern)) {
+    if (target.slot == slot_)
+      continue;
+    if (!target.handle) {
+      state->result.dead.push_back(target.slot->name);
+      continue;
+    }
+    ++state->pending;
+    request_route(target, msg, until,
+                  [state, finish, name = target.slot->name](
+                    expected<message> outcome) {
+                    classify(state->result, name, std::move(outcome));
+                    if (--state->pending == 0)
+                      finish();
+                  });
+  }
+  if (state->pending == 0)
+    defer(finish);
+}
+
+responder shell::take_reply() {
+  if (current_ == nullptr || current_->kind != letter_kind::request
+      || reply_taken_)
+    return responder{};
+  reply_taken_ = true;
+  std::erase_if(open_responders_, [](const auto& weak) {
+    auto state = weak.lock();
+    return !state || state->done;
+  });
+  auto state = std::make_shared<responder_state>(make_response_promise());
+  open_responders_.push_back(state);
+  return responder{std::move(state)};
+}
+
+expected<void> shell::watch(destination to, monitor_fn on_down) {
+  return owner().monitor(
+    to, [me = address(), fn = std::move(on_down)](const down_notice& notice) {
+      if (auto self = caf::actor_cast<caf::actor>(me))
+        caf::anon_send(self, deferred_call{[fn, notice] { fn(notice); }});
+    });
+}
+
+void shell::defer(std::function<void()> fn) {
+  send(caf::actor_cast<caf::actor>(this), deferred_call{std::move(fn)});
+}
+
+void shell::fail_with(std::string reason) {
+  owner().mark_failed(*slot_, std::move(reason));
+  quit(caf::sec::runtime_error);
+}
+
+// -- responder_state ------------------------------------------------------------
+
+void responder_state::deliver(reply_msg reply) {
+  if (done)
+    return;
+  done = true;
+  promise.deliver(std::move(reply));
+}
+
+} // namespace courier::detail
+
+// -- public classes implemented on top of the shell ------------------------------
+
+namespace courier {
+
+using detail::letter_kind;
+using detail::reply_msg;
+
+responder::responder() noexcept = default;
+
+responder::responder(std::shared_ptr<detail::responder_state> state) noexcept
+  : state_(std::move(state)) {
+}
+
+responder::responder(responder&&) noexcept = default;
+
+responder& responder::operator=(responder&& other) noexcept {
+  if (this != &other) {
+    if (pending())
+      deliver(error{errc::aborted, "the reply was dropped unanswered"});
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+responder::~responder() {
+  if (pending())
+    deliver(error{errc::aborted, "the reply was dropped unanswered"});
+}
+
+bool responder::pending() const noexcept {
+  return state_ && !state_->done;
+}
+
+void responder::deliver(message reply) {
+  if (!state_)
+    return;
+  if (!reply) {
+    state_->deliver(reply_msg{nullptr, errc::internal, "replied with null"});
+    return;
+  }
+  state_->deliver(reply_msg{std::move(reply), errc::ok, {}});
+}
+
+void responder::deliver(error reason) {
+  if (!state_)
+    return;
+  auto code = reason.code() == errc::ok ? errc::unknown : reason.code();
+  state_->deliver(reply_msg{nullptr, code, reason.message()});
+}
+
+pending_request::pending_request(detail::shell& self, destination dest,
+                                 message msg, deadline until)
+  : self_(&self),
+    name_(dest.name()),
+    ref_(dest.ref() != nullptr ? *dest.ref() : actor_ref{}),
+    msg_(std::move(msg)),
+    until_(until) {
+}
+
+void pending_request::submit(detail::reply_callback on_outcome) {
+  auto dest = ref_ ? destination{ref_} : destination{name_};
+  self_->request_to(dest, std::move(msg_), until_, std::move(on_outcome));
+}
+
+pending_broadcast::pending_broadcast(detail::shell& self, std::string pattern,
+                                     message msg, deadline until)
+  : self_(&self),
+    pattern_(std::move(pattern)),
+    msg_(std::move(msg)),
+    until_(until) {
+}
+
+void pending_broadcast::then(std::function<void(broadcast_result)> on_done) && {
+  self_->broadcast_to(pattern_, std::move(msg_), until_, std::move(on_done));
+}
+
+const std::string& context::name() const noexcept {
+  return self_->slot()->name;
+}
+
+actor_ref context::self() const noexcept {
+  return actor_ref{self_->slot()};
+}
+
+const std::string& context::sender() const noexcept {
+  return self_->current_sender();
+}
+
+const std::string& context::node_name() const noexcept {
+  return self_->owner().name();
+}
+
+expected<void> context::post(destination to, message msg,
+                             post_options options) {
+  return self_->post_to(to, std::move(msg), options);
+}
+
+pending_request context::request(destination to, message msg, deadline until) {
+  return pending_request{*self_, to, std::move(msg), until};
+}
+
+pending_broadcast context::broadcast(std::string_view pattern, message msg,
+                                     deadline until) {
+  return pending_broadcast{*self_, std::string{pattern}, std::move(msg), until};
+}
+
+responder context::take_reply() {
+  return self_->take_reply();
+}
+
+expected<void> context::monitor(destination to,
+                                std::function<void(const down_notice&)> fn) {
+  return self_->watch(to, std::move(fn));
+}
+
+void context::stop() {
+  self_->quit();
+}
+
+void context::fail(std::string reason) {
+  self_->fail_with(std::move(reason));
+}
+
+} // namespace courier

@@ -1,0 +1,81 @@
+#pragma once
+
+// The CAF actor behind every Courier actor: it owns the user's behavior and
+// context, dispatches letters to typed handlers and turns outcomes into
+// replies.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/event_based_actor.hpp>
+
+#include "courier/context.hpp"
+#include "node_impl.hpp"
+
+namespace courier::detail {
+
+class shell : public caf::event_based_actor {
+public:
+  shell(caf::actor_config& cfg, std::shared_ptr<name_slot> slot);
+
+  caf::behavior make_behavior() override;
+
+  void on_exit() override;
+
+  // -- used by context and its helpers ----------------------------------------
+
+  node_impl& owner() noexcept {
+    return slot_->owner;
+  }
+
+  const std::shared_ptr<name_slot>& slot() const noexcept {
+    return slot_;
+  }
+
+  const std::string& current_sender() const noexcept;
+
+  // (Named *_to and so on: CAF's own send, request and monitor must stay
+  // visible in this class.)
+
+  expected<void> post_to(destination to, message msg,
+                         const post_options& opts);
+
+  /// Sends a request; `on_outcome` runs inside this actor exactly once.
+  void request_to(destination to, message msg, deadline until,
+                  reply_callback on_outcome);
+
+  void broadcast_to(std::string_view pattern, message msg, deadline until,
+                    std::function<void(broadcast_result)> on_done);
+
+  responder take_reply();
+
+  expected<void> watch(destination to, monitor_fn on_down);
+
+  /// Runs `fn` inside this actor, after the current message.
+  void defer(std::function<void()> fn);
+
+  void fail_with(std::string reason);
+
+private:
+  void dispatch(letter& msg);
+
+  /// Runs user code; an exception fails the actor and its text is returned.
+  template <class F>
+  std::optional<std::string> guarded(std::string_view what, F&& fn);
+
+  void answer(caf::response_promise promise, expected<message> outcome);
+
+  void request_route(const route& to, message msg, deadline until,
+                     reply_callback on_outcome);
+
+  std::shared_ptr<name_slot> slot_;
+  courier::context ctx_;
+  behavior behavior_;
+  letter* current_ = nullptr;
+  bool reply_taken_ = false;
+  std::vector<std::weak_ptr<responder_state>> open_responders_;
+};
+
+} // namespace courier::detail
