@@ -1,6 +1,8 @@
 # courier_proto_library(<target> IMPORT_DIR <dir> PROTOS <file>... [DEPS <t>...])
 #
-# Generates C++ from .proto files (paths relative to IMPORT_DIR) into the build
+# Generates C++ from .proto files (paths relative to IMPORT_DIR, which must be
+# the calling CMakeLists.txt's folder: protobuf_generate names its outputs
+# relative to it) into the build
 # tree and wraps the result in a static library that exposes the generated
 # headers. Generated code is compiled without Courier's warning flags: it is
 # not ours to fix.

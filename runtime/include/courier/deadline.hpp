@@ -20,10 +20,10 @@ public:
   deadline(clock::time_point at) noexcept : at_(at) {
   }
 
+  /// A duration too long for the clock means never.
   template <class Rep, class Period>
   deadline(std::chrono::duration<Rep, Period> from_now) noexcept
-    : at_(saturated_from_now(
-      std::chrono::duration_cast<clock::duration>(from_now))) {
+    : at_(saturated_from_now(from_now)) {
   }
 
   static constexpr deadline never() noexcept {
@@ -50,11 +50,19 @@ public:
   }
 
 private:
-  static clock::time_point saturated_from_now(clock::duration d) noexcept {
+  template <class Rep, class Period>
+  static clock::time_point
+  saturated_from_now(std::chrono::duration<Rep, Period> d) noexcept {
+    using source = std::chrono::duration<Rep, Period>;
+    using std::chrono::duration_cast;
     auto now = clock::now();
-    if (d > clock::time_point::max() - now)
+    // Compare in the caller's unit, where no conversion can overflow.
+    if (d >= duration_cast<source>(clock::time_point::max() - now))
       return clock::time_point::max();
-    return now + d;
+    // Any point in the past is as good as another: clamp to the epoch.
+    if (d <= duration_cast<source>(-now.time_since_epoch()))
+      return clock::time_point{};
+    return now + duration_cast<clock::duration>(d);
   }
 
   clock::time_point at_;

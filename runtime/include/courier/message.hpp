@@ -27,14 +27,22 @@ struct is_shared_ptr<std::shared_ptr<T>> : std::true_type {};
 
 } // namespace detail
 
+namespace detail {
+
+template <class T>
+struct is_payload : std::bool_constant<is_protobuf_message_v<T>> {};
+
+template <class T>
+struct is_payload<std::shared_ptr<T>>
+  : std::bool_constant<is_protobuf_message_v<T>> {};
+
+} // namespace detail
+
 /// True for everything a verb accepts as a payload: a generated message
 /// (moved or copied into a shared object once) or a shared pointer to one.
 template <class T>
 inline constexpr bool is_payload_v
-  = is_protobuf_message_v<T>
-    || (detail::is_shared_ptr<std::remove_cvref_t<T>>::value
-        && is_protobuf_message_v<
-          typename std::remove_cvref_t<T>::element_type>);
+  = detail::is_payload<std::remove_cvref_t<T>>::value;
 
 /// Turns a payload into a shared immutable message; moving a generated
 /// message in costs one allocation and no copy of its contents.
