@@ -155,15 +155,34 @@ letter::~letter() {
 
 // -- node_impl: lifetime -------------------------------------------------------
 
+namespace {
+
+/// Restarts failed actors once their backoff has passed. Class-based: CAF
+/// 0.17's function-based spawn without arguments binds a reference to null
+/// (reported by UBSan inside caf/detail/init_fun_factory.hpp).
+class supervisor : public caf::event_based_actor {
+public:
+  supervisor(caf::actor_config& cfg, node_impl& owner)
+    : caf::event_based_actor(cfg), owner_(owner) {
+  }
+
+  caf::behavior make_behavior() override {
+    return {[this](restart_msg& msg) { owner_.restart(msg.slot); }};
+  }
+
+private:
+  node_impl& owner_;
+};
+
+} // namespace
+
 node_impl::node_impl(node_config config) : config_(std::move(config)) {
   auto threads = config_.worker_threads;
   if (threads == 0)
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads", static_cast<caf::config_value::integer>(threads));
   system_ = std::make_unique<caf::actor_system>(caf_config_);
-  supervisor_ = system_->spawn([this](caf::event_based_actor*) -> caf::behavior {
-    return {[this](restart_msg& msg) { restart(msg.slot); }};
-  });
+  supervisor_ = system_->spawn<supervisor>(*this);
 }
 
 node_impl::~node_impl() {
