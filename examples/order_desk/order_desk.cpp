@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <condition_variable>
+#include <thread>
 
 #include "courier/courier.hpp"
 #include "shop/shop.pb.h"
@@ -101,7 +102,7 @@ void show(const char* what, const expected<std::shared_ptr<const shop::OrderPlac
   std::cout << what;
   if (r)
     std::cout << " -> order #" << (*r)->order_id() << " placed ("
-              << (*r)->quantity() << " " << (*r)->item() << ", "
+              << (*r)->quantity() << " x " << (*r)->item() << ", "
               << (*r)->left_in_stock() << " left)\n";
   else
     std::cout << " -> refused: " << r.error().to_string() << "\n";
@@ -205,12 +206,21 @@ int main() {
             << ": " << latch->notice->detail << ")"
             << (latch->notice->restarting ? ", its supervisor restarts it" : "")
             << "\n";
-  // Ask until the restarted ledger answers (it is unavailable meanwhile).
+  // Ask until the restarted ledger answers: while its supervisor waits out
+  // the backoff, the name stays taken and calls fail with `unavailable`.
   auto until = std::chrono::steady_clock::now() + 5s;
-  do {
+  int refused = 0;
+  for (;;) {
     books = desk.send<shop::LedgerTotal>("ledger", shop::LedgerQuery{}, 500ms);
-  } while (!books && books.code() == errc::unavailable
-           && std::chrono::steady_clock::now() < until);
+    if (books || books.code() != errc::unavailable
+        || std::chrono::steady_clock::now() > until)
+      break;
+    ++refused;
+    std::this_thread::sleep_for(5ms); // a poll interval
+  }
+  std::cout << "   while it restarted, " << refused
+            << (refused == 1 ? " call was" : " calls were")
+            << " refused with 'unavailable'\n";
   if (books)
     std::cout << "   'ledger' is back under its name, with fresh books: "
               << (*books)->entries() << " entries\n\n";
@@ -230,9 +240,12 @@ int main() {
   std::cout << "\n6. Messages that reached nobody (dead letters): "
             << desk.dead_letters() << "\n";
   for (auto reason : {courier::dead_letter_reason::no_such_name,
-                      courier::dead_letter_reason::unhandled_type})
-    std::cout << "   " << to_string(reason) << ": " << desk.dead_letters(reason)
-              << "\n";
+                      courier::dead_letter_reason::unhandled_type,
+                      courier::dead_letter_reason::restarting,
+                      courier::dead_letter_reason::actor_stopped,
+                      courier::dead_letter_reason::expired})
+    if (auto count = desk.dead_letters(reason); count > 0)
+      std::cout << "   " << to_string(reason) << ": " << count << "\n";
   std::cout << "\nClosing the desk.\n";
   return 0;
 }

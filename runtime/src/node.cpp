@@ -241,6 +241,7 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
     if (!names_.try_emplace(slot->name, slot).second)
       return error{errc::already_exists,
                    "the name " + quoted(name) + " is already taken"};
+    generation_.fetch_add(1, std::memory_order_release);
   }
   spawn_incarnation(slot);
   return actor_ref{std::move(slot)};
@@ -254,6 +255,7 @@ caf::actor node_impl::spawn_incarnation(const std::shared_ptr<name_slot>& slot) 
     slot->current = handle;
     slot->state = slot_state::running;
     ++live_incarnations_;
+    generation_.fetch_add(1, std::memory_order_release);
     shutting_down = stopping_;
   }
   // Runs at once if the actor is already gone.
@@ -364,6 +366,7 @@ expected<void> node_impl::stop(destination to) {
       slot->state = slot_state::released;
       names_.erase(slot->name);
       orphaned.swap(slot->monitors);
+      generation_.fetch_add(1, std::memory_order_release);
     }
   }
   if (handle)
@@ -444,6 +447,7 @@ void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
           i != names_.end() && i->second == slot)
         names_.erase(i);
     }
+    generation_.fetch_add(1, std::memory_order_release);
   }
   if (gave_up)
     log(log_level::warning,
@@ -477,6 +481,7 @@ void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
     if (stopping_) {
       slot->state = slot_state::released;
       names_.erase(slot->name);
+      generation_.fetch_add(1, std::memory_order_release);
       return;
     }
   }

@@ -139,6 +139,12 @@ public:
 
   expected<actor_ref> find(std::string_view name) const;
 
+  /// Changes whenever any binding changes (spawn, stop, exit, restart).
+  /// A route resolved at generation g is valid while generation() == g.
+  std::uint64_t generation() const noexcept {
+    return generation_.load(std::memory_order_acquire);
+  }
+
   std::vector<std::string> names(std::string_view pattern) const;
 
   /// The running and restarting actors whose names match, sorted by name;
@@ -210,6 +216,8 @@ private:
   mutable std::shared_mutex mu_;
   string_map<std::shared_ptr<name_slot>> names_;
   bool stopping_ = false;
+  // Bumped under mu_ (exclusive) on every binding change; read lock-free.
+  std::atomic<std::uint64_t> generation_{0};
   // Incarnations whose exit bookkeeping (on_exit) has not finished; the
   // destructor waits for zero, whatever order CAF runs its cleanup in.
   std::size_t live_incarnations_ = 0;

@@ -44,20 +44,28 @@ void shell::on_exit() {
       state->deliver(reply_msg{nullptr, errc::aborted,
                                "'" + slot_->name + "' stopped before replying"});
   open_responders_.clear();
+  routes_.clear();
+  ref_route_ = route{};
   // Destroy the user's state now, on the actor's own thread.
   behavior_ = behavior{};
 }
 
-template <class F>
-std::optional<std::string> shell::guarded(std::string_view what, F&& fn) {
+template <class Describe, class F>
+std::optional<std::string> shell::guarded(Describe&& what, F&& fn) {
+  auto describe = [&]() -> std::string {
+    if constexpr (std::is_invocable_v<Describe>)
+      return what();
+    else
+      return std::string{what};
+  };
   std::string failure;
   try {
     fn();
     return std::nullopt;
   } catch (const std::exception& ex) {
-    failure = std::string{what} + " of '" + slot_->name + "' threw: " + ex.what();
+    failure = describe() + " of '" + slot_->name + "' threw: " + ex.what();
   } catch (...) {
-    failure = std::string{what} + " of '" + slot_->name
+    failure = describe() + " of '" + slot_->name
               + "' threw a non-standard exception";
   }
   owner().log(log_level::warning, failure);
@@ -93,8 +101,9 @@ void shell::dispatch(letter& msg) {
   current_ = &msg;
   reply_taken_ = false;
   expected<message> outcome = message{};
-  auto failure = guarded("the handler for " + type->full_name(),
-                         [&] { outcome = entry->fn(ctx_, msg.payload); });
+  auto failure = guarded(
+    [type] { return "the handler for " + type->full_name(); },
+    [&] { outcome = entry->fn(ctx_, msg.payload); });
   current_ = nullptr;
   if (!is_request || reply_taken_)
     return;
@@ -116,6 +125,33 @@ void shell::answer(caf::response_promise promise, expected<message> outcome) {
   promise.deliver(std::move(reply));
 }
 
+expected<const route*> shell::resolve(destination to, const message& msg) {
+  if (to.ref() != nullptr) { // a ref skips the name lookup: nothing to cache
+    auto found = owner().resolve(to, msg, slot_.get());
+    if (!found)
+      return std::move(found).error();
+    ref_route_ = std::move(*found);
+    return &ref_route_;
+  }
+  // Read the generation first: a change racing with the lookup below then
+  // makes the new entry stale rather than wrong.
+  auto generation = owner().generation();
+  auto i = std::find_if(routes_.begin(), routes_.end(),
+                        [&](const cached_route& x) { return x.name == to.name(); });
+  if (i != routes_.end() && i->generation == generation)
+    return &i->target;
+  if (i != routes_.end())
+    routes_.erase(i);
+  auto found = owner().resolve(to, msg, slot_.get());
+  if (!found)
+    return std::move(found).error();
+  routes_.insert(routes_.begin(),
+                 {std::string{to.name()}, generation, std::move(*found)});
+  if (routes_.size() > route_cache_size)
+    routes_.pop_back();
+  return &routes_.front().target;
+}
+
 const std::string& shell::current_sender() const noexcept {
   static const std::string none;
   return current_ && current_->sender ? current_->sender->name : none;
@@ -125,15 +161,16 @@ expected<void> shell::post_to(destination to, message msg,
                               const post_options& opts) {
   if (!msg)
     return error{errc::invalid_argument, "cannot post a null message"};
-  auto target = owner().resolve(to, msg, slot_.get());
+  auto target = resolve(to, msg);
   if (!target)
     return std::move(target).error();
-  auto envelope = owner().make_letter(letter_kind::post, std::move(msg),
-                                      *target, slot_, opts.expires);
+  const route& dest = **target;
+  auto envelope = owner().make_letter(letter_kind::post, std::move(msg), dest,
+                                      slot_, opts.expires);
   if (opts.priority >= urgent_priority)
-    send<caf::message_priority::high>(target->handle, std::move(envelope));
+    send<caf::message_priority::high>(dest.handle, std::move(envelope));
   else
-    send(target->handle, std::move(envelope));
+    send(dest.handle, std::move(envelope));
   return {};
 }
 
@@ -145,14 +182,14 @@ void shell::request_to(destination to, message msg, deadline until,
     });
     return;
   }
-  auto target = owner().resolve(to, msg, slot_.get());
+  auto target = resolve(to, msg);
   if (!target) {
     defer([cb = std::move(on_outcome), err = std::move(target).error()] {
       cb(err);
     });
     return;
   }
-  request_route(*target, std::move(msg), until, std::move(on_outcome));
+  request_route(**target, std::move(msg), until, std::move(on_outcome));
 }
 
 void shell::request_route(const route& to, message msg, deadline until,

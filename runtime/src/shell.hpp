@@ -62,13 +62,24 @@ private:
   void dispatch(letter& msg);
 
   /// Runs user code; an exception fails the actor and its text is returned.
-  template <class F>
-  std::optional<std::string> guarded(std::string_view what, F&& fn);
+  /// `what` names the code for the failure text, built only on failure.
+  template <class Describe, class F>
+  std::optional<std::string> guarded(Describe&& what, F&& fn);
 
   void answer(caf::response_promise promise, expected<message> outcome);
 
   void request_route(const route& to, message msg, deadline until,
                      reply_callback on_outcome);
+
+  /// Resolves through this actor's route cache; the pointer stays valid
+  /// until the next call.
+  expected<const route*> resolve(destination to, const message& msg);
+
+  struct cached_route {
+    std::string name;
+    std::uint64_t generation;
+    route target;
+  };
 
   std::shared_ptr<name_slot> slot_;
   courier::context ctx_;
@@ -76,6 +87,11 @@ private:
   letter* current_ = nullptr;
   bool reply_taken_ = false;
   std::vector<std::weak_ptr<responder_state>> open_responders_;
+  // The names this actor talked to lately, most recent first. Small: a
+  // linear scan beats hashing.
+  std::vector<cached_route> routes_;
+  static constexpr std::size_t route_cache_size = 8;
+  route ref_route_; // the last route resolved from an actor_ref
 };
 
 } // namespace courier::detail

@@ -342,3 +342,42 @@ TEST_CASE("a null message is refused with invalid_argument", "[runtime]") {
   CHECK(n->post("adder", message{}).code() == errc::invalid_argument);
   CHECK(n->send("adder", message{}, 1s).code() == errc::invalid_argument);
 }
+
+TEST_CASE("an actor's cached route follows a name to its next holder",
+          "[runtime]") {
+  quiet_node n;
+  probe<std::string> answers;
+  // "relay" forwards every Ping to "target" by name, reusing its cache.
+  REQUIRE(n->spawn("relay", [&](context& ctx) {
+    return behavior{[&](const tpb::Ping& p) {
+      ctx.request("target", p, 5s)
+        .then([&](const tpb::Pong& pong) { answers.push(pong.from()); },
+              [&](const error& e) { answers.push(e.to_string()); });
+    }};
+  }));
+  auto holder = [](std::string tag) {
+    return [tag](context&) {
+      return behavior{[tag](const tpb::Ping&) {
+        tpb::Pong out;
+        out.set_from(tag);
+        return out;
+      }};
+    };
+  };
+  REQUIRE(n->spawn("target", holder("first")));
+  REQUIRE(n->post("relay", ping(1)));
+  REQUIRE(answers.wait_for_count(1));
+  probe<down_notice> downs;
+  REQUIRE(n->monitor("target", [&](const down_notice& d) { downs.push(d); }));
+  REQUIRE(n->stop("target"));
+  REQUIRE(downs.wait_for_count(1));
+  REQUIRE(n->post("relay", ping(2)));
+  REQUIRE(answers.wait_for_count(2));
+  REQUIRE(n->spawn("target", holder("second")));
+  REQUIRE(n->post("relay", ping(3)));
+  REQUIRE(answers.wait_for_count(3));
+  auto items = answers.items();
+  CHECK(items[0] == "first");
+  CHECK(items[1].rfind("not_found", 0) == 0);
+  CHECK(items[2] == "second");
+}
