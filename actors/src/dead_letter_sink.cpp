@@ -10,7 +10,7 @@ namespace courier::actors {
 
 namespace {
 
-static_assert(courier::v1::DEAD_LETTER_RESTARTING + 1
+static_assert(courier::v1::DEAD_LETTER_MALFORMED + 1
                 == static_cast<int>(dead_letter_reason_count),
               "control.proto's DeadLetterReason must mirror dead_letter_reason");
 

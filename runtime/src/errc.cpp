@@ -96,6 +96,8 @@ std::string_view to_string(dead_letter_reason reason) noexcept {
     case dead_letter_reason::unhandled_type: return "unhandled_type";
     case dead_letter_reason::expired: return "expired";
     case dead_letter_reason::restarting: return "restarting";
+    case dead_letter_reason::unreachable: return "unreachable";
+    case dead_letter_reason::malformed: return "malformed";
   }
   return "unknown";
 }

@@ -187,21 +187,38 @@ node_impl::node_impl(node_config config) : config_(std::move(config)) {
 
 node_impl::~node_impl() {
   std::vector<caf::actor> running;
+  std::vector<std::pair<std::string, std::vector<monitor_entry>>> orphaned;
   {
     std::unique_lock guard{mu_};
     stopping_ = true;
-    for (auto& [name, slot] : names_)
+    for (auto& [name, slot] : names_) {
       if (slot->current)
         running.push_back(slot->current);
+      else if (slot->state == slot_state::restarting) {
+        slot->state = slot_state::released;
+        orphaned.emplace_back(name, std::move(slot->monitors));
+      }
+    }
   }
   for (auto& handle : running)
     caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  for (auto& [name, monitors] : orphaned)
+    notify(monitors, down_notice{name, down_reason::node_down,
+                                 "node " + quoted(config_.name)
+                                   + " shut down while it restarted",
+                                 false});
+  string_map<std::shared_ptr<name_slot>> bindings;
   {
     std::unique_lock guard{mu_};
     all_exited_.wait(guard, [this] { return live_incarnations_ == 0; });
-    names_.clear();
+    bindings.swap(names_);
   }
+  // User factories die here, outside the lock: their destructors may call
+  // back into the node.
+  for (auto& [name, slot] : bindings)
+    slot->state = slot_state::released;
+  bindings.clear();
   system_->await_all_actors_done();
   supervisor_ = caf::actor{};
   system_.reset();
@@ -209,7 +226,11 @@ node_impl::~node_impl() {
 
 void node_impl::log(log_level level, std::string_view line) const {
   if (config_.log) {
-    config_.log(level, line);
+    try {
+      config_.log(level, line);
+    } catch (...) {
+      // A log sink must not take the runtime down; nowhere left to say so.
+    }
     return;
   }
   if (level < log_level::warning)
@@ -233,6 +254,7 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
   auto slot = std::make_shared<name_slot>(*this, std::string{name},
                                           std::move(factory),
                                           std::move(options));
+  caf::actor handle;
   {
     std::unique_lock guard{mu_};
     if (stopping_)
@@ -241,56 +263,82 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
     if (!names_.try_emplace(slot->name, slot).second)
       return error{errc::already_exists,
                    "the name " + quoted(name) + " is already taken"};
-    generation_.fetch_add(1, std::memory_order_release);
+    handle = spawn_locked(slot);
   }
-  spawn_incarnation(slot);
+  watch_exit(handle, slot);
   return actor_ref{std::move(slot)};
 }
 
-caf::actor node_impl::spawn_incarnation(const std::shared_ptr<name_slot>& slot) {
+caf::actor node_impl::spawn_locked(const std::shared_ptr<name_slot>& slot) {
   auto handle = system_->spawn<shell>(slot);
-  bool shutting_down = false;
-  {
-    std::unique_lock guard{mu_};
-    slot->current = handle;
-    slot->state = slot_state::running;
-    ++live_incarnations_;
-    generation_.fetch_add(1, std::memory_order_release);
-    shutting_down = stopping_;
-  }
-  // Runs at once if the actor is already gone.
-  handle->attach_functor(
-    [this, slot](const caf::error& why) { on_exit(slot, why); });
-  if (shutting_down)
-    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  slot->current = handle;
+  slot->state = slot_state::running;
+  ++live_incarnations_;
+  generation_.fetch_add(1, std::memory_order_release);
   return handle;
 }
 
-expected<route> node_impl::resolve_locked(destination to) const {
-  std::shared_ptr<name_slot> slot;
+void node_impl::watch_exit(const caf::actor& handle,
+                           const std::shared_ptr<name_slot>& slot) {
+  handle->attach_functor(
+    [this, slot](const caf::error& why) { on_exit(slot, why); });
+}
+
+void node_impl::release_locked(const std::shared_ptr<name_slot>& slot) {
+  slot->state = slot_state::released;
+  if (auto i = names_.find(slot->name); i != names_.end() && i->second == slot)
+    names_.erase(i);
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+void node_impl::notify(std::vector<monitor_entry>& monitors,
+                       const down_notice& notice) {
+  for (auto& entry : monitors) {
+    try {
+      entry.fn(notice);
+    } catch (const std::exception& ex) {
+      log(log_level::error,
+          "a monitor of " + quoted(notice.name) + " threw: " + ex.what());
+    } catch (...) {
+      log(log_level::error, "a monitor of " + quoted(notice.name) + " threw");
+    }
+  }
+}
+
+expected<std::shared_ptr<name_slot>>
+node_impl::slot_locked(destination to) const {
   if (const auto* ref = to.ref()) {
-    slot = ref->slot_;
+    const auto& slot = ref->slot_;
     if (!slot)
       return error{errc::invalid_argument, "an empty actor_ref"};
+    if (&slot->owner != this)
+      return error{errc::not_found, quoted(slot->name)
+                                      + " is bound on another node object"};
     if (slot->state == slot_state::released)
       return error{errc::not_found, quoted(slot->name) + " has stopped"};
-  } else {
-    auto name = to.name();
-    if (auto at = name.find('@'); at != std::string_view::npos) {
-      auto node_name = name.substr(at + 1);
-      name = name.substr(0, at);
-      if (node_name != config_.name)
-        return error{errc::not_found,
-                     "no node named " + quoted(node_name) + " is known"};
-    }
-    auto i = names_.find(name);
-    if (i == names_.end())
-      return error{errc::not_found, "no actor named " + quoted(name)};
-    slot = i->second;
+    return slot;
   }
-  if (slot->state != slot_state::running || !slot->current)
-    return error{errc::unavailable, quoted(slot->name) + " is restarting"};
-  return route{slot, slot->current};
+  auto name = to.name();
+  if (auto at = name.find('@'); at != std::string_view::npos) {
+    auto node_name = name.substr(at + 1);
+    name = name.substr(0, at);
+    if (node_name != config_.name)
+      return error{errc::not_found,
+                   "no node named " + quoted(node_name) + " is known"};
+  }
+  auto i = names_.find(name);
+  if (i == names_.end())
+    return error{errc::not_found, "no actor named " + quoted(name)};
+  return i->second;
+}
+
+expected<route> node_impl::resolve_locked(destination to) const {
+  auto slot = slot_locked(to);
+  if (!slot)
+    return std::move(slot).error();
+  if ((*slot)->state != slot_state::running)
+    return error{errc::unavailable, quoted((*slot)->name) + " is restarting"};
+  return route{*slot, (*slot)->current};
 }
 
 expected<route> node_impl::resolve(destination to, const message& msg,
@@ -309,19 +357,10 @@ expected<route> node_impl::resolve(destination to, const message& msg,
 
 expected<actor_ref> node_impl::find(std::string_view name) const {
   std::shared_lock guard{mu_};
-  auto found = resolve_locked(name);
-  if (found)
-    return actor_ref{found->slot};
-  if (found.code() == errc::unavailable) { // restarting: still bound
-    auto plain = name.substr(0, name.find('@'));
-    return actor_ref{names_.find(plain)->second};
-  }
-  return std::move(found).error();
-}
-
-bool node_impl::is_bound(const name_slot& slot) const {
-  std::shared_lock guard{mu_};
-  return slot.state != slot_state::released;
+  auto slot = slot_locked(name);
+  if (!slot)
+    return std::move(slot).error();
+  return actor_ref{std::move(*slot)};
 }
 
 std::vector<std::string> node_impl::names(std::string_view pattern) const {
@@ -352,41 +391,43 @@ std::vector<route> node_impl::match(std::string_view pattern) const {
 
 expected<void> node_impl::stop(destination to) {
   caf::actor handle;
-  std::vector<monitor_fn> orphaned;
+  std::vector<monitor_entry> orphaned;
   std::shared_ptr<name_slot> slot;
   {
     std::unique_lock guard{mu_};
-    auto found = resolve_locked(to);
-    if (!found && found.code() != errc::unavailable)
+    auto found = slot_locked(to);
+    if (!found)
       return std::move(found).error();
-    slot = found ? found->slot : names_.find(to.name())->second;
+    slot = std::move(*found);
     slot->stop_requested = true;
     handle = slot->current;
     if (!handle) { // restarting: nothing runs, release the name right away
-      slot->state = slot_state::released;
-      names_.erase(slot->name);
       orphaned.swap(slot->monitors);
-      generation_.fetch_add(1, std::memory_order_release);
+      release_locked(slot);
     }
   }
   if (handle)
     caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
-  down_notice notice{slot->name, down_reason::stopped, "stopped while restarting",
-                     false};
-  for (auto& fn : orphaned)
-    fn(notice);
+  notify(orphaned, down_notice{slot->name, down_reason::stopped,
+                               "stopped while restarting", false});
   return {};
 }
 
-expected<void> node_impl::monitor(destination to, monitor_fn on_down) {
+expected<void> node_impl::monitor(destination to, monitor_fn on_down,
+                                  caf::actor_addr watcher) {
   if (!on_down)
     return error{errc::invalid_argument, "monitor needs a callback"};
   std::unique_lock guard{mu_};
-  auto found = resolve_locked(to);
-  if (!found && found.code() != errc::unavailable)
-    return std::move(found).error();
-  auto& slot = found ? found->slot : names_.find(to.name())->second;
-  slot->monitors.push_back(std::move(on_down));
+  auto slot = slot_locked(to);
+  if (!slot)
+    return std::move(slot).error();
+  auto& monitors = (*slot)->monitors;
+  // Watchers that are gone will never read their notice.
+  if (monitors.size() >= 8)
+    std::erase_if(monitors, [](const monitor_entry& entry) {
+      return entry.watcher && !caf::actor_cast<caf::actor>(entry.watcher);
+    });
+  monitors.push_back({std::move(on_down), std::move(watcher)});
   return {};
 }
 
@@ -402,8 +443,18 @@ void node_impl::mark_failed(name_slot& slot, std::string reason) {
 
 void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
                         const caf::error& why) {
+  // Whatever happens below, the destructor must learn that this
+  // incarnation's bookkeeping is over.
+  struct count_exit {
+    node_impl& self;
+    ~count_exit() {
+      std::unique_lock guard{self.mu_};
+      --self.live_incarnations_;
+      self.all_exited_.notify_all();
+    }
+  } counted{*this};
   down_notice notice{slot->name, down_reason::stopped, {}, false};
-  std::vector<monitor_fn> monitors;
+  std::vector<monitor_entry> monitors;
   std::chrono::milliseconds backoff{0};
   bool gave_up = false;
   {
@@ -437,17 +488,13 @@ void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
         slot->restarts.push_back(now);
         slot->state = slot_state::restarting;
         notice.restarting = true;
+        generation_.fetch_add(1, std::memory_order_release);
       } else {
         gave_up = true;
       }
     }
-    if (!notice.restarting) {
-      slot->state = slot_state::released;
-      if (auto i = names_.find(slot->name);
-          i != names_.end() && i->second == slot)
-        names_.erase(i);
-    }
-    generation_.fetch_add(1, std::memory_order_release);
+    if (!notice.restarting)
+      release_locked(slot);
   }
   if (gave_up)
     log(log_level::warning,
@@ -456,37 +503,25 @@ void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
           + " times within "
           + std::to_string(slot->options.restart->window.count())
           + " ms; its supervisor gives up and releases the name");
-  for (auto& fn : monitors) {
-    try {
-      fn(notice);
-    } catch (const std::exception& ex) {
-      log(log_level::error,
-          "a monitor of " + quoted(slot->name) + " threw: " + ex.what());
-    } catch (...) {
-      log(log_level::error, "a monitor of " + quoted(slot->name) + " threw");
-    }
-  }
+  notify(monitors, notice);
   if (notice.restarting)
     caf::delayed_anon_send(supervisor_, backoff, restart_msg{slot});
-  std::unique_lock guard{mu_};
-  --live_incarnations_;
-  all_exited_.notify_all();
 }
 
 void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
+  caf::actor handle;
   {
     std::unique_lock guard{mu_};
     if (slot->state != slot_state::restarting)
       return; // stopped while waiting
-    if (stopping_) {
-      slot->state = slot_state::released;
-      names_.erase(slot->name);
-      generation_.fetch_add(1, std::memory_order_release);
+    if (stopping_ || slot->stop_requested) {
+      release_locked(slot);
       return;
     }
+    handle = spawn_locked(slot);
   }
-  log(log_level::info, "restarting " + quoted(slot->name));
-  spawn_incarnation(slot);
+  log(log_level::info, "restarted " + quoted(slot->name));
+  watch_exit(handle, slot);
 }
 
 // -- node_impl: types ------------------------------------------------------------
@@ -571,7 +606,7 @@ const std::string& actor_ref::name() const noexcept {
 }
 
 bool actor_ref::bound() const noexcept {
-  return slot_ && slot_->owner.is_bound(*slot_);
+  return slot_ && slot_->state != detail::slot_state::released;
 }
 
 void behavior::add(detail::handler_entry entry) {
@@ -631,6 +666,9 @@ expected<void> node::post(destination to, message msg, post_options options) {
 }
 
 expected<message> node::send(destination to, message msg, deadline until) {
+  if (detail::shell::current() != nullptr)
+    return error{errc::failed_precondition,
+                 "node::send blocks; inside an actor use context::request"};
   if (!msg)
     return error{errc::invalid_argument, "cannot send a null message"};
   auto target = impl_->resolve(to, msg, nullptr);
@@ -686,11 +724,14 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
                                  deadline until) {
   broadcast_result result;
   auto targets = impl_->match(pattern);
-  if (!msg) {
+  if (!msg || detail::shell::current() != nullptr) {
+    auto why = msg ? error{errc::failed_precondition,
+                           "node::broadcast blocks; inside an actor use "
+                           "context::broadcast"}
+                   : error{errc::invalid_argument,
+                           "cannot broadcast a null message"};
     for (auto& target : targets)
-      result.failed.push_back(
-        {target.slot->name,
-         error{errc::invalid_argument, "cannot broadcast a null message"}});
+      result.failed.push_back({target.slot->name, why});
     return result;
   }
   caf::scoped_actor self{impl_->system()};

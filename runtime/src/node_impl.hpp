@@ -28,6 +28,13 @@ namespace courier::detail {
 
 using monitor_fn = std::function<void(const down_notice&)>;
 
+/// A monitor; `watcher` is set when an actor watches, so that entries of
+/// watchers that are gone can be pruned.
+struct monitor_entry {
+  monitor_fn fn;
+  caf::actor_addr watcher;
+};
+
 enum class slot_state : std::uint8_t { running, restarting, released };
 
 /// A name binding. It outlives the incarnations of its actor: a supervisor
@@ -46,21 +53,31 @@ struct name_slot {
   const actor_factory factory;
   const spawn_options options;
 
+  // Written under node_impl::mu_; read without it by actor_ref::bound(),
+  // which must work even after the node is gone.
+  std::atomic<slot_state> state{slot_state::running};
+
   // Guarded by node_impl::mu_.
   caf::actor current;
-  slot_state state = slot_state::running;
   bool stop_requested = false;
   bool failed = false;
   std::string failure;
   std::deque<deadline::clock::time_point> restarts;
-  std::vector<monitor_fn> monitors;
+  std::vector<monitor_entry> monitors;
 };
 
-/// The right to answer one request; see courier::responder.
+/// The right to answer one request; see courier::responder. Whoever drops
+/// the last reference without answering answers aborted: exactly one
+/// outcome per request, by construction.
 struct responder_state {
   explicit responder_state(caf::response_promise promise)
     : promise(std::move(promise)) {
   }
+
+  responder_state(const responder_state&) = delete;
+  responder_state& operator=(const responder_state&) = delete;
+
+  ~responder_state();
 
   void deliver(reply_msg reply);
 
@@ -151,9 +168,8 @@ public:
   /// `handle` is null for a restarting one.
   std::vector<route> match(std::string_view pattern) const;
 
-  expected<void> monitor(destination name, monitor_fn on_down);
-
-  bool is_bound(const name_slot& slot) const;
+  expected<void> monitor(destination name, monitor_fn on_down,
+                         caf::actor_addr watcher = {});
 
   /// Marks the slot failed with `reason`; the shell then quits.
   void mark_failed(name_slot& slot, std::string reason);
@@ -200,7 +216,24 @@ public:
   }
 
 private:
-  caf::actor spawn_incarnation(const std::shared_ptr<name_slot>& slot);
+  /// Spawns and publishes a new incarnation; requires mu_ held exclusively.
+  /// The actor cannot run before it is published (CAF's spawn only
+  /// schedules it), so nobody sees a bound name without an actor.
+  caf::actor spawn_locked(const std::shared_ptr<name_slot>& slot);
+
+  /// Attaches the exit bookkeeping; call without mu_ (it runs at once if the
+  /// actor is already gone).
+  void watch_exit(const caf::actor& handle,
+                  const std::shared_ptr<name_slot>& slot);
+
+  /// Releases a name; requires mu_ held exclusively.
+  void release_locked(const std::shared_ptr<name_slot>& slot);
+
+  /// Runs monitors without letting their exceptions out.
+  void notify(std::vector<monitor_entry>& monitors, const down_notice& notice);
+
+  /// The binding a destination names, running or restarting.
+  expected<std::shared_ptr<name_slot>> slot_locked(destination to) const;
 
   expected<route> resolve_locked(destination to) const;
 

@@ -21,20 +21,51 @@ const message& empty_reply() {
 /// Priorities 6 and 7 use CAF's urgent lane.
 constexpr std::uint8_t urgent_priority = 6;
 
+thread_local shell* running_shell = nullptr;
+
+/// Marks this thread as running an actor's code for a scope.
+class inside {
+public:
+  explicit inside(shell* self) noexcept : previous_(running_shell) {
+    running_shell = self;
+  }
+
+  ~inside() {
+    running_shell = previous_;
+  }
+
+  inside(const inside&) = delete;
+  inside& operator=(const inside&) = delete;
+
+private:
+  shell* previous_;
+};
+
 } // namespace
+
+shell* shell::current() noexcept {
+  return running_shell;
+}
 
 shell::shell(caf::actor_config& cfg, std::shared_ptr<name_slot> slot)
   : caf::event_based_actor(cfg), slot_(std::move(slot)), ctx_(*this) {
 }
 
 caf::behavior shell::make_behavior() {
+  inside marker{this};
   auto failure = guarded("the behavior factory",
                          [this] { behavior_ = slot_->factory(ctx_); });
   if (!failure)
     owner().register_handled_types(behavior_);
   return {
-    [this](letter& msg) { dispatch(msg); },
-    [this](deferred_call& call) { guarded("a continuation", call.fn); },
+    [this](letter& msg) {
+      inside marker{this};
+      dispatch(msg);
+    },
+    [this](deferred_call& call) {
+      inside marker{this};
+      guarded("a continuation", call.fn);
+    },
   };
 }
 
@@ -105,6 +136,9 @@ void shell::dispatch(letter& msg) {
     [type] { return "the handler for " + type->full_name(); },
     [&] { outcome = entry->fn(ctx_, msg.payload); });
   current_ = nullptr;
+  if (auto taken = std::move(current_responder_); taken && failure)
+    // The handler took the reply, then threw: the caller learns why.
+    taken->deliver(reply_msg{nullptr, errc::internal, *failure});
   if (!is_request || reply_taken_)
     return;
   if (failure)
@@ -218,6 +252,18 @@ void shell::request_route(const route& to, message msg, deadline until,
 
 void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
                          std::function<void(broadcast_result)> on_done) {
+  if (!msg) {
+    broadcast_result refused;
+    for (auto& target : owner().match(pattern))
+      if (target.slot != slot_)
+        refused.failed.push_back(
+          {target.slot->name,
+           error{errc::invalid_argument, "cannot broadcast a null message"}});
+    defer([fn = std::move(on_done), refused = std::move(refused)]() mutable {
+      fn(std::move(refused));
+    });
+    return;
+  }
   struct collector {
     broadcast_result result;
     std::size_t pending = 0;
@@ -261,15 +307,18 @@ responder shell::take_reply() {
   });
   auto state = std::make_shared<responder_state>(make_response_promise());
   open_responders_.push_back(state);
+  current_responder_ = state;
   return responder{std::move(state)};
 }
 
 expected<void> shell::watch(destination to, monitor_fn on_down) {
   return owner().monitor(
-    to, [me = address(), fn = std::move(on_down)](const down_notice& notice) {
+    to,
+    [me = address(), fn = std::move(on_down)](const down_notice& notice) {
       if (auto self = caf::actor_cast<caf::actor>(me))
         caf::anon_send(self, deferred_call{[fn, notice] { fn(notice); }});
-    });
+    },
+    address());
 }
 
 void shell::defer(std::function<void()> fn) {
@@ -282,6 +331,10 @@ void shell::fail_with(std::string reason) {
 }
 
 // -- responder_state ------------------------------------------------------------
+
+responder_state::~responder_state() {
+  deliver(reply_msg{nullptr, errc::aborted, "the reply was dropped unanswered"});
+}
 
 void responder_state::deliver(reply_msg reply) {
   if (done)
@@ -307,19 +360,11 @@ responder::responder(std::shared_ptr<detail::responder_state> state) noexcept
 
 responder::responder(responder&&) noexcept = default;
 
-responder& responder::operator=(responder&& other) noexcept {
-  if (this != &other) {
-    if (pending())
-      deliver(error{errc::aborted, "the reply was dropped unanswered"});
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
+responder& responder::operator=(responder&&) noexcept = default;
 
-responder::~responder() {
-  if (pending())
-    deliver(error{errc::aborted, "the reply was dropped unanswered"});
-}
+// Dropping the last reference to an unanswered request answers aborted
+// (responder_state's destructor).
+responder::~responder() = default;
 
 bool responder::pending() const noexcept {
   return state_ && !state_->done;

@@ -24,6 +24,9 @@ public:
 
   void on_exit() override;
 
+  /// The shell whose code runs on this thread, or nullptr outside actors.
+  static shell* current() noexcept;
+
   // -- used by context and its helpers ----------------------------------------
 
   node_impl& owner() noexcept {
@@ -86,6 +89,9 @@ private:
   behavior behavior_;
   letter* current_ = nullptr;
   bool reply_taken_ = false;
+  // The responder taken for the current request, held while its handler
+  // runs so that a throw answers `internal` before unwinding drops it.
+  std::shared_ptr<responder_state> current_responder_;
   std::vector<std::weak_ptr<responder_state>> open_responders_;
   // The names this actor talked to lately, most recent first. Small: a
   // linear scan beats hashing.

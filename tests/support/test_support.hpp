@@ -79,6 +79,8 @@ struct quiet_node {
   explicit quiet_node(std::string name = "") {
     node_config config;
     config.name = std::move(name);
+    // In-process tests stay off the machine directory.
+    config.join_directory = false;
     config.log = [lines = lines](log_level, std::string_view line) {
       lines->push(std::string{line});
     };

@@ -45,7 +45,8 @@ using reply_callback = std::function<void(expected<message>)>;
 /// exactly one outcome; so does the actor stopping first.
 ///
 /// Thread safety: use it only from the actor that took it (in a handler or
-/// in a continuation such as pending_request::then).
+/// in a continuation such as pending_request::then), and do not keep it
+/// beyond the life of its node.
 class responder {
 public:
   responder() noexcept;

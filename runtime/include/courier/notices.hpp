@@ -37,9 +37,11 @@ enum class dead_letter_reason : std::uint8_t {
   unhandled_type, ///< The actor has no handler for the message's type.
   expired,        ///< Its deadline passed before it was handled.
   restarting,     ///< The actor was being restarted by its supervisor.
+  unreachable,    ///< Its node could not be reached, or was lost.
+  malformed,      ///< It came from another node and could not be parsed.
 };
 
-inline constexpr std::size_t dead_letter_reason_count = 5;
+inline constexpr std::size_t dead_letter_reason_count = 7;
 
 std::string_view to_string(dead_letter_reason reason) noexcept;
 

@@ -7,8 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "courier/deadline.hpp"
+#include "courier/transport.hpp"
 
 namespace courier {
 
@@ -49,6 +52,27 @@ struct node_config {
   /// Unique on the machine; letters, digits, '_', '-', '.'. Empty picks
   /// "node-<pid>".
   std::string name;
+  /// Join the machine's node directory: names become unique machine-wide
+  /// and other nodes can reach this one. Off, the node is a private island.
+  bool join_directory = true;
+  /// The directory; empty picks $COURIER_DIR, else /run/courier for root and
+  /// /tmp/courier for other users (see docs/directory.md).
+  std::string directory;
+  /// Tiers this node uses to reach and accept other nodes, by name, e.g.
+  /// `{{"pipe", courier::pipe::factory()}}` (courier/transports.hpp has
+  /// the defaults). Without any, other nodes are unreachable.
+  std::vector<std::pair<std::string, transport_factory>> transports;
+  /// Limits for every transport (frame size, queued bytes).
+  transport_limits limits;
+  /// Other users allowed to connect (their uid or primary gid); by default
+  /// only this node's own uid. Checked against SO_PEERCRED before anything
+  /// is read from the peer.
+  std::vector<unsigned> allowed_uids;
+  std::vector<unsigned> allowed_gids;
+  /// How long a new link may take to say hello.
+  std::chrono::milliseconds handshake_timeout{2000};
+  /// Protobuf recursion limit when parsing payloads from other nodes.
+  int recursion_limit = 100;
   /// Scheduler threads; 0 picks the number of cores (at least 2).
   std::size_t worker_threads = 0;
   /// Where log lines go; empty writes warnings and errors to stderr.

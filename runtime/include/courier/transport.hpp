@@ -1,0 +1,100 @@
+#pragma once
+
+// The runtime's plug-in point for tiers. A transport moves opaque frames
+// (encoded envelopes, docs/wire-format.md) between two nodes and reports who
+// the peer is, as the kernel or a certificate says; the runtime does the
+// handshake, authorization, envelopes, ordering and replies.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "courier/deadline.hpp"
+#include "courier/error.hpp"
+
+namespace courier {
+
+/// The peer process of a link, as reported by the kernel (SO_PEERCRED).
+struct peer_credentials {
+  int pid = -1;
+  unsigned uid = ~0u;
+  unsigned gid = ~0u;
+};
+
+/// What a link reads, delivered to the runtime.
+///
+/// Thread safety: a transport calls these from its own I/O thread, one call
+/// at a time per link; on_closed comes once, after the last on_frame.
+class link_events {
+public:
+  virtual ~link_events() = default;
+
+  /// One whole frame, at most the transport's frame limit in size.
+  virtual void on_frame(std::string frame) = 0;
+
+  /// The link is gone: closed by either side, a read error, or a frame over
+  /// the limit (resource_exhausted).
+  virtual void on_closed(const error& reason) = 0;
+};
+
+/// One connection to one peer node.
+///
+/// Thread safety: write() and close() may be called from any thread; frames
+/// written from one thread leave in the order written.
+class link {
+public:
+  virtual ~link() = default;
+
+  /// Starts reading; no event arrives before this.
+  virtual void start(std::shared_ptr<link_events> events) = 0;
+
+  /// Queues one frame and returns at once. Fails with resource_exhausted
+  /// when the frame is over the limit or the outbound queue is full, and
+  /// with unavailable once the link is closed. Never blocks.
+  virtual expected<void> write(std::string frame) = 0;
+
+  /// Closes the link; on_closed follows. Idempotent.
+  virtual void close() = 0;
+
+  virtual const peer_credentials& peer() const noexcept = 0;
+};
+
+/// Limits a transport enforces.
+struct transport_limits {
+  /// Largest frame accepted or sent (4 MiB by default).
+  std::size_t max_frame = 4u << 20;
+  /// Bytes queued for writing per link before write() refuses.
+  std::size_t max_queued = 64u << 20;
+};
+
+/// One tier: accepts and opens links.
+///
+/// Thread safety: all member functions are thread-safe.
+class transport {
+public:
+  virtual ~transport() = default;
+
+  /// The tier's name, e.g. "pipe".
+  virtual std::string_view name() const noexcept = 0;
+
+  /// Accepts links at `endpoint` (for "pipe", a socket path). Each accepted
+  /// link is handed to `on_accept` on the transport's I/O thread, not yet
+  /// started.
+  virtual expected<void>
+  listen(const std::string& endpoint,
+         std::function<void(std::unique_ptr<link>)> on_accept) = 0;
+
+  /// Opens a link to `endpoint`; may block until `until`.
+  virtual expected<std::unique_ptr<link>> connect(const std::string& endpoint,
+                                                  deadline until) = 0;
+
+  /// Stops accepting and closes every link; idempotent.
+  virtual void stop() = 0;
+};
+
+/// Makes a transport. Registered explicitly by name in node_config.
+using transport_factory
+  = std::function<expected<std::unique_ptr<transport>>(const transport_limits&)>;
+
+} // namespace courier
