@@ -176,11 +176,17 @@ private:
 
 } // namespace
 
-node_impl::node_impl(node_config config) : config_(std::move(config)) {
+node_impl::node_impl(
+  node_config config, std::unique_ptr<directory> dir,
+  std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports)
+  : config_(std::move(config)),
+    dir_(std::move(dir)),
+    transports_(std::move(transports)) {
   auto threads = config_.worker_threads;
   if (threads == 0)
     threads = std::max(2u, std::thread::hardware_concurrency());
-  caf_config_.set("scheduler.max-threads", static_cast<caf::config_value::integer>(threads));
+  caf_config_.set("scheduler.max-threads",
+                  static_cast<caf::config_value::integer>(threads));
   system_ = std::make_unique<caf::actor_system>(caf_config_);
   supervisor_ = system_->spawn<supervisor>(*this);
 }
@@ -219,7 +225,23 @@ node_impl::~node_impl() {
   for (auto& [name, slot] : bindings)
     slot->state = slot_state::released;
   bindings.clear();
+  // Links go last: the actors above may have talked through them.
+  std::vector<caf::actor_addr> proxies;
+  {
+    std::unique_lock guard{mu_};
+    proxies.swap(proxies_);
+    links_.clear();
+    for (auto& [name, slot] : remote_names_)
+      slot->state = slot_state::released;
+    remote_names_.clear();
+  }
+  for (auto& proxy : proxies)
+    if (auto handle = caf::actor_cast<caf::actor>(proxy))
+      caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
   system_->await_all_actors_done();
+  for (auto& [name, tier] : transports_)
+    tier->stop();
+  dir_.reset(); // releases the node's names, socket and record
   supervisor_ = caf::actor{};
   system_.reset();
 }
@@ -254,15 +276,30 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
   auto slot = std::make_shared<name_slot>(*this, std::string{name},
                                           std::move(factory),
                                           std::move(options));
+  {
+    std::shared_lock guard{mu_};
+    if (names_.contains(name))
+      return error{errc::already_exists,
+                   "the name " + quoted(name) + " is already taken"};
+  }
+  // Names are unique machine-wide: claim it in the directory first.
+  if (dir_)
+    if (auto claimed = dir_->claim_name(name); !claimed)
+      return claimed.error();
   caf::actor handle;
   {
     std::unique_lock guard{mu_};
-    if (stopping_)
-      return error{errc::unavailable, "node " + quoted(config_.name)
-                                        + " is shutting down"};
-    if (!names_.try_emplace(slot->name, slot).second)
-      return error{errc::already_exists,
-                   "the name " + quoted(name) + " is already taken"};
+    if (stopping_ || !names_.try_emplace(slot->name, slot).second) {
+      auto why = stopping_ ? error{errc::unavailable, "node "
+                                                        + quoted(config_.name)
+                                                        + " is shutting down"}
+                           : error{errc::already_exists,
+                                   "the name " + quoted(name)
+                                     + " is already taken"};
+      if (dir_ && stopping_)
+        dir_->release_name(name);
+      return why;
+    }
     handle = spawn_locked(slot);
   }
   watch_exit(handle, slot);
@@ -289,6 +326,12 @@ void node_impl::release_locked(const std::shared_ptr<name_slot>& slot) {
   if (auto i = names_.find(slot->name); i != names_.end() && i->second == slot)
     names_.erase(i);
   generation_.fetch_add(1, std::memory_order_release);
+  if (dir_ && slot->node.empty()) {
+    dir_->release_name(slot->name);
+    // Peers that cached the name learn at once that it is gone.
+    for (auto& [peer, entry] : links_)
+      announce_release(entry.proxy, slot->name);
+  }
 }
 
 void node_impl::notify(std::vector<monitor_entry>& monitors,
@@ -347,10 +390,15 @@ expected<route> node_impl::resolve(destination to, const message& msg,
     std::shared_lock guard{mu_};
     return resolve_locked(to);
   }();
+  if (!result && result.code() == errc::not_found && dir_ && !to.ref())
+    result = resolve_remote(to.name());
   if (!result)
     report_dead_letter(result.code() == errc::unavailable
+                           && to.name().find('@') == std::string_view::npos
                          ? dead_letter_reason::restarting
-                         : dead_letter_reason::no_such_name,
+                       : result.code() == errc::not_found
+                         ? dead_letter_reason::no_such_name
+                         : dead_letter_reason::unreachable,
                        to.name(), msg, sender);
   return result;
 }
@@ -376,12 +424,28 @@ std::vector<std::string> node_impl::names(std::string_view pattern) const {
 }
 
 std::vector<route> node_impl::match(std::string_view pattern) const {
+  // Runtime actors ("courier.*") answer only patterns that name them.
+  const bool system_too = pattern.starts_with("courier.");
+  auto wanted = [&](std::string_view name) {
+    return glob_match(pattern, name)
+           && (system_too || !name.starts_with("courier."));
+  };
   std::vector<route> result;
   {
     std::shared_lock guard{mu_};
     for (auto& [name, slot] : names_)
-      if (glob_match(pattern, name))
+      if (wanted(name))
         result.push_back(route{slot, slot->current});
+  }
+  // Names held by the other nodes of this machine.
+  if (dir_) {
+    for (auto& held : dir_->names()) {
+      if (held.second == config_.name || !wanted(held.first))
+        continue;
+      auto self = const_cast<node_impl*>(this); // resolving caches routes
+      if (auto remote = self->resolve_remote(held.first + "@" + held.second))
+        result.push_back(std::move(*remote));
+    }
   }
   std::sort(result.begin(), result.end(), [](const route& x, const route& y) {
     return x.slot->name < y.slot->name;
@@ -419,6 +483,21 @@ expected<void> node_impl::monitor(destination to, monitor_fn on_down,
     return error{errc::invalid_argument, "monitor needs a callback"};
   std::unique_lock guard{mu_};
   auto slot = slot_locked(to);
+  if (!slot && slot.code() == errc::not_found && dir_ && !to.ref()) {
+    guard.unlock();
+    auto remote = resolve_remote(to.name());
+    if (!remote)
+      return std::move(remote).error();
+    watch_remote(remote->handle, remote->slot->name, std::move(on_down));
+    return {};
+  }
+  if (slot && !(*slot)->node.empty()) { // a ref to a remote binding
+    auto proxy = (*slot)->current;
+    auto name = (*slot)->name;
+    guard.unlock();
+    watch_remote(proxy, std::move(name), std::move(on_down));
+    return {};
+  }
   if (!slot)
     return std::move(slot).error();
   auto& monitors = (*slot)->monitors;
@@ -528,36 +607,59 @@ void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
 
 expected<const google::protobuf::Descriptor*>
 node_impl::register_type(std::string_view full_name) {
-  if (auto known = find_type(full_name))
-    return known;
   if (!valid_type_name(full_name))
     return error{errc::invalid_argument,
                  quoted(full_name) + " is not a Protobuf full name"};
-  const auto* type
+  auto found = prototype(full_name);
+  if (!found)
+    return std::move(found).error();
+  return (*found)->GetDescriptor();
+}
+
+expected<const google::protobuf::Message*>
+node_impl::prototype(std::string_view type) {
+  {
+    std::shared_lock guard{types_mu_};
+    if (auto i = types_.find(type); i != types_.end())
+      return i->second;
+  }
+  const auto* descriptor
     = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
-      std::string{full_name});
-  if (type == nullptr)
+      std::string{type});
+  if (descriptor == nullptr)
     return error{errc::not_found,
-                 "unknown message type " + quoted(full_name)
+                 "unknown message type " + quoted(type)
                    + " (is its generated code linked into this program?)"};
+  const auto* proto
+    = google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+      descriptor);
   std::unique_lock guard{types_mu_};
-  types_.try_emplace(std::string{full_name}, type);
-  return type;
+  types_.try_emplace(std::string{type}, proto);
+  return proto;
 }
 
 expected<const google::protobuf::Descriptor*>
 node_impl::find_type(std::string_view full_name) const {
   std::shared_lock guard{types_mu_};
   if (auto i = types_.find(full_name); i != types_.end())
-    return i->second;
+    return i->second->GetDescriptor();
   return error{errc::not_found,
                "message type " + quoted(full_name) + " is not registered"};
 }
 
 void node_impl::register_handled_types(const behavior& handlers) {
-  std::unique_lock guard{types_mu_};
-  for (const auto& entry : handlers.handlers())
-    types_.try_emplace(entry.type->full_name(), entry.type);
+  bool added = false;
+  {
+    std::unique_lock guard{types_mu_};
+    for (const auto& entry : handlers.handlers()) {
+      const auto* proto
+        = google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+          entry.type);
+      added |= types_.try_emplace(entry.type->full_name(), proto).second;
+    }
+  }
+  if (added && dir_)
+    publish_record();
 }
 
 // -- node_impl: dead letters -----------------------------------------------------
@@ -622,7 +724,30 @@ expected<node> node::start(node_config config) {
     return error{errc::invalid_argument,
                  "'" + config.name + "' is not a valid node name"};
   try {
-    return node{std::make_unique<detail::node_impl>(std::move(config))};
+    std::unique_ptr<detail::directory> dir;
+    if (config.join_directory) {
+      auto path = config.directory.empty() ? detail::default_directory()
+                                           : config.directory;
+      auto joined = detail::directory::join(path, config.name);
+      if (!joined)
+        return std::move(joined).error();
+      dir = std::move(*joined);
+    }
+    std::vector<std::pair<std::string, std::unique_ptr<transport>>> tiers;
+    for (auto& [tier, factory] : config.transports) {
+      auto made = factory ? factory(config.limits)
+                          : expected<std::unique_ptr<transport>>{
+                            errc::invalid_argument, "an empty factory"};
+      if (!made)
+        return error{made.code(), "the " + tier + " tier: "
+                                    + made.error().message()};
+      tiers.emplace_back(tier, std::move(*made));
+    }
+    auto impl = std::make_unique<detail::node_impl>(
+      std::move(config), std::move(dir), std::move(tiers));
+    if (auto opened = impl->open(); !opened)
+      return opened.error();
+    return node{std::move(impl)};
   } catch (const std::exception& ex) {
     return error{errc::internal, std::string{"cannot start node: "} + ex.what()};
   }
@@ -712,12 +837,13 @@ node::find_type(std::string_view full_name) const {
 
 expected<std::unique_ptr<google::protobuf::Message>>
 node::new_message(std::string_view full_name) const {
-  auto type = impl_->find_type(full_name);
-  if (!type)
-    return std::move(type).error();
-  const auto* prototype
-    = google::protobuf::MessageFactory::generated_factory()->GetPrototype(*type);
-  return std::unique_ptr<google::protobuf::Message>{prototype->New()};
+  if (!impl_->find_type(full_name))
+    return error{errc::not_found, "message type '" + std::string{full_name}
+                                    + "' is not registered"};
+  auto prototype = impl_->prototype(full_name);
+  if (!prototype)
+    return std::move(prototype).error();
+  return std::unique_ptr<google::protobuf::Message>{(*prototype)->New()};
 }
 
 broadcast_result node::broadcast(std::string_view pattern, message msg,
@@ -766,6 +892,22 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
 expected<void> node::monitor(destination name,
                              std::function<void(const down_notice&)> on_down) {
   return impl_->monitor(name, std::move(on_down));
+}
+
+std::vector<node_info> node::nodes() const {
+  return impl_->nodes();
+}
+
+std::vector<name_info> node::machine_names(std::string_view pattern) const {
+  return impl_->machine_names(pattern);
+}
+
+std::vector<route_info> node::routes() const {
+  return impl_->routes();
+}
+
+expected<void> node::import_types(std::string_view node_name) {
+  return impl_->import_types(node_name);
 }
 
 void node::on_dead_letter(std::function<void(const dead_letter&)> hook) {

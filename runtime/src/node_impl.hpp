@@ -21,8 +21,14 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/response_promise.hpp>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+
 #include "courier/node.hpp"
+#include "courier/v1/control.pb.h"
+#include "directory.hpp"
 #include "letter.hpp"
+#include "remote.hpp"
 
 namespace courier::detail {
 
@@ -50,6 +56,8 @@ struct name_slot {
 
   node_impl& owner;
   const std::string name;
+  /// The node holding the actor when it lives elsewhere; empty when local.
+  std::string node;
   const actor_factory factory;
   const spawn_options options;
 
@@ -128,8 +136,18 @@ error from_caf(const caf::error& err, std::string_view target);
 
 class node_impl {
 public:
-  explicit node_impl(node_config config);
+  node_impl(node_config config, std::unique_ptr<directory> dir,
+            std::vector<std::pair<std::string, std::unique_ptr<transport>>>
+              transports);
   ~node_impl();
+
+  /// Listens on every transport, publishes the node's record and starts its
+  /// system actor. Called once, right after construction.
+  expected<void> open();
+
+  const node_config& config() const noexcept {
+    return config_;
+  }
 
   node_impl(const node_impl&) = delete;
   node_impl& operator=(const node_impl&) = delete;
@@ -182,7 +200,45 @@ public:
   expected<const google::protobuf::Descriptor*>
   find_type(std::string_view full_name) const;
 
+  /// The prototype of a type known here (registered, or linked into the
+  /// program); not_found otherwise.
+  expected<const google::protobuf::Message*> prototype(std::string_view type);
+
   void register_handled_types(const behavior& handlers);
+
+  /// Makes the types another node published known here (for tools that
+  /// encode messages they were not compiled with).
+  expected<void> import_types(std::string_view node_name);
+
+  // -- other nodes --------------------------------------------------------------
+
+  /// This node's record as published.
+  v1::NodeRecord record() const;
+
+  /// Resolves a name held by this node only (for inbound envelopes).
+  expected<route> resolve_local(std::string_view name);
+
+  /// The binding that stands for a remote sender ("actor@node").
+  std::shared_ptr<name_slot> remote_sender(const std::string& actor,
+                                           const std::string& node);
+
+  /// Registers an inbound link (the first link with a node serves outbound
+  /// traffic to it; later ones only their own).
+  void adopt_link(const std::string& node, caf::actor proxy,
+                  std::shared_ptr<link_info> info);
+
+  /// Forgets a link that closed, and every route through it.
+  void drop_link(const std::string& node, const caf::actor& proxy);
+
+  /// Forgets a remote name its node released.
+  void forget_remote_name(const std::string& actor, const std::string& node);
+
+  /// Accepts a link a transport accepted (on its I/O thread).
+  void accept(std::unique_ptr<link> conn, std::string tier);
+
+  std::vector<node_info> nodes() const;
+  std::vector<name_info> machine_names(std::string_view pattern) const;
+  std::vector<route_info> routes() const;
 
   // -- dead letters -----------------------------------------------------------
 
@@ -237,6 +293,15 @@ private:
 
   expected<route> resolve_locked(destination to) const;
 
+  /// Finds a name held by another node of this machine and the link to it.
+  expected<route> resolve_remote(std::string_view name);
+
+  /// The proxy of the link to `node`, connecting if needed.
+  expected<caf::actor> link_to(const std::string& node);
+
+  /// Rewrites this node's record in the directory.
+  void publish_record();
+
   node_config config_;
 
   // Declared before the actor system: letters destroyed during its shutdown
@@ -257,7 +322,27 @@ private:
   std::condition_variable_any all_exited_;
 
   mutable std::shared_mutex types_mu_;
-  string_map<const google::protobuf::Descriptor*> types_;
+  string_map<const google::protobuf::Message*> types_; // prototypes
+
+  // Other nodes. Guarded by mu_ unless noted.
+  struct link_entry {
+    caf::actor proxy;
+    std::shared_ptr<link_info> info;
+  };
+  std::unique_ptr<directory> dir_; // thread-safe itself
+  std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports_;
+  string_map<link_entry> links_;
+  std::vector<caf::actor_addr> proxies_; // every proxy ever, for shutdown
+  string_map<std::shared_ptr<name_slot>> remote_names_;
+  std::mutex connect_mu_; // one outbound connect at a time
+  std::mutex senders_mu_;
+  string_map<std::shared_ptr<name_slot>> remote_senders_; // by senders_mu_
+
+  mutable std::mutex record_mu_;
+  v1::NodeRecord record_;                        // guarded by record_mu_
+  std::vector<std::string> published_files_;     // guarded by record_mu_
+  std::unique_ptr<google::protobuf::DescriptorPool> imported_pool_;
+  std::unique_ptr<google::protobuf::MessageFactory> imported_factory_;
 
   caf::actor_system_config caf_config_;
   std::unique_ptr<caf::actor_system> system_;

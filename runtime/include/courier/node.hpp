@@ -119,6 +119,20 @@ public:
   expected<void> monitor(destination name,
                          std::function<void(const down_notice&)> on_down);
 
+  /// The live nodes of this machine's directory (this one included), sorted;
+  /// empty when the node did not join a directory.
+  std::vector<node_info> nodes() const;
+
+  /// The names held on this machine, by any node, matching a glob pattern.
+  std::vector<name_info> machine_names(std::string_view pattern = "*") const;
+
+  /// This node's routes to other nodes, with their tiers.
+  std::vector<route_info> routes() const;
+
+  /// Makes the message types another node published known here, so that
+  /// new_message() can build them (tools encoding JSON use this).
+  expected<void> import_types(std::string_view node_name);
+
   /// Installs the dead-letter hook (replacing any previous one). It runs on
   /// the thread that found the message undeliverable; keep it short.
   void on_dead_letter(std::function<void(const dead_letter&)> hook);

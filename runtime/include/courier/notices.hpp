@@ -75,4 +75,29 @@ struct broadcast_result {
   }
 };
 
+/// A node of this machine, as its directory record says.
+struct node_info {
+  std::string name;
+  int pid = 0;
+  unsigned uid = 0;
+  std::string session;
+  std::vector<std::string> tiers;
+};
+
+/// A name held somewhere on this machine.
+struct name_info {
+  std::string actor;
+  std::string node;
+};
+
+/// One route from this node to another, and the tier it takes.
+struct route_info {
+  std::string peer;
+  std::string tier;
+  /// Why this tier, e.g. why a faster one was not used.
+  std::string note;
+  std::uint64_t messages_out = 0;
+  std::uint64_t messages_in = 0;
+};
+
 } // namespace courier

@@ -1,0 +1,536 @@
+#include "remote.hpp"
+
+#include <optional>
+#include <unordered_map>
+
+#include <google/protobuf/io/coded_stream.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "node_impl.hpp"
+
+namespace courier::detail {
+
+namespace {
+
+/// Bumped whenever the link protocol changes incompatibly.
+constexpr std::uint32_t protocol_version = 1;
+
+struct frame_msg {
+  std::string bytes;
+};
+
+struct closed_msg {
+  error reason;
+};
+
+struct watch_msg {
+  std::string name;
+  std::function<void(const down_notice&)> fn;
+};
+
+struct local_down_msg {
+  std::uint64_t watch_id;
+  down_notice notice;
+};
+
+struct released_msg {
+  std::string name;
+};
+
+struct tick_msg {};
+
+} // namespace
+} // namespace courier::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::frame_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::closed_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::watch_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
+
+namespace courier::detail {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Forwards what the transport reads (on its I/O thread) to the proxy.
+class bridge final : public link_events {
+public:
+  explicit bridge(caf::actor_addr proxy) : proxy_(std::move(proxy)) {
+  }
+
+  void on_frame(std::string frame) override {
+    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+      caf::anon_send(proxy, frame_msg{std::move(frame)});
+  }
+
+  void on_closed(const error& reason) override {
+    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+      caf::anon_send(proxy, closed_msg{reason});
+  }
+
+private:
+  caf::actor_addr proxy_;
+};
+
+std::int64_t now_unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+class link_proxy : public caf::event_based_actor {
+public:
+  link_proxy(caf::actor_config& cfg, node_impl& owner,
+             std::unique_ptr<link> conn, std::shared_ptr<link_info> info,
+             std::optional<v1::NodeRecord> peer)
+    : caf::event_based_actor(cfg),
+      owner_(owner),
+      conn_(std::move(conn)),
+      info_(std::move(info)),
+      outbound_(peer.has_value()) {
+    if (peer)
+      peer_ = std::move(*peer);
+  }
+
+  caf::behavior make_behavior() override {
+    conn_->start(std::make_shared<bridge>(address()));
+    if (outbound_) {
+      v1::Hello hello;
+      *hello.mutable_node() = owner_.record();
+      hello.set_protocol(protocol_version);
+      write_system(hello);
+    }
+    delayed_send(this, owner_.config().handshake_timeout, tick_msg{});
+    return {
+      [this](letter& msg) { outbound(msg); },
+      [this](frame_msg& frame) { inbound(frame.bytes); },
+      [this](closed_msg& closed) { lost(closed.reason); },
+      [this](watch_msg& watch) { watch_peer(watch); },
+      [this](local_down_msg& down) { report_down(down); },
+      [this](released_msg& released) {
+        v1::NameReleased msg;
+        msg.set_name(released.name);
+        write_system(msg);
+      },
+      [this](tick_msg&) { tick(); },
+    };
+  }
+
+  void on_exit() override {
+    // Whatever is still pending will never be answered.
+    fail_pending(error{errc::unavailable,
+                       "the link to node '" + peer_.name() + "' closed"});
+    conn_->close();
+  }
+
+private:
+  // -- outbound -----------------------------------------------------------------
+
+  void outbound(letter& msg) {
+    msg.consume();
+    const bool is_request = msg.kind == letter_kind::request;
+    v1::Envelope env;
+    env.set_target(msg.target->name);
+    env.mutable_sender()->set_node(owner_.name());
+    if (msg.sender)
+      env.mutable_sender()->set_actor(msg.sender->name);
+    env.set_type_name(msg.payload->GetDescriptor()->full_name());
+    if (!msg.payload->SerializeToString(env.mutable_payload())) {
+      refuse(msg, is_request,
+             error{errc::invalid_argument,
+                   "cannot serialize " + env.type_name()
+                     + " (missing required fields?)"});
+      return;
+    }
+    env.set_message_id(++next_id_);
+    env.set_kind(is_request ? v1::KIND_REQUEST : v1::KIND_POST);
+    if (!msg.expires.is_never()) {
+      auto left = msg.expires.remaining();
+      if (left <= deadline::clock::duration::zero()) {
+        owner_.report_dead_letter(dead_letter_reason::expired,
+                                  msg.target->name, msg.payload,
+                                  msg.sender.get());
+        if (is_request)
+          make_response_promise().deliver(
+            reply_msg{nullptr, errc::deadline_exceeded,
+                      "the deadline passed before sending to '"
+                        + msg.target->name + "'"});
+        return;
+      }
+      env.set_timeout_ns(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+    }
+    env.set_priority(3);
+    env.set_created_unix_ns(now_unix_ns());
+    if (auto written = conn_->write(env.SerializeAsString()); !written) {
+      refuse(msg, is_request, written.error());
+      return;
+    }
+    info_->messages_out.fetch_add(1, std::memory_order_relaxed);
+    if (is_request)
+      pending_.emplace(env.message_id(),
+                       pending_request_state{make_response_promise(),
+                                             msg.target->name, msg.expires});
+  }
+
+  void refuse(letter& msg, bool is_request, const error& why) {
+    owner_.report_dead_letter(dead_letter_reason::unreachable,
+                              msg.target->name, msg.payload, msg.sender.get());
+    if (is_request)
+      make_response_promise().deliver(
+        reply_msg{nullptr, why.code(), why.message()});
+  }
+
+  template <class Message>
+  void write_system(const Message& msg) {
+    v1::Envelope env;
+    env.set_kind(v1::KIND_SYSTEM);
+    env.mutable_sender()->set_node(owner_.name());
+    env.set_type_name(msg.GetDescriptor()->full_name());
+    msg.SerializeToString(env.mutable_payload());
+    (void)conn_->write(env.SerializeAsString()); // a failure closes the link
+  }
+
+  void answer(std::uint64_t request_id, reply_msg& reply) {
+    v1::Envelope env;
+    env.set_correlation_id(request_id);
+    env.mutable_sender()->set_node(owner_.name());
+    if (reply.code == errc::ok) {
+      env.set_kind(v1::KIND_REPLY);
+      env.set_type_name(reply.payload->GetDescriptor()->full_name());
+      reply.payload->SerializeToString(env.mutable_payload());
+    } else {
+      env.set_kind(v1::KIND_ERROR);
+      env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
+      env.mutable_error()->set_message(reply.text);
+    }
+    (void)conn_->write(env.SerializeAsString());
+  }
+
+  void answer_error(std::uint64_t request_id, const error& why) {
+    reply_msg reply{nullptr, why.code(), why.message()};
+    answer(request_id, reply);
+  }
+
+  // -- inbound ------------------------------------------------------------------
+
+  void inbound(const std::string& bytes) {
+    v1::Envelope env;
+    if (!env.ParseFromString(bytes))
+      return protocol_error("a frame that is not an envelope");
+    if (!hello_done_)
+      return handshake(env);
+    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
+    switch (env.kind()) {
+      case v1::KIND_POST:
+      case v1::KIND_REQUEST:
+        return deliver(env);
+      case v1::KIND_REPLY:
+      case v1::KIND_ERROR:
+        return complete(env);
+      case v1::KIND_SYSTEM:
+        return system(env);
+      default:
+        return protocol_error("an envelope of kind "
+                              + std::to_string(env.kind()));
+    }
+  }
+
+  void handshake(const v1::Envelope& env) {
+    if (env.kind() != v1::KIND_SYSTEM)
+      return protocol_error("a message before the handshake");
+    if (outbound_) {
+      v1::HelloAck ack;
+      if (env.type_name() != ack.GetDescriptor()->full_name()
+          || !ack.ParseFromString(env.payload()))
+        return protocol_error("a handshake answer that is not a HelloAck");
+      if (ack.has_refused()) {
+        owner_.log(log_level::warning,
+                   "node '" + peer_.name() + "' refused our link: "
+                     + ack.refused().message());
+        return close_with(error{static_cast<errc>(ack.refused().code()),
+                                "node '" + peer_.name()
+                                  + "' refused the link: "
+                                  + ack.refused().message()});
+      }
+      hello_done_ = true;
+      return;
+    }
+    v1::Hello hello;
+    if (env.type_name() != hello.GetDescriptor()->full_name()
+        || !hello.ParseFromString(env.payload()))
+      return protocol_error("a first message that is not a Hello");
+    const auto& creds = conn_->peer();
+    const auto& claimed = hello.node();
+    std::string refusal;
+    if (hello.protocol() != protocol_version)
+      refusal = "protocol " + std::to_string(hello.protocol())
+                + " is not spoken here";
+    else if (!valid_name(claimed.name()))
+      refusal = "a malformed node name";
+    else if (static_cast<unsigned>(claimed.uid()) != creds.uid
+             || claimed.pid() != creds.pid)
+      refusal = "the hello claims uid " + std::to_string(claimed.uid())
+                + " pid " + std::to_string(claimed.pid())
+                + " but the kernel says uid " + std::to_string(creds.uid)
+                + " pid " + std::to_string(creds.pid);
+    if (refusal.empty()) {
+      peer_ = claimed;
+      info_->peer = peer_.name();
+      owner_.adopt_link(peer_.name(), caf::actor_cast<caf::actor>(this), info_);
+    }
+    v1::HelloAck ack;
+    *ack.mutable_node() = owner_.record();
+    if (!refusal.empty()) {
+      ack.mutable_refused()->set_code(
+        static_cast<std::uint32_t>(errc::permission_denied));
+      ack.mutable_refused()->set_message(refusal);
+      write_system(ack);
+      owner_.log(log_level::warning, "refused a link: " + refusal);
+      return close_with(error{errc::permission_denied, refusal});
+    }
+    write_system(ack);
+    hello_done_ = true;
+  }
+
+  void deliver(const v1::Envelope& env) {
+    const bool is_request = env.kind() == v1::KIND_REQUEST;
+    auto refuse = [&](errc code, const std::string& text,
+                      dead_letter_reason reason) {
+      owner_.report_dead_letter(reason, env.target(), nullptr, nullptr);
+      if (is_request)
+        answer_error(env.message_id(), error{code, text});
+    };
+    auto target = owner_.resolve_local(env.target());
+    if (!target)
+      return refuse(target.code(), target.error().message(),
+                    target.code() == errc::unavailable
+                      ? dead_letter_reason::restarting
+                      : dead_letter_reason::no_such_name);
+    auto prototype = owner_.prototype(env.type_name());
+    if (!prototype)
+      return refuse(errc::unimplemented,
+                    "'" + env.target() + "' has no handler for "
+                      + env.type_name(),
+                    dead_letter_reason::unhandled_type);
+    std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
+    google::protobuf::io::CodedInputStream input{
+      reinterpret_cast<const std::uint8_t*>(env.payload().data()),
+      static_cast<int>(env.payload().size())};
+    input.SetRecursionLimit(owner_.config().recursion_limit);
+    if (!payload->ParseFromCodedStream(&input)
+        || !input.ConsumedEntireMessage())
+      return refuse(errc::invalid_argument,
+                    "the payload is not a valid " + env.type_name(),
+                    dead_letter_reason::malformed);
+    deadline until;
+    if (env.timeout_ns() > 0)
+      until = deadline{std::chrono::nanoseconds{
+        std::min<std::uint64_t>(env.timeout_ns(), std::uint64_t{1} << 62)}};
+    auto sender = owner_.remote_sender(env.sender().actor(), peer_.name());
+    auto msg = owner_.make_letter(is_request ? letter_kind::request
+                                             : letter_kind::post,
+                                  std::move(payload), *target,
+                                  std::move(sender), until);
+    if (!is_request) {
+      send(target->handle, std::move(msg));
+      return;
+    }
+    request(target->handle, to_caf(until), std::move(msg))
+      .then([this, id = env.message_id()](reply_msg& reply) {
+              answer(id, reply);
+            },
+            [this, id = env.message_id(),
+             name = target->slot->name](caf::error& err) {
+              answer_error(id, from_caf(err, name));
+            });
+  }
+
+  void complete(const v1::Envelope& env) {
+    auto i = pending_.find(env.correlation_id());
+    if (i == pending_.end())
+      return; // late: the requester has given up already
+    auto state = std::move(i->second);
+    pending_.erase(i);
+    reply_msg reply;
+    if (env.kind() == v1::KIND_ERROR) {
+      reply.code = static_cast<errc>(env.error().code());
+      if (reply.code == errc::ok)
+        reply.code = errc::unknown;
+      reply.text = env.error().message();
+    } else if (auto prototype = owner_.prototype(env.type_name())) {
+      std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
+      if (payload->ParseFromString(env.payload()))
+        reply.payload = std::move(payload);
+      else
+        reply = reply_msg{nullptr, errc::internal,
+                          "a malformed reply of type " + env.type_name()};
+    } else {
+      reply = reply_msg{nullptr, errc::internal,
+                        "a reply of unknown type " + env.type_name()};
+    }
+    state.promise.deliver(std::move(reply));
+  }
+
+  void system(const v1::Envelope& env) {
+    const auto& type = env.type_name();
+    if (type == v1::Monitor::descriptor()->full_name()) {
+      v1::Monitor watch;
+      if (!watch.ParseFromString(env.payload()))
+        return protocol_error("a malformed Monitor");
+      auto me = caf::actor_cast<caf::actor>(this);
+      auto id = watch.watch_id();
+      auto watched = owner_.monitor(
+        watch.name(),
+        [proxy = address(), id](const down_notice& notice) {
+          if (auto self = caf::actor_cast<caf::actor>(proxy))
+            caf::anon_send(self, local_down_msg{id, notice});
+        },
+        address());
+      if (!watched) {
+        local_down_msg gone{id, down_notice{watch.name(), down_reason::stopped,
+                                            watched.error().message(), false}};
+        report_down(gone);
+      }
+    } else if (type == v1::DownNotice::descriptor()->full_name()) {
+      v1::DownNotice down;
+      if (!down.ParseFromString(env.payload()))
+        return protocol_error("a malformed DownNotice");
+      auto i = watches_.find(down.watch_id());
+      if (i == watches_.end())
+        return;
+      auto fn = std::move(i->second.fn);
+      watches_.erase(i);
+      auto reason = down.reason() <= static_cast<std::uint32_t>(
+                                       down_reason::unreachable)
+                      ? static_cast<down_reason>(down.reason())
+                      : down_reason::failed;
+      fn(down_notice{down.name(), reason, down.detail(), down.restarting()});
+    } else if (type == v1::NameReleased::descriptor()->full_name()) {
+      v1::NameReleased released;
+      if (released.ParseFromString(env.payload()))
+        owner_.forget_remote_name(released.name(), peer_.name());
+    }
+    // Unknown system messages come from newer peers: ignore them.
+  }
+
+  // -- monitors across the link ------------------------------------------------
+
+  void watch_peer(watch_msg& watch) {
+    auto id = ++next_watch_;
+    watches_.emplace(id, remote_watch{watch.name, std::move(watch.fn)});
+    v1::Monitor msg;
+    msg.set_name(watch.name);
+    msg.set_watch_id(id);
+    write_system(msg);
+  }
+
+  void report_down(const local_down_msg& down) {
+    v1::DownNotice msg;
+    msg.set_name(down.notice.name);
+    msg.set_watch_id(down.watch_id);
+    msg.set_reason(static_cast<std::uint32_t>(down.notice.reason));
+    msg.set_detail(down.notice.detail);
+    msg.set_restarting(down.notice.restarting);
+    write_system(msg);
+  }
+
+  // -- failure ------------------------------------------------------------------
+
+  void tick() {
+    if (!hello_done_)
+      return close_with(error{errc::deadline_exceeded,
+                              "the peer did not finish the handshake in time"});
+    // Drop requests whose requester has given up (it saw deadline_exceeded).
+    auto now = deadline::clock::now();
+    std::erase_if(pending_,
+                  [&](const auto& entry) { return entry.second.until.expired(now); });
+    delayed_send(this, std::chrono::seconds{1}, tick_msg{});
+  }
+
+  void protocol_error(const std::string& what) {
+    owner_.log(log_level::warning, "closing the link with "
+                                     + (peer_.name().empty()
+                                          ? std::string{"a new peer"}
+                                          : "node '" + peer_.name() + "'")
+                                     + ": it sent " + what);
+    close_with(error{errc::invalid_argument, "protocol error: " + what});
+  }
+
+  void close_with(const error& why) {
+    conn_->close();
+    lost(why);
+  }
+
+  void lost(const error& why) {
+    if (gone_)
+      return;
+    gone_ = true;
+    auto text = peer_.name().empty()
+                  ? why.message()
+                  : "node '" + peer_.name() + "' is unreachable ("
+                      + why.message() + ")";
+    fail_pending(error{errc::unavailable, text});
+    for (auto& [id, watch] : watches_)
+      watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
+    watches_.clear();
+    if (!peer_.name().empty())
+      owner_.drop_link(peer_.name(), caf::actor_cast<caf::actor>(this));
+    quit();
+  }
+
+  void fail_pending(const error& why) {
+    for (auto& [id, state] : pending_)
+      state.promise.deliver(reply_msg{nullptr, why.code(), why.message()});
+    pending_.clear();
+  }
+
+  struct pending_request_state {
+    caf::response_promise promise;
+    std::string target;
+    deadline until;
+  };
+
+  struct remote_watch {
+    std::string name;
+    std::function<void(const down_notice&)> fn;
+  };
+
+  node_impl& owner_;
+  std::unique_ptr<link> conn_;
+  std::shared_ptr<link_info> info_;
+  const bool outbound_;
+  v1::NodeRecord peer_;
+  bool hello_done_ = false;
+  bool gone_ = false;
+  std::uint64_t next_id_ = 0;
+  std::uint64_t next_watch_ = 0;
+  std::unordered_map<std::uint64_t, pending_request_state> pending_;
+  std::unordered_map<std::uint64_t, remote_watch> watches_;
+};
+
+} // namespace
+
+caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
+                            std::shared_ptr<link_info> info,
+                            std::optional<v1::NodeRecord> peer) {
+  return owner.system().spawn<link_proxy>(owner, std::move(conn),
+                                          std::move(info), std::move(peer));
+}
+
+void watch_remote(const caf::actor& proxy, std::string name,
+                  std::function<void(const down_notice&)> fn) {
+  caf::anon_send(proxy, watch_msg{std::move(name), std::move(fn)});
+}
+
+void announce_release(const caf::actor& proxy, std::string name) {
+  caf::anon_send(proxy, released_msg{std::move(name)});
+}
+
+} // namespace courier::detail

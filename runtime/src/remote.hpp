@@ -1,0 +1,47 @@
+#pragma once
+
+// Links to other nodes: one link_proxy actor per peer node owns one
+// transport link. Local actors send it letters exactly as they would send a
+// local actor; it turns them into envelopes (docs/wire-format.md), keeps the
+// pending requests, and turns inbound envelopes back into letters.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <caf/actor.hpp>
+
+#include "courier/notices.hpp"
+#include "courier/transport.hpp"
+#include "courier/v1/control.pb.h"
+
+namespace courier::detail {
+
+class node_impl;
+
+/// What `courier routes` shows of one link.
+struct link_info {
+  std::string peer;
+  std::string tier;
+  std::string note;
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> messages_in{0};
+};
+
+/// Spawns the proxy for a link. `peer` is the peer's record when we
+/// connected (outbound), or empty when it connected to us (inbound: the
+/// proxy waits for its Hello).
+caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
+                            std::shared_ptr<link_info> info,
+                            std::optional<v1::NodeRecord> peer);
+
+/// Asks a proxy to watch an actor on its peer; `fn` runs once.
+void watch_remote(const caf::actor& proxy, std::string name,
+                  std::function<void(const down_notice&)> fn);
+
+/// Tells a proxy's peer that a local name was released.
+void announce_release(const caf::actor& proxy, std::string name);
+
+} // namespace courier::detail

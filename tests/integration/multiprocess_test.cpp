@@ -1,0 +1,236 @@
+// Nodes in separate processes on one machine, talking over the named pipe.
+
+#include <sys/stat.h>
+
+#include "courier/pipe/pipe_transport.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+
+namespace {
+
+/// A node in this test process that joins `dir`.
+struct local_node {
+  local_node(const temp_dir& dir, std::string name,
+             std::vector<unsigned> allowed = {}) {
+    node_config config;
+    config.name = std::move(name);
+    config.directory = dir.path();
+    config.transports = {{"pipe", pipe::factory()}};
+    config.allowed_uids = std::move(allowed);
+    config.log = [lines = lines](log_level, std::string_view line) {
+      lines->push(std::string{line});
+    };
+    auto started = node::start(std::move(config));
+    REQUIRE(started);
+    instance.emplace(std::move(*started));
+  }
+
+  node* operator->() {
+    return &*instance;
+  }
+
+  std::shared_ptr<probe<std::string>> lines
+    = std::make_shared<probe<std::string>>();
+  std::optional<node> instance;
+};
+
+std::vector<std::string> node_args(const temp_dir& dir, const std::string& name,
+                                   std::vector<std::string> actors) {
+  std::vector<std::string> args{COURIER_TEST_NODE, "--dir", dir.path(),
+                                "--name", name};
+  args.insert(args.end(), actors.begin(), actors.end());
+  return args;
+}
+
+/// Starts a test node process and waits until it serves.
+std::unique_ptr<child_process> start_node(const temp_dir& dir,
+                                          const std::string& name,
+                                          std::vector<std::string> actors) {
+  auto child = std::make_unique<child_process>(node_args(dir, name, actors));
+  REQUIRE(child->wait_for_line("ready"));
+  return child;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+} // namespace
+
+TEST_CASE("a send reaches an actor in another process over the named pipe",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b"});
+  local_node here{dir, "here"};
+  auto pong = here->send<tpb::Pong>("echo.b", ping(7), 5s);
+  REQUIRE(pong);
+  CHECK((*pong)->seq() == 7);
+  CHECK((*pong)->from() == "peer/echo.b<-");
+  auto routes = here->routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].peer == "peer");
+  CHECK(routes[0].tier == "pipe");
+  CHECK(routes[0].messages_out >= 1);
+  CHECK(here->send<tpb::Pong>("echo.b@peer", ping(8), 5s));
+}
+
+TEST_CASE("every error of the foundation crosses processes",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b", "sloth", "quitter"});
+  local_node here{dir, "here"};
+  CHECK(here->send("nobody", ping(1), 5s).code() == errc::not_found);
+  CHECK(here->send("echo.b@elsewhere", ping(1), 5s).code() == errc::not_found);
+  auto stray = here->send("echo.b", tpb::Stray{}, 5s);
+  CHECK(stray.code() == errc::unimplemented);
+  CHECK(stray.error().message().find("courier_test.v1.Stray")
+        != std::string::npos);
+  auto slow = here->send("sloth", tpb::Hold{}, 200ms);
+  CHECK(slow.code() == errc::deadline_exceeded);
+  auto pending = std::async(std::launch::async, [&] {
+    return here->send("quitter", tpb::Hold{}, 10s);
+  });
+  // Quit only once the Hold is parked over there.
+  REQUIRE(eventually([&] {
+    auto parked = here->send<tpb::Pong>("quitter", ping(0), 5s);
+    return parked && (*parked)->seq() == 1;
+  }));
+  REQUIRE(here->post("quitter", tpb::Quit{}));
+  CHECK(pending.get().code() == errc::aborted);
+}
+
+TEST_CASE("an actor replies to a remote sender by its name",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b"});
+  local_node here{dir, "here"};
+  probe<std::string> answers;
+  REQUIRE(here->spawn("asker", [&](context& ctx) {
+    return behavior{[&](const tpb::Ping& p) {
+      ctx.request("echo.b", p, 5s)
+        .then([&](const tpb::Pong& pong) { answers.push(pong.from()); },
+              [&](const error& e) { answers.push(e.to_string()); });
+    }};
+  }));
+  REQUIRE(here->post("asker", ping(1)));
+  REQUIRE(answers.wait_for_count(1));
+  CHECK(answers.items().front() == "peer/echo.b<-asker@here");
+}
+
+TEST_CASE("posts to another process arrive once each and in order",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"counter"});
+  local_node here{dir, "here"};
+  constexpr int count = 5000;
+  for (int i = 0; i < count; ++i)
+    REQUIRE(here->post("counter", ping(i)));
+  // The query travels behind the posts on the same link.
+  std::int64_t seen = 0;
+  REQUIRE(eventually([&] {
+    auto sum = here->send<tpb::Sum>("counter", add(0, 0), 5s);
+    seen = sum ? (*sum)->value() : -1;
+    return seen >= count * 1000000LL;
+  }));
+  CHECK(seen == count * 1000000LL); // all arrived, none out of order
+}
+
+TEST_CASE("names are unique across the processes of a machine",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b"});
+  local_node here{dir, "here"};
+  auto taken = here->spawn("echo.b", adder);
+  REQUIRE_FALSE(taken);
+  CHECK(taken.code() == errc::already_exists);
+  CHECK(taken.error().message().find("peer") != std::string::npos);
+  auto names = here->machine_names("echo.*");
+  REQUIRE(names.size() == 1);
+  CHECK(names[0].node == "peer");
+  auto nodes = here->nodes();
+  REQUIRE(nodes.size() == 2);
+}
+
+TEST_CASE("broadcast reaches the actors of every node on the machine",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto b = start_node(dir, "node-b", {"echo.b"});
+  auto c = start_node(dir, "node-c", {"echo.c", "sloth"});
+  local_node here{dir, "here"};
+  REQUIRE(here->spawn("echo.a", [](context&) { // no Ping handler: fails
+    return behavior{[](const tpb::Add&) {}};
+  }));
+  auto result = here->broadcast("echo.*", ping(1), 2s);
+  REQUIRE(result.replied.size() == 2);
+  CHECK(result.replied[0].name == "echo.b");
+  CHECK(result.replied[1].name == "echo.c");
+  REQUIRE(result.failed.size() == 1);
+  CHECK(result.failed[0].name == "echo.a");
+  CHECK(result.failed[0].reason.code() == errc::unimplemented);
+}
+
+TEST_CASE("a SIGKILLed node is reported down within 100 ms and its entries "
+          "are reclaimed",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b"});
+  local_node here{dir, "here"};
+  REQUIRE(here->send("echo.b", ping(1), 5s)); // the link is up
+  probe<std::pair<down_notice, std::chrono::steady_clock::time_point>> downs;
+  REQUIRE(here->monitor("echo.b", [&](const down_notice& d) {
+    downs.push({d, std::chrono::steady_clock::now()});
+  }));
+  auto pending = std::async(std::launch::async,
+                            [&] { return here->send("echo.b", tpb::Hold{}, 10s); });
+  auto killed_at = std::chrono::steady_clock::now();
+  peer->kill(SIGKILL);
+  REQUIRE(downs.wait_for_count(1));
+  auto [notice, noticed_at] = downs.items().front();
+  CHECK(notice.name == "echo.b");
+  CHECK(notice.reason == down_reason::node_down);
+  CHECK(noticed_at - killed_at < 100ms);
+  // The request in flight (or the one queued behind the kill) fails fast.
+  auto outcome = pending.get();
+  CHECK_FALSE(outcome);
+  REQUIRE(peer->wait_exit(5s));
+  // Whoever looks next finds the dead node and reclaims its entries.
+  CHECK(here->send("echo.b", ping(1), 5s).code() == errc::not_found);
+  CHECK(here->machine_names().size() == 1); // just here's system actor
+  CHECK_FALSE(exists(dir.path() + "/sockets/peer.sock"));
+  CHECK_FALSE(exists(dir.path() + "/nodes/peer.pb"));
+  CHECK_FALSE(exists(dir.path() + "/names/echo.b"));
+}
+
+TEST_CASE("a remote monitor sees an actor that stops on purpose",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"quitter"});
+  local_node here{dir, "here"};
+  probe<down_notice> downs;
+  REQUIRE(here->monitor("quitter", [&](const down_notice& d) { downs.push(d); }));
+  REQUIRE(here->post("quitter", tpb::Quit{}));
+  REQUIRE(downs.wait_for_count(1));
+  CHECK(downs.items().front().reason == down_reason::stopped);
+  REQUIRE(eventually(
+    [&] { return here->send("quitter", ping(1), 5s).code() == errc::not_found; }));
+}
+
+TEST_CASE("a node leaves nothing behind in its directory when it exits",
+          "[pipe][integration]") {
+  temp_dir dir;
+  {
+    auto peer = start_node(dir, "peer", {"echo.b"});
+    local_node here{dir, "here"};
+    REQUIRE(here->send("echo.b", ping(1), 5s));
+  }
+  for (auto sub : {"/names", "/sockets", "/nodes"}) {
+    std::vector<std::string> left;
+    for (auto& entry : std::filesystem::directory_iterator(dir.path() + sub))
+      left.push_back(entry.path().filename());
+    CHECK(left.empty());
+  }
+}

@@ -1,0 +1,134 @@
+// A node for integration tests, run as a separate process.
+//
+//   courier_test_node --dir DIR --name NODE [--allow-uid UID] [ACTOR...]
+//
+// ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
+// sloth (parks Hold and Ping), counter (Ping posts counted in order;
+// Add answers Sum{count * 1000000 + out_of_order}), quitter (parks Hold,
+// answers Ping with the number parked, Quit stops it).
+// It prints "ready" once its actors are up, then serves until stdin closes
+// or it is killed. Everything it logs goes to stderr.
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "courier/courier.hpp"
+#include "courier/pipe/pipe_transport.hpp"
+#include "courier_test/v1/test.pb.h"
+
+using namespace courier;
+namespace tpb = courier_test::v1;
+
+namespace {
+
+behavior echo(context& ctx) {
+  return {[&ctx](const tpb::Ping& p) {
+    tpb::Pong out;
+    out.set_seq(p.seq());
+    out.set_from(ctx.node_name() + "/" + ctx.name() + "<-" + ctx.sender());
+    return out;
+  }};
+}
+
+behavior adder(context&) {
+  return {[](const tpb::Add& x) {
+    tpb::Sum out;
+    out.set_value(x.a() + x.b());
+    return out;
+  }};
+}
+
+behavior sloth(context& ctx) {
+  auto parked = std::make_shared<std::vector<responder>>();
+  return {
+    [&ctx, parked](const tpb::Hold&) { parked->push_back(ctx.take_reply()); },
+    [&ctx, parked](const tpb::Ping&) { parked->push_back(ctx.take_reply()); },
+  };
+}
+
+behavior counter(context&) {
+  struct tally {
+    std::int64_t next = 0;
+    std::int64_t count = 0;
+    std::int64_t out_of_order = 0;
+  };
+  auto state = std::make_shared<tally>();
+  return {
+    [state](const tpb::Ping& p) {
+      if (p.seq() != state->next)
+        ++state->out_of_order;
+      state->next = p.seq() + 1;
+      ++state->count;
+    },
+    [state](const tpb::Add&) {
+      tpb::Sum out;
+      out.set_value(state->count * 1000000 + state->out_of_order);
+      return out;
+    },
+  };
+}
+
+behavior quitter(context& ctx) {
+  auto parked = std::make_shared<std::vector<responder>>();
+  return {
+    [&ctx, parked](const tpb::Hold&) { parked->push_back(ctx.take_reply()); },
+    [parked](const tpb::Ping&) { // how many requests wait here
+      tpb::Pong out;
+      out.set_seq(static_cast<std::int64_t>(parked->size()));
+      return out;
+    },
+    [&ctx](const tpb::Quit&) { ctx.stop(); },
+  };
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  node_config config;
+  config.transports = {{"pipe", pipe::factory()}};
+  std::vector<std::string> actors;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--dir" && i + 1 < argc)
+      config.directory = argv[++i];
+    else if (arg == "--name" && i + 1 < argc)
+      config.name = argv[++i];
+    else if (arg == "--allow-uid" && i + 1 < argc)
+      config.allowed_uids.push_back(std::stoul(argv[++i]));
+    else
+      actors.push_back(arg);
+  }
+  auto started = node::start(config);
+  if (!started) {
+    std::cerr << "test node: " << started.error().to_string() << std::endl;
+    return 1;
+  }
+  for (auto& name : actors) {
+    actor_factory factory;
+    if (name.rfind("echo", 0) == 0)
+      factory = echo;
+    else if (name == "adder")
+      factory = adder;
+    else if (name == "sloth")
+      factory = sloth;
+    else if (name == "counter")
+      factory = counter;
+    else if (name == "quitter")
+      factory = quitter;
+    else {
+      std::cerr << "test node: unknown actor kind " << name << std::endl;
+      return 2;
+    }
+    if (auto spawned = started->spawn(name, factory); !spawned) {
+      std::cerr << "test node: " << spawned.error().to_string() << std::endl;
+      return 1;
+    }
+  }
+  std::cout << "ready" << std::endl;
+  // Serve until the test closes our stdin (or kills us).
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
+  return 0;
+}
