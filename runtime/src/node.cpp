@@ -237,7 +237,7 @@ node_impl::~node_impl() {
   }
   for (auto& proxy : proxies)
     if (auto handle = caf::actor_cast<caf::actor>(proxy))
-      caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+      drain_link(handle); // posts accepted before shutdown still leave
   system_->await_all_actors_done();
   for (auto& [name, tier] : transports_)
     tier->stop();

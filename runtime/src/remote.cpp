@@ -42,6 +42,8 @@ struct released_msg {
 
 struct tick_msg {};
 
+struct drain_msg {};
+
 } // namespace
 } // namespace courier::detail
 
@@ -51,6 +53,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::watch_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 
 namespace courier::detail {
 
@@ -119,6 +122,10 @@ public:
         write_system(msg);
       },
       [this](tick_msg&) { tick(); },
+      // Queued behind every letter sent before the node began to stop.
+      [this](drain_msg&) {
+        close_with(error{errc::unavailable, "the node is shutting down"});
+      },
     };
   }
 
@@ -527,6 +534,10 @@ caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
 void watch_remote(const caf::actor& proxy, std::string name,
                   std::function<void(const down_notice&)> fn) {
   caf::anon_send(proxy, watch_msg{std::move(name), std::move(fn)});
+}
+
+void drain_link(const caf::actor& proxy) {
+  caf::anon_send(proxy, drain_msg{});
 }
 
 void announce_release(const caf::actor& proxy, std::string name) {

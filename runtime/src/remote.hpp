@@ -41,6 +41,9 @@ caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
 void watch_remote(const caf::actor& proxy, std::string name,
                   std::function<void(const down_notice&)> fn);
 
+/// Asks a proxy to send what it has queued, close its link and stop.
+void drain_link(const caf::actor& proxy);
+
 /// Tells a proxy's peer that a local name was released.
 void announce_release(const caf::actor& proxy, std::string name);
 

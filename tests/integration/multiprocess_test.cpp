@@ -2,56 +2,17 @@
 
 #include <sys/stat.h>
 
-#include "courier/pipe/pipe_transport.hpp"
-#include "process.hpp"
-#include "test_support.hpp"
+#include "local_node.hpp"
 
 using namespace courier;
 using namespace courier::testing;
 
 namespace {
 
-/// A node in this test process that joins `dir`.
-struct local_node {
-  local_node(const temp_dir& dir, std::string name,
-             std::vector<unsigned> allowed = {}) {
-    node_config config;
-    config.name = std::move(name);
-    config.directory = dir.path();
-    config.transports = {{"pipe", pipe::factory()}};
-    config.allowed_uids = std::move(allowed);
-    config.log = [lines = lines](log_level, std::string_view line) {
-      lines->push(std::string{line});
-    };
-    auto started = node::start(std::move(config));
-    REQUIRE(started);
-    instance.emplace(std::move(*started));
-  }
-
-  node* operator->() {
-    return &*instance;
-  }
-
-  std::shared_ptr<probe<std::string>> lines
-    = std::make_shared<probe<std::string>>();
-  std::optional<node> instance;
-};
-
-std::vector<std::string> node_args(const temp_dir& dir, const std::string& name,
-                                   std::vector<std::string> actors) {
-  std::vector<std::string> args{COURIER_TEST_NODE, "--dir", dir.path(),
-                                "--name", name};
-  args.insert(args.end(), actors.begin(), actors.end());
-  return args;
-}
-
-/// Starts a test node process and waits until it serves.
 std::unique_ptr<child_process> start_node(const temp_dir& dir,
                                           const std::string& name,
                                           std::vector<std::string> actors) {
-  auto child = std::make_unique<child_process>(node_args(dir, name, actors));
-  REQUIRE(child->wait_for_line("ready"));
-  return child;
+  return start_test_node(dir, name, std::move(actors));
 }
 
 bool exists(const std::string& path) {

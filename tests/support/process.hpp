@@ -121,6 +121,28 @@ public:
     }
   }
 
+  /// Reads stdout until the child closes it; false on timeout.
+  bool read_all(std::string& out, std::chrono::milliseconds timeout
+                                  = std::chrono::seconds{20}) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    out = std::move(buffer_);
+    buffer_.clear();
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      pollfd pfd{stdout_, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+        continue;
+      char buf[4096];
+      auto n = ::read(stdout_, buf, sizeof buf);
+      if (n <= 0)
+        return true;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
   void kill(int signal) {
     ::kill(pid_, signal);
   }

@@ -54,7 +54,8 @@ public:
   /// with unavailable once the link is closed. Never blocks.
   virtual expected<void> write(std::string frame) = 0;
 
-  /// Closes the link; on_closed follows. Idempotent.
+  /// Closes the link once the frames queued so far are written; on_closed
+  /// follows. Idempotent.
   virtual void close() = 0;
 
   virtual const peer_credentials& peer() const noexcept = 0;
@@ -89,7 +90,8 @@ public:
   virtual expected<std::unique_ptr<link>> connect(const std::string& endpoint,
                                                   deadline until) = 0;
 
-  /// Stops accepting and closes every link; idempotent.
+  /// Stops accepting and lets closing links finish writing (bounded);
+  /// idempotent.
   virtual void stop() = 0;
 };
 

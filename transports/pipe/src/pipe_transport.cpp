@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -77,9 +78,12 @@ public:
     return {};
   }
 
+  /// Closes once the frames queued so far are written.
   void close() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->shut(error{errc::cancelled, "closed locally"});
+      self->closing_ = true;
+      if (self->queue_.empty())
+        self->shut(error{errc::cancelled, "closed locally"});
     });
   }
 
@@ -152,6 +156,8 @@ private:
       return shut(from_asio(ec));
     if (!queue_.empty())
       write_next();
+    else if (closing_)
+      shut(error{errc::cancelled, "closed locally"});
   }
 
   static error from_asio(boost::system::error_code ec) {
@@ -188,6 +194,7 @@ private:
   std::string body_;
   std::deque<std::string> queue_; // I/O thread only
   bool shut_ = false;             // I/O thread only
+  bool closing_ = false;          // I/O thread only
   std::mutex mu_;
   bool closed_ = false;           // guarded by mu_
   std::size_t queued_bytes_ = 0;  // guarded by mu_
@@ -228,7 +235,12 @@ class pipe_transport final : public transport {
 public:
   explicit pipe_transport(const transport_limits& limits)
     : limits_(limits), work_(asio::make_work_guard(io_)) {
-    thread_ = std::thread{[this] { io_.run(); }};
+    std::promise<void> done;
+    finished_ = done.get_future();
+    thread_ = std::thread{[this, done = std::move(done)]() mutable {
+      io_.run();
+      done.set_value();
+    }};
   }
 
   ~pipe_transport() override {
@@ -282,8 +294,13 @@ public:
       boost::system::error_code ignored;
       acceptor_.close(ignored);
     });
+    // Let links that are closing write what they queued; the I/O thread
+    // ends when nothing is left to do. Bounded: a peer that stopped reading
+    // cannot hold us.
     work_.reset();
-    io_.stop();
+    if (finished_.wait_for(std::chrono::seconds{2})
+        != std::future_status::ready)
+      io_.stop();
     if (thread_.joinable())
       thread_.join();
     if (!endpoint_.empty())
@@ -311,6 +328,7 @@ private:
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::string endpoint_;
   std::thread thread_;
+  std::future<void> finished_;
   std::atomic<bool> stopped_{false};
 };
 

@@ -1,0 +1,56 @@
+#pragma once
+
+// A node in the test process that joins a test directory and reaches other
+// processes over the named pipe.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "courier/pipe/pipe_transport.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace courier::testing {
+
+struct local_node {
+  local_node(const temp_dir& dir, std::string name,
+             std::vector<unsigned> allowed = {}) {
+    node_config config;
+    config.name = std::move(name);
+    config.directory = dir.path();
+    config.transports = {{"pipe", pipe::factory()}};
+    config.allowed_uids = std::move(allowed);
+    config.log = [lines = lines](log_level, std::string_view line) {
+      lines->push(std::string{line});
+    };
+    auto started = node::start(std::move(config));
+    REQUIRE(started);
+    instance.emplace(std::move(*started));
+  }
+
+  node* operator->() {
+    return &*instance;
+  }
+
+  std::shared_ptr<probe<std::string>> lines
+    = std::make_shared<probe<std::string>>();
+  std::optional<node> instance;
+};
+
+/// Starts courier_test_node with `actors` and waits until it serves.
+inline std::unique_ptr<child_process>
+start_test_node(const temp_dir& dir, const std::string& name,
+                std::vector<std::string> actors,
+                std::vector<std::string> prefix = {}) {
+  std::vector<std::string> args = prefix;
+  for (auto a : {std::string{COURIER_TEST_NODE}, std::string{"--dir"},
+                 dir.path(), std::string{"--name"}, name})
+    args.push_back(a);
+  args.insert(args.end(), actors.begin(), actors.end());
+  auto child = std::make_unique<child_process>(args);
+  REQUIRE(child->wait_for_line("ready"));
+  return child;
+}
+
+} // namespace courier::testing
