@@ -85,13 +85,16 @@ caf::duration to_caf(deadline until) {
     std::chrono::duration_cast<std::chrono::nanoseconds>(until.remaining())};
 }
 
-error from_caf(const caf::error& err, std::string_view target) {
+error from_caf(const caf::error& err, std::string_view target, bool remote) {
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
       case caf::sec::request_timeout:
         return {errc::deadline_exceeded,
                 "no reply from " + quoted(target) + " before the deadline"};
       case caf::sec::request_receiver_down:
+        if (remote)
+          return {errc::unavailable,
+                  "the link to the node of " + quoted(target) + " closed"};
         return {errc::aborted, quoted(target) + " stopped before replying"};
       default:
         break;
@@ -812,7 +815,8 @@ expected<message> node::send(destination to, message msg, deadline until) {
     .receive(
       [&](detail::reply_msg& reply) { outcome = detail::to_outcome(reply); },
       [&](caf::error& err) {
-        outcome = detail::from_caf(err, target->slot->name);
+        outcome = detail::from_caf(err, target->slot->name,
+                                   !target->slot->node.empty());
       });
   return outcome;
 }

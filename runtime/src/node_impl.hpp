@@ -131,8 +131,10 @@ expected<message> to_outcome(reply_msg& reply);
 /// A CAF request timeout for a deadline.
 caf::duration to_caf(deadline until);
 
-/// Maps a CAF error seen by a requester to Courier's vocabulary.
-error from_caf(const caf::error& err, std::string_view target);
+/// Maps a CAF error seen by a requester to Courier's vocabulary. For a
+/// remote target, a receiver that is gone is its link, not the actor.
+error from_caf(const caf::error& err, std::string_view target,
+               bool remote = false);
 
 class node_impl {
 public:

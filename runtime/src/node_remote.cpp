@@ -101,12 +101,23 @@ void node_impl::accept(std::unique_ptr<link> conn, std::string tier) {
                               config_.allowed_gids.end(), peer.gid)
                       != config_.allowed_gids.end();
   if (!allowed) {
-    // Refused before a single byte is read from the peer.
-    log(log_level::warning,
-        "refused a " + tier + " link from uid " + std::to_string(peer.uid)
-          + " (pid " + std::to_string(peer.pid)
-          + "): that user is not allowed here");
-    conn->close();
+    // Refused before a single byte is read from the peer; it is told why.
+    auto why = "uid " + std::to_string(peer.uid) + " (pid "
+               + std::to_string(peer.pid) + ") may not link to node '"
+               + config_.name + "'";
+    log(log_level::warning, "refused a " + tier + " link: " + why);
+    v1::HelloAck ack;
+    *ack.mutable_node()->mutable_name() = config_.name;
+    ack.mutable_refused()->set_code(
+      static_cast<std::uint32_t>(errc::permission_denied));
+    ack.mutable_refused()->set_message(why);
+    v1::Envelope env;
+    env.set_kind(v1::KIND_SYSTEM);
+    env.mutable_sender()->set_node(config_.name);
+    env.set_type_name(v1::HelloAck::descriptor()->full_name());
+    ack.SerializeToString(env.mutable_payload());
+    (void)conn->write(env.SerializeAsString());
+    conn->close(); // after that one frame
     return;
   }
   auto info = std::make_shared<link_info>();

@@ -124,7 +124,8 @@ public:
       [this](tick_msg&) { tick(); },
       // Queued behind every letter sent before the node began to stop.
       [this](drain_msg&) {
-        close_with(error{errc::unavailable, "the node is shutting down"});
+        close_with(error{errc::unavailable, "the node is shutting down"},
+                   false);
       },
     };
   }
@@ -142,6 +143,10 @@ private:
   void outbound(letter& msg) {
     msg.consume();
     const bool is_request = msg.kind == letter_kind::request;
+    if (tombstone_) { // raced with the loss: say what happened
+      refuse(msg, is_request, *tombstone_);
+      return;
+    }
     v1::Envelope env;
     env.set_target(msg.target->name);
     env.mutable_sender()->set_node(owner_.name());
@@ -176,6 +181,14 @@ private:
     env.set_priority(3);
     env.set_created_unix_ns(now_unix_ns());
     if (auto written = conn_->write(env.SerializeAsString()); !written) {
+      if (is_request && written.code() == errc::unavailable && !gone_) {
+        // The link just closed; why (a refusal, say) is still queued in our
+        // mailbox, and lost() will answer this request with it.
+        pending_.emplace(env.message_id(),
+                         pending_request_state{make_response_promise(),
+                                               msg.target->name, msg.expires});
+        return;
+      }
       refuse(msg, is_request, written.error());
       return;
     }
@@ -228,6 +241,8 @@ private:
   // -- inbound ------------------------------------------------------------------
 
   void inbound(const std::string& bytes) {
+    if (gone_)
+      return;
     v1::Envelope env;
     if (!env.ParseFromString(bytes))
       return protocol_error("a frame that is not an envelope");
@@ -430,6 +445,11 @@ private:
   // -- monitors across the link ------------------------------------------------
 
   void watch_peer(watch_msg& watch) {
+    if (tombstone_) {
+      watch.fn(down_notice{watch.name, down_reason::node_down,
+                           tombstone_->message(), false});
+      return;
+    }
     auto id = ++next_watch_;
     watches_.emplace(id, remote_watch{watch.name, std::move(watch.fn)});
     v1::Monitor msg;
@@ -451,6 +471,10 @@ private:
   // -- failure ------------------------------------------------------------------
 
   void tick() {
+    if (tombstone_) {
+      quit();
+      return;
+    }
     if (!hello_done_)
       return close_with(error{errc::deadline_exceeded,
                               "the peer did not finish the handshake in time"});
@@ -470,12 +494,15 @@ private:
     close_with(error{errc::invalid_argument, "protocol error: " + what});
   }
 
-  void close_with(const error& why) {
+  void close_with(const error& why, bool linger = true) {
     conn_->close();
-    lost(why);
+    lost(why, linger);
   }
 
-  void lost(const error& why) {
+  /// The link is gone: answer everything that waits, and (with `linger`)
+  /// stay a second as a tombstone so that letters already on their way
+  /// here learn the reason instead of bouncing.
+  void lost(const error& why, bool linger = true) {
     if (gone_)
       return;
     gone_ = true;
@@ -483,13 +510,24 @@ private:
                   ? why.message()
                   : "node '" + peer_.name() + "' is unreachable ("
                       + why.message() + ")";
-    fail_pending(error{errc::unavailable, text});
+    // A refusal stays a refusal; every other loss is "unreachable".
+    auto code = why.code() == errc::permission_denied ? errc::permission_denied
+                                                       : errc::unavailable;
+    fail_pending(error{code, why.code() == errc::permission_denied
+                               ? why.message()
+                               : text});
     for (auto& [id, watch] : watches_)
       watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
     watches_.clear();
     if (!peer_.name().empty())
       owner_.drop_link(peer_.name(), caf::actor_cast<caf::actor>(this));
-    quit();
+    tombstone_ = error{code, why.code() == errc::permission_denied
+                               ? why.message()
+                               : text};
+    if (linger)
+      delayed_send(this, std::chrono::seconds{1}, tick_msg{});
+    else
+      quit();
   }
 
   void fail_pending(const error& why) {
@@ -516,6 +554,7 @@ private:
   v1::NodeRecord peer_;
   bool hello_done_ = false;
   bool gone_ = false;
+  std::optional<error> tombstone_;
   std::uint64_t next_id_ = 0;
   std::uint64_t next_watch_ = 0;
   std::unordered_map<std::uint64_t, pending_request_state> pending_;

@@ -245,8 +245,10 @@ void shell::request_route(const route& to, message msg, deadline until,
       [this, cb](reply_msg& reply) {
         guarded("a reply continuation", [&] { (*cb)(to_outcome(reply)); });
       },
-      [this, cb, name = to.slot->name](caf::error& err) {
-        guarded("a reply continuation", [&] { (*cb)(from_caf(err, name)); });
+      [this, cb, name = to.slot->name,
+       remote = !to.slot->node.empty()](caf::error& err) {
+        guarded("a reply continuation",
+                [&] { (*cb)(from_caf(err, name, remote)); });
       });
 }
 

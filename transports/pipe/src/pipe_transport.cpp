@@ -152,8 +152,17 @@ private:
       queued_bytes_ -= queue_.front().size();
     }
     queue_.pop_front();
-    if (ec)
-      return shut(from_asio(ec));
+    if (ec) {
+      // The peer stopped reading (it closed). Its last frames, a refusal
+      // say, may still wait in our receive buffer: stop writing, keep
+      // reading, and close at its end of stream.
+      std::lock_guard guard{mu_};
+      closed_ = true;
+      for (auto& frame : queue_)
+        queued_bytes_ -= frame.size();
+      queue_.clear();
+      return;
+    }
     if (!queue_.empty())
       write_next();
     else if (closing_)
@@ -178,6 +187,13 @@ private:
       std::lock_guard guard{mu_};
       closed_ = true;
     }
+    // Closing with unread input makes Linux reset the peer's side, and a
+    // reset can swallow our last frames (a refusal, say). Discard what is
+    // waiting, unread and unparsed, first; bounded by the socket buffer.
+    char sink[4096];
+    for (int i = 0; i < 64; ++i)
+      if (::recv(socket_.native_handle(), sink, sizeof sink, MSG_DONTWAIT) <= 0)
+        break;
     boost::system::error_code ignored;
     socket_.shutdown(stream::socket::shutdown_both, ignored);
     socket_.close(ignored);
