@@ -20,6 +20,8 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 
 demo: build
 	./$(BUILD_DIR)/examples/order_desk/order_desk
+	@echo
+	./$(BUILD_DIR)/examples/local_office/local_office
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 120
