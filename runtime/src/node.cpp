@@ -190,6 +190,8 @@ node_impl::node_impl(
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
+  if (config_.scheduler == scheduler_policy::sharing)
+    caf_config_.set("scheduler.policy", caf::atom("sharing"));
   system_ = std::make_unique<caf::actor_system>(caf_config_);
   supervisor_ = system_->spawn<supervisor>(*this);
 }

@@ -45,6 +45,19 @@ struct post_options {
   std::uint8_t priority = default_priority;
 };
 
+/// How the node's scheduler threads find work (CAF 0.17's two policies).
+enum class scheduler_policy : std::uint8_t {
+  /// Per-thread queues with stealing; idle threads poll, sleeping between
+  /// polls (up to 50 us, later 10 ms). Best in-process throughput; a
+  /// message that wakes an idle node waits for the next poll.
+  work_stealing,
+  /// One shared queue; idle threads sleep on a condition variable and are
+  /// woken at once. Best latency for nodes that mostly wait for other
+  /// processes (about half the cross-process round trip), at the cost of
+  /// in-process throughput. See docs/benchmarks.md.
+  sharing,
+};
+
 /// Severity of a line in the runtime's log.
 enum class log_level : std::uint8_t { debug, info, warning, error };
 
@@ -75,6 +88,7 @@ struct node_config {
   int recursion_limit = 100;
   /// Scheduler threads; 0 picks the number of cores (at least 2).
   std::size_t worker_threads = 0;
+  scheduler_policy scheduler = scheduler_policy::work_stealing;
   /// Where log lines go; empty writes warnings and errors to stderr.
   /// Called from runtime threads; keep it short and thread-safe.
   std::function<void(log_level, std::string_view)> log;

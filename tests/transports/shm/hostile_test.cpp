@@ -17,6 +17,9 @@ constexpr std::size_t capacity = 4096;
 constexpr auto first = format::flag_first;
 constexpr auto last = format::flag_last;
 constexpr auto whole = format::flag_first | format::flag_last;
+constexpr std::uint64_t align = format::record_alignment;
+/// Ring bytes of a record carrying 8 payload bytes.
+constexpr std::uint64_t small = format::record_size(8);
 
 /// A consumer facing a producer simulated by the test.
 struct hostile_producer {
@@ -54,26 +57,27 @@ TEST_CASE("a write position beyond a ring's length ahead is data_loss",
           "[shm]") {
   hostile_producer peer;
   peer.raw->put_record(0, 8, whole);
-  peer.raw->write_position().store(capacity + 8);
+  peer.raw->write_position().store(capacity + align);
   peer.expect_data_loss("write position");
 }
 
 TEST_CASE("an unaligned write position is data_loss", "[shm]") {
+  auto position = GENERATE(std::uint64_t{12}, std::uint64_t{24});
   hostile_producer peer;
   peer.raw->put_record(0, 4, whole);
-  peer.raw->write_position().store(12);
+  peer.raw->write_position().store(position);
   peer.expect_data_loss("write position");
 }
 
 TEST_CASE("a write position that moves backwards is data_loss", "[shm]") {
   hostile_producer peer;
   peer.raw->put_record(0, 8, whole);
-  peer.raw->put_record(16, 8, whole);
-  peer.raw->write_position().store(32);
+  peer.raw->put_record(small, 8, whole);
+  peer.raw->write_position().store(2 * small);
   std::vector<std::byte> out;
   REQUIRE(peer.reader->read(out, 1s));
   REQUIRE(peer.reader->read(out, 1s));
-  peer.raw->write_position().store(16);
+  peer.raw->write_position().store(small);
   peer.expect_data_loss("write position");
 }
 
@@ -92,16 +96,16 @@ TEST_CASE("a record extending past the write position is data_loss", "[shm]") {
 }
 
 TEST_CASE("a record crossing the end of the ring is data_loss", "[shm]") {
-  hostile_producer peer{capacity - 16};
-  peer.raw->put_record(capacity - 16, 100, whole);
-  peer.raw->write_position().store(capacity - 16 + 200);
+  hostile_producer peer{capacity - align};
+  peer.raw->put_record(capacity - align, 100, whole);
+  peer.raw->write_position().store(capacity - align + 256);
   peer.expect_data_loss("crosses the end");
 }
 
 TEST_CASE("a record with unknown flags is data_loss", "[shm]") {
   hostile_producer peer;
   peer.raw->put_record(0, 8, whole | 0x100);
-  peer.raw->write_position().store(16);
+  peer.raw->write_position().store(small);
   peer.expect_data_loss("unknown record flags");
 }
 
@@ -109,27 +113,34 @@ TEST_CASE("fragments out of order are data_loss", "[shm]") {
   hostile_producer peer;
   SECTION("a last fragment without a first") {
     peer.raw->put_record(0, 8, last);
-    peer.raw->write_position().store(16);
+    peer.raw->write_position().store(small);
     peer.expect_data_loss("without a first");
   }
   SECTION("a zeroed record") {
-    peer.raw->write_position().store(16);
+    peer.raw->write_position().store(align);
     peer.expect_data_loss("without a first");
   }
   SECTION("a first fragment inside a message") {
     peer.raw->put_record(0, 8, first);
-    peer.raw->put_record(16, 8, whole);
-    peer.raw->write_position().store(32);
+    peer.raw->put_record(small, 8, whole);
+    peer.raw->write_position().store(2 * small);
     peer.expect_data_loss("starts inside another");
   }
   SECTION("an abort outside a message") {
     peer.raw->put_record(0, 0, format::flag_abort);
-    peer.raw->write_position().store(8);
+    peer.raw->write_position().store(align);
     peer.expect_data_loss("abort record outside");
+  }
+  SECTION("an abort with a length") {
+    peer.raw->put_record(0, 8, first);
+    peer.raw->put_record(small, 8, format::flag_abort);
+    peer.raw->write_position().store(2 * small);
+    peer.expect_data_loss("malformed abort");
   }
 }
 
 TEST_CASE("a malformed wrap record is data_loss", "[shm]") {
+  constexpr auto padding = static_cast<std::uint32_t>(capacity - align);
   hostile_producer peer;
   SECTION("wrong length") {
     peer.raw->put_record(0, 16, format::flag_wrap);
@@ -137,12 +148,12 @@ TEST_CASE("a malformed wrap record is data_loss", "[shm]") {
     peer.expect_data_loss("malformed wrap");
   }
   SECTION("wrap combined with other flags") {
-    peer.raw->put_record(0, capacity - 8, format::flag_wrap | first);
+    peer.raw->put_record(0, padding, format::flag_wrap | first);
     peer.raw->write_position().store(capacity);
     peer.expect_data_loss("malformed wrap");
   }
   SECTION("padding beyond the write position") {
-    peer.raw->put_record(0, capacity - 8, format::flag_wrap);
+    peer.raw->put_record(0, padding, format::flag_wrap);
     peer.raw->write_position().store(64);
     peer.expect_data_loss("wrap record beyond");
   }
@@ -151,10 +162,11 @@ TEST_CASE("a malformed wrap record is data_loss", "[shm]") {
 TEST_CASE("a malformed read position fails the consumer's open with "
           "data_loss",
           "[shm]") {
+  auto bad = GENERATE(std::uint64_t{13}, std::uint64_t{24});
   auto memory = segment::create(capacity);
   REQUIRE(memory);
   raw_view raw{memory->fd()};
-  raw.read_position().store(13);
+  raw.read_position().store(bad);
   auto reader = consumer::open(std::move(*memory));
   REQUIRE_FALSE(reader);
   CHECK(reader.code() == errc::data_loss);
@@ -167,7 +179,8 @@ TEST_CASE("a consumer that corrupts its read position makes writes fail "
   auto message = make_message(1, 1000);
   for (int i = 0; i < 4; ++i)
     REQUIRE(ring.writer->write(bytes_of(message), no_wait()));
-  auto bad = GENERATE(std::uint64_t{13}, std::uint64_t{1} << 40);
+  auto bad
+    = GENERATE(std::uint64_t{13}, std::uint64_t{24}, std::uint64_t{1} << 40);
   ring.raw->read_position().store(bad);
   auto written = ring.writer->write(bytes_of(message), 1s);
   REQUIRE_FALSE(written);
@@ -198,7 +211,7 @@ TEST_CASE("random garbage in the shared memory never crashes or hangs the "
     std::uint64_t written = 0;
     for (int step = 0; step < 50; ++step) {
       // Positions move forward, sometimes by nonsense amounts.
-      written += coin(rng) ? 8 * (rng() % 64) : rng() % (2 * capacity);
+      written += coin(rng) ? align * (rng() % 64) : rng() % (2 * capacity);
       peer.raw->write_position().store(written);
       auto got
         = step % 2 ? peer.reader->try_read(out) : [&]() -> expected<bool> {

@@ -137,3 +137,18 @@ TEST_CASE("handled types are registered when an actor starts", "[runtime]") {
   CHECK((*msg)->GetDescriptor() == tpb::Add::descriptor());
   CHECK(n->new_message("courier_test.v1.Stray").code() == errc::not_found);
 }
+
+TEST_CASE("a node on the sharing scheduler serves the same verbs",
+          "[runtime]") {
+  node_config config;
+  config.join_directory = false;
+  config.scheduler = scheduler_policy::sharing;
+  auto n = node::start(config);
+  REQUIRE(n);
+  REQUIRE(n->spawn("adder", adder));
+  auto sum = n->send<tpb::Sum>("adder", add(20, 22), 5s);
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 42);
+  auto roll = n->broadcast("*", ping(1), 5s);
+  CHECK(roll.replied.size() == 1);
+}

@@ -1,0 +1,375 @@
+// Named-pipe tier against raw AF_UNIX sockets, between two processes.
+//
+//   courier_bench_pipe [--runs N] [--rounds N]
+//                      [--scheduler sharing|work_stealing]
+//
+// Scenarios, each for Courier and its raw twin, alternating, N runs:
+//   rtt            64-byte round trips (Courier: ctx.request to an actor in
+//                  the child process; raw: write a frame, read the echo)
+//   oneway_<size>  one-way throughput at 64 B, 4 KiB and 1 MiB (Courier:
+//                  posts, then one request that arrives behind them; raw:
+//                  frames written back to back, one ack at the end)
+// Output: JSON lines with medians, then medians of per-run ratios.
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/v1/bench.pb.h"
+#include "courier/courier.hpp"
+#include "courier/pipe/pipe_transport.hpp"
+#include "stats.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using courier::bench::json_line;
+using courier::bench::median;
+using courier::bench::quantile;
+
+double ns_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::nano>(clock_type::now() - t).count();
+}
+
+// -- raw twin ---------------------------------------------------------------------
+
+bool read_exact(int fd, void* buf, std::size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    auto r = ::read(fd, p, n);
+    if (r <= 0)
+      return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool write_exact(int fd, const void* buf, std::size_t n) {
+  auto* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    auto r = ::write(fd, p, n);
+    if (r <= 0)
+      return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+/// The raw child: frames of [u32 length][u8 mode][body]; mode 0 echoes the
+/// frame, mode 1 swallows it, mode 2 acks with a 1-byte frame.
+void raw_serve(int fd) {
+  std::vector<char> buf;
+  for (;;) {
+    std::uint32_t len = 0;
+    if (!read_exact(fd, &len, 4))
+      return;
+    buf.resize(len);
+    if (!read_exact(fd, buf.data(), len))
+      return;
+    char mode = len > 0 ? buf[0] : 0;
+    if (mode == 0) {
+      if (!write_exact(fd, &len, 4) || !write_exact(fd, buf.data(), len))
+        return;
+    } else if (mode == 2) {
+      std::uint32_t one = 1;
+      char ack = 2;
+      if (!write_exact(fd, &one, 4) || !write_exact(fd, &ack, 1))
+        return;
+    }
+  }
+}
+
+struct raw_peer {
+  raw_peer() {
+    int fds[2];
+    ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      raw_serve(fds[1]);
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    fd = fds[0];
+  }
+
+  ~raw_peer() {
+    ::close(fd);
+    ::waitpid(pid, nullptr, 0);
+  }
+
+  pid_t pid;
+  int fd;
+};
+
+std::vector<double> raw_rtt(raw_peer& peer, int rounds) {
+  std::vector<double> out;
+  std::vector<char> msg(64, 'x');
+  msg[0] = 0;
+  std::uint32_t len = static_cast<std::uint32_t>(msg.size());
+  std::vector<char> back(msg.size());
+  for (int i = 0; i < rounds; ++i) {
+    auto t = clock_type::now();
+    write_exact(peer.fd, &len, 4);
+    write_exact(peer.fd, msg.data(), msg.size());
+    std::uint32_t got = 0;
+    read_exact(peer.fd, &got, 4);
+    read_exact(peer.fd, back.data(), got);
+    out.push_back(ns_since(t));
+  }
+  return out;
+}
+
+double raw_oneway(raw_peer& peer, std::size_t size, int count) {
+  std::vector<char> msg(size, 'x');
+  msg[0] = 1;
+  std::uint32_t len = static_cast<std::uint32_t>(size);
+  auto t = clock_type::now();
+  for (int i = 0; i < count; ++i) {
+    write_exact(peer.fd, &len, 4);
+    write_exact(peer.fd, msg.data(), size);
+  }
+  char ack_mode = 2;
+  std::uint32_t one = 1;
+  write_exact(peer.fd, &one, 4);
+  write_exact(peer.fd, &ack_mode, 1);
+  std::uint32_t got = 0;
+  char ack = 0;
+  read_exact(peer.fd, &got, 4);
+  read_exact(peer.fd, &ack, 1);
+  return count / (ns_since(t) / 1e9);
+}
+
+// -- Courier --------------------------------------------------------------------
+
+/// --scheduler sharing|work_stealing (default: sharing, the latency choice).
+courier::scheduler_policy policy = courier::scheduler_policy::sharing;
+
+courier::node_config config_for(const std::string& name, const std::string& dir) {
+  courier::node_config config;
+  config.scheduler = policy;
+  config.name = name;
+  config.directory = dir;
+  config.worker_threads = 2;
+  config.transports = {{"pipe", courier::pipe::factory()}};
+  config.limits.max_frame = 8u << 20;
+  return config;
+}
+
+/// The Courier child: "echo" answers a Ping with a Ping of the same size;
+/// "sink" swallows posts and answers a request.
+int courier_serve(const std::string& dir) {
+  auto self = courier::node::start(config_for("bench-server", dir));
+  if (!self)
+    return 1;
+  auto echo = self->spawn("echo", [](courier::context&) {
+    return courier::behavior{[](std::shared_ptr<const bench::v1::Ping> p) {
+      return p; // the same object back: no copy in this process
+    }};
+  });
+  auto sink = self->spawn("sink", [](courier::context&) {
+    return courier::behavior{[](const bench::v1::Ping&) {}};
+  });
+  if (!echo || !sink)
+    return 1;
+  std::cout << "ready" << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
+  return 0;
+}
+
+struct courier_peer {
+  explicit courier_peer(const std::string& self_path) {
+    char pattern[] = "/tmp/courier-bench-XXXXXX";
+    dir = ::mkdtemp(pattern);
+    int in[2];
+    int out[2];
+    ::pipe(in);
+    ::pipe(out);
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::close(in[1]);
+      ::close(out[0]);
+      ::execl(self_path.c_str(), self_path.c_str(), "--serve", dir.c_str(),
+              "--scheduler",
+              policy == courier::scheduler_policy::sharing ? "sharing"
+                                                           : "work_stealing",
+              nullptr);
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    to_child = in[1];
+    char buf[16];
+    auto n = ::read(out[0], buf, sizeof buf); // "ready\n"
+    (void)n;
+    ::close(out[0]);
+    auto started = courier::node::start(config_for("bench-client", dir));
+    if (!started) {
+      std::cerr << started.error().to_string() << "\n";
+      std::exit(1);
+    }
+    client.emplace(std::move(*started));
+  }
+
+  ~courier_peer() {
+    client.reset();
+    ::close(to_child);
+    ::waitpid(pid, nullptr, 0);
+    std::string rm = "rm -rf " + dir;
+    if (std::system(rm.c_str()) != 0)
+      std::cerr << "cannot remove " << dir << "\n";
+  }
+
+  std::string dir;
+  pid_t pid;
+  int to_child;
+  std::optional<courier::node> client;
+};
+
+std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
+  std::promise<std::vector<double>> done;
+  auto name = "driver" + std::to_string(run);
+  auto spawned = peer.client->spawn(name, [&](courier::context& ctx) {
+    struct state {
+      std::vector<double> rtts;
+      clock_type::time_point sent;
+    };
+    auto st = std::make_shared<state>();
+    auto next = std::make_shared<std::function<void()>>();
+    *next = [&ctx, &done, st, next, rounds] {
+      if (static_cast<int>(st->rtts.size()) == rounds) {
+        done.set_value(std::move(st->rtts));
+        return;
+      }
+      auto ping = std::make_shared<bench::v1::Ping>();
+      ping->set_pad(std::string(48, 'x')); // 64 B on the wire with the seq
+      st->sent = clock_type::now();
+      ctx.request("echo", courier::message{ping}, std::chrono::seconds{10})
+        .then(
+          [st, next](const bench::v1::Ping&) {
+            st->rtts.push_back(ns_since(st->sent));
+            (*next)();
+          },
+          [](const courier::error& e) {
+            std::cerr << "request failed: " << e.to_string() << "\n";
+            std::exit(1);
+          });
+    };
+    return courier::behavior{[next](const bench::v1::Ping&) { (*next)(); }};
+  });
+  if (!spawned || !peer.client->post(name, bench::v1::Ping{}))
+    std::exit(1);
+  auto out = done.get_future().get();
+  (void)peer.client->stop(name);
+  return out;
+}
+
+double courier_oneway(courier_peer& peer, std::size_t size, int count) {
+  auto msg = std::make_shared<bench::v1::Ping>();
+  msg->set_pad(std::string(size > 16 ? size - 16 : 1, 'x'));
+  auto t = clock_type::now();
+  for (int i = 0; i < count; ++i)
+    if (!peer.client->post("sink", courier::message{msg}))
+      std::exit(1);
+  // Arrives behind the posts on the same link.
+  if (!peer.client->send("sink", bench::v1::Ping{}, std::chrono::seconds{60}))
+    std::exit(1);
+  return count / (ns_since(t) / 1e9);
+}
+
+long arg(int argc, char** argv, const char* flag, long fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], flag) == 0)
+      return std::strtol(argv[i + 1], nullptr, 10);
+  return fallback;
+}
+
+void report(const std::string& scenario, const std::vector<double>& c,
+            const std::vector<double>& r, const char* field, int runs,
+            std::size_t size) {
+  std::vector<double> ratio;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    ratio.push_back(c[i] / r[i]);
+  for (auto [impl, values] : {std::pair{"courier", &c}, std::pair{"raw", &r}}) {
+    json_line line;
+    line.add("scenario", scenario).add("tier", "pipe").add("impl", impl);
+    line.add("size", static_cast<double>(size)).add("runs", runs);
+    line.add(field, median(*values));
+    if (std::string{field} == "msgs_per_s")
+      line.add("mib_per_s", median(*values) * static_cast<double>(size)
+                              / (1 << 20));
+    std::cout << line.str() << std::endl;
+  }
+  json_line line;
+  line.add("scenario", scenario).add("tier", "pipe").add("impl", "courier/raw");
+  line.add("size", static_cast<double>(size)).add("runs", runs);
+  line.add(std::string{field} + "_ratio", median(ratio));
+  std::cout << line.str() << std::endl;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--scheduler") == 0
+        && std::strcmp(argv[i + 1], "work_stealing") == 0)
+      policy = courier::scheduler_policy::work_stealing;
+  if (argc >= 3 && std::strcmp(argv[1], "--serve") == 0)
+    return courier_serve(argv[2]);
+  ::signal(SIGPIPE, SIG_IGN);
+  auto runs = static_cast<int>(arg(argc, argv, "--runs", 7));
+  auto rounds = static_cast<int>(arg(argc, argv, "--rounds", 5000));
+  char self_path[4096];
+  auto n = ::readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+  self_path[n > 0 ? n : 0] = '\0';
+
+  raw_peer raw;
+  courier_peer peer{self_path};
+
+  std::vector<double> c50, c99, r50, r99;
+  for (int i = 0; i < runs; ++i) {
+    auto c = courier_rtt(peer, rounds, i);
+    auto r = raw_rtt(raw, rounds);
+    c50.push_back(quantile(c, 0.5));
+    c99.push_back(quantile(c, 0.99));
+    r50.push_back(quantile(r, 0.5));
+    r99.push_back(quantile(r, 0.99));
+  }
+  report("rtt_p50", c50, r50, "rtt_ns", runs, 64);
+  report("rtt_p99", c99, r99, "rtt_ns", runs, 64);
+
+  for (auto [size, count] : {std::pair<std::size_t, int>{64, 20000},
+                             std::pair<std::size_t, int>{4096, 5000},
+                             std::pair<std::size_t, int>{1u << 20, 50}}) {
+    std::vector<double> c, r;
+    for (int i = 0; i < runs; ++i) {
+      if (i % 2 == 0) {
+        c.push_back(courier_oneway(peer, size, count));
+        r.push_back(raw_oneway(raw, size, count));
+      } else {
+        r.push_back(raw_oneway(raw, size, count));
+        c.push_back(courier_oneway(peer, size, count));
+      }
+    }
+    report("oneway", c, r, "msgs_per_s", runs, size);
+  }
+  return 0;
+}
