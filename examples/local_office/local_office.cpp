@@ -2,7 +2,7 @@
 //
 //   manager (this process)  sends a memo to each of
 //     clerk      an actor in the same process       -> in-process tier
-//     front.desk another process, same user         -> same-user tier
+//     front.desk another process, same user         -> shared memory
 //     archive    another process, user 'nobody'     -> named pipe
 //
 // The code that sends is the same for all three: ctx.request(name, memo).
@@ -29,6 +29,7 @@
 
 #include "courier/courier.hpp"
 #include "courier/pipe/pipe_transport.hpp"
+#include "courier/shm/shm_transport.hpp"
 #include "office/office.pb.h"
 
 using namespace std::chrono_literals;
@@ -49,7 +50,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
   courier::node_config config;
   config.name = name;
   config.directory = dir;
-  config.transports = {{"pipe", courier::pipe::factory()}};
+  config.transports = {{"pipe", courier::pipe::factory()},
+                       {"shm", courier::shm::factory()}};
   config.log = [name](courier::log_level level, std::string_view line) {
     if (level >= courier::log_level::warning)
       std::cerr << "  [" << name << "] " << line << "\n";

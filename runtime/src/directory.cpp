@@ -177,6 +177,7 @@ directory::~directory() {
     if (owner == node_)
       release_name(actor);
   ::unlink(socket_path(node_).c_str());
+  ::unlink(endpoint(node_, "shm").c_str());
   ::unlink((path_ + "/nodes/" + node_ + ".pb").c_str());
   ::unlink((path_ + "/nodes/" + node_ + ".lock").c_str());
   ::close(lock_fd_); // releases the flock
@@ -184,6 +185,13 @@ directory::~directory() {
 
 std::string directory::socket_path(std::string_view node) const {
   return path_ + "/sockets/" + std::string{node} + ".sock";
+}
+
+std::string directory::endpoint(std::string_view node,
+                                std::string_view tier) const {
+  if (tier == "pipe")
+    return socket_path(node);
+  return path_ + "/sockets/" + std::string{node} + "." + std::string{tier};
 }
 
 expected<void> directory::publish(const v1::NodeRecord& record) {
@@ -220,6 +228,7 @@ void directory::reap(std::string_view node) {
       ::unlink(file.c_str());
   }
   ::unlink(socket_path(name).c_str());
+  ::unlink(endpoint(name, "shm").c_str());
   ::unlink((path_ + "/nodes/" + name + ".pb").c_str());
   ::unlink(lock_path.c_str());
   if (fd >= 0)

@@ -57,6 +57,10 @@ public:
 
   std::string socket_path(std::string_view node) const;
 
+  /// Where `node` accepts links of `tier`: the named pipe's socket, or the
+  /// shared-memory tier's handover socket.
+  std::string endpoint(std::string_view node, std::string_view tier) const;
+
   /// Replaces this node's record atomically.
   expected<void> publish(const v1::NodeRecord& record);
 

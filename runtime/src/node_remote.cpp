@@ -56,10 +56,8 @@ expected<void> node_impl::open() {
       std::lock_guard guard{record_mu_};
       record_.add_tiers(tier);
     }
-    if (tier != "pipe")
-      continue; // other tiers are negotiated over a pipe link
     auto listening = impl->listen(
-      dir_->socket_path(config_.name),
+      dir_->endpoint(config_.name, tier),
       [this, tier = tier](std::unique_ptr<link> conn) {
         accept(std::move(conn), tier);
       });
@@ -146,17 +144,56 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
   std::lock_guard connecting{connect_mu_};
   if (auto proxy = existing())
     return proxy;
-  auto tier = std::find_if(transports_.begin(), transports_.end(),
-                           [](const auto& t) { return t.first == "pipe"; });
-  if (tier == transports_.end())
-    return error{errc::unavailable,
-                 "no tier can reach node " + quoted(node)
-                   + ": this node has no transport configured"};
   auto peer = dir_->read_node(node);
   if (!peer)
     return std::move(peer).error();
-  auto conn = tier->second->connect(peer->endpoint(),
-                                    deadline{config_.handshake_timeout});
+  auto self = record();
+  auto tier_of = [this](std::string_view name) -> transport* {
+    for (auto& [tier, impl] : transports_)
+      if (tier == name)
+        return impl.get();
+    return nullptr;
+  };
+  auto offers = [&](std::string_view name) {
+    return std::find(peer->tiers().begin(), peer->tiers().end(), name)
+           != peer->tiers().end();
+  };
+  // The choice of tier: shared memory for the same user on the same boot,
+  // when both sides have it; the named pipe otherwise, or when shared memory
+  // fails (the route's note says why).
+  auto info = std::make_shared<link_info>();
+  info->peer = node;
+  expected<std::unique_ptr<link>> conn{errc::unavailable, "no tier tried"};
+  std::string shm_note;
+  if (peer->uid() != self.uid())
+    shm_note = "another user (uid " + std::to_string(peer->uid()) + ")";
+  else if (peer->boot_id() != self.boot_id())
+    shm_note = "another boot of the machine";
+  else if (!tier_of("shm") || !offers("shm"))
+    shm_note = "same user; shared memory is not configured on both sides";
+  else {
+    conn = tier_of("shm")->connect(dir_->endpoint(node, "shm"),
+                                   deadline{config_.handshake_timeout});
+    if (conn) {
+      info->tier = "shm";
+      info->note = "same user, same machine";
+    } else {
+      shm_note = "shared memory failed (" + conn.error().message()
+                 + "); using the named pipe";
+      log(log_level::warning, "route to " + quoted(node) + ": " + shm_note);
+    }
+  }
+  if (!conn) {
+    auto* pipe = tier_of("pipe");
+    if (pipe == nullptr)
+      return error{errc::unavailable,
+                   "no tier can reach node " + quoted(node) + ": " + shm_note};
+    conn = pipe->connect(peer->endpoint(), deadline{config_.handshake_timeout});
+    info->tier = "pipe";
+    info->note = peer->session() != self.session() && shm_note.empty()
+                   ? "another login session"
+                   : shm_note;
+  }
   if (!conn) {
     if (!dir_->alive(node))
       dir_->reap(node);
@@ -164,11 +201,11 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
                                       + " is unreachable: "
                                       + conn.error().message()};
   }
-  // Is the socket really served by that node? (Nobody else could have put
+  // Is the endpoint really served by that node? (Nobody else could have put
   // it there in a sticky directory, but the kernel's word is cheap.)
   const auto& creds = (*conn)->peer();
   if (creds.uid != peer->uid() || creds.pid != peer->pid()) {
-    log(log_level::warning, "the socket of node " + quoted(node)
+    log(log_level::warning, "the endpoint of node " + quoted(node)
                               + " is served by uid " + std::to_string(creds.uid)
                               + " pid " + std::to_string(creds.pid)
                               + ", not by the node; not using it");
@@ -176,16 +213,6 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
                  "the endpoint of node " + quoted(node)
                    + " is not served by that node"};
   }
-  auto info = std::make_shared<link_info>();
-  info->peer = node;
-  info->tier = "pipe";
-  auto self = record();
-  if (peer->uid() != self.uid())
-    info->note = "another user (uid " + std::to_string(peer->uid()) + ")";
-  else if (peer->session() != self.session())
-    info->note = "another login session";
-  else
-    info->note = "same user; shared memory is not available yet";
   std::unique_lock guard{mu_};
   if (stopping_)
     return error{errc::unavailable, "node " + quoted(config_.name)

@@ -104,10 +104,10 @@ TEST_CASE("the CLI shows each node's routes and their tiers",
   REQUIRE(here->send("adder", add(1, 2), 5s));
   auto plain = courier_cli(dir, {"routes"});
   CHECK(plain.status == 0);
-  CHECK(contains(plain.out, "here -> node-b  pipe  (same user; shared memory "
-                            "is not available yet)  out 1 in 1"));
-  CHECK(contains(plain.out, "node-b -> here  pipe  (accepted from this user)"));
+  CHECK(contains(plain.out,
+                 "here -> node-b  shm  (same user, same machine)  out 1 in 1"));
+  CHECK(contains(plain.out, "node-b -> here  shm  (accepted from this user)"));
   auto json = courier_cli(dir, {"--json", "routes"});
   CHECK(json.status == 0);
-  CHECK(contains(json.out, R"({"node": "here", "peer": "node-b", "tier": "pipe")"));
+  CHECK(contains(json.out, R"({"node": "here", "peer": "node-b", "tier": "shm")"));
 }

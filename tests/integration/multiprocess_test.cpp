@@ -22,8 +22,8 @@ bool exists(const std::string& path) {
 
 } // namespace
 
-TEST_CASE("a send reaches an actor in another process over the named pipe",
-          "[pipe][integration]") {
+TEST_CASE("a send reaches another process of this user over shared memory",
+          "[shm][integration]") {
   temp_dir dir;
   auto peer = start_node(dir, "peer", {"echo.b"});
   local_node here{dir, "here"};
@@ -34,9 +34,24 @@ TEST_CASE("a send reaches an actor in another process over the named pipe",
   auto routes = here->routes();
   REQUIRE(routes.size() == 1);
   CHECK(routes[0].peer == "peer");
-  CHECK(routes[0].tier == "pipe");
+  CHECK(routes[0].tier == "shm");
+  CHECK(routes[0].note == "same user, same machine");
   CHECK(routes[0].messages_out >= 1);
   CHECK(here->send<tpb::Pong>("echo.b@peer", ping(8), 5s));
+}
+
+TEST_CASE("without shared memory on both sides a route takes the named pipe "
+          "and says why",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"--pipe-only", "echo.b"});
+  local_node here{dir, "here"};
+  REQUIRE(here->send<tpb::Pong>("echo.b", ping(7), 5s));
+  auto routes = here->routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].tier == "pipe");
+  CHECK(routes[0].note
+        == "same user; shared memory is not configured on both sides");
 }
 
 TEST_CASE("every error of the foundation crosses processes",

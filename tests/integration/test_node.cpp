@@ -1,6 +1,7 @@
 // A node for integration tests, run as a separate process.
 //
-//   courier_test_node --dir DIR --name NODE [--allow-uid UID] [ACTOR...]
+//   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
+//                     [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
@@ -15,6 +16,7 @@
 
 #include "courier/courier.hpp"
 #include "courier/pipe/pipe_transport.hpp"
+#include "courier/shm/shm_transport.hpp"
 #include "courier_test/v1/test.pb.h"
 
 using namespace courier;
@@ -86,7 +88,7 @@ behavior quitter(context& ctx) {
 
 int main(int argc, char** argv) {
   node_config config;
-  config.transports = {{"pipe", pipe::factory()}};
+  config.transports = {{"pipe", pipe::factory()}, {"shm", shm::factory()}};
   std::vector<std::string> actors;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -96,6 +98,8 @@ int main(int argc, char** argv) {
       config.name = argv[++i];
     else if (arg == "--allow-uid" && i + 1 < argc)
       config.allowed_uids.push_back(std::stoul(argv[++i]));
+    else if (arg == "--pipe-only")
+      config.transports = {{"pipe", pipe::factory()}};
     else
       actors.push_back(arg);
   }

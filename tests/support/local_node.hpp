@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "courier/pipe/pipe_transport.hpp"
+#include "courier/shm/shm_transport.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -15,11 +16,13 @@ namespace courier::testing {
 
 struct local_node {
   local_node(const temp_dir& dir, std::string name,
-             std::vector<unsigned> allowed = {}) {
+             std::vector<unsigned> allowed = {}, bool shared_memory = true) {
     node_config config;
     config.name = std::move(name);
     config.directory = dir.path();
     config.transports = {{"pipe", pipe::factory()}};
+    if (shared_memory)
+      config.transports.emplace_back("shm", shm::factory());
     config.allowed_uids = std::move(allowed);
     config.log = [lines = lines](log_level, std::string_view line) {
       lines->push(std::string{line});

@@ -26,7 +26,8 @@
 //
 // Usage: courier_bench_shm_ring [--runs N] [--placement same|cross|none]
 //                               [--policy spin|hybrid|block|all]
-//                               [--scenario rtt|throughput|all] [--quick]
+//                               [--scenario rtt|throughput|all]
+//                               [--size 64|4096|1048576] [--quick]
 //   same: both processes pinned to CPU 0; cross: parent on CPU 0, child on
 //   CPU 1; none: the scheduler decides. --quick shrinks every measurement
 //   (a smoke test).
@@ -537,6 +538,8 @@ int main(int argc, char** argv) {
   std::string where = text_arg(argc, argv, "--placement", "none");
   std::string policy_name = text_arg(argc, argv, "--policy", "all");
   std::string scenario_name = text_arg(argc, argv, "--scenario", "all");
+  auto only_size
+    = std::strtoul(text_arg(argc, argv, "--size", "0"), nullptr, 10);
   bool quick = has_flag(argc, argv, "--quick");
   if (runs < 1)
     die("--runs must be at least 1");
@@ -570,10 +573,12 @@ int main(int argc, char** argv) {
          scenario{"throughput", 4096, count(400'000), cap(100ms)},
          scenario{"throughput", std::size_t{1} << 20, count(2'000), cap(150ms)},
        })
-    if (scenario_name == "all" || scenario_name == s.name)
+    if ((scenario_name == "all" || scenario_name == s.name)
+        && (only_size == 0 || only_size == s.size))
       scenarios.push_back(s);
   if (scenarios.empty())
-    die("--scenario must be rtt, throughput or all");
+    die("--scenario must be rtt, throughput or all; --size 64, 4096 or "
+        "1048576");
 
   for (const auto& s : scenarios) {
     for (auto policy : policies) {

@@ -1,0 +1,177 @@
+// One suite, every tier: the same verbs, errors, order and limits whether
+// the actor lives in this node, in another process of this user (shared
+// memory), or behind the named pipe.
+
+#include "local_node.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+
+namespace {
+
+const std::vector<std::string> peer_actors{"echo.p", "adder", "sloth",
+                                           "counter", "quitter"};
+
+/// The actors live in the local node itself.
+struct in_process {
+  static constexpr const char* tier = "in-process";
+
+  explicit in_process(const temp_dir& dir) : here{dir, "here"} {
+    REQUIRE(here->spawn("echo.p", [](context& ctx) {
+      return behavior{[&ctx](const tpb::Ping& p) {
+        tpb::Pong out;
+        out.set_seq(p.seq());
+        out.set_from(ctx.name());
+        return out;
+      }};
+    }));
+    REQUIRE(here->spawn("adder", adder));
+    REQUIRE(here->spawn("sloth", sloth));
+    REQUIRE(here->spawn("counter", [](context&) {
+      auto next = std::make_shared<std::int64_t>(0);
+      auto count = std::make_shared<std::int64_t>(0);
+      auto wrong = std::make_shared<std::int64_t>(0);
+      return behavior{
+        [=](const tpb::Ping& p) {
+          if (p.seq() != *next)
+            ++*wrong;
+          *next = p.seq() + 1;
+          ++*count;
+        },
+        [=](const tpb::Add&) {
+          tpb::Sum out;
+          out.set_value(*count * 1000000 + *wrong);
+          return out;
+        },
+      };
+    }));
+  }
+
+  local_node here;
+};
+
+/// The actors live in another process of this user: shared memory.
+struct shared_memory {
+  static constexpr const char* tier = "shm";
+
+  explicit shared_memory(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", peer_actors)}, here{dir, "here"} {
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
+/// The actors live in another process, reached over the named pipe.
+struct named_pipe {
+  static constexpr const char* tier = "pipe";
+
+  explicit named_pipe(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", with_pipe_only())},
+      here{dir, "here", {}, false} {
+  }
+
+  static std::vector<std::string> with_pipe_only() {
+    auto args = peer_actors;
+    args.insert(args.begin(), "--pipe-only");
+    return args;
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
+template <class Tier>
+void check_tier(Tier& setup) {
+  auto routes = setup.here->routes();
+  if (std::string{Tier::tier} == "in-process") {
+    CHECK(routes.empty());
+  } else {
+    REQUIRE(routes.size() == 1);
+    CHECK(routes[0].tier == Tier::tier);
+  }
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
+                   "[conformance]", in_process, shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 42);
+  check_tier(setup);
+}
+
+TEMPLATE_TEST_CASE("every error reads the same on every tier",
+                   "[conformance]", in_process, shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
+  CHECK(setup.here->send("adder", tpb::Stray{}, 5s).code()
+        == errc::unimplemented);
+  CHECK(setup.here->send("sloth", tpb::Hold{}, 100ms).code()
+        == errc::deadline_exceeded);
+  CHECK(setup.here->template send<tpb::Pong>("adder", add(1, 1), 5s).code()
+        == errc::internal); // a reply of another type
+}
+
+TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
+                   in_process, shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  constexpr int count = 3000;
+  for (int i = 0; i < count; ++i)
+    REQUIRE(setup.here->post("counter", ping(i)));
+  std::int64_t seen = 0;
+  REQUIRE(eventually([&] {
+    auto sum = setup.here->template send<tpb::Sum>("counter", add(0, 0), 5s);
+    seen = sum ? (*sum)->value() : -1;
+    return seen >= count * 1000000LL;
+  }));
+  CHECK(seen == count * 1000000LL);
+}
+
+TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
+                   "on every tier",
+                   "[conformance]", in_process, shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  // 3 MiB: three times a ring, under the 4 MiB frame limit.
+  auto big = ping(9, std::string(3u << 20, 'z'));
+  auto pong = setup.here->template send<tpb::Pong>("echo.p", big, 10s);
+  REQUIRE(pong);
+  CHECK((*pong)->seq() == 9);
+}
+
+TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
+                   "process-crossing tier",
+                   "[conformance]", shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  auto huge = ping(1, std::string(5u << 20, 'x'));
+  CHECK(setup.here->send("echo.p", huge, 5s).code()
+        == errc::resource_exhausted);
+  CHECK(setup.here->send("echo.p", ping(2), 5s)); // the route survives
+}
+
+TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
+                   "on every tier",
+                   "[conformance]", in_process, shared_memory, named_pipe) {
+  temp_dir dir;
+  TestType setup{dir};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        auto sum = setup.here->template send<tpb::Sum>("adder", add(t, i), 10s);
+        if (!sum || (*sum)->value() != t + i)
+          ++wrong;
+      }
+    });
+  for (auto& th : threads)
+    th.join();
+  CHECK(wrong == 0);
+}

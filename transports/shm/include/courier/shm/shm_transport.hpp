@@ -1,0 +1,30 @@
+#pragma once
+
+#include <cstddef>
+
+#include "courier/shm/ring.hpp"
+#include "courier/transport.hpp"
+
+namespace courier::shm {
+
+struct transport_options {
+  /// Bytes of each ring (one per direction, per link); a power of two.
+  /// Messages larger than a ring are fragmented.
+  std::size_t ring_capacity = std::size_t{1} << 20;
+  /// How readers and writers wait.
+  wait_policy policy = wait_policy::hybrid;
+  /// How long a writer waits for room in a full ring before the write fails
+  /// with resource_exhausted.
+  std::chrono::milliseconds write_timeout{5000};
+};
+
+/// The shared-memory tier, for nodes of the same user on the same machine.
+/// A link is a pair of rings in sealed memfds, one per direction, each
+/// created by its writer and handed to the reader with SCM_RIGHTS over an
+/// AF_UNIX socket. The socket carries nothing else: it tells the kernel's
+/// peer credentials (links from another uid are refused before anything is
+/// read) and, by closing, that the peer is gone. Nothing is ever named in
+/// /dev/shm; the memory goes when both ends close.
+transport_factory factory(transport_options options = {});
+
+} // namespace courier::shm

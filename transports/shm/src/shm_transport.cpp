@@ -1,0 +1,391 @@
+#include "courier/shm/shm_transport.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace courier::shm {
+
+namespace {
+
+constexpr std::uint32_t hello_magic = 0x4d485343; // "CSHM"
+
+struct handover {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint64_t capacity;
+};
+
+error os_error(const std::string& what) {
+  return error{errc::unavailable, what + ": " + std::strerror(errno)};
+}
+
+/// Sends our ring's memfd with a small header.
+expected<void> send_ring(int sock, int fd, std::uint64_t capacity) {
+  handover header{hello_magic, 1, capacity};
+  iovec iov{&header, sizeof header};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  auto* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof header))
+    return os_error("cannot hand over the ring");
+  return {};
+}
+
+/// Receives the peer's ring: one header and exactly one descriptor.
+expected<int> receive_ring(int sock, deadline until) {
+  pollfd pfd{sock, POLLIN, 0};
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+    until.remaining());
+  if (::poll(&pfd, 1, static_cast<int>(std::max<long long>(left.count(), 0)))
+      <= 0)
+    return error{errc::deadline_exceeded, "the peer did not hand over its ring"};
+  handover header{};
+  iovec iov{&header, sizeof header};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  auto n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  std::vector<int> fds;
+  for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      auto count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        fds.push_back(fd);
+      }
+    }
+  auto refuse = [&](const std::string& why) -> expected<int> {
+    for (int fd : fds)
+      ::close(fd);
+    return error{errc::invalid_argument, why};
+  };
+  if (n != static_cast<ssize_t>(sizeof header) || (msg.msg_flags & MSG_CTRUNC))
+    return refuse("a malformed ring handover");
+  if (header.magic != hello_magic || header.version != 1)
+    return refuse("a ring handover of an unknown kind");
+  if (fds.size() != 1)
+    return refuse("a ring handover without exactly one descriptor");
+  return fds.front();
+}
+
+peer_credentials credentials_of(int sock) {
+  peer_credentials out;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    out.pid = cred.pid;
+    out.uid = cred.uid;
+    out.gid = cred.gid;
+  }
+  return out;
+}
+
+/// One link: our producer into the peer's ring, our consumer of the peer's.
+class shm_link final : public link {
+public:
+  shm_link(int sock, peer_credentials peer, producer out, consumer in,
+           const transport_options& options)
+    : sock_(sock),
+      peer_(peer),
+      out_(std::move(out)),
+      in_(std::move(in)),
+      options_(options),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  }
+
+  ~shm_link() override {
+    close();
+    if (reader_.joinable())
+      reader_.join();
+    if (watcher_.joinable())
+      watcher_.join();
+    ::close(wake_);
+    ::close(sock_);
+  }
+
+  void start(std::shared_ptr<link_events> events) override {
+    events_ = std::move(events);
+    reader_ = std::thread{[this] { read_loop(); }};
+    watcher_ = std::thread{[this] { watch_loop(); }};
+  }
+
+  expected<void> write(std::string frame) override {
+    std::lock_guard guard{write_mu_};
+    if (closed_)
+      return error{errc::unavailable, "the link is closed"};
+    auto bytes = std::as_bytes(std::span{frame.data(), frame.size()});
+    auto written = out_.write(bytes, deadline{options_.write_timeout});
+    if (!written && written.code() == errc::deadline_exceeded)
+      return error{errc::resource_exhausted,
+                   "the peer's ring stayed full for "
+                     + std::to_string(options_.write_timeout.count()) + " ms"};
+    return written;
+  }
+
+  void close() override {
+    if (closed_.exchange(true))
+      return;
+    {
+      std::lock_guard guard{write_mu_}; // no write in the middle
+      out_.close();
+    }
+    in_.close();
+    std::uint64_t one = 1;
+    auto n = ::write(wake_, &one, sizeof one);
+    (void)n;
+  }
+
+  const peer_credentials& peer() const noexcept override {
+    return peer_;
+  }
+
+private:
+  void read_loop() {
+    std::vector<std::byte> buf;
+    error reason{errc::unavailable, "the peer closed the link"};
+    for (;;) {
+      auto got = in_.read(buf, deadline::never());
+      if (got) {
+        events_->on_frame(
+          std::string{reinterpret_cast<const char*>(buf.data()), buf.size()});
+        continue;
+      }
+      if (got.code() == errc::resource_exhausted)
+        continue; // too large: skipped by the ring, the rest goes on
+      if (got.code() == errc::cancelled)
+        reason = peer_gone_ ? error{errc::unavailable, "the peer is gone"}
+                            : error{errc::cancelled, "closed locally"};
+      else if (got.code() == errc::data_loss)
+        reason = got.error(); // a broken ring: never trust it again
+      break;
+    }
+    close();
+    events_->on_closed(reason);
+  }
+
+  /// The socket says when the peer is gone, however it went.
+  void watch_loop() {
+    pollfd fds[2] = {{sock_, POLLIN | POLLRDHUP, 0}, {wake_, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0 && errno == EINTR)
+        continue;
+      if (fds[1].revents != 0)
+        return; // closed locally
+      if (fds[0].revents != 0) {
+        char c;
+        if (::recv(sock_, &c, 1, MSG_DONTWAIT) <= 0) {
+          peer_gone_ = true;
+          in_.close(); // wakes the reader
+          return;
+        }
+      }
+    }
+  }
+
+  int sock_;
+  peer_credentials peer_;
+  producer out_;
+  consumer in_;
+  transport_options options_;
+  int wake_;
+  std::shared_ptr<link_events> events_;
+  std::mutex write_mu_;
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> peer_gone_{false};
+  std::thread reader_;
+  std::thread watcher_;
+};
+
+ring_options ring_settings(const transport_options& options,
+                           const transport_limits& limits) {
+  ring_options out;
+  out.policy = options.policy;
+  out.max_message_size = limits.max_frame;
+  return out;
+}
+
+/// Both sides' half of the handshake once the socket is connected.
+expected<std::unique_ptr<link>> establish(int sock, bool connector,
+                                          const transport_options& options,
+                                          const transport_limits& limits,
+                                          deadline until) {
+  auto peer = credentials_of(sock);
+  if (peer.uid != ::getuid()) {
+    ::close(sock); // shared memory only between processes of one user
+    return error{errc::permission_denied,
+                 "shared memory is only for this user; uid "
+                   + std::to_string(peer.uid) + " is not"};
+  }
+  auto fail = [&](error why) -> expected<std::unique_ptr<link>> {
+    ::close(sock);
+    return why;
+  };
+  auto mine = segment::create(options.ring_capacity);
+  if (!mine)
+    return fail(mine.error());
+  auto peer_fd = expected<int>{errc::internal, "not yet"};
+  if (connector) {
+    if (auto sent = send_ring(sock, mine->fd(), mine->capacity()); !sent)
+      return fail(sent.error());
+    peer_fd = receive_ring(sock, until);
+  } else {
+    peer_fd = receive_ring(sock, until);
+    if (peer_fd)
+      if (auto sent = send_ring(sock, mine->fd(), mine->capacity()); !sent) {
+        ::close(*peer_fd);
+        return fail(sent.error());
+      }
+  }
+  if (!peer_fd)
+    return fail(peer_fd.error());
+  auto theirs = segment::attach(*peer_fd); // validates size, seals, header
+  if (!theirs)
+    return fail(theirs.error());
+  auto settings = ring_settings(options, limits);
+  auto out = producer::open(std::move(*mine), settings);
+  if (!out)
+    return fail(out.error());
+  auto in = consumer::open(std::move(*theirs), settings);
+  if (!in)
+    return fail(in.error());
+  return std::unique_ptr<link>{
+    new shm_link(sock, peer, std::move(*out), std::move(*in), options)};
+}
+
+class shm_transport final : public transport {
+public:
+  shm_transport(transport_options options, transport_limits limits)
+    : options_(options),
+      limits_(limits),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  }
+
+  ~shm_transport() override {
+    stop();
+    ::close(wake_);
+  }
+
+  std::string_view name() const noexcept override {
+    return "shm";
+  }
+
+  expected<void>
+  listen(const std::string& endpoint,
+         std::function<void(std::unique_ptr<link>)> on_accept) override {
+    sockaddr_un addr{};
+    if (endpoint.size() >= sizeof addr.sun_path)
+      return error{errc::invalid_argument,
+                   "the socket path '" + endpoint + "' is too long"};
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
+    ::unlink(endpoint.c_str());
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
+        || ::listen(listener_, 64) != 0)
+      return os_error("cannot listen on " + endpoint);
+    ::chmod(endpoint.c_str(), 0600); // this user only, as the tier
+    endpoint_ = endpoint;
+    on_accept_ = std::move(on_accept);
+    acceptor_ = std::thread{[this] { accept_loop(); }};
+    return {};
+  }
+
+  expected<std::unique_ptr<link>> connect(const std::string& endpoint,
+                                          deadline until) override {
+    int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (endpoint.size() >= sizeof addr.sun_path) {
+      ::close(sock);
+      return error{errc::invalid_argument, "the socket path is too long"};
+    }
+    std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
+    if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      auto why = os_error("cannot connect to " + endpoint);
+      ::close(sock);
+      return why;
+    }
+    return establish(sock, true, options_, limits_, until);
+  }
+
+  void stop() override {
+    if (stopped_.exchange(true))
+      return;
+    std::uint64_t one = 1;
+    auto n = ::write(wake_, &one, sizeof one);
+    (void)n;
+    if (acceptor_.joinable())
+      acceptor_.join();
+    if (listener_ >= 0)
+      ::close(listener_);
+    if (!endpoint_.empty())
+      ::unlink(endpoint_.c_str());
+  }
+
+private:
+  void accept_loop() {
+    pollfd fds[2] = {{listener_, POLLIN, 0}, {wake_, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0 && errno == EINTR)
+        continue;
+      if (fds[1].revents != 0)
+        return;
+      int sock = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (sock < 0)
+        continue;
+      // A handshake is two small messages; a peer that stalls is dropped
+      // at the deadline (this loop serves one handshake at a time).
+      auto made = establish(sock, false, options_, limits_,
+                            deadline{std::chrono::seconds{2}});
+      if (made)
+        on_accept_(std::move(*made));
+    }
+  }
+
+  transport_options options_;
+  transport_limits limits_;
+  int wake_;
+  int listener_ = -1;
+  std::string endpoint_;
+  std::function<void(std::unique_ptr<link>)> on_accept_;
+  std::thread acceptor_;
+  std::atomic<bool> stopped_{false};
+};
+
+} // namespace
+
+transport_factory factory(transport_options options) {
+  return [options](const transport_limits& limits)
+           -> expected<std::unique_ptr<transport>> {
+    if (options.ring_capacity < 4096
+        || (options.ring_capacity & (options.ring_capacity - 1)) != 0)
+      return error{errc::invalid_argument,
+                   "the ring capacity must be a power of two, at least 4 KiB"};
+    return std::unique_ptr<transport>{new shm_transport(options, limits)};
+  };
+}
+
+} // namespace courier::shm
