@@ -5,6 +5,11 @@ ASAN_BUILD_DIR ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
+# Let ccache share its cache between clones of the repository (CI builds a
+# fresh clone): hash paths relative to the clone, and not the build dir.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
+
 .PHONY: all deps build demo test test-asan bench clean
 
 all: build

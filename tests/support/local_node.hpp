@@ -24,9 +24,7 @@ struct local_node {
     if (shared_memory)
       config.transports.emplace_back("shm", shm::factory());
     config.allowed_uids = std::move(allowed);
-    config.log = [lines = lines](log_level, std::string_view line) {
-      lines->push(std::string{line});
-    };
+    capture_log(config, lines);
     auto started = node::start(std::move(config));
     REQUIRE(started);
     instance.emplace(std::move(*started));

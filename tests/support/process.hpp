@@ -106,18 +106,8 @@ public:
           return true;
         continue;
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
+      if (read_some(until) != read_result::data)
         return false;
-      pollfd pfd{stdout_, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      char buf[512];
-      auto n = ::read(stdout_, buf, sizeof buf);
-      if (n <= 0)
-        return false;
-      buffer_.append(buf, static_cast<std::size_t>(n));
     }
   }
 
@@ -125,21 +115,13 @@ public:
   bool read_all(std::string& out, std::chrono::milliseconds timeout
                                   = std::chrono::seconds{20}) {
     auto until = std::chrono::steady_clock::now() + timeout;
-    out = std::move(buffer_);
-    buffer_.clear();
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        return false;
-      pollfd pfd{stdout_, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      char buf[4096];
-      auto n = ::read(stdout_, buf, sizeof buf);
-      if (n <= 0)
-        return true;
-      out.append(buf, static_cast<std::size_t>(n));
+      auto got = read_some(until);
+      if (got != read_result::data) {
+        out = std::move(buffer_);
+        buffer_.clear();
+        return got == read_result::eof;
+      }
     }
   }
 
@@ -165,6 +147,27 @@ public:
   }
 
 private:
+  enum class read_result { data, eof, timeout };
+
+  /// Appends what stdout has to buffer_, waiting until `until` at most.
+  read_result read_some(std::chrono::steady_clock::time_point until) {
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return read_result::timeout;
+      pollfd pfd{stdout_, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+        continue;
+      char buf[4096];
+      auto n = ::read(stdout_, buf, sizeof buf);
+      if (n <= 0)
+        return read_result::eof;
+      buffer_.append(buf, static_cast<std::size_t>(n));
+      return read_result::data;
+    }
+  }
+
   pid_t pid_ = -1;
   int stdin_ = -1;
   int stdout_ = -1;

@@ -74,6 +74,14 @@ inline bool eventually(const std::function<bool()>& condition,
   return true;
 }
 
+/// Makes `config` keep its node's log lines in `lines`, for assertions.
+inline void capture_log(node_config& config,
+                        std::shared_ptr<probe<std::string>> lines) {
+  config.log = [lines = std::move(lines)](log_level, std::string_view line) {
+    lines->push(std::string{line});
+  };
+}
+
 /// A node whose log lines are kept for assertions instead of printed.
 struct quiet_node {
   explicit quiet_node(std::string name = "") {
@@ -81,9 +89,7 @@ struct quiet_node {
     config.name = std::move(name);
     // In-process tests stay off the machine directory.
     config.join_directory = false;
-    config.log = [lines = lines](log_level, std::string_view line) {
-      lines->push(std::string{line});
-    };
+    capture_log(config, lines);
     auto started = node::start(std::move(config));
     REQUIRE(started);
     instance.emplace(std::move(*started));

@@ -1,6 +1,7 @@
-// Named-pipe tier against raw AF_UNIX sockets, between two processes.
+// Courier between two processes (named pipe or shared memory) against raw
+// AF_UNIX sockets.
 //
-//   courier_bench_pipe [--runs N] [--rounds N]
+//   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
 //                      [--scheduler sharing|work_stealing]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
@@ -30,6 +31,7 @@
 #include "bench/v1/bench.pb.h"
 #include "courier/courier.hpp"
 #include "courier/pipe/pipe_transport.hpp"
+#include "courier/shm/shm_transport.hpp"
 #include "stats.hpp"
 
 namespace {
@@ -159,6 +161,9 @@ double raw_oneway(raw_peer& peer, std::size_t size, int count) {
 /// --scheduler sharing|work_stealing (default: sharing, the latency choice).
 courier::scheduler_policy policy = courier::scheduler_policy::sharing;
 
+/// --tier pipe|shm: the tier the Courier route takes (default pipe).
+std::string tier = "pipe";
+
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
   config.scheduler = policy;
@@ -166,6 +171,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
   config.directory = dir;
   config.worker_threads = 2;
   config.transports = {{"pipe", courier::pipe::factory()}};
+  if (tier == "shm")
+    config.transports.emplace_back("shm", courier::shm::factory());
   config.limits.max_frame = 8u << 20;
   return config;
 }
@@ -211,7 +218,7 @@ struct courier_peer {
               "--scheduler",
               policy == courier::scheduler_policy::sharing ? "sharing"
                                                            : "work_stealing",
-              nullptr);
+              "--tier", tier.c_str(), nullptr);
       ::_exit(127);
     }
     ::close(in[0]);
@@ -277,8 +284,14 @@ std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
   });
   if (!spawned || !peer.client->post(name, bench::v1::Ping{}))
     std::exit(1);
+
   auto out = done.get_future().get();
   (void)peer.client->stop(name);
+  auto routes = peer.client->routes(); // the route must be the measured tier
+  if (routes.size() != 1 || routes[0].tier != tier) {
+    std::cerr << "the route did not take the " << tier << " tier\n";
+    std::exit(1);
+  }
   return out;
 }
 
@@ -310,7 +323,7 @@ void report(const std::string& scenario, const std::vector<double>& c,
     ratio.push_back(c[i] / r[i]);
   for (auto [impl, values] : {std::pair{"courier", &c}, std::pair{"raw", &r}}) {
     json_line line;
-    line.add("scenario", scenario).add("tier", "pipe").add("impl", impl);
+    line.add("scenario", scenario).add("tier", tier).add("impl", impl);
     line.add("size", static_cast<double>(size)).add("runs", runs);
     line.add(field, median(*values));
     if (std::string{field} == "msgs_per_s")
@@ -319,7 +332,7 @@ void report(const std::string& scenario, const std::vector<double>& c,
     std::cout << line.str() << std::endl;
   }
   json_line line;
-  line.add("scenario", scenario).add("tier", "pipe").add("impl", "courier/raw");
+  line.add("scenario", scenario).add("tier", tier).add("impl", "courier/raw");
   line.add("size", static_cast<double>(size)).add("runs", runs);
   line.add(std::string{field} + "_ratio", median(ratio));
   std::cout << line.str() << std::endl;
@@ -328,10 +341,13 @@ void report(const std::string& scenario, const std::vector<double>& c,
 } // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i + 1 < argc; ++i)
+  for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--scheduler") == 0
         && std::strcmp(argv[i + 1], "work_stealing") == 0)
       policy = courier::scheduler_policy::work_stealing;
+    if (std::strcmp(argv[i], "--tier") == 0)
+      tier = argv[i + 1];
+  }
   if (argc >= 3 && std::strcmp(argv[1], "--serve") == 0)
     return courier_serve(argv[2]);
   ::signal(SIGPIPE, SIG_IGN);

@@ -119,12 +119,17 @@ template <class Ready>
 void wait(Ready ready, std::atomic<std::uint32_t>& sleeping,
           wait_policy policy) {
   if (policy != wait_policy::block) {
-    auto budget_end = clock_type::now() + spin_budget;
+    clock_type::time_point budget_end{};
     for (unsigned polls = 1;; ++polls) {
       if (ready())
         return;
       __builtin_ia32_pause();
-      if (polls % 64 != 0 || clock_type::now() < budget_end)
+      if (polls % 64 != 0)
+        continue;
+      auto now = clock_type::now();
+      if (polls == 64)
+        budget_end = now + spin_budget;
+      if (now < budget_end)
         continue;
       if (policy == wait_policy::hybrid)
         break;
