@@ -13,6 +13,7 @@
 #include "courier/errc.hpp"
 #include "courier/message.hpp"
 #include "courier/notices.hpp"
+#include "courier/options.hpp"
 
 namespace courier::detail {
 
@@ -46,7 +47,9 @@ public:
       target(std::move(other.target)),
       sender(std::move(other.sender)),
       expires(other.expires),
+      tier(std::move(other.tier)),
       kind(other.kind),
+      priority(other.priority),
       office_(std::exchange(other.office_, nullptr)) {
   }
 
@@ -58,7 +61,9 @@ public:
       target(other.target),
       sender(other.sender),
       expires(other.expires),
-      kind(other.kind) {
+      tier(other.tier),
+      kind(other.kind),
+      priority(other.priority) {
   }
 
   letter& operator=(const letter&) = delete;
@@ -74,7 +79,10 @@ public:
   std::shared_ptr<name_slot> target;
   std::shared_ptr<name_slot> sender;
   deadline expires;
+  /// The tier asked for by the sender (post_options::tier); empty: any.
+  std::string tier;
   letter_kind kind = letter_kind::post;
+  std::uint8_t priority = default_priority;
 
 private:
   node_impl* office_ = nullptr;

@@ -143,7 +143,9 @@ letter& letter::operator=(letter&& other) noexcept {
     target = std::move(other.target);
     sender = std::move(other.sender);
     expires = other.expires;
+    tier = std::move(other.tier);
     kind = other.kind;
+    priority = other.priority;
     office_ = std::exchange(other.office_, nullptr);
   }
   return *this;
@@ -785,8 +787,12 @@ expected<void> node::post(destination to, message msg, post_options options) {
   auto target = impl_->resolve(to, msg, nullptr);
   if (!target)
     return std::move(target).error();
+  if (auto checked = impl_->check_post_options(options); !checked)
+    return checked;
   auto envelope = impl_->make_letter(letter_kind::post, std::move(msg),
                                      *target, nullptr, options.expires);
+  envelope.priority = options.priority;
+  envelope.tier = std::move(options.tier);
   if (options.priority >= 6)
     caf::anon_send<caf::message_priority::high>(target->handle,
                                                 std::move(envelope));

@@ -229,6 +229,16 @@ public:
   void adopt_link(const std::string& node, caf::actor proxy,
                   std::shared_ptr<link_info> info);
 
+  /// Opens another link to `node` on `tier`, beside the route's own, for
+  /// messages that ask for that tier. Not a route of its own: the route's
+  /// proxy owns it and is the only one that writes to it.
+  expected<caf::actor> open_side_link(const std::string& node,
+                                      const std::string& tier);
+
+  /// Refuses post options this node cannot honour (priority over 7, a tier
+  /// it does not have).
+  expected<void> check_post_options(const post_options& options) const;
+
   /// Forgets a link that closed, and every route through it.
   void drop_link(const std::string& node, const caf::actor& proxy);
 
@@ -330,7 +340,21 @@ private:
   struct link_entry {
     caf::actor proxy;
     std::shared_ptr<link_info> info;
+    /// Links opened beside it for per-message tiers, shown in routes().
+    std::vector<std::shared_ptr<link_info>> side;
   };
+
+  /// Connects to `peer` on `preferred` first, then by the automatic choice;
+  /// `info` gets the tier and the reason for it.
+  expected<std::unique_ptr<link>> connect_peer(const v1::NodeRecord& peer,
+                                               std::string_view preferred,
+                                               link_info& info);
+
+  /// Checks that `conn` is served by `peer` and starts its proxy: the route
+  /// to the peer, or (`route` false) a side link of the route.
+  expected<caf::actor> start_link(const v1::NodeRecord& peer,
+                                  std::unique_ptr<link> conn,
+                                  std::shared_ptr<link_info> info, bool route);
   std::unique_ptr<directory> dir_; // thread-safe itself
   std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports_;
   string_map<link_entry> links_;

@@ -132,6 +132,83 @@ void node_impl::accept(std::unique_ptr<link> conn, std::string tier) {
   proxies_.push_back(proxy.address());
 }
 
+expected<std::unique_ptr<link>>
+node_impl::connect_peer(const v1::NodeRecord& peer, std::string_view preferred,
+                        link_info& info) {
+  const auto& node = peer.name();
+  auto self = record();
+  auto tier_of = [this](std::string_view name) -> transport* {
+    for (auto& [tier, impl] : transports_)
+      if (tier == name)
+        return impl.get();
+    return nullptr;
+  };
+  auto offers = [&](std::string_view name) {
+    return std::find(peer.tiers().begin(), peer.tiers().end(), name)
+           != peer.tiers().end();
+  };
+  auto endpoint = [&](std::string_view tier) {
+    return tier == "pipe" ? peer.endpoint()
+                          : dir_->endpoint(node, std::string{tier});
+  };
+  auto attempt = [&](std::string_view tier) {
+    return tier_of(tier)->connect(endpoint(tier),
+                                  deadline{config_.handshake_timeout});
+  };
+  expected<std::unique_ptr<link>> conn{errc::unavailable, "no tier tried"};
+  // An override (configuration or message) goes first; the automatic
+  // choice stays the fallback, and the note says what happened.
+  std::string override_note;
+  bool tried_preferred = false;
+  if (!preferred.empty()) {
+    if (!tier_of(preferred) || !offers(preferred))
+      override_note = std::string{preferred} + " is not configured on both sides";
+    else if (tried_preferred = true, conn = attempt(preferred); conn) {
+      info.tier = std::string{preferred};
+      info.note = "chosen by configuration";
+      return conn;
+    } else {
+      override_note = std::string{preferred} + " failed ("
+                      + conn.error().message() + ")";
+    }
+    log(log_level::warning, "route to " + quoted(node) + ": " + override_note
+                              + "; choosing automatically");
+    override_note += "; ";
+  }
+  // The automatic choice: shared memory for the same user on the same boot,
+  // when both sides have it; the named pipe otherwise, or when shared memory
+  // fails.
+  std::string shm_note;
+  if (peer.uid() != self.uid())
+    shm_note = "another user (uid " + std::to_string(peer.uid()) + ")";
+  else if (peer.boot_id() != self.boot_id())
+    shm_note = "another boot of the machine";
+  else if (!tier_of("shm") || !offers("shm"))
+    shm_note = "same user; shared memory is not configured on both sides";
+  else if (!(tried_preferred && preferred == "shm")) {
+    if (conn = attempt("shm"); conn) {
+      info.tier = "shm";
+      info.note = override_note + "same user, same machine";
+      return conn;
+    }
+    shm_note = "shared memory failed (" + conn.error().message()
+               + "); using the named pipe";
+    log(log_level::warning, "route to " + quoted(node) + ": " + shm_note);
+  }
+  if (tried_preferred && preferred == "pipe")
+    return conn; // tried already, and failed
+  if (tier_of("pipe") == nullptr)
+    return error{errc::unavailable, "no tier can reach node " + quoted(node)
+                                      + ": " + override_note + shm_note};
+  conn = attempt("pipe");
+  info.tier = "pipe";
+  info.note = override_note
+              + (peer.session() != self.session() && shm_note.empty()
+                   ? "another login session"
+                   : shm_note);
+  return conn;
+}
+
 expected<caf::actor> node_impl::link_to(const std::string& node) {
   auto existing = [&]() -> caf::actor {
     std::shared_lock guard{mu_};
@@ -147,53 +224,15 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
   auto peer = dir_->read_node(node);
   if (!peer)
     return std::move(peer).error();
-  auto self = record();
-  auto tier_of = [this](std::string_view name) -> transport* {
-    for (auto& [tier, impl] : transports_)
-      if (tier == name)
-        return impl.get();
-    return nullptr;
-  };
-  auto offers = [&](std::string_view name) {
-    return std::find(peer->tiers().begin(), peer->tiers().end(), name)
-           != peer->tiers().end();
-  };
-  // The choice of tier: shared memory for the same user on the same boot,
-  // when both sides have it; the named pipe otherwise, or when shared memory
-  // fails (the route's note says why).
+  std::string_view preferred;
+  for (auto& [pattern, tier] : config_.preferred_tiers)
+    if (glob_match(pattern, node)) {
+      preferred = tier;
+      break;
+    }
   auto info = std::make_shared<link_info>();
   info->peer = node;
-  expected<std::unique_ptr<link>> conn{errc::unavailable, "no tier tried"};
-  std::string shm_note;
-  if (peer->uid() != self.uid())
-    shm_note = "another user (uid " + std::to_string(peer->uid()) + ")";
-  else if (peer->boot_id() != self.boot_id())
-    shm_note = "another boot of the machine";
-  else if (!tier_of("shm") || !offers("shm"))
-    shm_note = "same user; shared memory is not configured on both sides";
-  else {
-    conn = tier_of("shm")->connect(dir_->endpoint(node, "shm"),
-                                   deadline{config_.handshake_timeout});
-    if (conn) {
-      info->tier = "shm";
-      info->note = "same user, same machine";
-    } else {
-      shm_note = "shared memory failed (" + conn.error().message()
-                 + "); using the named pipe";
-      log(log_level::warning, "route to " + quoted(node) + ": " + shm_note);
-    }
-  }
-  if (!conn) {
-    auto* pipe = tier_of("pipe");
-    if (pipe == nullptr)
-      return error{errc::unavailable,
-                   "no tier can reach node " + quoted(node) + ": " + shm_note};
-    conn = pipe->connect(peer->endpoint(), deadline{config_.handshake_timeout});
-    info->tier = "pipe";
-    info->note = peer->session() != self.session() && shm_note.empty()
-                   ? "another login session"
-                   : shm_note;
-  }
+  auto conn = connect_peer(*peer, preferred, *info);
   if (!conn) {
     if (!dir_->alive(node))
       dir_->reap(node);
@@ -201,10 +240,35 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
                                       + " is unreachable: "
                                       + conn.error().message()};
   }
+  return start_link(*peer, std::move(*conn), std::move(info), true);
+}
+
+expected<caf::actor> node_impl::open_side_link(const std::string& node,
+                                               const std::string& tier) {
+  auto peer = dir_->read_node(node);
+  if (!peer)
+    return std::move(peer).error();
+  auto info = std::make_shared<link_info>();
+  info->peer = node;
+  auto conn = connect_peer(*peer, tier, *info);
+  if (!conn)
+    return std::move(conn).error();
+  if (info->tier != tier)
+    return error{errc::unavailable, "tier " + tier + " cannot reach node "
+                                      + quoted(node) + ": " + info->note};
+  info->note = "asked for by messages";
+  return start_link(*peer, std::move(*conn), std::move(info), false);
+}
+
+expected<caf::actor> node_impl::start_link(const v1::NodeRecord& peer,
+                                           std::unique_ptr<link> conn,
+                                           std::shared_ptr<link_info> info,
+                                           bool route) {
+  const auto& node = peer.name();
   // Is the endpoint really served by that node? (Nobody else could have put
   // it there in a sticky directory, but the kernel's word is cheap.)
-  const auto& creds = (*conn)->peer();
-  if (creds.uid != peer->uid() || creds.pid != peer->pid()) {
+  const auto& creds = conn->peer();
+  if (creds.uid != peer.uid() || creds.pid != peer.pid()) {
     log(log_level::warning, "the endpoint of node " + quoted(node)
                               + " is served by uid " + std::to_string(creds.uid)
                               + " pid " + std::to_string(creds.pid)
@@ -217,11 +281,30 @@ expected<caf::actor> node_impl::link_to(const std::string& node) {
   if (stopping_)
     return error{errc::unavailable, "node " + quoted(config_.name)
                                       + " is shutting down"};
-  auto proxy = spawn_link_proxy(*this, std::move(*conn), info, *peer);
+  auto proxy = spawn_link_proxy(*this, std::move(conn), info, peer);
   proxies_.push_back(proxy.address());
-  links_[node] = link_entry{proxy, info};
-  generation_.fetch_add(1, std::memory_order_release);
+  if (route) {
+    links_[node] = link_entry{proxy, std::move(info), {}};
+    generation_.fetch_add(1, std::memory_order_release);
+  } else if (auto i = links_.find(node); i != links_.end()) {
+    i->second.side.push_back(std::move(info));
+  }
   return proxy;
+}
+
+expected<void>
+node_impl::check_post_options(const post_options& options) const {
+  if (options.priority > max_priority)
+    return error{errc::invalid_argument,
+                 "priority " + std::to_string(options.priority)
+                   + " is over the maximum of 7"};
+  if (options.tier.empty())
+    return {};
+  for (auto& [tier, impl] : transports_)
+    if (tier == options.tier)
+      return {};
+  return error{errc::invalid_argument,
+               "tier " + quoted(options.tier) + " is not one of this node's"};
 }
 
 expected<route> node_impl::resolve_remote(std::string_view name) {
@@ -287,7 +370,7 @@ std::shared_ptr<name_slot> node_impl::remote_sender(const std::string& actor,
 void node_impl::adopt_link(const std::string& node, caf::actor proxy,
                            std::shared_ptr<link_info> info) {
   std::unique_lock guard{mu_};
-  if (links_.try_emplace(node, link_entry{std::move(proxy), std::move(info)})
+  if (links_.try_emplace(node, link_entry{std::move(proxy), std::move(info), {}})
         .second)
     generation_.fetch_add(1, std::memory_order_release);
 }
@@ -408,9 +491,15 @@ std::vector<route_info> node_impl::routes() const {
   std::vector<route_info> out;
   {
     std::shared_lock guard{mu_};
-    for (auto& [peer, entry] : links_)
+    for (auto& [peer, entry] : links_) {
       out.push_back({peer, entry.info->tier, entry.info->note,
-                     entry.info->messages_out.load(), entry.info->messages_in.load()});
+                     entry.info->messages_out.load(),
+                     entry.info->messages_in.load()});
+      for (auto& side : entry.side)
+        if (side->open.load())
+          out.push_back({peer, side->tier, side->note, side->messages_out.load(),
+                       side->messages_in.load()});
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const auto& x, const auto& y) { return x.peer < y.peer; });

@@ -1,6 +1,9 @@
 #include "remote.hpp"
 
+#include <deque>
+#include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -16,7 +19,12 @@ namespace courier::detail {
 namespace {
 
 /// Bumped whenever the link protocol changes incompatibly.
-constexpr std::uint32_t protocol_version = 1;
+/// Version 2: barriers (Barrier/BarrierAck) for moving a route between links.
+constexpr std::uint32_t protocol_version = 2;
+
+/// Letters a proxy holds back while it moves writes to another link; more
+/// are refused (resource_exhausted) rather than kept without bound.
+constexpr std::size_t max_held_letters = std::size_t{1} << 16;
 
 struct frame_msg {
   std::string bytes;
@@ -44,6 +52,12 @@ struct tick_msg {};
 
 struct drain_msg {};
 
+/// Asks a side link's proxy to confirm that its peer has taken everything
+/// written so far (answered with flushed_msg).
+struct flush_msg {};
+
+struct flushed_msg {};
+
 } // namespace
 } // namespace courier::detail
 
@@ -54,6 +68,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
 
 namespace courier::detail {
 
@@ -111,7 +127,7 @@ public:
     }
     delayed_send(this, owner_.config().handshake_timeout, tick_msg{});
     return {
-      [this](letter& msg) { outbound(msg); },
+      [this](letter& msg) { on_letter(msg); },
       [this](frame_msg& frame) { inbound(frame.bytes); },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
@@ -127,6 +143,13 @@ public:
         close_with(error{errc::unavailable, "the node is shutting down"},
                    false);
       },
+      [this](flush_msg&) {
+        auto promise = make_response_promise();
+        if (gone_ || !own_dirty_)
+          promise.deliver(flushed_msg{});
+        else
+          flushes_.emplace(write_barrier(), std::move(promise));
+      },
     };
   }
 
@@ -134,17 +157,164 @@ public:
     // Whatever is still pending will never be answered.
     fail_pending(error{errc::unavailable,
                        "the link to node '" + peer_.name() + "' closed"});
+    release_side_links();
     conn_->close();
   }
 
 private:
+  // -- choosing the link --------------------------------------------------------
+  //
+  // Letters with a tier of their own (post_options::tier) go over a side link
+  // on that tier, which this proxy opens and alone writes to. Moving from one
+  // link to another keeps the order per (sender, receiver): the proxy holds
+  // letters back until the peer confirms, with a barrier on the link written
+  // so far, that it has handed everything sent before to its actors.
+
+  using promise_slot = std::optional<caf::response_promise>;
+
+  struct held_letter {
+    letter msg;
+    promise_slot promise;
+  };
+
+  /// The link a letter goes by: empty for this proxy's own.
+  std::string tier_for(const letter& msg) const {
+    if (msg.tier.empty() || msg.tier == info_->tier
+        || unreachable_tiers_.count(msg.tier) > 0)
+      return {};
+    return msg.tier;
+  }
+
+  void on_letter(letter& msg) {
+    if (held_.empty() && !switching_) {
+      auto tier = tier_for(msg);
+      if (tier == writer_) {
+        if (tier.empty())
+          outbound(msg, std::nullopt);
+        else
+          forward(msg, promise_for(msg), tier);
+        return;
+      }
+    }
+    if (held_.size() >= max_held_letters) {
+      refuse(msg, std::nullopt,
+             error{errc::resource_exhausted,
+                   "too many messages wait while the route to node '"
+                     + peer_.name() + "' changes tier"});
+      return;
+    }
+    auto promise = promise_for(msg);
+    held_.push_back(held_letter{std::move(msg), std::move(promise)});
+    advance();
+  }
+
+  promise_slot promise_for(const letter& msg) {
+    if (msg.kind == letter_kind::request)
+      return make_response_promise();
+    return std::nullopt;
+  }
+
+  /// Sends held letters until one needs a change of link.
+  void advance() {
+    while (!switching_ && !held_.empty()) {
+      auto tier = tier_for(held_.front().msg);
+      if (tier != writer_) {
+        begin_switch(tier);
+        continue; // done at once, or switching_ now holds the rest
+      }
+      auto next = std::move(held_.front());
+      held_.pop_front();
+      if (tier.empty())
+        outbound(next.msg, std::move(next.promise));
+      else
+        forward(next.msg, std::move(next.promise), tier);
+    }
+  }
+
+  /// Starts moving writes to `tier` (empty: our own link).
+  void begin_switch(const std::string& tier) {
+    if (!tier.empty() && side_.count(tier) == 0) {
+      auto side = gone_ ? expected<caf::actor>{errc::unavailable,
+                                               "the route is gone"}
+                        : owner_.open_side_link(peer_.name(), tier);
+      if (!side) {
+        owner_.log(log_level::warning,
+                   "messages that ask for tier " + tier + " to node '"
+                     + peer_.name() + "' take the route's own tier ("
+                     + info_->tier + "): " + side.error().message());
+        unreachable_tiers_.insert(tier);
+        return; // tier_for() now answers "our own link"
+      }
+      side_.emplace(tier, *side);
+    }
+    if (writer_.empty()) {
+      if (!own_dirty_ || gone_) {
+        writer_ = tier;
+        return;
+      }
+      switching_ = true;
+      next_writer_ = tier;
+      awaited_barrier_ = write_barrier();
+      return;
+    }
+    switching_ = true;
+    next_writer_ = tier;
+    request(side_[writer_], caf::infinite, flush_msg{})
+      .then([this](flushed_msg&) { finish_switch(); },
+            [this](caf::error&) { finish_switch(); }); // its link died
+  }
+
+  void finish_switch() {
+    switching_ = false;
+    writer_ = std::move(next_writer_);
+    next_writer_.clear();
+    advance();
+  }
+
+  std::uint64_t write_barrier() {
+    v1::Barrier barrier;
+    barrier.set_id(++next_barrier_);
+    write_system(barrier);
+    own_dirty_ = false;
+    return barrier.id();
+  }
+
+  void forward(letter& msg, promise_slot promise, const std::string& tier) {
+    auto& side = side_[tier];
+    if (!promise) {
+      send(side, std::move(msg));
+      return;
+    }
+    auto target = msg.target->name;
+    request(side, caf::infinite, std::move(msg))
+      .then(
+        [promise = *promise](reply_msg& reply) mutable {
+          promise.deliver(std::move(reply));
+        },
+        [promise = *promise, target](caf::error& err) mutable {
+          auto why = from_caf(err, target);
+          promise.deliver(reply_msg{nullptr, why.code(), why.message()});
+        });
+  }
+
+  void release_side_links() {
+    for (auto& [tier, side] : side_)
+      drain_link(side);
+    side_.clear();
+  }
+
   // -- outbound -----------------------------------------------------------------
 
-  void outbound(letter& msg) {
+  void outbound(letter& msg, promise_slot promise) {
     msg.consume();
     const bool is_request = msg.kind == letter_kind::request;
+    auto respond = [&]() -> caf::response_promise& {
+      if (!promise)
+        promise = make_response_promise();
+      return *promise;
+    };
     if (tombstone_) { // raced with the loss: say what happened
-      refuse(msg, is_request, *tombstone_);
+      refuse(msg, std::move(promise), *tombstone_);
       return;
     }
     v1::Envelope env;
@@ -154,7 +324,7 @@ private:
       env.mutable_sender()->set_actor(msg.sender->name);
     env.set_type_name(msg.payload->GetDescriptor()->full_name());
     if (!msg.payload->SerializeToString(env.mutable_payload())) {
-      refuse(msg, is_request,
+      refuse(msg, std::move(promise),
              error{errc::invalid_argument,
                    "cannot serialize " + env.type_name()
                      + " (missing required fields?)"});
@@ -169,7 +339,7 @@ private:
                                   msg.target->name, msg.payload,
                                   msg.sender.get());
         if (is_request)
-          make_response_promise().deliver(
+          respond().deliver(
             reply_msg{nullptr, errc::deadline_exceeded,
                       "the deadline passed before sending to '"
                         + msg.target->name + "'"});
@@ -178,33 +348,38 @@ private:
       env.set_timeout_ns(static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
     }
-    env.set_priority(3);
+    env.set_priority(msg.priority);
     env.set_created_unix_ns(now_unix_ns());
     if (auto written = conn_->write(env.SerializeAsString()); !written) {
       if (is_request && written.code() == errc::unavailable && !gone_) {
         // The link just closed; why (a refusal, say) is still queued in our
         // mailbox, and lost() will answer this request with it.
         pending_.emplace(env.message_id(),
-                         pending_request_state{make_response_promise(),
-                                               msg.target->name, msg.expires});
+                         pending_request_state{respond(), msg.target->name,
+                                               msg.expires});
         return;
       }
-      refuse(msg, is_request, written.error());
+      refuse(msg, std::move(promise), written.error());
       return;
     }
+    own_dirty_ = true;
     info_->messages_out.fetch_add(1, std::memory_order_relaxed);
     if (is_request)
       pending_.emplace(env.message_id(),
-                       pending_request_state{make_response_promise(),
-                                             msg.target->name, msg.expires});
+                       pending_request_state{respond(), msg.target->name,
+                                             msg.expires});
   }
 
-  void refuse(letter& msg, bool is_request, const error& why) {
+  /// Reports a letter that cannot be sent; a request learns why.
+  void refuse(letter& msg, promise_slot promise, const error& why) {
+    msg.consume();
     owner_.report_dead_letter(dead_letter_reason::unreachable,
                               msg.target->name, msg.payload, msg.sender.get());
-    if (is_request)
-      make_response_promise().deliver(
-        reply_msg{nullptr, why.code(), why.message()});
+    if (msg.kind != letter_kind::request)
+      return;
+    if (!promise)
+      promise = make_response_promise();
+    promise->deliver(reply_msg{nullptr, why.code(), why.message()});
   }
 
   template <class Message>
@@ -434,6 +609,24 @@ private:
                       ? static_cast<down_reason>(down.reason())
                       : down_reason::failed;
       fn(down_notice{down.name(), reason, down.detail(), down.restarting()});
+    } else if (type == v1::Barrier::descriptor()->full_name()) {
+      // Everything the link carried before it is with our actors now.
+      v1::Barrier barrier;
+      if (!barrier.ParseFromString(env.payload()))
+        return protocol_error("a malformed Barrier");
+      v1::BarrierAck ack;
+      ack.set_id(barrier.id());
+      write_system(ack);
+    } else if (type == v1::BarrierAck::descriptor()->full_name()) {
+      v1::BarrierAck ack;
+      if (!ack.ParseFromString(env.payload()))
+        return protocol_error("a malformed BarrierAck");
+      if (switching_ && writer_.empty() && ack.id() == awaited_barrier_)
+        finish_switch();
+      else if (auto i = flushes_.find(ack.id()); i != flushes_.end()) {
+        i->second.deliver(flushed_msg{});
+        flushes_.erase(i);
+      }
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
       v1::NameReleased released;
       if (released.ParseFromString(env.payload()))
@@ -521,6 +714,14 @@ private:
     watches_.clear();
     if (!peer_.name().empty())
       owner_.drop_link(peer_.name(), caf::actor_cast<caf::actor>(this));
+    info_->open.store(false);
+    // No barrier will come back over a dead link: nothing more to wait for.
+    for (auto& [id, flush] : flushes_)
+      flush.deliver(flushed_msg{});
+    flushes_.clear();
+    if (switching_ && writer_.empty())
+      finish_switch();
+    release_side_links(); // after the held letters went their way
     tombstone_ = error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text};
@@ -559,6 +760,18 @@ private:
   std::uint64_t next_watch_ = 0;
   std::unordered_map<std::uint64_t, pending_request_state> pending_;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
+
+  // Link choice (see "choosing the link").
+  std::map<std::string, caf::actor> side_;   // side links by tier
+  std::set<std::string> unreachable_tiers_;  // side links that failed
+  std::string writer_;      // the link written last: empty is our own
+  std::string next_writer_; // while switching_
+  bool switching_ = false;
+  bool own_dirty_ = false;  // written to our link since its last barrier
+  std::uint64_t next_barrier_ = 0;
+  std::uint64_t awaited_barrier_ = 0;
+  std::deque<held_letter> held_;
+  std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
 };
 
 } // namespace

@@ -28,6 +28,7 @@ struct link_info {
   std::string note;
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<bool> open{true};
 };
 
 /// Spawns the proxy for a link. `peer` is the peer's record when we

@@ -198,9 +198,13 @@ expected<void> shell::post_to(destination to, message msg,
   auto target = resolve(to, msg);
   if (!target)
     return std::move(target).error();
+  if (auto checked = owner().check_post_options(opts); !checked)
+    return checked;
   const route& dest = **target;
   auto envelope = owner().make_letter(letter_kind::post, std::move(msg), dest,
                                       slot_, opts.expires);
+  envelope.priority = opts.priority;
+  envelope.tier = opts.tier;
   if (opts.priority >= urgent_priority)
     send<caf::message_priority::high>(dest.handle, std::move(envelope));
   else

@@ -79,7 +79,7 @@ private:
 
 std::string hello_frame(int pid, unsigned uid) {
   v1::Hello hello;
-  hello.set_protocol(1);
+  hello.set_protocol(2); // the link protocol spoken by this build (remote.cpp)
   hello.mutable_node()->set_name("intruder");
   hello.mutable_node()->set_pid(pid);
   hello.mutable_node()->set_uid(uid);

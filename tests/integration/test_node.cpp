@@ -1,17 +1,21 @@
 // A node for integration tests, run as a separate process.
 //
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
-//                     [ACTOR...]
+//                     [--flood NAME] [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
 // Add answers Sum{count * 1000000 + out_of_order}), quitter (parks Hold,
 // answers Ping with the number parked, Quit stops it).
+// --flood NAME posts Pings numbered from 0 to NAME without pause, from a
+// thread of its own, until the process ends (a sender killed mid-stream).
 // It prints "ready" once its actors are up, then serves until stdin closes
 // or it is killed. Everything it logs goes to stderr.
 
+#include <atomic>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "courier/courier.hpp"
@@ -20,6 +24,7 @@
 #include "courier_test/v1/test.pb.h"
 
 using namespace courier;
+using namespace std::chrono_literals;
 namespace tpb = courier_test::v1;
 
 namespace {
@@ -90,6 +95,7 @@ int main(int argc, char** argv) {
   node_config config;
   config.transports = {{"pipe", pipe::factory()}, {"shm", shm::factory()}};
   std::vector<std::string> actors;
+  std::string flood_target;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--dir" && i + 1 < argc)
@@ -100,6 +106,8 @@ int main(int argc, char** argv) {
       config.allowed_uids.push_back(std::stoul(argv[++i]));
     else if (arg == "--pipe-only")
       config.transports = {{"pipe", pipe::factory()}};
+    else if (arg == "--flood" && i + 1 < argc)
+      flood_target = argv[++i];
     else
       actors.push_back(arg);
   }
@@ -129,10 +137,32 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::atomic<bool> done{false};
+  std::thread flood;
+  if (!flood_target.empty()) {
+    // The first post links to the target's node before "ready" is printed.
+    tpb::Ping first;
+    if (auto posted = started->post(flood_target, first); !posted) {
+      std::cerr << "test node: " << posted.error().to_string() << std::endl;
+      return 1;
+    }
+    flood = std::thread{[&] {
+      tpb::Ping p;
+      for (std::int64_t seq = 1; !done.load(); ++seq) {
+        p.set_seq(seq);
+        (void)started->post(flood_target, p);
+        if (seq % 64 == 0) // a call now and then keeps the backlog bounded
+          (void)started->send(flood_target, tpb::Add{}, deadline{5s});
+      }
+    }};
+  }
   std::cout << "ready" << std::endl;
   // Serve until the test closes our stdin (or kills us).
   std::string line;
   while (std::getline(std::cin, line)) {
   }
+  done = true;
+  if (flood.joinable())
+    flood.join();
   return 0;
 }

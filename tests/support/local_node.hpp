@@ -3,6 +3,7 @@
 // A node in the test process that joins a test directory and reaches other
 // processes over the named pipe.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,14 +17,22 @@ namespace courier::testing {
 
 struct local_node {
   local_node(const temp_dir& dir, std::string name,
-             std::vector<unsigned> allowed = {}, bool shared_memory = true) {
+             std::vector<unsigned> allowed = {}, bool shared_memory = true)
+    : local_node(dir, std::move(name), [&](node_config& config) {
+        config.allowed_uids = allowed;
+        if (!shared_memory)
+          config.transports.pop_back();
+      }) {
+  }
+
+  /// `adjust` edits the configuration before the node starts.
+  local_node(const temp_dir& dir, std::string name,
+             const std::function<void(node_config&)>& adjust) {
     node_config config;
     config.name = std::move(name);
     config.directory = dir.path();
-    config.transports = {{"pipe", pipe::factory()}};
-    if (shared_memory)
-      config.transports.emplace_back("shm", shm::factory());
-    config.allowed_uids = std::move(allowed);
+    config.transports = {{"pipe", pipe::factory()}, {"shm", shm::factory()}};
+    adjust(config);
     capture_log(config, lines);
     auto started = node::start(std::move(config));
     REQUIRE(started);

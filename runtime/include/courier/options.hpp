@@ -43,6 +43,12 @@ struct post_options {
   deadline expires = deadline::never();
   /// 0..7; in process, 6 and 7 overtake queued messages of lower priority.
   std::uint8_t priority = default_priority;
+  /// The tier to another node for this message only, by name ("shm",
+  /// "pipe"); empty lets the route decide. Must be one of the node's
+  /// transports. A tier that cannot reach the peer falls back to the route's
+  /// own. Order per (sender, receiver) pair holds across the change. Local
+  /// destinations always get the in-process hand-off.
+  std::string tier;
 };
 
 /// How the node's scheduler threads find work (CAF 0.17's two policies).
@@ -75,6 +81,10 @@ struct node_config {
   /// `{{"pipe", courier::pipe::factory()}}` (courier/transports.hpp has
   /// the defaults). Without any, other nodes are unreachable.
   std::vector<std::pair<std::string, transport_factory>> transports;
+  /// Tier overrides per peer node: (glob pattern of node names, tier name);
+  /// the first match picks the tier a new route tries first, before the
+  /// automatic choice (which remains the fallback). E.g. `{{"db-*", "pipe"}}`.
+  std::vector<std::pair<std::string, std::string>> preferred_tiers;
   /// Limits for every transport (frame size, queued bytes).
   transport_limits limits;
   /// Other users allowed to connect (their uid or primary gid); by default
