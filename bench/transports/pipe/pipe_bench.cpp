@@ -2,7 +2,7 @@
 // AF_UNIX sockets.
 //
 //   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
-//                      [--scheduler sharing|work_stealing]
+//                      [--scheduler sharing|work_stealing] [--spin-us N]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
 //   rtt            64-byte round trips (Courier: ctx.request to an actor in
@@ -10,8 +10,15 @@
 //   oneway_<size>  one-way throughput at 64 B, 4 KiB and 1 MiB (Courier:
 //                  posts, then one request that arrives behind them; raw:
 //                  frames written back to back, one ack at the end)
+//   first_message  a fresh node's first send to a name on another node
+//                  (directory lookup, connect, handshake, one round trip),
+//                  next to its second send (Courier only: the raw twin has
+//                  no names)
+//   fan_in         4 sender processes post to one named actor; aggregate
+//                  messages per second (Courier only)
 // Output: JSON lines with medians, then medians of per-run ratios.
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -164,6 +171,9 @@ courier::scheduler_policy policy = courier::scheduler_policy::sharing;
 /// --tier pipe|shm: the tier the Courier route takes (default pipe).
 std::string tier = "pipe";
 
+/// --spin-us N: the shared-memory tier's spin budget (default: the tier's).
+std::string spin_us;
+
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
   config.scheduler = policy;
@@ -171,8 +181,12 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
   config.directory = dir;
   config.worker_threads = 2;
   config.transports = {{"pipe", courier::pipe::factory()}};
-  if (tier == "shm")
-    config.transports.emplace_back("shm", courier::shm::factory());
+  if (tier == "shm") {
+    courier::shm::transport_options shm;
+    if (!spin_us.empty())
+      shm.spin_budget = std::chrono::microseconds{std::stol(spin_us)};
+    config.transports.emplace_back("shm", courier::shm::factory(shm));
+  }
   config.limits.max_frame = 8u << 20;
   return config;
 }
@@ -218,7 +232,8 @@ struct courier_peer {
               "--scheduler",
               policy == courier::scheduler_policy::sharing ? "sharing"
                                                            : "work_stealing",
-              "--tier", tier.c_str(), nullptr);
+              "--tier", tier.c_str(), "--spin-us",
+              spin_us.empty() ? "50" : spin_us.c_str(), nullptr);
       ::_exit(127);
     }
     ::close(in[0]);
@@ -308,6 +323,120 @@ double courier_oneway(courier_peer& peer, std::size_t size, int count) {
   return count / (ns_since(t) / 1e9);
 }
 
+/// A fresh node's first and second send to "echo" on the serving node.
+std::pair<double, double> courier_first_message(courier_peer& peer, int run) {
+  auto fresh = courier::node::start(
+    config_for("bench-first-" + std::to_string(run), peer.dir));
+  if (!fresh)
+    std::exit(1);
+  bench::v1::Ping ping;
+  ping.set_pad(std::string(48, 'x'));
+  auto t = clock_type::now();
+  if (!fresh->send("echo", ping, std::chrono::seconds{10}))
+    std::exit(1);
+  auto first = ns_since(t);
+  t = clock_type::now();
+  if (!fresh->send("echo", ping, std::chrono::seconds{10}))
+    std::exit(1);
+  return {first, ns_since(t)};
+}
+
+constexpr int fan_in_senders = 4;
+
+/// A fan-in sender process: posts `count` Pings to "fanin" once its stdin
+/// says go, then exits.
+int courier_fan_in_sender(const std::string& dir, const std::string& index,
+                          int count, const std::string& target) {
+  auto self = courier::node::start(config_for("bench-sender-" + index, dir));
+  if (!self)
+    return 1;
+  bench::v1::Ping warm;
+  warm.set_seq(-1); // links up before the clock starts; not counted
+  if (!self->send(target, warm, std::chrono::seconds{10}))
+    return 1;
+  std::cout << "ready" << std::endl;
+  std::string go;
+  std::getline(std::cin, go);
+  auto msg = std::make_shared<bench::v1::Ping>();
+  msg->set_pad(std::string(48, 'x'));
+  for (int i = 0; i < count; ++i)
+    if (!self->post(target, courier::message{msg}))
+      return 1;
+  // Returns once everything posted before it has been handled.
+  return self->send(target, warm, std::chrono::seconds{60}) ? 0 : 1;
+}
+
+/// Aggregate rate of fan_in_senders processes posting `count` each.
+double courier_fan_in(const std::string& self_path, const std::string& dir,
+                      courier::node& host, int count, int run) {
+  struct tally {
+    std::atomic<long> seen{0};
+    std::promise<void> all;
+    long total = 0;
+  };
+  auto t = std::make_shared<tally>();
+  t->total = static_cast<long>(count) * fan_in_senders;
+  auto name = "fanin-" + std::to_string(run);
+  auto spawned = host.spawn(name, [t](courier::context&) {
+    return courier::behavior{
+      [t](std::shared_ptr<const bench::v1::Ping> p) {
+        // Warm-up and final calls (seq -1) are answered, not counted.
+        if (p->seq() >= 0 && t->seen.fetch_add(1) + 1 == t->total)
+          t->all.set_value();
+        return p;
+      }};
+  });
+  if (!spawned)
+    std::exit(1);
+  std::vector<std::pair<pid_t, int>> senders;
+  for (int i = 0; i < fan_in_senders; ++i) {
+    int in[2];
+    int out[2];
+    if (::pipe(in) != 0 || ::pipe(out) != 0)
+      std::exit(1);
+    auto index = std::to_string(run * fan_in_senders + i);
+    auto pid = ::fork();
+    if (pid == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::close(in[1]);
+      ::close(out[0]);
+      auto n = std::to_string(count);
+      ::execl(self_path.c_str(), self_path.c_str(), "--fan-in-sender",
+              dir.c_str(), index.c_str(), n.c_str(), name.c_str(), "--tier",
+              tier.c_str(),
+              "--scheduler",
+              policy == courier::scheduler_policy::sharing ? "sharing"
+                                                           : "work_stealing",
+              nullptr);
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    char buf[16];
+    if (::read(out[0], buf, sizeof buf) <= 0) // "ready\n"
+      std::exit(1);
+    ::close(out[0]);
+    senders.emplace_back(pid, in[1]);
+  }
+  auto all = t->all.get_future();
+  auto start = clock_type::now();
+  for (auto& [pid, fd] : senders)
+    if (::write(fd, "go\n", 3) != 3)
+      std::exit(1);
+  all.wait();
+  auto rate = static_cast<double>(t->total) / (ns_since(start) / 1e9);
+  for (auto& [pid, fd] : senders) {
+    ::close(fd);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      std::exit(1);
+  }
+  (void)host.stop(name);
+  return rate;
+}
+
 long arg(int argc, char** argv, const char* flag, long fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], flag) == 0)
@@ -347,9 +476,14 @@ int main(int argc, char** argv) {
       policy = courier::scheduler_policy::work_stealing;
     if (std::strcmp(argv[i], "--tier") == 0)
       tier = argv[i + 1];
+    if (std::strcmp(argv[i], "--spin-us") == 0)
+      spin_us = argv[i + 1];
   }
   if (argc >= 3 && std::strcmp(argv[1], "--serve") == 0)
     return courier_serve(argv[2]);
+  if (argc >= 6 && std::strcmp(argv[1], "--fan-in-sender") == 0)
+    return courier_fan_in_sender(argv[2], argv[3], std::atoi(argv[4]),
+                                 argv[5]);
   ::signal(SIGPIPE, SIG_IGN);
   auto runs = static_cast<int>(arg(argc, argv, "--runs", 7));
   auto rounds = static_cast<int>(arg(argc, argv, "--rounds", 5000));
@@ -387,5 +521,28 @@ int main(int argc, char** argv) {
     }
     report("oneway", c, r, "msgs_per_s", runs, size);
   }
+
+  std::vector<double> first, second;
+  for (int i = 0; i < runs; ++i) {
+    auto [a, b] = courier_first_message(peer, i);
+    first.push_back(a);
+    second.push_back(b);
+  }
+  json_line first_line;
+  first_line.add("scenario", "first_message").add("tier", tier);
+  first_line.add("impl", "courier").add("runs", runs);
+  first_line.add("first_ns", median(first)).add("second_ns", median(second));
+  std::cout << first_line.str() << std::endl;
+
+  auto fan_in_count = static_cast<int>(arg(argc, argv, "--fan-in", 50000));
+  std::vector<double> rates;
+  for (int i = 0; i < runs; ++i)
+    rates.push_back(courier_fan_in(self_path, peer.dir, *peer.client,
+                                   fan_in_count, i));
+  json_line fan_line;
+  fan_line.add("scenario", "fan_in").add("tier", tier).add("impl", "courier");
+  fan_line.add("senders", fan_in_senders).add("per_sender", fan_in_count);
+  fan_line.add("runs", runs).add("msgs_per_s", median(rates));
+  std::cout << fan_line.str() << std::endl;
   return 0;
 }

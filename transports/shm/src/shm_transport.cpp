@@ -223,6 +223,7 @@ ring_options ring_settings(const transport_options& options,
                            const transport_limits& limits) {
   ring_options out;
   out.policy = options.policy;
+  out.spin_budget = options.spin_budget;
   out.max_message_size = limits.max_frame;
   return out;
 }

@@ -13,6 +13,8 @@ struct transport_options {
   std::size_t ring_capacity = std::size_t{1} << 20;
   /// How readers and writers wait.
   wait_policy policy = wait_policy::hybrid;
+  /// How long spin and hybrid poll before yielding or sleeping.
+  std::chrono::nanoseconds spin_budget = std::chrono::microseconds{50};
   /// How long a writer waits for room in a full ring before the write fails
   /// with resource_exhausted.
   std::chrono::milliseconds write_timeout{5000};

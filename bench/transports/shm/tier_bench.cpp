@@ -1,0 +1,396 @@
+// The shared-memory tier without actors: Courier's shm links (the transport,
+// its SCM_RIGHTS handshake, its reader thread, its frames) carrying real
+// envelopes, next to the raw ring (raw_ring.hpp) carrying the same envelopes.
+// The raw twin is exactly the yardstick: a raw ring round trip plus
+// Protobuf serialize and parse of the envelope at both ends.
+//
+//   courier_bench_shm_tier [--runs N] [--rounds N]
+//                          [--policy spin|hybrid|block|all]
+//                          [--placement same|cross|none]
+//
+// same: both processes (all their threads) on CPU 0; cross: the parent on
+// CPU 0, the child on CPU 1; none (default): the scheduler decides.
+//
+// One scenario, 64-byte payloads: the parent sends a REQUEST envelope, the
+// child parses it and answers with a REPLY envelope, the parent parses that
+// and times the round trip. Courier's side is driven from the links' reader
+// threads (each answer is written from on_frame), so that both sides have
+// one thread per process that waits, as the raw twin does. Each run forks a
+// fresh child per implementation; implementations alternate.
+//
+// Output: one JSON line per policy and implementation (medians over the runs
+// of each run's p50 and p99), then "courier/raw" with medians of per-run
+// ratios.
+
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench/v1/bench.pb.h"
+#include "courier/shm/shm_transport.hpp"
+#include "courier/v1/envelope.pb.h"
+#include "raw_ring.hpp"
+#include "stats.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using courier::bench::json_line;
+using courier::bench::median;
+using courier::bench::quantile;
+using courier::shm::wait_policy;
+namespace v1 = courier::v1;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "courier_bench_shm_tier: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double ns_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::nano>(clock_type::now() - t)
+    .count();
+}
+
+const std::string& payload() {
+  static const std::string bytes = [] {
+    bench::v1::Ping ping;
+    ping.set_seq(1);
+    ping.set_pad(std::string(60, 'x'));
+    return ping.SerializeAsString(); // 64 bytes
+  }();
+  return bytes;
+}
+
+/// The request the parent sends; message_id 0 tells the raw child to stop.
+std::string request_frame(std::uint64_t id) {
+  v1::Envelope env;
+  env.set_target("echo");
+  env.mutable_sender()->set_node("bench-client");
+  env.mutable_sender()->set_actor("driver");
+  env.set_type_name("bench.v1.Ping");
+  env.set_payload(payload());
+  env.set_message_id(id);
+  env.set_kind(v1::KIND_REQUEST);
+  env.set_priority(3);
+  return env.SerializeAsString();
+}
+
+/// What the child answers to a request it parsed.
+std::string reply_frame(const v1::Envelope& request) {
+  v1::Envelope env;
+  env.mutable_sender()->set_node("bench-server");
+  env.set_type_name(request.type_name());
+  env.set_payload(request.payload());
+  env.set_correlation_id(request.message_id());
+  env.set_kind(v1::KIND_REPLY);
+  return env.SerializeAsString();
+}
+
+bool parse(const void* data, std::size_t size, v1::Envelope& env) {
+  return env.ParseFromArray(data, static_cast<int>(size));
+}
+
+/// CPU of the child process, or -1 to leave it to the scheduler.
+int child_cpu = -1;
+
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0)
+    die("sched_setaffinity to CPU " + std::to_string(cpu) + " failed");
+}
+
+constexpr std::size_t ring_capacity = std::size_t{1} << 20;
+constexpr int warmup = 200;
+
+// -- raw twin: raw ring + envelopes -------------------------------------------
+
+std::vector<double> raw_run(wait_policy policy, int rounds) {
+  namespace raw = courier::bench::raw_ring;
+  auto there = raw::make(ring_capacity);
+  auto back = raw::make(ring_capacity);
+  if (there.head == nullptr || back.head == nullptr)
+    die("mmap failed");
+  std::fflush(nullptr);
+  auto pid = ::fork();
+  if (pid < 0)
+    die("fork failed");
+  if (pid == 0) {
+    if (child_cpu >= 0)
+      pin_to(child_cpu);
+    raw::consumer in{there, policy};
+    raw::producer out{back, policy};
+    std::vector<std::byte> buf;
+    v1::Envelope env;
+    for (;;) {
+      if (!in.read(buf) || !parse(buf.data(), buf.size(), env))
+        ::_exit(3);
+      if (env.message_id() == 0)
+        ::_exit(0);
+      auto reply = reply_frame(env);
+      out.write(std::as_bytes(std::span{reply}));
+    }
+  }
+  std::vector<double> rtts;
+  {
+    raw::producer out{there, policy};
+    raw::consumer in{back, policy};
+    std::vector<std::byte> buf;
+    v1::Envelope env;
+    for (int i = 1; i <= rounds + warmup; ++i) {
+      auto t = clock_type::now();
+      auto frame = request_frame(static_cast<std::uint64_t>(i));
+      out.write(std::as_bytes(std::span{frame}));
+      if (!in.read(buf) || !parse(buf.data(), buf.size(), env)
+          || env.correlation_id() != static_cast<std::uint64_t>(i))
+        die("raw: a bad reply");
+      if (i > warmup)
+        rtts.push_back(ns_since(t));
+    }
+    auto stop = request_frame(0);
+    out.write(std::as_bytes(std::span{stop}));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    die("raw child failed");
+  raw::release(there);
+  raw::release(back);
+  return rtts;
+}
+
+// -- Courier: shm transport links + envelopes ---------------------------------
+
+std::unique_ptr<courier::transport> make_transport(wait_policy policy) {
+  courier::shm::transport_options options;
+  options.policy = policy;
+  options.ring_capacity = ring_capacity;
+  auto made = courier::shm::factory(options)(courier::transport_limits{});
+  if (!made)
+    die(made.error().to_string());
+  return std::move(*made);
+}
+
+/// The child's side: answers every request on the link it accepted.
+class echo_events final : public courier::link_events {
+public:
+  explicit echo_events(courier::link& link) : link_(link) {
+  }
+
+  void on_frame(std::string frame) override {
+    if (!parse(frame.data(), frame.size(), env_))
+      std::_Exit(3);
+    (void)link_.write(reply_frame(env_));
+  }
+
+  void on_closed(const courier::error&) override {
+    std::_Exit(0); // the parent closed the link: the run is over
+  }
+
+private:
+  courier::link& link_;
+  v1::Envelope env_;
+};
+
+[[noreturn]] void courier_child(wait_policy policy, const std::string& endpoint,
+                                int ready_fd) {
+  auto transport = make_transport(policy);
+  std::unique_ptr<courier::link> accepted;
+  std::promise<void> linked;
+  auto listening = transport->listen(
+    endpoint, [&](std::unique_ptr<courier::link> link) {
+      accepted = std::move(link);
+      accepted->start(std::make_shared<echo_events>(*accepted));
+      linked.set_value();
+    });
+  if (!listening)
+    std::_Exit(2);
+  if (::write(ready_fd, "r", 1) != 1)
+    std::_Exit(2);
+  linked.get_future().wait();
+  for (;;)
+    ::pause(); // on_closed ends the process
+}
+
+/// The parent's side: each reply is parsed, timed, and followed by the next
+/// request, all on the link's reader thread.
+class driver_events final : public courier::link_events {
+public:
+  driver_events(int rounds, std::promise<std::vector<double>> done)
+    : rounds_(rounds), done_(std::move(done)) {
+    rtts_.reserve(static_cast<std::size_t>(rounds));
+  }
+
+  void start(courier::link& link) {
+    link_ = &link;
+    send_next();
+  }
+
+  void on_frame(std::string frame) override {
+    if (!parse(frame.data(), frame.size(), env_)
+        || env_.correlation_id() != sent_)
+      die("courier: a bad reply");
+    if (sent_ > static_cast<std::uint64_t>(warmup))
+      rtts_.push_back(ns_since(t_));
+    if (static_cast<int>(rtts_.size()) == rounds_) {
+      finished_ = true;
+      done_.set_value(std::move(rtts_));
+      return;
+    }
+    send_next();
+  }
+
+  void on_closed(const courier::error& why) override {
+    if (!finished_)
+      die("courier: the link closed: " + why.to_string());
+  }
+
+private:
+  void send_next() {
+    t_ = clock_type::now();
+    if (!link_->write(request_frame(++sent_)))
+      die("courier: write failed");
+  }
+
+  courier::link* link_ = nullptr;
+  int rounds_;
+  std::promise<std::vector<double>> done_;
+  std::vector<double> rtts_;
+  std::uint64_t sent_ = 0;
+  bool finished_ = false;
+  clock_type::time_point t_;
+  v1::Envelope env_;
+};
+
+std::vector<double> courier_run(wait_policy policy, int rounds) {
+  char pattern[] = "/tmp/courier-bench-tier-XXXXXX";
+  std::string dir = ::mkdtemp(pattern);
+  auto endpoint = dir + "/echo.shm";
+  int ready[2];
+  if (::pipe(ready) != 0)
+    die("pipe failed");
+  std::fflush(nullptr);
+  auto pid = ::fork();
+  if (pid < 0)
+    die("fork failed");
+  if (pid == 0) {
+    if (child_cpu >= 0)
+      pin_to(child_cpu);
+    ::close(ready[0]);
+    courier_child(policy, endpoint, ready[1]);
+  }
+  ::close(ready[1]);
+  char r;
+  if (::read(ready[0], &r, 1) != 1)
+    die("the courier child did not start");
+  ::close(ready[0]);
+  std::vector<double> rtts;
+  {
+    auto transport = make_transport(policy);
+    auto link = transport->connect(endpoint, courier::deadline{std::chrono::seconds{5}});
+    if (!link)
+      die(link.error().to_string());
+    std::promise<std::vector<double>> done;
+    auto result = done.get_future();
+    auto events = std::make_shared<driver_events>(rounds, std::move(done));
+    (*link)->start(events);
+    events->start(**link);
+    rtts = result.get();
+    (*link)->close();
+    transport->stop();
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    die("courier child failed with status " + std::to_string(status));
+  std::remove(endpoint.c_str());
+  ::rmdir(dir.c_str());
+  return rtts;
+}
+
+const char* policy_name(wait_policy p) {
+  switch (p) {
+    case wait_policy::spin:
+      return "spin";
+    case wait_policy::hybrid:
+      return "hybrid";
+    case wait_policy::block:
+      return "block";
+  }
+  return "?";
+}
+
+const char* text_arg(int argc, char** argv, const char* flag,
+                     const char* fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], flag) == 0)
+      return argv[i + 1];
+  return fallback;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto runs = std::atoi(text_arg(argc, argv, "--runs", "7"));
+  auto rounds = std::atoi(text_arg(argc, argv, "--rounds", "20000"));
+  std::string which = text_arg(argc, argv, "--policy", "all");
+  std::vector<wait_policy> policies;
+  for (auto p : {wait_policy::spin, wait_policy::hybrid, wait_policy::block})
+    if (which == "all" || which == policy_name(p))
+      policies.push_back(p);
+  std::string placement = text_arg(argc, argv, "--placement", "none");
+  if (placement == "same" || placement == "cross") {
+    pin_to(0);
+    child_cpu = placement == "same" ? 0 : 1;
+  } else if (placement != "none") {
+    policies.clear();
+  }
+  if (policies.empty() || runs < 1 || rounds < 1)
+    die("usage: courier_bench_shm_tier [--runs N] [--rounds N] "
+        "[--policy spin|hybrid|block|all] [--placement same|cross|none]");
+  for (auto policy : policies) {
+    std::vector<double> c50, c99, r50, r99, ratio50, ratio99;
+    for (int i = 0; i < runs; ++i) {
+      std::vector<double> c, r;
+      if (i % 2 == 0) {
+        c = courier_run(policy, rounds);
+        r = raw_run(policy, rounds);
+      } else {
+        r = raw_run(policy, rounds);
+        c = courier_run(policy, rounds);
+      }
+      c50.push_back(quantile(c, 0.5));
+      c99.push_back(quantile(c, 0.99));
+      r50.push_back(quantile(r, 0.5));
+      r99.push_back(quantile(r, 0.99));
+      ratio50.push_back(c50.back() / r50.back());
+      ratio99.push_back(c99.back() / r99.back());
+    }
+    for (auto [impl, p50, p99] : {std::tuple{"courier", &c50, &c99},
+                                  std::tuple{"raw", &r50, &r99}}) {
+      json_line line;
+      line.add("scenario", "envelope_rtt").add("impl", impl);
+      line.add("policy", policy_name(policy)).add("placement", placement);
+      line.add("size", 64).add("runs", runs).add("rtt_p50_ns", median(*p50));
+      line.add("rtt_p99_ns", median(*p99));
+      std::cout << line.str() << std::endl;
+    }
+    json_line line;
+    line.add("scenario", "envelope_rtt").add("impl", "courier/raw");
+    line.add("policy", policy_name(policy)).add("placement", placement);
+    line.add("size", 64).add("runs", runs);
+    line.add("rtt_p50_ratio", median(ratio50));
+    line.add("rtt_p99_ratio", median(ratio99));
+    std::cout << line.str() << std::endl;
+  }
+  return 0;
+}
