@@ -3,6 +3,7 @@
 //
 //   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
 //                      [--scheduler sharing|work_stealing] [--spin-us N]
+//                      [--rtt-size N] [--rtt-only] [--fan-in N]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
 //   rtt            64-byte round trips (Courier: ctx.request to an actor in
@@ -51,6 +52,9 @@ using courier::bench::quantile;
 double ns_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::nano>(clock_type::now() - t).count();
 }
+
+/// --rtt-size N: bytes of each round trip's message (default 64).
+std::size_t rtt_size = 64;
 
 // -- raw twin ---------------------------------------------------------------------
 
@@ -127,7 +131,7 @@ struct raw_peer {
 
 std::vector<double> raw_rtt(raw_peer& peer, int rounds) {
   std::vector<double> out;
-  std::vector<char> msg(64, 'x');
+  std::vector<char> msg(rtt_size, 'x');
   msg[0] = 0;
   std::uint32_t len = static_cast<std::uint32_t>(msg.size());
   std::vector<char> back(msg.size());
@@ -173,6 +177,7 @@ std::string tier = "pipe";
 
 /// --spin-us N: the shared-memory tier's spin budget (default: the tier's).
 std::string spin_us;
+
 
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
@@ -282,7 +287,8 @@ std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
         return;
       }
       auto ping = std::make_shared<bench::v1::Ping>();
-      ping->set_pad(std::string(48, 'x')); // 64 B on the wire with the seq
+      // rtt_size bytes on the wire with the seq and the field headers.
+      ping->set_pad(std::string(rtt_size > 16 ? rtt_size - 16 : 1, 'x'));
       st->sent = clock_type::now();
       ctx.request("echo", courier::message{ping}, std::chrono::seconds{10})
         .then(
@@ -437,6 +443,13 @@ double courier_fan_in(const std::string& self_path, const std::string& dir,
   return rate;
 }
 
+bool has_flag(int argc, char** argv, const char* flag) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], flag) == 0)
+      return true;
+  return false;
+}
+
 long arg(int argc, char** argv, const char* flag, long fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], flag) == 0)
@@ -487,6 +500,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   auto runs = static_cast<int>(arg(argc, argv, "--runs", 7));
   auto rounds = static_cast<int>(arg(argc, argv, "--rounds", 5000));
+  rtt_size = static_cast<std::size_t>(arg(argc, argv, "--rtt-size", 64));
   char self_path[4096];
   auto n = ::readlink("/proc/self/exe", self_path, sizeof self_path - 1);
   self_path[n > 0 ? n : 0] = '\0';
@@ -503,8 +517,10 @@ int main(int argc, char** argv) {
     r50.push_back(quantile(r, 0.5));
     r99.push_back(quantile(r, 0.99));
   }
-  report("rtt_p50", c50, r50, "rtt_ns", runs, 64);
-  report("rtt_p99", c99, r99, "rtt_ns", runs, 64);
+  report("rtt_p50", c50, r50, "rtt_ns", runs, rtt_size);
+  report("rtt_p99", c99, r99, "rtt_ns", runs, rtt_size);
+  if (has_flag(argc, argv, "--rtt-only"))
+    return 0;
 
   for (auto [size, count] : {std::pair<std::size_t, int>{64, 20000},
                              std::pair<std::size_t, int>{4096, 5000},

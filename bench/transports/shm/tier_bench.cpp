@@ -6,12 +6,12 @@
 //
 //   courier_bench_shm_tier [--runs N] [--rounds N]
 //                          [--policy spin|hybrid|block|all]
-//                          [--placement same|cross|none]
+//                          [--placement same|cross|none] [--size N]
 //
 // same: both processes (all their threads) on CPU 0; cross: the parent on
 // CPU 0, the child on CPU 1; none (default): the scheduler decides.
 //
-// One scenario, 64-byte payloads: the parent sends a REQUEST envelope, the
+// One scenario, 64-byte payloads by default: the parent sends a REQUEST envelope, the
 // child parses it and answers with a REPLY envelope, the parent parses that
 // and times the round trip. Courier's side is driven from the links' reader
 // threads (each answer is written from on_frame), so that both sides have
@@ -59,12 +59,24 @@ double ns_since(clock_type::time_point t) {
     .count();
 }
 
+/// --size N: bytes of the payload (default 64).
+std::size_t payload_size = 64;
+
 const std::string& payload() {
   static const std::string bytes = [] {
     bench::v1::Ping ping;
     ping.set_seq(1);
-    ping.set_pad(std::string(60, 'x'));
-    return ping.SerializeAsString(); // 64 bytes
+    // Exactly payload_size bytes with the seq and the field headers (the
+    // pad's length prefix grows with it: shrink the pad until it fits).
+    auto pad = payload_size > 4 ? payload_size - 4 : 1;
+    for (int tries = 0; tries < 4; ++tries) {
+      ping.set_pad(std::string(pad, 'x'));
+      auto size = ping.ByteSizeLong();
+      if (size <= payload_size || pad <= size - payload_size)
+        break;
+      pad -= size - payload_size;
+    }
+    return ping.SerializeAsString();
   }();
   return bytes;
 }
@@ -342,6 +354,8 @@ const char* text_arg(int argc, char** argv, const char* flag,
 int main(int argc, char** argv) {
   auto runs = std::atoi(text_arg(argc, argv, "--runs", "7"));
   auto rounds = std::atoi(text_arg(argc, argv, "--rounds", "20000"));
+  payload_size = static_cast<std::size_t>(
+    std::atol(text_arg(argc, argv, "--size", "64")));
   std::string which = text_arg(argc, argv, "--policy", "all");
   std::vector<wait_policy> policies;
   for (auto p : {wait_policy::spin, wait_policy::hybrid, wait_policy::block})
@@ -380,14 +394,14 @@ int main(int argc, char** argv) {
       json_line line;
       line.add("scenario", "envelope_rtt").add("impl", impl);
       line.add("policy", policy_name(policy)).add("placement", placement);
-      line.add("size", 64).add("runs", runs).add("rtt_p50_ns", median(*p50));
+      line.add("size", static_cast<double>(payload_size)).add("runs", runs).add("rtt_p50_ns", median(*p50));
       line.add("rtt_p99_ns", median(*p99));
       std::cout << line.str() << std::endl;
     }
     json_line line;
     line.add("scenario", "envelope_rtt").add("impl", "courier/raw");
     line.add("policy", policy_name(policy)).add("placement", placement);
-    line.add("size", 64).add("runs", runs);
+    line.add("size", static_cast<double>(payload_size)).add("runs", runs);
     line.add("rtt_p50_ratio", median(ratio50));
     line.add("rtt_p99_ratio", median(ratio99));
     std::cout << line.str() << std::endl;
