@@ -190,6 +190,7 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
     courier::shm::transport_options shm;
     if (!spin_us.empty())
       shm.spin_budget = std::chrono::microseconds{std::stol(spin_us)};
+    shm.yield_while_spinning = std::getenv("COURIER_BENCH_YIELD") != nullptr;
     config.transports.emplace_back("shm", courier::shm::factory(shm));
   }
   config.limits.max_frame = 8u << 20;

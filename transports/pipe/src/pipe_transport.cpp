@@ -2,12 +2,14 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,19 +40,52 @@ peer_credentials credentials_of(stream::socket& socket) {
   return out;
 }
 
-/// One AF_UNIX connection. All socket work happens on the I/O thread; other
-/// threads only post to it.
+/// One frame on its way out: its length prefix, its body, and how many of
+/// their bytes are written already.
+struct outbound_frame {
+  explicit outbound_frame(std::string frame) : body(std::move(frame)) {
+    auto size = static_cast<std::uint32_t>(body.size());
+    header = {static_cast<unsigned char>(size),
+              static_cast<unsigned char>(size >> 8),
+              static_cast<unsigned char>(size >> 16),
+              static_cast<unsigned char>(size >> 24)};
+  }
+
+  std::size_t size() const noexcept {
+    return header.size() + body.size();
+  }
+
+  std::array<unsigned char, 4> header;
+  std::string body;
+  std::size_t written = 0;
+};
+
+/// Bytes read from the socket at a time; a frame larger than this is read
+/// straight into its own string.
+constexpr std::size_t read_buffer_size = std::size_t{64} << 10;
+
+/// Frames (or bytes) handed to one gathering write.
+constexpr std::size_t max_batch_frames = 64;
+constexpr std::size_t max_batch_bytes = std::size_t{1} << 20;
+
+/// One AF_UNIX connection. Reads happen on the I/O thread. A write goes
+/// straight to the socket from the writer's thread when nothing is queued
+/// (no hop to the I/O thread); otherwise it joins the queue, which the I/O
+/// thread writes in batches, one gathering write for many frames.
 class pipe_link final : public link,
                         public std::enable_shared_from_this<pipe_link> {
 public:
   pipe_link(stream::socket socket, const transport_limits& limits)
-    : socket_(std::move(socket)), limits_(limits), peer_(credentials_of(socket_)) {
+    : socket_(std::move(socket)),
+      limits_(limits),
+      peer_(credentials_of(socket_)),
+      in_(read_buffer_size) {
   }
 
   void start(std::shared_ptr<link_events> events) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), events] {
       self->events_ = std::move(events);
-      self->read_header();
+      self->read_more();
     });
   }
 
@@ -60,21 +95,25 @@ public:
                    "a frame of " + std::to_string(frame.size())
                      + " bytes is over the limit of "
                      + std::to_string(limits_.max_frame)};
-    {
-      std::lock_guard guard{mu_};
-      if (closed_)
-        return error{errc::unavailable, "the link is closed"};
-      if (queued_bytes_ + frame.size() > limits_.max_queued)
-        return error{errc::resource_exhausted,
-                     "the link's outbound queue is full"};
-      queued_bytes_ += frame.size();
+    outbound_frame out{std::move(frame)};
+    std::lock_guard guard{mu_};
+    if (closed_)
+      return error{errc::unavailable, "the link is closed"};
+    if (queued_bytes_ + out.size() > limits_.max_queued)
+      return error{errc::resource_exhausted,
+                   "the link's outbound queue is full"};
+    if (!writing_) {
+      // Nothing queued, nothing in flight: this thread may use the socket
+      // (under mu_, so writers stay in order and never meet the I/O thread).
+      write_through(out);
+      if (out.written == out.size())
+        return {};
+      writing_ = true;
+      asio::post(socket_.get_executor(),
+                 [self = shared_from_this()] { self->flush(); });
     }
-    asio::post(socket_.get_executor(),
-               [self = shared_from_this(), frame = std::move(frame)]() mutable {
-                 self->queue_.push_back(std::move(frame));
-                 if (self->queue_.size() == 1)
-                   self->write_next();
-               });
+    queued_bytes_ += out.size();
+    pending_.push_back(std::move(out));
     return {};
   }
 
@@ -82,7 +121,12 @@ public:
   void close() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
-      if (self->queue_.empty())
+      bool idle;
+      {
+        std::lock_guard guard{self->mu_};
+        idle = !self->writing_;
+      }
+      if (idle)
         self->shut(error{errc::cancelled, "closed locally"});
     });
   }
@@ -92,54 +136,54 @@ public:
   }
 
 private:
-  void read_header() {
-    asio::async_read(socket_, asio::buffer(header_),
-                     [self = shared_from_this()](boost::system::error_code ec,
-                                                 std::size_t) {
-                       self->on_header(ec);
-                     });
+  // -- writing ------------------------------------------------------------------
+
+  /// Writes as much of `out` as the socket takes without blocking; a failure
+  /// is left for the I/O thread's write to find and report.
+  void write_through(outbound_frame& out) {
+    iovec parts[2] = {{out.header.data(), out.header.size()},
+                      {out.body.data(), out.body.size()}};
+    msghdr msg{};
+    msg.msg_iov = parts;
+    msg.msg_iovlen = 2;
+    auto n = ::sendmsg(socket_.native_handle(), &msg,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+      out.written = static_cast<std::size_t>(n);
   }
 
-  void on_header(boost::system::error_code ec) {
-    if (ec)
-      return shut(from_asio(ec));
-    std::uint32_t size = std::uint32_t{header_[0]}
-                         | std::uint32_t{header_[1]} << 8
-                         | std::uint32_t{header_[2]} << 16
-                         | std::uint32_t{header_[3]} << 24;
-    if (size > limits_.max_frame)
-      return shut(error{errc::resource_exhausted,
-                        "the peer sent a frame of " + std::to_string(size)
-                          + " bytes, over the limit of "
-                          + std::to_string(limits_.max_frame)});
-    body_.resize(size);
-    asio::async_read(socket_, asio::buffer(body_),
-                     [self = shared_from_this()](boost::system::error_code ec,
-                                                 std::size_t) {
-                       self->on_body(ec);
-                     });
-  }
-
-  void on_body(boost::system::error_code ec) {
-    if (ec)
-      return shut(from_asio(ec));
-    if (events_)
-      events_->on_frame(std::move(body_));
-    body_ = std::string{};
-    if (!shut_)
-      read_header();
-  }
-
-  void write_next() {
-    auto& frame = queue_.front();
-    auto size = static_cast<std::uint32_t>(frame.size());
-    out_header_ = {static_cast<unsigned char>(size),
-                   static_cast<unsigned char>(size >> 8),
-                   static_cast<unsigned char>(size >> 16),
-                   static_cast<unsigned char>(size >> 24)};
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(out_header_),
-                                              asio::buffer(frame)};
-    asio::async_write(socket_, buffers,
+  /// On the I/O thread: writes the queue, a batch at a time.
+  void flush() {
+    std::lock_guard guard{mu_};
+    if (pending_.empty() || shut_) {
+      writing_ = false;
+      if (closing_ && !shut_)
+        asio::post(socket_.get_executor(), [self = shared_from_this()] {
+          self->shut(error{errc::cancelled, "closed locally"});
+        });
+      return;
+    }
+    std::size_t bytes = 0;
+    while (!pending_.empty() && batch_.size() < max_batch_frames
+           && bytes < max_batch_bytes) {
+      bytes += pending_.front().size() - pending_.front().written;
+      batch_.push_back(std::move(pending_.front()));
+      pending_.pop_front();
+    }
+    // The buffers point into batch_, which no longer moves.
+    buffers_.clear();
+    for (auto& frame : batch_) {
+      auto skip = frame.written;
+      if (skip < frame.header.size())
+        buffers_.push_back(asio::buffer(frame.header.data() + skip,
+                                        frame.header.size() - skip));
+      auto body_skip = skip > frame.header.size()
+                         ? skip - frame.header.size()
+                         : 0;
+      buffers_.push_back(asio::buffer(frame.body.data() + body_skip,
+                                      frame.body.size() - body_skip));
+    }
+    asio::async_write(socket_, buffers_,
                       [self = shared_from_this()](boost::system::error_code ec,
                                                   std::size_t) {
                         self->on_written(ec);
@@ -149,24 +193,86 @@ private:
   void on_written(boost::system::error_code ec) {
     {
       std::lock_guard guard{mu_};
-      queued_bytes_ -= queue_.front().size();
-    }
-    queue_.pop_front();
-    if (ec) {
-      // The peer stopped reading (it closed). Its last frames, a refusal
-      // say, may still wait in our receive buffer: stop writing, keep
-      // reading, and close at its end of stream.
-      std::lock_guard guard{mu_};
-      closed_ = true;
-      for (auto& frame : queue_)
+      for (auto& frame : batch_)
         queued_bytes_ -= frame.size();
-      queue_.clear();
+      batch_.clear();
+      if (ec) {
+        // The peer stopped reading (it closed). Its last frames, a refusal
+        // say, may still wait in our receive buffer: stop writing, keep
+        // reading, and close at its end of stream.
+        closed_ = true;
+        writing_ = false;
+        pending_.clear();
+        queued_bytes_ = 0;
+        return;
+      }
+    }
+    flush();
+  }
+
+  // -- reading ------------------------------------------------------------------
+
+  void read_more() {
+    if (in_begin_ > 0) { // keep the unparsed tail at the front
+      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    socket_.async_read_some(
+      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (ec)
+          return self->shut(from_asio(ec));
+        self->in_end_ += n;
+        self->parse();
+      });
+  }
+
+  /// Hands over every whole frame in the buffer, then reads more.
+  void parse() {
+    while (in_end_ - in_begin_ >= 4) {
+      const auto* at = reinterpret_cast<const unsigned char*>(in_.data())
+                       + in_begin_;
+      std::size_t size = std::uint32_t{at[0]} | std::uint32_t{at[1]} << 8
+                         | std::uint32_t{at[2]} << 16
+                         | std::uint32_t{at[3]} << 24;
+      if (size > limits_.max_frame)
+        return shut(error{errc::resource_exhausted,
+                          "the peer sent a frame of " + std::to_string(size)
+                            + " bytes, over the limit of "
+                            + std::to_string(limits_.max_frame)});
+      auto have = in_end_ - in_begin_ - 4;
+      if (have >= size) {
+        std::string frame(in_.data() + in_begin_ + 4, size);
+        in_begin_ += 4 + size;
+        deliver(std::move(frame));
+        if (shut_)
+          return;
+        continue;
+      }
+      if (4 + size <= in_.size())
+        break; // it will fit: read more
+      // Larger than the buffer: read the rest straight into the frame.
+      big_.resize(size);
+      std::memcpy(big_.data(), in_.data() + in_begin_ + 4, have);
+      in_begin_ = in_end_ = 0;
+      asio::async_read(socket_, asio::buffer(big_.data() + have, size - have),
+                       [self = shared_from_this()](
+                         boost::system::error_code ec, std::size_t) {
+                         if (ec)
+                           return self->shut(from_asio(ec));
+                         self->deliver(std::exchange(self->big_, {}));
+                         if (!self->shut_)
+                           self->read_more();
+                       });
       return;
     }
-    if (!queue_.empty())
-      write_next();
-    else if (closing_)
-      shut(error{errc::cancelled, "closed locally"});
+    read_more();
+  }
+
+  void deliver(std::string frame) {
+    if (events_)
+      events_->on_frame(std::move(frame));
   }
 
   static error from_asio(boost::system::error_code ec) {
@@ -204,16 +310,21 @@ private:
   stream::socket socket_;
   transport_limits limits_;
   peer_credentials peer_;
-  std::shared_ptr<link_events> events_;
-  std::array<unsigned char, 4> header_{};
-  std::array<unsigned char, 4> out_header_{};
-  std::string body_;
-  std::deque<std::string> queue_; // I/O thread only
-  bool shut_ = false;             // I/O thread only
-  bool closing_ = false;          // I/O thread only
+  std::shared_ptr<link_events> events_;   // I/O thread only
+  std::vector<char> in_;                  // I/O thread only
+  std::size_t in_begin_ = 0;              // I/O thread only
+  std::size_t in_end_ = 0;                // I/O thread only
+  std::string big_;                       // I/O thread only
+  bool shut_ = false;                     // I/O thread only
+  bool closing_ = false;                  // I/O thread only
   std::mutex mu_;
-  bool closed_ = false;           // guarded by mu_
-  std::size_t queued_bytes_ = 0;  // guarded by mu_
+  std::deque<outbound_frame> pending_;    // guarded by mu_
+  std::vector<outbound_frame> batch_;     // guarded by mu_; being written
+  std::vector<asio::const_buffer> buffers_; // guarded by mu_; of batch_
+  bool writing_ = false;  // guarded by mu_: the I/O thread owns the socket's
+                          // writing side (a batch in flight or queued)
+  bool closed_ = false;          // guarded by mu_
+  std::size_t queued_bytes_ = 0; // guarded by mu_
 };
 
 /// Hands the link to its owner while keeping the shared_ptr that async

@@ -114,6 +114,8 @@ expected<void> wait_until(Check&& check, std::uint32_t* sleeping,
       auto now = clock::now();
       if (until.expired(now))
         return error{errc::deadline_exceeded, timeout_message};
+      if (options.yield_while_spinning)
+        os::yield_cpu();
       if (now >= budget_end) {
         if (options.policy == wait_policy::hybrid)
           break;

@@ -224,6 +224,7 @@ ring_options ring_settings(const transport_options& options,
   ring_options out;
   out.policy = options.policy;
   out.spin_budget = options.spin_budget;
+  out.yield_while_spinning = options.yield_while_spinning;
   out.max_message_size = limits.max_frame;
   return out;
 }

@@ -60,6 +60,12 @@ struct ring_options {
   /// How long spin and hybrid poll before yielding (spin) or sleeping
   /// (hybrid); at most max_spin_budget.
   std::chrono::nanoseconds spin_budget = std::chrono::microseconds{50};
+
+  /// Offer the CPU to other runnable threads (sched_yield) every few
+  /// microseconds while spinning. Costs a system call per look at the clock;
+  /// keeps a spinning reader from starving the threads that do the work on
+  /// a machine with fewer cores than busy threads.
+  bool yield_while_spinning = false;
 };
 
 /// A mapped, sealed shared-memory segment holding one ring: a 4 KiB header

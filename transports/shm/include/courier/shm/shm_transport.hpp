@@ -15,6 +15,8 @@ struct transport_options {
   wait_policy policy = wait_policy::hybrid;
   /// How long spin and hybrid poll before yielding or sleeping.
   std::chrono::nanoseconds spin_budget = std::chrono::microseconds{50};
+  /// Yield the CPU now and then while spinning (see ring_options).
+  bool yield_while_spinning = false;
   /// How long a writer waits for room in a full ring before the write fails
   /// with resource_exhausted.
   std::chrono::milliseconds write_timeout{5000};
