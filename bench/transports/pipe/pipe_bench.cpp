@@ -3,6 +3,7 @@
 //
 //   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
 //                      [--scheduler sharing|work_stealing] [--spin-us N]
+//                      [--no-yield]
 //                      [--rtt-size N] [--rtt-only] [--fan-in N]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
@@ -178,6 +179,9 @@ std::string tier = "pipe";
 /// --spin-us N: the shared-memory tier's spin budget (default: the tier's).
 std::string spin_us;
 
+/// --no-yield: spin without offering the CPU (the tier yields by default).
+bool no_yield = false;
+
 
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
@@ -190,7 +194,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
     courier::shm::transport_options shm;
     if (!spin_us.empty())
       shm.spin_budget = std::chrono::microseconds{std::stol(spin_us)};
-    shm.yield_while_spinning = std::getenv("COURIER_BENCH_YIELD") != nullptr;
+    if (no_yield)
+      shm.yield_while_spinning = false;
     config.transports.emplace_back("shm", courier::shm::factory(shm));
   }
   config.limits.max_frame = 8u << 20;
@@ -239,7 +244,8 @@ struct courier_peer {
               policy == courier::scheduler_policy::sharing ? "sharing"
                                                            : "work_stealing",
               "--tier", tier.c_str(), "--spin-us",
-              spin_us.empty() ? "50" : spin_us.c_str(), nullptr);
+              spin_us.empty() ? "200" : spin_us.c_str(),
+              no_yield ? "--no-yield" : "--yield", nullptr);
       ::_exit(127);
     }
     ::close(in[0]);
@@ -493,6 +499,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--spin-us") == 0)
       spin_us = argv[i + 1];
   }
+  no_yield = has_flag(argc, argv, "--no-yield");
   if (argc >= 3 && std::strcmp(argv[1], "--serve") == 0)
     return courier_serve(argv[2]);
   if (argc >= 6 && std::strcmp(argv[1], "--fan-in-sender") == 0)

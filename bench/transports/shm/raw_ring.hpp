@@ -67,9 +67,18 @@ inline std::uint32_t* futex_word(std::atomic<std::uint32_t>& word) {
   return reinterpret_cast<std::uint32_t*>(&word);
 }
 
+/// How one end waits: as courier::shm::ring_options.
+struct wait_settings {
+  wait_policy policy = wait_policy::hybrid;
+  std::chrono::nanoseconds spin_budget = default_spin_budget;
+  bool yield_while_spinning = false;
+};
+
 template <class Ready>
 void wait(Ready ready, std::atomic<std::uint32_t>& sleeping,
-          wait_policy policy, std::chrono::nanoseconds spin_budget) {
+          const wait_settings& how) {
+  auto policy = how.policy;
+  auto spin_budget = how.spin_budget;
   if (policy != wait_policy::block) {
     clock_type::time_point budget_end{};
     for (unsigned polls = 1;; ++polls) {
@@ -79,6 +88,8 @@ void wait(Ready ready, std::atomic<std::uint32_t>& sleeping,
       if (polls % 64 != 0)
         continue;
       auto now = clock_type::now();
+      if (how.yield_while_spinning)
+        ::sched_yield();
       if (polls == 64)
         budget_end = now + spin_budget;
       if (now < budget_end)
@@ -124,9 +135,7 @@ inline std::size_t record_size(std::size_t length) {
 
 class producer {
 public:
-  producer(memory m, wait_policy policy,
-           std::chrono::nanoseconds spin_budget = default_spin_budget)
-    : m_(m), policy_(policy), spin_budget_(spin_budget) {
+  producer(memory m, wait_settings how) : m_(m), how_(how) {
   }
 
   bool write(std::span<const std::byte> message) {
@@ -141,7 +150,7 @@ public:
           read_ = m_.head->read.load(std::memory_order_acquire);
           return m_.capacity - (written_ - read_) >= need;
         },
-        m_.head->producer_sleeping, policy_, spin_budget_);
+        m_.head->producer_sleeping, how_);
     }
     if (padding != 0) {
       std::uint32_t wrap[2]
@@ -154,23 +163,21 @@ public:
     std::memcpy(m_.data + offset, record, 8);
     std::memcpy(m_.data + offset + header_size, message.data(), message.size());
     written_ += size;
-    publish(m_.head->written, written_, m_.head->consumer_sleeping, policy_);
+    publish(m_.head->written, written_, m_.head->consumer_sleeping,
+            how_.policy);
     return true;
   }
 
 private:
   memory m_;
-  wait_policy policy_;
-  std::chrono::nanoseconds spin_budget_;
+  wait_settings how_;
   std::uint64_t written_ = 0;
   std::uint64_t read_ = 0;
 };
 
 class consumer {
 public:
-  consumer(memory m, wait_policy policy,
-           std::chrono::nanoseconds spin_budget = default_spin_budget)
-    : m_(m), policy_(policy), spin_budget_(spin_budget) {
+  consumer(memory m, wait_settings how) : m_(m), how_(how) {
   }
 
   bool read(std::vector<std::byte>& out) {
@@ -181,7 +188,7 @@ public:
             written_ = m_.head->written.load(std::memory_order_acquire);
             return written_ != read_;
           },
-          m_.head->consumer_sleeping, policy_, spin_budget_);
+          m_.head->consumer_sleeping, how_);
       }
       auto offset = read_ & (m_.capacity - 1);
       std::uint32_t record[2];
@@ -194,15 +201,14 @@ public:
         out.resize(record[0]);
       std::memcpy(out.data(), m_.data + offset + header_size, record[0]);
       read_ += record_size(record[0]);
-      publish(m_.head->read, read_, m_.head->producer_sleeping, policy_);
+      publish(m_.head->read, read_, m_.head->producer_sleeping, how_.policy);
       return true;
     }
   }
 
 private:
   memory m_;
-  wait_policy policy_;
-  std::chrono::nanoseconds spin_budget_;
+  wait_settings how_;
   std::uint64_t read_ = 0;
   std::uint64_t written_ = 0;
 };

@@ -100,11 +100,11 @@ struct raw_impl {
   }
 
   static producer open_producer(memory& m, wait_policy policy) {
-    return producer{m, policy, spin_budget};
+    return producer{m, {policy, spin_budget, false}};
   }
 
   static consumer open_consumer(memory& m, wait_policy policy) {
-    return consumer{m, policy, spin_budget};
+    return consumer{m, {policy, spin_budget, false}};
   }
 
   static void release(memory& m) {
