@@ -3,6 +3,7 @@
 //
 //   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
 //                      [--scheduler sharing|work_stealing] [--spin-us N]
+//                      [--workers N]
 //                      [--no-yield]
 //                      [--rtt-size N] [--rtt-only] [--fan-in N]
 //
@@ -173,6 +174,16 @@ double raw_oneway(raw_peer& peer, std::size_t size, int count) {
 /// --scheduler sharing|work_stealing (default: sharing, the latency choice).
 courier::scheduler_policy policy = courier::scheduler_policy::sharing;
 
+const char* scheduler_name() {
+  switch (policy) {
+    case courier::scheduler_policy::work_stealing:
+      return "work_stealing";
+    case courier::scheduler_policy::sharing:
+      return "sharing";
+  }
+  return "sharing";
+}
+
 /// --tier pipe|shm: the tier the Courier route takes (default pipe).
 std::string tier = "pipe";
 
@@ -182,13 +193,16 @@ std::string spin_us;
 /// --no-yield: spin without offering the CPU (the tier yields by default).
 bool no_yield = false;
 
+/// --workers N: scheduler threads per node (default 2).
+std::size_t workers = 2;
+
 
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
   config.scheduler = policy;
   config.name = name;
   config.directory = dir;
-  config.worker_threads = 2;
+  config.worker_threads = workers;
   config.transports = {{"pipe", courier::pipe::factory()}};
   if (tier == "shm") {
     courier::shm::transport_options shm;
@@ -241,11 +255,11 @@ struct courier_peer {
       ::close(out[0]);
       ::execl(self_path.c_str(), self_path.c_str(), "--serve", dir.c_str(),
               "--scheduler",
-              policy == courier::scheduler_policy::sharing ? "sharing"
-                                                           : "work_stealing",
+              scheduler_name(),
               "--tier", tier.c_str(), "--spin-us",
               spin_us.empty() ? "200" : spin_us.c_str(),
-              no_yield ? "--no-yield" : "--yield", nullptr);
+              no_yield ? "--no-yield" : "--yield", "--workers",
+              std::to_string(workers).c_str(), nullptr);
       ::_exit(127);
     }
     ::close(in[0]);
@@ -419,8 +433,7 @@ double courier_fan_in(const std::string& self_path, const std::string& dir,
               dir.c_str(), index.c_str(), n.c_str(), name.c_str(), "--tier",
               tier.c_str(),
               "--scheduler",
-              policy == courier::scheduler_policy::sharing ? "sharing"
-                                                           : "work_stealing",
+              scheduler_name(),
               nullptr);
       ::_exit(127);
     }
@@ -500,6 +513,7 @@ int main(int argc, char** argv) {
       spin_us = argv[i + 1];
   }
   no_yield = has_flag(argc, argv, "--no-yield");
+  workers = static_cast<std::size_t>(arg(argc, argv, "--workers", 2));
   if (argc >= 3 && std::strcmp(argv[1], "--serve") == 0)
     return courier_serve(argv[2]);
   if (argc >= 6 && std::strcmp(argv[1], "--fan-in-sender") == 0)
