@@ -7,7 +7,8 @@
 #   - actor to actor in another process over the named pipe and over shared
 #     memory (courier_bench_pipe --rtt-only), with raw AF_UNIX next to them;
 #   - the shared-memory tier without actors (courier_bench_shm_tier, hybrid
-#     wait), with the raw ring + envelopes next to it.
+#     wait, processes on CPUs 0 and 1), with the raw ring + envelopes next
+#     to it.
 # Writes OUT_DIR/rtt_by_tier.dat and OUT_DIR/rtt_by_tier.png. Needs gnuplot
 # (apt-get install gnuplot-nox); takes a few minutes.
 set -eu
@@ -44,6 +45,7 @@ for size in 64 4096 65536; do
   "$pipe_bench" --runs "$runs" --rounds 2000 --rtt-only --rtt-size "$size" \
     --tier shm >"$tmp/shm"
   "$tier_bench" --runs "$runs" --rounds 5000 --policy hybrid --size "$size" \
+    --placement cross \
     >"$tmp/link"
   pipe=$(pick "$tmp/pipe" rtt_ns '"rtt_p50"' '"impl": "courier"')
   shm=$(pick "$tmp/shm" rtt_ns '"rtt_p50"' '"impl": "courier"')
