@@ -11,6 +11,7 @@
 #include <caf/send.hpp>
 
 #include "node_impl.hpp"
+#include "spinning_scheduler.hpp"
 #include "shell.hpp"
 
 namespace courier::detail {
@@ -50,6 +51,15 @@ bool valid_name(std::string_view name) noexcept {
   });
 }
 
+std::string quoted(std::string_view name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out += '\'';
+  out += name;
+  out += '\'';
+  return out;
+}
+
 namespace {
 
 bool valid_type_name(std::string_view name) noexcept {
@@ -61,14 +71,6 @@ bool valid_type_name(std::string_view name) noexcept {
   });
 }
 
-std::string quoted(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 2);
-  out += '\'';
-  out += name;
-  out += '\'';
-  return out;
-}
 
 } // namespace
 
@@ -192,8 +194,15 @@ node_impl::node_impl(
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
-  if (config_.scheduler == scheduler_policy::sharing)
+  if (config_.scheduler == scheduler_policy::sharing) {
     caf_config_.set("scheduler.policy", caf::atom("sharing"));
+  } else if (config_.scheduler == scheduler_policy::latency) {
+    // The transports outlive the system (members destroyed in reverse).
+    std::vector<std::function<bool()>> pollers;
+    for (auto& [tier, impl] : transports_)
+      pollers.emplace_back([t = impl.get()] { return t->poll(); });
+    use_polling_scheduler(caf_config_, config_.idle_spin, std::move(pollers));
+  }
   system_ = std::make_unique<caf::actor_system>(caf_config_);
   supervisor_ = system_->spawn<supervisor>(*this);
 }
@@ -250,6 +259,7 @@ node_impl::~node_impl() {
     tier->stop();
   dir_.reset(); // releases the node's names, socket and record
   supervisor_ = caf::actor{};
+  timer_.stop(); // its callbacks send to actors of the system
   system_.reset();
 }
 

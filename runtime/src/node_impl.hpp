@@ -26,6 +26,7 @@
 
 #include "courier/node.hpp"
 #include "courier/v1/control.pb.h"
+#include "deadline_timer.hpp"
 #include "directory.hpp"
 #include "letter.hpp"
 #include "remote.hpp"
@@ -117,6 +118,9 @@ bool glob_match(std::string_view pattern, std::string_view text) noexcept;
 
 /// True for a well-formed actor or node name.
 bool valid_name(std::string_view name) noexcept;
+
+/// `name` in single quotes, for messages.
+std::string quoted(std::string_view name);
 
 /// Files one target's outcome into a broadcast result.
 void classify(broadcast_result& result, std::string name,
@@ -274,6 +278,11 @@ public:
 
   // -- misc -------------------------------------------------------------------
 
+  /// Deadlines of requests to other nodes (see deadline_timer.hpp).
+  deadline_timer& timer() noexcept {
+    return timer_;
+  }
+
   void log(log_level level, std::string_view line) const;
 
   /// Builds a letter for `msg`; the node is its dead-letter office.
@@ -372,6 +381,7 @@ private:
 
   caf::actor_system_config caf_config_;
   std::unique_ptr<caf::actor_system> system_;
+  deadline_timer timer_; // stopped before the system goes (and declared after)
   caf::actor supervisor_;
 };
 

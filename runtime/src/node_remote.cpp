@@ -15,10 +15,6 @@ namespace courier::detail {
 
 namespace {
 
-std::string quoted(std::string_view name) {
-  return "'" + std::string{name} + "'";
-}
-
 /// Adds `file` and its dependencies, dependencies first, to `out`.
 void collect_files(const google::protobuf::FileDescriptor* file,
                    std::set<std::string>& seen,

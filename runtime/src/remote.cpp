@@ -539,7 +539,10 @@ private:
       send(target->handle, std::move(msg));
       return;
     }
-    request(target->handle, to_caf(until), std::move(msg))
+    // No CAF timeout (its clock would wake a thread per request): the
+    // requester keeps its own deadline, and an answer after it is dropped
+    // over there. The target answers or, stopping, fails what it holds.
+    request(target->handle, caf::infinite, std::move(msg))
       .then([this, id = env.message_id()](reply_msg& reply) {
               answer(id, reply);
             },
@@ -671,10 +674,21 @@ private:
     if (!hello_done_)
       return close_with(error{errc::deadline_exceeded,
                               "the peer did not finish the handshake in time"});
-    // Drop requests whose requester has given up (it saw deadline_exceeded).
+    // Answer requests whose deadline passed: the requester has given up
+    // already (its own timer said deadline_exceeded); this ends its CAF
+    // request, which waits without a timeout of its own.
     auto now = deadline::clock::now();
-    std::erase_if(pending_,
-                  [&](const auto& entry) { return entry.second.until.expired(now); });
+    for (auto i = pending_.begin(); i != pending_.end();) {
+      if (!i->second.until.expired(now)) {
+        ++i;
+        continue;
+      }
+      i->second.promise.deliver(
+        reply_msg{nullptr, errc::deadline_exceeded,
+                  "no reply from '" + i->second.target
+                    + "' before the deadline"});
+      i = pending_.erase(i);
+    }
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
   }
 

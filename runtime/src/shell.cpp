@@ -244,6 +244,10 @@ void shell::request_route(const route& to, message msg, deadline until,
   // Both continuations need the callback; share it rather than copy the
   // user's captures.
   auto cb = std::make_shared<reply_callback>(std::move(on_outcome));
+  if (!to.slot->node.empty()) {
+    request_remote(to, std::move(envelope), until, std::move(cb));
+    return;
+  }
   request(to.handle, to_caf(until), std::move(envelope))
     .then(
       [this, cb](reply_msg& reply) {
@@ -254,6 +258,40 @@ void shell::request_route(const route& to, message msg, deadline until,
         guarded("a reply continuation",
                 [&] { (*cb)(from_caf(err, name, remote)); });
       });
+}
+
+void shell::request_remote(const route& to, letter envelope, deadline until,
+                           std::shared_ptr<reply_callback> cb) {
+  // The deadline is the node's timer's, not CAF's: CAF's clock wakes its
+  // thread for every request. The link's proxy answers every request it
+  // holds by its deadline at the latest, so the CAF request ends too.
+  struct outcome {
+    std::shared_ptr<reply_callback> cb;
+    bool done = false;
+  };
+  auto state = std::make_shared<outcome>(outcome{std::move(cb)});
+  auto finish = [this, state](expected<message> result) {
+    if (state->done)
+      return;
+    state->done = true;
+    guarded("a reply continuation", [&] { (*state->cb)(std::move(result)); });
+  };
+  request(to.handle, caf::infinite, std::move(envelope))
+    .then([finish](reply_msg& reply) { finish(to_outcome(reply)); },
+          [finish, name = to.slot->name](caf::error& err) {
+            finish(from_caf(err, name, true));
+          });
+  if (until.is_never())
+    return;
+  owner().timer().at(
+    until.at(), [self = address(), finish, name = to.slot->name] {
+      if (auto me = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(me, deferred_call{[finish, name] {
+                         finish(error{errc::deadline_exceeded,
+                                      "no reply from " + quoted(name)
+                                        + " before the deadline"});
+                       }});
+    });
 }
 
 void shell::broadcast_to(std::string_view pattern, message msg, deadline until,

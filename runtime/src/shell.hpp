@@ -74,6 +74,11 @@ private:
   void request_route(const route& to, message msg, deadline until,
                      reply_callback on_outcome);
 
+  /// A request through a link's proxy, its deadline kept by the node's
+  /// timer.
+  void request_remote(const route& to, letter envelope, deadline until,
+                      std::shared_ptr<reply_callback> cb);
+
   /// Resolves through this actor's route cache; the pointer stays valid
   /// until the next call.
   expected<const route*> resolve(destination to, const message& msg);

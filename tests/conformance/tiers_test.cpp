@@ -62,6 +62,28 @@ struct shared_memory {
   local_node here;
 };
 
+/// Shared memory again, both nodes on the latency scheduler: idle scheduler
+/// threads take frames off the rings themselves, beside the reader threads.
+struct polled_shared_memory {
+  static constexpr const char* tier = "shm";
+
+  explicit polled_shared_memory(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", with_latency())},
+      here{dir, "here", [](node_config& config) {
+             config.scheduler = scheduler_policy::latency;
+           }} {
+  }
+
+  static std::vector<std::string> with_latency() {
+    auto args = peer_actors;
+    args.insert(args.begin(), "--latency");
+    return args;
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
 /// The actors live in another process, reached over the named pipe.
 struct named_pipe {
   static constexpr const char* tier = "pipe";
@@ -95,7 +117,8 @@ void check_tier(Tier& setup) {
 } // namespace
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
-                   "[conformance]", in_process, shared_memory, named_pipe) {
+                   "[conformance]", in_process, shared_memory,
+                   polled_shared_memory, named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -105,7 +128,8 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 }
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
-                   "[conformance]", in_process, shared_memory, named_pipe) {
+                   "[conformance]", in_process, shared_memory,
+                   polled_shared_memory, named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -118,7 +142,8 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 }
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
-                   in_process, shared_memory, named_pipe) {
+                   in_process, shared_memory, polled_shared_memory,
+                   named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -135,7 +160,8 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
-                   "[conformance]", in_process, shared_memory, named_pipe) {
+                   "[conformance]", in_process, shared_memory,
+                   polled_shared_memory, named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -147,7 +173,8 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 
 TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
                    "process-crossing tier",
-                   "[conformance]", shared_memory, named_pipe) {
+                   "[conformance]", shared_memory, polled_shared_memory,
+                   named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   auto huge = ping(1, std::string(5u << 20, 'x'));
@@ -158,7 +185,8 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
-                   "[conformance]", in_process, shared_memory, named_pipe) {
+                   "[conformance]", in_process, shared_memory,
+                   polled_shared_memory, named_pipe) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};

@@ -1,7 +1,7 @@
 // A node for integration tests, run as a separate process.
 //
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
-//                     [--flood NAME] [ACTOR...]
+//                     [--flood NAME] [--latency] [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
       config.allowed_uids.push_back(std::stoul(argv[++i]));
     else if (arg == "--pipe-only")
       config.transports = {{"pipe", pipe::factory()}};
+    else if (arg == "--latency")
+      config.scheduler = scheduler_policy::latency;
     else if (arg == "--flood" && i + 1 < argc)
       flood_target = argv[++i];
     else

@@ -180,6 +180,8 @@ const char* scheduler_name() {
       return "work_stealing";
     case courier::scheduler_policy::sharing:
       return "sharing";
+    case courier::scheduler_policy::latency:
+      return "latency";
   }
   return "sharing";
 }
@@ -507,6 +509,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--scheduler") == 0
         && std::strcmp(argv[i + 1], "work_stealing") == 0)
       policy = courier::scheduler_policy::work_stealing;
+    if (std::strcmp(argv[i], "--scheduler") == 0
+        && std::strcmp(argv[i + 1], "latency") == 0)
+      policy = courier::scheduler_policy::latency;
     if (std::strcmp(argv[i], "--tier") == 0)
       tier = argv[i + 1];
     if (std::strcmp(argv[i], "--spin-us") == 0)

@@ -58,10 +58,16 @@ enum class scheduler_policy : std::uint8_t {
   /// message that wakes an idle node waits for the next poll.
   work_stealing,
   /// One shared queue; idle threads sleep on a condition variable and are
-  /// woken at once. Best latency for nodes that mostly wait for other
-  /// processes (about half the cross-process round trip), at the cost of
-  /// in-process throughput. See docs/benchmarks.md.
+  /// woken at once. Better latency than work_stealing for nodes that mostly
+  /// wait for other processes, at the cost of in-process throughput.
   sharing,
+  /// As sharing, but an idle thread first polls, for node_config::idle_spin,
+  /// the queue and the node's transports (the shared-memory tier hands it
+  /// what its rings received), yielding its CPU as it does, and only then
+  /// sleeps: a message from another process reaches its actor with no
+  /// thread woken. The lowest round trips between processes; costs CPU
+  /// while idle. See docs/benchmarks.md.
+  latency,
 };
 
 /// Severity of a line in the runtime's log.
@@ -99,6 +105,9 @@ struct node_config {
   /// Scheduler threads; 0 picks the number of cores (at least 2).
   std::size_t worker_threads = 0;
   scheduler_policy scheduler = scheduler_policy::work_stealing;
+  /// How long an idle scheduler thread polls before it sleeps, with
+  /// scheduler_policy::latency.
+  std::chrono::microseconds idle_spin{200};
   /// Where log lines go; empty writes warnings and errors to stderr.
   /// Called from runtime threads; keep it short and thread-safe.
   std::function<void(log_level, std::string_view)> log;

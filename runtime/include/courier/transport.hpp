@@ -61,6 +61,40 @@ public:
   virtual const peer_credentials& peer() const noexcept = 0;
 };
 
+/// The link a transport hands out when the link's state is shared with
+/// threads of the transport (I/O completions, pollers) that may outlive the
+/// owner's handle: forwards to `Impl`, and calls `impl.release()` when the
+/// owner lets go (close, and for some tiers wait for the link's threads).
+template <class Impl>
+class shared_link final : public link {
+public:
+  explicit shared_link(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {
+  }
+
+  ~shared_link() override {
+    impl_->release();
+  }
+
+  void start(std::shared_ptr<link_events> events) override {
+    impl_->start(std::move(events));
+  }
+
+  expected<void> write(std::string frame) override {
+    return impl_->write(std::move(frame));
+  }
+
+  void close() override {
+    impl_->close();
+  }
+
+  const peer_credentials& peer() const noexcept override {
+    return impl_->peer();
+  }
+
+private:
+  std::shared_ptr<Impl> impl_;
+};
+
 /// Limits a transport enforces.
 struct transport_limits {
   /// Largest frame accepted or sent (4 MiB by default).
@@ -93,6 +127,15 @@ public:
   /// Stops accepting and lets closing links finish writing (bounded);
   /// idempotent.
   virtual void stop() = 0;
+
+  /// Delivers, on the calling thread, frames its links have already
+  /// received, without waiting; true if it delivered any. Called by the
+  /// idle threads of scheduler_policy::latency, from any thread, while the
+  /// links' own threads run: frames of one link still reach on_frame one at
+  /// a time and in order. Tiers with nothing to gain keep the default.
+  virtual bool poll() {
+    return false;
+  }
 };
 
 /// Makes a transport. Registered explicitly by name in node_config.

@@ -117,6 +117,11 @@ public:
     return {};
   }
 
+  /// The owner let go: close (in the background, bounded by stop()).
+  void release() {
+    close();
+  }
+
   /// Closes once the frames queued so far are written.
   void close() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
@@ -327,37 +332,6 @@ private:
   std::size_t queued_bytes_ = 0; // guarded by mu_
 };
 
-/// Hands the link to its owner while keeping the shared_ptr that async
-/// operations hold.
-class link_handle final : public link {
-public:
-  explicit link_handle(std::shared_ptr<pipe_link> impl) : impl_(std::move(impl)) {
-  }
-
-  ~link_handle() override {
-    impl_->close();
-  }
-
-  void start(std::shared_ptr<link_events> events) override {
-    impl_->start(std::move(events));
-  }
-
-  expected<void> write(std::string frame) override {
-    return impl_->write(std::move(frame));
-  }
-
-  void close() override {
-    impl_->close();
-  }
-
-  const peer_credentials& peer() const noexcept override {
-    return impl_->peer();
-  }
-
-private:
-  std::shared_ptr<pipe_link> impl_;
-};
-
 class pipe_transport final : public transport {
 public:
   explicit pipe_transport(const transport_limits& limits)
@@ -411,7 +385,7 @@ public:
       return error{errc::unavailable,
                    "cannot connect to " + endpoint + ": " + ec.message()};
     auto impl = std::make_shared<pipe_link>(std::move(socket), limits_);
-    return std::unique_ptr<link>{new link_handle(std::move(impl))};
+    return std::unique_ptr<link>{new shared_link<pipe_link>(std::move(impl))};
   }
 
   void stop() override {
@@ -442,7 +416,7 @@ private:
         return;
       if (!ec) {
         auto impl = std::make_shared<pipe_link>(std::move(socket), limits_);
-        on_accept_(std::unique_ptr<link>{new link_handle(std::move(impl))});
+        on_accept_(std::unique_ptr<link>{new shared_link<pipe_link>(std::move(impl))});
       }
       accept_next();
     });

@@ -434,6 +434,25 @@ expected<void> consumer::read(std::vector<std::byte>& out, deadline until) {
   return {};
 }
 
+expected<void> consumer::wait_unread(deadline until,
+                                     wait_policy policy) const {
+  COURIER_RUNTIME_ASSERT(memory_.valid(), "consumer used after move");
+  auto* base = memory_.base_;
+  auto options = options_;
+  options.policy = policy;
+  return wait_until(
+    [base]() -> std::optional<expected<void>> {
+      if (position(base, format::write_position_offset).load(seq_cst)
+            != position(base, format::read_position_offset).load(seq_cst)
+          || word(base, format::producer_closed_offset).load(seq_cst) != 0
+          || word(base, format::consumer_closed_offset).load(seq_cst) != 0)
+        return expected<void>{}; // a read has something to say
+      return std::nullopt;
+    },
+    word_ptr(base, format::consumer_sleeping_offset), options, until,
+    "nothing arrived before the deadline");
+}
+
 expected<bool> consumer::try_read(std::vector<std::byte>& out) {
   // An expired deadline bounds the work even if the producer streams
   // fragments as fast as they are read.

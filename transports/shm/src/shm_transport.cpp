@@ -103,7 +103,12 @@ peer_credentials credentials_of(int sock) {
   return out;
 }
 
+using clock_type = std::chrono::steady_clock;
+
 /// One link: our producer into the peer's ring, our consumer of the peer's.
+/// Frames are read by the link's reader thread, and also by whoever calls
+/// poll_once() (a scheduler's idle thread): one at a time, under read_mu_,
+/// so that on_frame still sees them one by one and in order.
 class shm_link final : public link {
 public:
   shm_link(int sock, peer_credentials peer, producer out, consumer in,
@@ -117,19 +122,46 @@ public:
   }
 
   ~shm_link() override {
-    close();
-    if (reader_.joinable())
-      reader_.join();
-    if (watcher_.joinable())
-      watcher_.join();
+    release();
     ::close(wake_);
     ::close(sock_);
   }
 
+  /// The owner let go: close, and wait for the link's threads here, on the
+  /// owner's thread (a poller may hold the last reference); idempotent.
+  void release() {
+    close();
+    std::lock_guard guard{threads_mu_};
+    if (reader_.joinable())
+      reader_.join();
+    if (watcher_.joinable())
+      watcher_.join();
+  }
+
   void start(std::shared_ptr<link_events> events) override {
-    events_ = std::move(events);
+    {
+      std::lock_guard guard{read_mu_};
+      events_ = std::move(events);
+    }
+    std::lock_guard guard{threads_mu_};
     reader_ = std::thread{[this] { read_loop(); }};
     watcher_ = std::thread{[this] { watch_loop(); }};
+  }
+
+  /// Hands over one frame if a whole one is there and nobody else is
+  /// reading; never waits. True if it delivered one.
+  bool poll_once() {
+    std::unique_lock guard{read_mu_, std::try_to_lock};
+    if (!guard.owns_lock() || done_ || !events_)
+      return false;
+    polled_at_.store(clock_type::now().time_since_epoch().count(),
+                     std::memory_order_relaxed);
+    auto got = in_.try_read(poll_buf_);
+    if (!got || !*got)
+      return false; // errors are the reader thread's to report
+    events_->on_frame(std::string{
+      reinterpret_cast<const char*>(poll_buf_.data()), poll_buf_.size()});
+    return true;
   }
 
   expected<void> write(std::string frame) override {
@@ -163,14 +195,34 @@ public:
   }
 
 private:
+  /// True while a scheduler polls this link: the reader thread then sleeps
+  /// until the producer wakes it, instead of spinning beside the poller.
+  bool polled_lately() const noexcept {
+    auto at = clock_type::time_point{
+      clock_type::duration{polled_at_.load(std::memory_order_relaxed)}};
+    return clock_type::now() - at < std::chrono::milliseconds{1};
+  }
+
   void read_loop() {
     std::vector<std::byte> buf;
     error reason{errc::unavailable, "the peer closed the link"};
     for (;;) {
-      auto got = in_.read(buf, deadline::never());
+      // Wait for work without taking it: a poller may take it first.
+      if (polled_lately()) {
+        std::this_thread::sleep_for(std::chrono::microseconds{500});
+        continue;
+      }
+      (void)in_.wait_unread(deadline::never(), options_.policy);
+      std::lock_guard guard{read_mu_};
+      auto got = in_.try_read(buf);
+      if (got && !*got && in_.mid_message()) { // the rest is on its way
+        auto rest = in_.read(buf, deadline::never());
+        got = rest ? expected<bool>{true} : expected<bool>{rest.error()};
+      }
       if (got) {
-        events_->on_frame(
-          std::string{reinterpret_cast<const char*>(buf.data()), buf.size()});
+        if (*got)
+          events_->on_frame(std::string{
+            reinterpret_cast<const char*>(buf.data()), buf.size()});
         continue;
       }
       if (got.code() == errc::resource_exhausted)
@@ -182,8 +234,14 @@ private:
         reason = got.error(); // a broken ring: never trust it again
       break;
     }
+    std::shared_ptr<link_events> events;
+    {
+      std::lock_guard guard{read_mu_};
+      done_ = true; // no poller delivers after this
+      events = events_;
+    }
     close();
-    events_->on_closed(reason);
+    events->on_closed(reason);
   }
 
   /// The socket says when the peer is gone, however it went.
@@ -211,7 +269,12 @@ private:
   consumer in_;
   transport_options options_;
   int wake_;
-  std::shared_ptr<link_events> events_;
+  std::mutex read_mu_;                   // one reader at a time
+  std::shared_ptr<link_events> events_;  // guarded by read_mu_
+  bool done_ = false;                    // guarded by read_mu_
+  std::vector<std::byte> poll_buf_;      // guarded by read_mu_
+  std::atomic<clock_type::rep> polled_at_{0};
+  std::mutex threads_mu_;
   std::mutex write_mu_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> peer_gone_{false};
@@ -230,7 +293,7 @@ ring_options ring_settings(const transport_options& options,
 }
 
 /// Both sides' half of the handshake once the socket is connected.
-expected<std::unique_ptr<link>> establish(int sock, bool connector,
+expected<std::shared_ptr<shm_link>> establish(int sock, bool connector,
                                           const transport_options& options,
                                           const transport_limits& limits,
                                           deadline until) {
@@ -241,7 +304,7 @@ expected<std::unique_ptr<link>> establish(int sock, bool connector,
                  "shared memory is only for this user; uid "
                    + std::to_string(peer.uid) + " is not"};
   }
-  auto fail = [&](error why) -> expected<std::unique_ptr<link>> {
+  auto fail = [&](error why) -> expected<std::shared_ptr<shm_link>> {
     ::close(sock);
     return why;
   };
@@ -273,8 +336,8 @@ expected<std::unique_ptr<link>> establish(int sock, bool connector,
   auto in = consumer::open(std::move(*theirs), settings);
   if (!in)
     return fail(in.error());
-  return std::unique_ptr<link>{
-    new shm_link(sock, peer, std::move(*out), std::move(*in), options)};
+  return std::make_shared<shm_link>(sock, peer, std::move(*out),
+                                    std::move(*in), options);
 }
 
 class shm_transport final : public transport {
@@ -330,7 +393,26 @@ public:
       ::close(sock);
       return why;
     }
-    return establish(sock, true, options_, limits_, until);
+    auto made = establish(sock, true, options_, limits_, until);
+    if (!made)
+      return std::move(made).error();
+    return adopt(std::move(*made));
+  }
+
+  bool poll() override {
+    std::unique_lock guard{links_mu_, std::try_to_lock};
+    if (!guard.owns_lock())
+      return false;
+    bool delivered = false;
+    for (auto i = links_.begin(); i != links_.end();) {
+      if (auto live = i->lock()) {
+        delivered |= live->poll_once();
+        ++i;
+      } else {
+        i = links_.erase(i);
+      }
+    }
+    return delivered;
   }
 
   void stop() override {
@@ -348,6 +430,15 @@ public:
   }
 
 private:
+  /// Registers a new link for polling and wraps it for its owner.
+  std::unique_ptr<link> adopt(std::shared_ptr<shm_link> made) {
+    {
+      std::lock_guard guard{links_mu_};
+      links_.push_back(made);
+    }
+    return std::unique_ptr<link>{new shared_link<shm_link>(std::move(made))};
+  }
+
   void accept_loop() {
     pollfd fds[2] = {{listener_, POLLIN, 0}, {wake_, POLLIN, 0}};
     for (;;) {
@@ -363,7 +454,7 @@ private:
       auto made = establish(sock, false, options_, limits_,
                             deadline{std::chrono::seconds{2}});
       if (made)
-        on_accept_(std::move(*made));
+        on_accept_(adopt(std::move(*made)));
     }
   }
 
@@ -375,6 +466,8 @@ private:
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::thread acceptor_;
   std::atomic<bool> stopped_{false};
+  std::mutex links_mu_;
+  std::vector<std::weak_ptr<shm_link>> links_; // guarded by links_mu_
 };
 
 } // namespace

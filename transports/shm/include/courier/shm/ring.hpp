@@ -235,6 +235,19 @@ public:
   /// false when there is none yet (`out` is then empty); fails as read().
   [[nodiscard]] expected<bool> try_read(std::vector<std::byte>& out);
 
+  /// Waits, per `policy` and this end's spin budget, until the producer has
+  /// published bytes not read yet or either end closed, without reading
+  /// anything: the next read() or try_read() then has work. Looks only at
+  /// the shared positions, so it is safe while another thread reads (one
+  /// thread waits here, one at a time reads). Fails with deadline_exceeded.
+  [[nodiscard]] expected<void> wait_unread(deadline until,
+                                           wait_policy policy) const;
+
+  /// True while a message's fragments are partly read (the rest is due).
+  [[nodiscard]] bool mid_message() const noexcept {
+    return assembling_ || discarding_;
+  }
+
   /// Tells the producer no more messages are read (its writes fail with
   /// unavailable) and wakes any waiting call on either side. Idempotent.
   void close() noexcept;

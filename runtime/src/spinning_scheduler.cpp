@@ -1,0 +1,163 @@
+#include "spinning_scheduler.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+
+#include <sched.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/policy/unprofiled.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/coordinator.hpp>
+
+namespace courier::detail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// CAF's work_sharing with a polling phase before the condition variable.
+/// `queued` mirrors the queue's length so that pollers look without locking.
+class polling_sharing : public caf::policy::unprofiled {
+public:
+  using queue_type = std::list<caf::resumable*>;
+
+  struct coordinator_data {
+    explicit coordinator_data(caf::scheduler::abstract_coordinator*) {
+    }
+
+    queue_type queue;
+    std::mutex lock;
+    std::condition_variable cv;
+    std::atomic<std::size_t> queued{0};
+    std::atomic<std::size_t> sleepers{0};
+    // Set once, before the workers start.
+    std::chrono::nanoseconds idle_spin{0};
+    std::vector<std::function<bool()>> pollers;
+  };
+
+  struct worker_data {
+    explicit worker_data(caf::scheduler::abstract_coordinator*) {
+    }
+  };
+
+  template <class Coordinator>
+  void enqueue(Coordinator* self, caf::resumable* job) {
+    auto& data = d(self);
+    queue_type one;
+    one.push_back(job);
+    {
+      std::lock_guard guard{data.lock};
+      data.queue.splice(data.queue.end(), one);
+      data.queued.fetch_add(1, std::memory_order_release);
+    }
+    // Polling workers find the job themselves; wake one only if one sleeps.
+    // A worker counts itself as a sleeper under the lock taken above, so
+    // none is missed.
+    if (data.sleepers.load(std::memory_order_acquire) > 0)
+      data.cv.notify_one();
+  }
+
+  template <class Coordinator>
+  void central_enqueue(Coordinator* self, caf::resumable* job) {
+    enqueue(self, job);
+  }
+
+  template <class Worker>
+  void external_enqueue(Worker* self, caf::resumable* job) {
+    enqueue(self->parent(), job);
+  }
+
+  template <class Worker>
+  void internal_enqueue(Worker* self, caf::resumable* job) {
+    enqueue(self->parent(), job);
+  }
+
+  template <class Worker>
+  void resume_job_later(Worker* self, caf::resumable* job) {
+    enqueue(self->parent(), job);
+  }
+
+  template <class Worker>
+  caf::resumable* dequeue(Worker* self) {
+    auto& data = d(self->parent());
+    auto take = [&]() -> caf::resumable* {
+      auto job = data.queue.front();
+      data.queue.pop_front();
+      data.queued.fetch_sub(1, std::memory_order_relaxed);
+      return job;
+    };
+    auto try_take = [&]() -> caf::resumable* {
+      if (data.queued.load(std::memory_order_acquire) == 0)
+        return nullptr;
+      std::lock_guard guard{data.lock};
+      return data.queue.empty() ? nullptr : take();
+    };
+    if (data.idle_spin.count() > 0) {
+      auto until = clock_type::now() + data.idle_spin;
+      for (unsigned polls = 1;; ++polls) {
+        if (auto job = try_take())
+          return job;
+        bool found = false;
+        for (auto& poll : data.pollers)
+          found |= poll();
+        if (found) {
+          if (auto job = try_take())
+            return job;
+          until = clock_type::now() + data.idle_spin; // busy: keep polling
+          continue;
+        }
+        __builtin_ia32_pause();
+        if (polls % 64 != 0)
+          continue;
+        if (clock_type::now() >= until)
+          break;
+        ::sched_yield(); // never starve the threads that do the work
+      }
+    }
+    std::unique_lock guard{data.lock};
+    data.sleepers.fetch_add(1, std::memory_order_acq_rel);
+    data.cv.wait(guard, [&] { return !data.queue.empty(); });
+    data.sleepers.fetch_sub(1, std::memory_order_acq_rel);
+    return take();
+  }
+
+  template <class Worker, class UnaryFunction>
+  void foreach_resumable(Worker*, UnaryFunction) {
+  }
+
+  template <class Coordinator, class UnaryFunction>
+  void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
+    auto& data = d(self);
+    std::unique_lock guard{data.lock};
+    while (!data.queue.empty())
+      f(take_front(data));
+  }
+
+private:
+  static caf::resumable* take_front(coordinator_data& data) {
+    auto job = data.queue.front();
+    data.queue.pop_front();
+    data.queued.fetch_sub(1, std::memory_order_relaxed);
+    return job;
+  }
+};
+
+} // namespace
+
+void use_polling_scheduler(caf::actor_system_config& config,
+                           std::chrono::nanoseconds idle_spin,
+                           std::vector<std::function<bool()>> pollers) {
+  config.module_factories.push_back(
+    [idle_spin, pollers = std::move(pollers)](
+      caf::actor_system& sys) -> caf::actor_system::module* {
+      auto* scheduler = new caf::scheduler::coordinator<polling_sharing>(sys);
+      scheduler->data().idle_spin = idle_spin;
+      scheduler->data().pollers = pollers;
+      return scheduler;
+    });
+}
+
+} // namespace courier::detail
