@@ -12,10 +12,31 @@ deadline_timer::~deadline_timer() {
 }
 
 void deadline_timer::at(time_point when, std::function<void()> fn) {
+  at(when, std::weak_ptr<void>{}, std::move(fn), false);
+}
+
+void deadline_timer::at(time_point when, std::weak_ptr<void> wanted,
+                        std::function<void()> fn) {
+  at(when, std::move(wanted), std::move(fn), true);
+}
+
+void deadline_timer::tidy() {
+  std::erase_if(heap_, [](const entry& e) {
+    return e.conditional && e.wanted.expired();
+  });
+  std::make_heap(heap_.begin(), heap_.end(), later);
+  tidy_at_ = std::max<std::size_t>(4096, 2 * heap_.size());
+}
+
+void deadline_timer::at(time_point when, std::weak_ptr<void> wanted,
+                        std::function<void()> fn, bool conditional) {
   std::lock_guard guard{mu_};
   if (stopped_)
     return;
-  heap_.push_back(entry{when, next_order_++, std::move(fn)});
+  if (heap_.size() >= tidy_at_)
+    tidy();
+  heap_.push_back(
+    entry{when, next_order_++, std::move(fn), std::move(wanted), conditional});
   std::push_heap(heap_.begin(), heap_.end(), later);
   // Wake the thread only if it would sleep past this deadline.
   if (when < sleeps_until_) {
@@ -53,10 +74,12 @@ void deadline_timer::run() {
     auto now = deadline::clock::now();
     if (heap_.front().when <= now) {
       std::pop_heap(heap_.begin(), heap_.end(), later);
-      auto fn = std::move(heap_.back().fn);
+      auto due = std::move(heap_.back());
       heap_.pop_back();
+      if (due.conditional && due.wanted.expired())
+        continue;
       guard.unlock();
-      fn();
+      due.fn();
       guard.lock();
       continue;
     }

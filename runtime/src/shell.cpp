@@ -283,14 +283,24 @@ void shell::request_remote(const route& to, letter envelope, deadline until,
           });
   if (until.is_never())
     return;
+  // The timer holds the request weakly: once the reply came and CAF let go
+  // of the continuation, the entry is dead weight that the timer drops.
+  std::weak_ptr<outcome> weak = state;
   owner().timer().at(
-    until.at(), [self = address(), finish, name = to.slot->name] {
-      if (auto me = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(me, deferred_call{[finish, name] {
-                         finish(error{errc::deadline_exceeded,
-                                      "no reply from " + quoted(name)
-                                        + " before the deadline"});
-                       }});
+    until.at(), weak,
+    [self = address(), weak, name = to.slot->name] {
+      auto me = caf::actor_cast<caf::actor>(self);
+      if (!me)
+        return;
+      caf::anon_send(me, deferred_call{[weak, name] {
+                       auto state = weak.lock();
+                       if (!state || state->done)
+                         return;
+                       state->done = true;
+                       (*state->cb)(error{errc::deadline_exceeded,
+                                          "no reply from " + quoted(name)
+                                            + " before the deadline"});
+                     }});
     });
 }
 
