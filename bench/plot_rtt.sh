@@ -42,11 +42,11 @@ trap 'rm -rf "$tmp"' EXIT
 dat="$out/rtt_by_tier.dat"
 printf '# size_bytes pipe_actor_us shm_actor_us raw_unix_us shm_link_us raw_ring_us shm_actor_latency_us\n' >"$dat"
 for size in 64 4096 65536; do
-  "$pipe_bench" --runs "$runs" --rounds 2000 --rtt-only --rtt-size "$size" \
+  "$pipe_bench" --runs "$runs" --rounds 5000 --rtt-only --rtt-size "$size" \
     --tier pipe >"$tmp/pipe"
-  "$pipe_bench" --runs "$runs" --rounds 2000 --rtt-only --rtt-size "$size" \
+  "$pipe_bench" --runs "$runs" --rounds 5000 --rtt-only --rtt-size "$size" \
     --tier shm >"$tmp/shm"
-  "$pipe_bench" --runs "$runs" --rounds 2000 --rtt-only --rtt-size "$size" \
+  "$pipe_bench" --runs "$runs" --rounds 5000 --rtt-only --rtt-size "$size" \
     --tier shm --scheduler latency >"$tmp/shm_latency"
   "$tier_bench" --runs "$runs" --rounds 5000 --policy hybrid --size "$size" \
     --placement cross \
