@@ -12,6 +12,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include "frame.hpp"
 #include "node_impl.hpp"
 
 namespace courier::detail {
@@ -323,13 +324,6 @@ private:
     if (msg.sender)
       env.mutable_sender()->set_actor(msg.sender->name);
     env.set_type_name(msg.payload->GetDescriptor()->full_name());
-    if (!msg.payload->SerializeToString(env.mutable_payload())) {
-      refuse(msg, std::move(promise),
-             error{errc::invalid_argument,
-                   "cannot serialize " + env.type_name()
-                     + " (missing required fields?)"});
-      return;
-    }
     env.set_message_id(++next_id_);
     env.set_kind(is_request ? v1::KIND_REQUEST : v1::KIND_POST);
     if (!msg.expires.is_never()) {
@@ -350,7 +344,15 @@ private:
     }
     env.set_priority(msg.priority);
     env.set_created_unix_ns(now_unix_ns());
-    if (auto written = conn_->write(env.SerializeAsString()); !written) {
+    std::string frame;
+    if (!encode_frame(env, msg.payload.get(), frame)) {
+      refuse(msg, std::move(promise),
+             error{errc::invalid_argument,
+                   "cannot serialize " + env.type_name()
+                     + " (missing required fields?)"});
+      return;
+    }
+    if (auto written = conn_->write(std::move(frame)); !written) {
       if (is_request && written.code() == errc::unavailable && !gone_) {
         // The link just closed; why (a refusal, say) is still queued in our
         // mailbox, and lost() will answer this request with it.
@@ -388,24 +390,36 @@ private:
     env.set_kind(v1::KIND_SYSTEM);
     env.mutable_sender()->set_node(owner_.name());
     env.set_type_name(msg.GetDescriptor()->full_name());
-    msg.SerializeToString(env.mutable_payload());
-    (void)conn_->write(env.SerializeAsString()); // a failure closes the link
+    std::string frame;
+    if (encode_frame(env, &msg, frame))
+      (void)conn_->write(std::move(frame)); // a failure closes the link
   }
 
   void answer(std::uint64_t request_id, reply_msg& reply) {
     v1::Envelope env;
     env.set_correlation_id(request_id);
     env.mutable_sender()->set_node(owner_.name());
+    const google::protobuf::Message* payload = nullptr;
     if (reply.code == errc::ok) {
       env.set_kind(v1::KIND_REPLY);
       env.set_type_name(reply.payload->GetDescriptor()->full_name());
-      reply.payload->SerializeToString(env.mutable_payload());
+      payload = reply.payload.get();
     } else {
       env.set_kind(v1::KIND_ERROR);
       env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
       env.mutable_error()->set_message(reply.text);
     }
-    (void)conn_->write(env.SerializeAsString());
+    std::string frame;
+    if (!encode_frame(env, payload, frame)) {
+      // A reply missing required fields: say so instead of a broken reply.
+      env.clear_type_name();
+      env.set_kind(v1::KIND_ERROR);
+      env.mutable_error()->set_code(static_cast<std::uint32_t>(errc::internal));
+      env.mutable_error()->set_message("the reply cannot be serialized "
+                                       "(missing required fields?)");
+      encode_frame(env, nullptr, frame);
+    }
+    (void)conn_->write(std::move(frame));
   }
 
   void answer_error(std::uint64_t request_id, const error& why) {
@@ -415,11 +429,17 @@ private:
 
   // -- inbound ------------------------------------------------------------------
 
+  /// Parses the current frame's payload (payload_) into `msg`.
+  bool parse_payload(google::protobuf::Message& msg) const {
+    return msg.ParseFromArray(payload_.data(),
+                              static_cast<int>(payload_.size()));
+  }
+
   void inbound(const std::string& bytes) {
     if (gone_)
       return;
     v1::Envelope env;
-    if (!env.ParseFromString(bytes))
+    if (!decode_frame(bytes, env, payload_))
       return protocol_error("a frame that is not an envelope");
     if (!hello_done_)
       return handshake(env);
@@ -445,7 +465,7 @@ private:
     if (outbound_) {
       v1::HelloAck ack;
       if (env.type_name() != ack.GetDescriptor()->full_name()
-          || !ack.ParseFromString(env.payload()))
+          || !parse_payload(ack))
         return protocol_error("a handshake answer that is not a HelloAck");
       if (ack.has_refused()) {
         owner_.log(log_level::warning,
@@ -461,7 +481,7 @@ private:
     }
     v1::Hello hello;
     if (env.type_name() != hello.GetDescriptor()->full_name()
-        || !hello.ParseFromString(env.payload()))
+        || !parse_payload(hello))
       return protocol_error("a first message that is not a Hello");
     const auto& creds = conn_->peer();
     const auto& claimed = hello.node();
@@ -518,8 +538,8 @@ private:
                     dead_letter_reason::unhandled_type);
     std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
     google::protobuf::io::CodedInputStream input{
-      reinterpret_cast<const std::uint8_t*>(env.payload().data()),
-      static_cast<int>(env.payload().size())};
+      reinterpret_cast<const std::uint8_t*>(payload_.data()),
+      static_cast<int>(payload_.size())};
     input.SetRecursionLimit(owner_.config().recursion_limit);
     if (!payload->ParseFromCodedStream(&input)
         || !input.ConsumedEntireMessage())
@@ -566,7 +586,7 @@ private:
       reply.text = env.error().message();
     } else if (auto prototype = owner_.prototype(env.type_name())) {
       std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
-      if (payload->ParseFromString(env.payload()))
+      if (parse_payload(*payload))
         reply.payload = std::move(payload);
       else
         reply = reply_msg{nullptr, errc::internal,
@@ -582,7 +602,7 @@ private:
     const auto& type = env.type_name();
     if (type == v1::Monitor::descriptor()->full_name()) {
       v1::Monitor watch;
-      if (!watch.ParseFromString(env.payload()))
+      if (!parse_payload(watch))
         return protocol_error("a malformed Monitor");
       auto me = caf::actor_cast<caf::actor>(this);
       auto id = watch.watch_id();
@@ -600,7 +620,7 @@ private:
       }
     } else if (type == v1::DownNotice::descriptor()->full_name()) {
       v1::DownNotice down;
-      if (!down.ParseFromString(env.payload()))
+      if (!parse_payload(down))
         return protocol_error("a malformed DownNotice");
       auto i = watches_.find(down.watch_id());
       if (i == watches_.end())
@@ -615,14 +635,14 @@ private:
     } else if (type == v1::Barrier::descriptor()->full_name()) {
       // Everything the link carried before it is with our actors now.
       v1::Barrier barrier;
-      if (!barrier.ParseFromString(env.payload()))
+      if (!parse_payload(barrier))
         return protocol_error("a malformed Barrier");
       v1::BarrierAck ack;
       ack.set_id(barrier.id());
       write_system(ack);
     } else if (type == v1::BarrierAck::descriptor()->full_name()) {
       v1::BarrierAck ack;
-      if (!ack.ParseFromString(env.payload()))
+      if (!parse_payload(ack))
         return protocol_error("a malformed BarrierAck");
       if (switching_ && writer_.empty() && ack.id() == awaited_barrier_)
         finish_switch();
@@ -632,7 +652,7 @@ private:
       }
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
       v1::NameReleased released;
-      if (released.ParseFromString(env.payload()))
+      if (parse_payload(released))
         owner_.forget_remote_name(released.name(), peer_.name());
     }
     // Unknown system messages come from newer peers: ignore them.
@@ -774,6 +794,8 @@ private:
   std::uint64_t next_watch_ = 0;
   std::unordered_map<std::uint64_t, pending_request_state> pending_;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
+  // The payload of the frame being handled: a view into that frame.
+  std::string_view payload_;
 
   // Link choice (see "choosing the link").
   std::map<std::string, caf::actor> side_;   // side links by tier

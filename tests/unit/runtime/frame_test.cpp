@@ -1,0 +1,93 @@
+// Frames between nodes: envelopes whose payload is written into the frame
+// and read where it lies.
+
+#include "frame.hpp"
+#include "test_support.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+using courier::detail::decode_frame;
+using courier::detail::encode_frame;
+
+namespace {
+
+v1::Envelope header() {
+  v1::Envelope env;
+  env.set_target("counter");
+  env.mutable_sender()->set_node("here");
+  env.set_type_name("courier_test.v1.Ping");
+  env.set_message_id(42);
+  env.set_kind(v1::KIND_POST);
+  return env;
+}
+
+} // namespace
+
+TEST_CASE("a frame carries its payload, read back without a copy",
+          "[unit][frame]") {
+  auto ping = testing::ping(7, std::string(100000, 'x'));
+  std::string frame;
+  REQUIRE(encode_frame(header(), &ping, frame));
+  // The same bytes Protobuf would write for the whole envelope.
+  auto whole = header();
+  *whole.mutable_payload() = ping.SerializeAsString();
+  v1::Envelope reference;
+  REQUIRE(reference.ParseFromString(frame));
+  CHECK(reference.SerializeAsString() == whole.SerializeAsString());
+
+  v1::Envelope env;
+  std::string_view payload;
+  REQUIRE(decode_frame(frame, env, payload));
+  CHECK(env.target() == "counter");
+  CHECK(env.message_id() == 42);
+  CHECK(env.payload().empty());
+  CHECK(payload.data() >= frame.data());
+  CHECK(payload.data() + payload.size() <= frame.data() + frame.size());
+  tpb::Ping back;
+  REQUIRE(back.ParseFromArray(payload.data(), static_cast<int>(payload.size())));
+  CHECK(back.seq() == 7);
+  CHECK(back.text().size() == 100000);
+}
+
+TEST_CASE("a payload anywhere in the frame, or twice, reads as Protobuf "
+          "would",
+          "[unit][frame]") {
+  // Payload first, then the other fields: another writer's order.
+  v1::Envelope first;
+  first.set_payload("abc");
+  auto rest = header();
+  auto frame = first.SerializeAsString() + rest.SerializeAsString();
+  v1::Envelope env;
+  std::string_view payload;
+  REQUIRE(decode_frame(frame, env, payload));
+  CHECK(payload == "abc");
+  CHECK(env.target() == "counter");
+  // Twice: the last one counts.
+  v1::Envelope second;
+  second.set_payload("defg");
+  frame += second.SerializeAsString();
+  REQUIRE(decode_frame(frame, env, payload));
+  CHECK(payload == "defg");
+  CHECK(env.message_id() == 42);
+}
+
+TEST_CASE("a frame without payload, and bytes that are no envelope",
+          "[unit][frame]") {
+  std::string frame;
+  REQUIRE(encode_frame(header(), nullptr, frame));
+  v1::Envelope env;
+  std::string_view payload;
+  REQUIRE(decode_frame(frame, env, payload));
+  CHECK(payload.empty());
+  CHECK(env.kind() == v1::KIND_POST);
+  CHECK(decode_frame("", env, payload)); // an empty envelope is valid
+
+  auto ping = testing::ping(1, "hello");
+  REQUIRE(encode_frame(header(), &ping, frame));
+  CHECK_FALSE(decode_frame(frame.substr(0, frame.size() - 1), env, payload));
+  CHECK_FALSE(decode_frame(std::string("\x22\xff\xff\xff\xff\x0f", 6), env,
+                           payload)); // a length past the end
+  CHECK_FALSE(decode_frame(std::string("\x0b\x01", 2), env,
+                           payload)); // a group: not in an envelope
+  CHECK_FALSE(decode_frame(std::string("\xff", 1), env, payload));
+}
