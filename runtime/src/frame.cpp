@@ -4,6 +4,57 @@
 #include <cstring>
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream.h>
+
+namespace courier {
+
+// -- frame ----------------------------------------------------------------------
+
+std::string frame::flatten() && {
+  if (parts_.empty())
+    return std::move(owned_);
+  std::string out;
+  out.reserve(size_);
+  for_each_part([&](std::string_view part) { out.append(part); });
+  return out;
+}
+
+char* frame::extend(std::size_t n) {
+  auto at = owned_.size();
+  owned_.resize(at + n);
+  if (!parts_.empty()) {
+    auto& last = parts_.back();
+    if (last.alias == nullptr && last.offset + last.size == at)
+      last.size += n;
+    else
+      parts_.push_back(part{nullptr, at, n});
+    size_ += n;
+  }
+  return owned_.data() + at;
+}
+
+void frame::shrink(std::size_t n) {
+  owned_.resize(owned_.size() - n);
+  if (parts_.empty())
+    return;
+  auto& last = parts_.back(); // owned: shrink follows extend
+  last.size -= n;
+  if (last.size == 0)
+    parts_.pop_back();
+  size_ -= n;
+}
+
+void frame::alias(const char* data, std::size_t size) {
+  if (parts_.empty()) {
+    size_ = owned_.size();
+    if (!owned_.empty())
+      parts_.push_back(part{nullptr, 0, owned_.size()});
+  }
+  parts_.push_back(part{data, 0, size});
+  size_ += size;
+}
+
+} // namespace courier
 
 namespace courier::detail {
 
@@ -73,30 +124,98 @@ bool merge(v1::Envelope& env, const std::uint8_t* data, std::size_t size) {
   return env.MergePartialFromCodedStream(&in) && in.ConsumedEntireMessage();
 }
 
+/// Payloads from this size on are serialized around their large string and
+/// bytes fields, which the frame refers to instead of copying.
+constexpr std::size_t aliasing_threshold = std::size_t{64} << 10;
+
+/// Serializes into a frame: owned chunks for the small fields, references
+/// for the large ones (Protobuf decides, by what is left of the chunk).
+class frame_output final : public google::protobuf::io::ZeroCopyOutputStream {
+public:
+  explicit frame_output(frame& out) : out_(out) {
+  }
+
+  bool Next(void** data, int* size) override {
+    *data = out_.extend(chunk_size);
+    *size = static_cast<int>(chunk_size);
+    bytes_ += chunk_size;
+    return true;
+  }
+
+  void BackUp(int count) override {
+    out_.shrink(static_cast<std::size_t>(count));
+    bytes_ -= count;
+  }
+
+  std::int64_t ByteCount() const override {
+    return bytes_;
+  }
+
+  bool AllowsAliasing() const override {
+    return true;
+  }
+
+  bool WriteAliasedRaw(const void* data, int size) override {
+    out_.alias(static_cast<const char*>(data), static_cast<std::size_t>(size));
+    bytes_ += size;
+    return true;
+  }
+
+private:
+  static constexpr std::size_t chunk_size = 8192;
+  frame& out_;
+  std::int64_t bytes_ = 0;
+};
+
+/// The tag and length of the payload field, written at `at`; returns the end.
+std::uint8_t* write_payload_head(std::uint8_t* at, std::size_t size) {
+  *at++ = static_cast<std::uint8_t>(payload_tag);
+  return CodedOutputStream::WriteVarint32ToArray(
+    static_cast<std::uint32_t>(size), at);
+}
+
 } // namespace
 
 bool encode_frame(const v1::Envelope& env,
-                  const google::protobuf::Message* payload, std::string& out) {
-  out.clear();
-  if (!env.AppendToString(&out))
-    return false;
-  if (payload == nullptr)
+                  const google::protobuf::Message* payload, frame& out,
+                  std::shared_ptr<const void> keep_alive) {
+  out = frame{};
+  auto head = env.ByteSizeLong();
+  std::size_t size = 0;
+  if (payload != nullptr) {
+    if (!payload->IsInitialized())
+      return false;
+    size = payload->ByteSizeLong();
+    if (size > INT_MAX)
+      return false;
+  }
+  if (payload != nullptr && keep_alive && size >= aliasing_threshold) {
+    auto* at = reinterpret_cast<std::uint8_t*>(out.extend(head + 6));
+    env.SerializeWithCachedSizesToArray(at);
+    auto* end = write_payload_head(at + head, size);
+    out.shrink(static_cast<std::size_t>(at + head + 6 - end));
+    frame_output stream{out};
+    {
+      CodedOutputStream coded{&stream};
+      coded.EnableAliasing(true);
+      payload->SerializeWithCachedSizes(&coded);
+      if (coded.HadError())
+        return false;
+    }
+    out.keep_alive(std::move(keep_alive));
     return true;
-  if (!payload->IsInitialized())
-    return false;
-  auto size = payload->ByteSizeLong();
-  if (size > INT_MAX)
-    return false;
-  std::uint8_t head[1 + 5]; // the tag, and a varint32 of at most 5 bytes
-  head[0] = static_cast<std::uint8_t>(payload_tag);
-  auto* head_end = CodedOutputStream::WriteVarint32ToArray(
-    static_cast<std::uint32_t>(size), head + 1);
-  auto head_size = static_cast<std::size_t>(head_end - head);
-  auto at = out.size();
-  out.resize(at + head_size + size);
-  auto* dest = reinterpret_cast<std::uint8_t*>(out.data()) + at;
-  std::memcpy(dest, head, head_size);
-  payload->SerializeWithCachedSizesToArray(dest + head_size);
+  }
+  // Small payloads: one buffer, one pass.
+  std::string bytes;
+  bytes.resize(head + (payload != nullptr ? 6 + size : 0));
+  auto* at = reinterpret_cast<std::uint8_t*>(bytes.data());
+  env.SerializeWithCachedSizesToArray(at);
+  if (payload != nullptr) {
+    auto* end = write_payload_head(at + head, size);
+    end = payload->SerializeWithCachedSizesToArray(end);
+    bytes.resize(static_cast<std::size_t>(end - at));
+  }
+  out = frame{std::move(bytes)};
   return true;
 }
 

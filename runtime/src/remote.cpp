@@ -23,9 +23,11 @@ namespace {
 /// Version 2: barriers (Barrier/BarrierAck) for moving a route between links.
 constexpr std::uint32_t protocol_version = 2;
 
-/// Letters a proxy holds back while it moves writes to another link; more
-/// are refused (resource_exhausted) rather than kept without bound.
+/// Letters a proxy holds back while it moves writes to another link or waits
+/// for room in its link's queue; more are refused (resource_exhausted)
+/// rather than kept without bound.
 constexpr std::size_t max_held_letters = std::size_t{1} << 16;
+constexpr std::size_t max_held_bytes = std::size_t{64} << 20;
 
 struct frame_msg {
   std::string bytes;
@@ -51,6 +53,9 @@ struct released_msg {
 
 struct tick_msg {};
 
+/// The link's outbound queue has room again.
+struct writable_msg {};
+
 struct drain_msg {};
 
 /// Asks a side link's proxy to confirm that its peer has taken everything
@@ -68,6 +73,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::watch_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::writable_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
@@ -92,6 +98,11 @@ public:
   void on_closed(const error& reason) override {
     if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
       caf::anon_send(proxy, closed_msg{reason});
+  }
+
+  void on_writable() override {
+    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+      caf::anon_send(proxy, writable_msg{});
   }
 
 private:
@@ -139,6 +150,10 @@ public:
         write_system(msg);
       },
       [this](tick_msg&) { tick(); },
+      [this](writable_msg&) {
+        congested_ = false;
+        advance();
+      },
       // Queued behind every letter sent before the node began to stop.
       [this](drain_msg&) {
         close_with(error{errc::unavailable, "the node is shutting down"},
@@ -170,12 +185,17 @@ private:
   // link to another keeps the order per (sender, receiver): the proxy holds
   // letters back until the peer confirms, with a barrier on the link written
   // so far, that it has handed everything sent before to its actors.
+  //
+  // Letters also wait while the link's outbound queue is over half full
+  // (congested_), until the link says it has room: a burst of posts is
+  // held back, in order, instead of refused.
 
   using promise_slot = std::optional<caf::response_promise>;
 
   struct held_letter {
     letter msg;
     promise_slot promise;
+    std::size_t bytes = 0; // of the payload, counted against max_held_bytes
   };
 
   /// The link a letter goes by: empty for this proxy's own.
@@ -190,23 +210,43 @@ private:
     if (held_.empty() && !switching_) {
       auto tier = tier_for(msg);
       if (tier == writer_) {
-        if (tier.empty())
-          outbound(msg, std::nullopt);
-        else
+        if (!tier.empty()) {
           forward(msg, promise_for(msg), tier);
-        return;
+          return;
+        }
+        if (own_link_writable()) {
+          outbound(msg, std::nullopt);
+          return;
+        }
       }
     }
-    if (held_.size() >= max_held_letters) {
+    auto bytes = msg.payload ? msg.payload->ByteSizeLong() : 0;
+    if (held_.size() >= max_held_letters
+        || held_bytes_ + bytes > max_held_bytes) {
       refuse(msg, std::nullopt,
              error{errc::resource_exhausted,
-                   "too many messages wait while the route to node '"
-                     + peer_.name() + "' changes tier"});
+                   "too many messages wait for the route to node '"
+                     + peer_.name() + "' ("
+                     + (switching_ ? "it changes tier" : "its link is full")
+                     + ")"});
       return;
     }
     auto promise = promise_for(msg);
-    held_.push_back(held_letter{std::move(msg), std::move(promise)});
+    held_bytes_ += bytes;
+    held_.push_back(held_letter{std::move(msg), std::move(promise), bytes});
     advance();
+  }
+
+  /// False, and congested_ until the link says otherwise, while our link's
+  /// outbound queue is too full to take more (a link that has closed takes
+  /// letters: outbound() reports them).
+  bool own_link_writable() {
+    if (congested_)
+      return false;
+    if (gone_ || conn_->writable())
+      return true;
+    congested_ = true;
+    return false;
   }
 
   promise_slot promise_for(const letter& msg) {
@@ -223,8 +263,11 @@ private:
         begin_switch(tier);
         continue; // done at once, or switching_ now holds the rest
       }
+      if (tier.empty() && !own_link_writable())
+        return; // writable_msg resumes
       auto next = std::move(held_.front());
       held_.pop_front();
+      held_bytes_ -= next.bytes;
       if (tier.empty())
         outbound(next.msg, std::move(next.promise));
       else
@@ -344,15 +387,15 @@ private:
     }
     env.set_priority(msg.priority);
     env.set_created_unix_ns(now_unix_ns());
-    std::string frame;
-    if (!encode_frame(env, msg.payload.get(), frame)) {
+    frame out;
+    if (!encode_frame(env, msg.payload.get(), out, msg.payload)) {
       refuse(msg, std::move(promise),
              error{errc::invalid_argument,
                    "cannot serialize " + env.type_name()
                      + " (missing required fields?)"});
       return;
     }
-    if (auto written = conn_->write(std::move(frame)); !written) {
+    if (auto written = conn_->write(std::move(out)); !written) {
       if (is_request && written.code() == errc::unavailable && !gone_) {
         // The link just closed; why (a refusal, say) is still queued in our
         // mailbox, and lost() will answer this request with it.
@@ -390,9 +433,9 @@ private:
     env.set_kind(v1::KIND_SYSTEM);
     env.mutable_sender()->set_node(owner_.name());
     env.set_type_name(msg.GetDescriptor()->full_name());
-    std::string frame;
-    if (encode_frame(env, &msg, frame))
-      (void)conn_->write(std::move(frame)); // a failure closes the link
+    frame out;
+    if (encode_frame(env, &msg, out))
+      (void)conn_->write(std::move(out)); // a failure closes the link
   }
 
   void answer(std::uint64_t request_id, reply_msg& reply) {
@@ -409,17 +452,17 @@ private:
       env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
       env.mutable_error()->set_message(reply.text);
     }
-    std::string frame;
-    if (!encode_frame(env, payload, frame)) {
+    frame out;
+    if (!encode_frame(env, payload, out, reply.payload)) {
       // A reply missing required fields: say so instead of a broken reply.
       env.clear_type_name();
       env.set_kind(v1::KIND_ERROR);
       env.mutable_error()->set_code(static_cast<std::uint32_t>(errc::internal));
       env.mutable_error()->set_message("the reply cannot be serialized "
                                        "(missing required fields?)");
-      encode_frame(env, nullptr, frame);
+      encode_frame(env, nullptr, out);
     }
-    (void)conn_->write(std::move(frame));
+    (void)conn_->write(std::move(out));
   }
 
   void answer_error(std::uint64_t request_id, const error& why) {
@@ -753,12 +796,17 @@ private:
     for (auto& [id, flush] : flushes_)
       flush.deliver(flushed_msg{});
     flushes_.clear();
-    if (switching_ && writer_.empty())
-      finish_switch();
-    release_side_links(); // after the held letters went their way
     tombstone_ = error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text};
+    // Held letters go their way now (outbound() refuses them with the
+    // tombstone's reason): no room will be announced by a dead link.
+    congested_ = false;
+    if (switching_ && writer_.empty())
+      finish_switch();
+    else if (!switching_)
+      advance();
+    release_side_links(); // after the held letters went their way
     if (linger)
       delayed_send(this, std::chrono::seconds{1}, tick_msg{});
     else
@@ -807,6 +855,8 @@ private:
   std::uint64_t next_barrier_ = 0;
   std::uint64_t awaited_barrier_ = 0;
   std::deque<held_letter> held_;
+  std::size_t held_bytes_ = 0;
+  bool congested_ = false; // our link's queue is full: see own_link_writable
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
 };
 

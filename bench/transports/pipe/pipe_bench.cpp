@@ -6,6 +6,7 @@
 //                      [--workers N]
 //                      [--no-yield]
 //                      [--rtt-size N] [--rtt-only] [--fan-in N]
+//                      [--oneway-only SIZE]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
 //   rtt            64-byte round trips (Courier: ctx.request to an actor in
@@ -21,6 +22,7 @@
 //                  messages per second (Courier only)
 // Output: JSON lines with medians, then medians of per-run ratios.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -219,7 +221,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
 }
 
 /// The Courier child: "echo" answers a Ping with a Ping of the same size;
-/// "sink" swallows posts and answers a request.
+/// "sink" counts posts and answers a request (an empty Ping) with how many
+/// came since the last one.
 int courier_serve(const std::string& dir) {
   auto self = courier::node::start(config_for("bench-server", dir));
   if (!self)
@@ -230,7 +233,16 @@ int courier_serve(const std::string& dir) {
     }};
   });
   auto sink = self->spawn("sink", [](courier::context&) {
-    return courier::behavior{[](const bench::v1::Ping&) {}};
+    return courier::behavior{
+      [count = std::int64_t{0}](const bench::v1::Ping& p) mutable {
+        bench::v1::Ping answer;
+        if (!p.pad().empty()) {
+          ++count;
+          return answer; // a post: the answer goes nowhere
+        }
+        answer.set_seq(std::exchange(count, 0));
+        return answer;
+      }};
   });
   if (!echo || !sink)
     return 1;
@@ -346,10 +358,16 @@ double courier_oneway(courier_peer& peer, std::size_t size, int count) {
   for (int i = 0; i < count; ++i)
     if (!peer.client->post("sink", courier::message{msg}))
       std::exit(1);
-  // Arrives behind the posts on the same link.
-  if (!peer.client->send("sink", bench::v1::Ping{}, std::chrono::seconds{60}))
+  // Arrives behind the posts on the same link, and says how many came.
+  auto counted = peer.client->send<bench::v1::Ping>("sink", bench::v1::Ping{},
+                                                    std::chrono::seconds{60});
+  auto rate = count / (ns_since(t) / 1e9);
+  if (!counted || (*counted)->seq() != count) {
+    std::cerr << "the sink got " << (counted ? (*counted)->seq() : -1) << " of "
+              << count << " posts\n";
     std::exit(1);
-  return count / (ns_since(t) / 1e9);
+  }
+  return rate;
 }
 
 /// A fresh node's first and second send to "echo" on the serving node.
@@ -535,8 +553,16 @@ int main(int argc, char** argv) {
   raw_peer raw;
   courier_peer peer{self_path};
 
+  // --oneway-only SIZE: that one-way scenario and nothing else (profiling).
+  auto only = static_cast<std::size_t>(arg(argc, argv, "--oneway-only", 0));
+  std::vector<std::pair<std::size_t, int>> oneway_sizes{
+    {64, 20000}, {4096, 5000}, {1u << 20, 500}};
+  if (only != 0)
+    oneway_sizes = {{only, static_cast<int>(
+                             std::max<std::size_t>(20, (64u << 20) / only))}};
+
   std::vector<double> c50, c99, r50, r99;
-  for (int i = 0; i < runs; ++i) {
+  for (int i = 0; i < runs && only == 0; ++i) {
     auto c = courier_rtt(peer, rounds, i);
     auto r = raw_rtt(raw, rounds);
     c50.push_back(quantile(c, 0.5));
@@ -544,14 +570,14 @@ int main(int argc, char** argv) {
     r50.push_back(quantile(r, 0.5));
     r99.push_back(quantile(r, 0.99));
   }
-  report("rtt_p50", c50, r50, "rtt_ns", runs, rtt_size);
-  report("rtt_p99", c99, r99, "rtt_ns", runs, rtt_size);
+  if (only == 0) {
+    report("rtt_p50", c50, r50, "rtt_ns", runs, rtt_size);
+    report("rtt_p99", c99, r99, "rtt_ns", runs, rtt_size);
+  }
   if (has_flag(argc, argv, "--rtt-only"))
     return 0;
 
-  for (auto [size, count] : {std::pair<std::size_t, int>{64, 20000},
-                             std::pair<std::size_t, int>{4096, 5000},
-                             std::pair<std::size_t, int>{1u << 20, 50}}) {
+  for (auto [size, count] : oneway_sizes) {
     std::vector<double> c, r;
     for (int i = 0; i < runs; ++i) {
       if (i % 2 == 0) {
@@ -564,6 +590,8 @@ int main(int argc, char** argv) {
     }
     report("oneway", c, r, "msgs_per_s", runs, size);
   }
+  if (only != 0)
+    return 0;
 
   std::vector<double> first, second;
   for (int i = 0; i < runs; ++i) {

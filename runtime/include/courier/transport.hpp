@@ -12,6 +12,7 @@
 
 #include "courier/deadline.hpp"
 #include "courier/error.hpp"
+#include "courier/frame.hpp"
 
 namespace courier {
 
@@ -36,6 +37,10 @@ public:
   /// The link is gone: closed by either side, a read error, or a frame over
   /// the limit (resource_exhausted).
   virtual void on_closed(const error& reason) = 0;
+
+  /// The outbound queue, found too full by link::writable(), has room again.
+  virtual void on_writable() {
+  }
 };
 
 /// One connection to one peer node.
@@ -51,8 +56,18 @@ public:
 
   /// Queues one frame and returns at once. Fails with resource_exhausted
   /// when the frame is over the limit or the outbound queue is full, and
-  /// with unavailable once the link is closed. Never blocks.
-  virtual expected<void> write(std::string frame) = 0;
+  /// with unavailable once the link is closed. Never blocks. The frame (and
+  /// what it keeps alive) is released once written.
+  virtual expected<void> write(frame out) = 0;
+
+  /// False while the outbound queue holds more than half of
+  /// transport_limits::max_queued; on_writable() then follows once it holds
+  /// less. A writer that waits for it while false never meets a full queue
+  /// (frames are at most max_frame, which is at most half the queue).
+  /// Links without a queue of their own are always writable.
+  virtual bool writable() {
+    return true;
+  }
 
   /// Closes the link once the frames queued so far are written; on_closed
   /// follows. Idempotent.
@@ -79,8 +94,12 @@ public:
     impl_->start(std::move(events));
   }
 
-  expected<void> write(std::string frame) override {
-    return impl_->write(std::move(frame));
+  expected<void> write(frame out) override {
+    return impl_->write(std::move(out));
+  }
+
+  bool writable() override {
+    return impl_->writable();
   }
 
   void close() override {
@@ -99,7 +118,8 @@ private:
 struct transport_limits {
   /// Largest frame accepted or sent (4 MiB by default).
   std::size_t max_frame = 4u << 20;
-  /// Bytes queued for writing per link before write() refuses.
+  /// Bytes queued for writing per link before write() refuses (at least
+  /// twice max_frame).
   std::size_t max_queued = 64u << 20;
 };
 

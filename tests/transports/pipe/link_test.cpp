@@ -2,6 +2,7 @@
 // through a real AF_UNIX socket, with writes that go straight to the socket
 // and writes that queue behind a full one.
 
+#include <algorithm>
 #include <thread>
 
 #include "courier/pipe/pipe_transport.hpp"
@@ -115,6 +116,42 @@ TEST_CASE("writers on several threads each keep their order", "[pipe]") {
   }
 }
 
+TEST_CASE("frames of many parts, some referred to, arrive whole and the "
+          "referred bytes are let go once written",
+          "[pipe]") {
+  linked_pair pair;
+  constexpr std::uint32_t count = 100;
+  std::vector<std::weak_ptr<std::string>> owners;
+  std::vector<std::string> expected;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    // 40 parts (more than one write gathers), owned and referred in turn.
+    auto big = std::make_shared<std::string>(make_frame(1, i * 10));
+    courier::frame out;
+    std::string whole;
+    for (int part = 0; part < 20; ++part) {
+      auto* at = out.extend(3);
+      std::memcpy(at, "abc", 3);
+      whole += "abc";
+      auto from = big->size() * part / 20;
+      auto to = big->size() * (part + 1) / 20;
+      out.alias(big->data() + from, to - from);
+      whole.append(*big, from, to - from);
+    }
+    out.keep_alive(big);
+    owners.push_back(big);
+    expected.push_back(std::move(whole));
+    REQUIRE(pair.sender->write(std::move(out)));
+  }
+  REQUIRE(pair.received->frames.wait_for_count(count));
+  auto frames = pair.received->frames.items();
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(frames[i] == expected[i]);
+  CHECK(eventually([&] {
+    return std::all_of(owners.begin(), owners.end(),
+                       [](const auto& w) { return w.expired(); });
+  }));
+}
+
 TEST_CASE("a close lets every queued frame out first", "[pipe]") {
   linked_pair pair;
   constexpr std::uint32_t count = 200; // far more than a socket buffer holds
@@ -125,7 +162,7 @@ TEST_CASE("a close lets every queued frame out first", "[pipe]") {
   REQUIRE(pair.received->closed.wait_for_count(1));
   CHECK(pair.received->frames.items().back()
         == std::string(64 << 10, static_cast<char>(count - 1)));
-  CHECK(pair.sender->write("late").code() == errc::unavailable);
+  CHECK(pair.sender->write(std::string{"late"}).code() == errc::unavailable);
 }
 
 TEST_CASE("the outbound queue is bounded", "[pipe]") {

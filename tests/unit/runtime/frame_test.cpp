@@ -1,6 +1,8 @@
 // Frames between nodes: envelopes whose payload is written into the frame
 // and read where it lies.
 
+#include <cstring>
+
 #include "frame.hpp"
 #include "test_support.hpp"
 
@@ -26,8 +28,10 @@ v1::Envelope header() {
 TEST_CASE("a frame carries its payload, read back without a copy",
           "[unit][frame]") {
   auto ping = testing::ping(7, std::string(100000, 'x'));
-  std::string frame;
-  REQUIRE(encode_frame(header(), &ping, frame));
+  courier::frame out;
+  REQUIRE(encode_frame(header(), &ping, out));
+  CHECK_FALSE(out.aliases()); // nothing to keep alive: all copied
+  auto frame = std::move(out).flatten();
   // The same bytes Protobuf would write for the whole envelope.
   auto whole = header();
   *whole.mutable_payload() = ping.SerializeAsString();
@@ -73,8 +77,9 @@ TEST_CASE("a payload anywhere in the frame, or twice, reads as Protobuf "
 
 TEST_CASE("a frame without payload, and bytes that are no envelope",
           "[unit][frame]") {
-  std::string frame;
-  REQUIRE(encode_frame(header(), nullptr, frame));
+  courier::frame out;
+  REQUIRE(encode_frame(header(), nullptr, out));
+  auto frame = std::move(out).flatten();
   v1::Envelope env;
   std::string_view payload;
   REQUIRE(decode_frame(frame, env, payload));
@@ -83,11 +88,67 @@ TEST_CASE("a frame without payload, and bytes that are no envelope",
   CHECK(decode_frame("", env, payload)); // an empty envelope is valid
 
   auto ping = testing::ping(1, "hello");
-  REQUIRE(encode_frame(header(), &ping, frame));
+  REQUIRE(encode_frame(header(), &ping, out));
+  frame = std::move(out).flatten();
   CHECK_FALSE(decode_frame(frame.substr(0, frame.size() - 1), env, payload));
   CHECK_FALSE(decode_frame(std::string("\x22\xff\xff\xff\xff\x0f", 6), env,
                            payload)); // a length past the end
   CHECK_FALSE(decode_frame(std::string("\x0b\x01", 2), env,
                            payload)); // a group: not in an envelope
   CHECK_FALSE(decode_frame(std::string("\xff", 1), env, payload));
+}
+
+TEST_CASE("a large payload's big fields are referred to, not copied, and the "
+          "frame holds the message",
+          "[unit][frame]") {
+  auto ping = std::make_shared<tpb::Ping>(
+    testing::ping(9, std::string(300000, 'y')));
+  const auto* text = ping->text().data();
+  courier::frame out;
+  REQUIRE(encode_frame(header(), ping.get(), out, ping));
+  REQUIRE(out.aliases());
+  bool points_into_message = false;
+  std::size_t total = 0;
+  out.for_each_part([&](std::string_view part) {
+    points_into_message = points_into_message || part.data() == text;
+    total += part.size();
+  });
+  CHECK(points_into_message);
+  CHECK(total == out.size());
+  std::weak_ptr<tpb::Ping> watch = ping;
+  ping.reset();
+  CHECK_FALSE(watch.expired()); // the frame keeps it
+
+  auto whole = header();
+  *whole.mutable_payload() = watch.lock()->SerializeAsString();
+  auto frame = std::move(out).flatten();
+  v1::Envelope reference; // the payload comes last: equal once parsed
+  REQUIRE(reference.ParseFromString(frame));
+  CHECK(reference.SerializeAsString() == whole.SerializeAsString());
+  out = courier::frame{};
+  CHECK(watch.expired()); // and lets go with it
+
+  v1::Envelope env;
+  std::string_view payload;
+  REQUIRE(decode_frame(frame, env, payload));
+  tpb::Ping back;
+  REQUIRE(back.ParseFromArray(payload.data(), static_cast<int>(payload.size())));
+  CHECK(back.seq() == 9);
+  CHECK(back.text() == std::string(300000, 'y'));
+}
+
+TEST_CASE("a frame built from parts: owned, referred, shrunk", "[unit][frame]") {
+  std::string outside = "0123456789";
+  courier::frame f;
+  std::memcpy(f.extend(4), "abcd", 4);
+  f.shrink(1);
+  f.alias(outside.data(), outside.size());
+  std::memcpy(f.extend(3), "xyz", 3);
+  f.shrink(3);
+  std::memcpy(f.extend(2), "XY", 2);
+  CHECK(f.size() == 3 + 10 + 2);
+  CHECK(std::move(f).flatten() == "abc0123456789XY");
+  courier::frame plain{std::string{"plain"}};
+  CHECK_FALSE(plain.aliases());
+  CHECK(plain.size() == 5);
 }

@@ -1,5 +1,6 @@
 #include "courier/pipe/pipe_transport.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -43,7 +44,7 @@ peer_credentials credentials_of(stream::socket& socket) {
 /// One frame on its way out: its length prefix, its body, and how many of
 /// their bytes are written already.
 struct outbound_frame {
-  explicit outbound_frame(std::string frame) : body(std::move(frame)) {
+  explicit outbound_frame(frame out) : body(std::move(out)) {
     auto size = static_cast<std::uint32_t>(body.size());
     header = {static_cast<unsigned char>(size),
               static_cast<unsigned char>(size >> 8),
@@ -55,8 +56,29 @@ struct outbound_frame {
     return header.size() + body.size();
   }
 
+  /// Calls `fn(const char*, std::size_t)` for the bytes not yet written,
+  /// part by part, while it returns true.
+  template <class F>
+  void unwritten(F&& fn) const {
+    auto skip = written;
+    bool more = true;
+    auto visit = [&](std::string_view part) {
+      if (!more)
+        return;
+      if (skip >= part.size()) {
+        skip -= part.size();
+        return;
+      }
+      more = fn(part.data() + skip, part.size() - skip);
+      skip = 0;
+    };
+    visit(std::string_view{reinterpret_cast<const char*>(header.data()),
+                           header.size()});
+    body.for_each_part(visit);
+  }
+
   std::array<unsigned char, 4> header;
-  std::string body;
+  frame body;
   std::size_t written = 0;
 };
 
@@ -89,13 +111,13 @@ public:
     });
   }
 
-  expected<void> write(std::string frame) override {
-    if (frame.size() > limits_.max_frame)
+  expected<void> write(frame body) override {
+    if (body.size() > limits_.max_frame)
       return error{errc::resource_exhausted,
-                   "a frame of " + std::to_string(frame.size())
+                   "a frame of " + std::to_string(body.size())
                      + " bytes is over the limit of "
                      + std::to_string(limits_.max_frame)};
-    outbound_frame out{std::move(frame)};
+    outbound_frame out{std::move(body)};
     std::lock_guard guard{mu_};
     if (closed_)
       return error{errc::unavailable, "the link is closed"};
@@ -115,6 +137,14 @@ public:
     queued_bytes_ += out.size();
     pending_.push_back(std::move(out));
     return {};
+  }
+
+  bool writable() override {
+    std::lock_guard guard{mu_};
+    if (queued_bytes_ <= limits_.max_queued / 2)
+      return true;
+    wants_room_ = true; // on_written() calls on_writable()
+    return false;
   }
 
   /// The owner let go: close (in the background, bounded by stop()).
@@ -146,11 +176,15 @@ private:
   /// Writes as much of `out` as the socket takes without blocking; a failure
   /// is left for the I/O thread's write to find and report.
   void write_through(outbound_frame& out) {
-    iovec parts[2] = {{out.header.data(), out.header.size()},
-                      {out.body.data(), out.body.size()}};
+    std::array<iovec, 16> parts;
+    std::size_t count = 0;
+    out.unwritten([&](const char* data, std::size_t size) {
+      parts[count++] = iovec{const_cast<char*>(data), size};
+      return count < parts.size();
+    });
     msghdr msg{};
-    msg.msg_iov = parts;
-    msg.msg_iovlen = 2;
+    msg.msg_iov = parts.data();
+    msg.msg_iovlen = count;
     auto n = ::sendmsg(socket_.native_handle(), &msg,
                        MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0)
@@ -177,17 +211,11 @@ private:
     }
     // The buffers point into batch_, which no longer moves.
     buffers_.clear();
-    for (auto& frame : batch_) {
-      auto skip = frame.written;
-      if (skip < frame.header.size())
-        buffers_.push_back(asio::buffer(frame.header.data() + skip,
-                                        frame.header.size() - skip));
-      auto body_skip = skip > frame.header.size()
-                         ? skip - frame.header.size()
-                         : 0;
-      buffers_.push_back(asio::buffer(frame.body.data() + body_skip,
-                                      frame.body.size() - body_skip));
-    }
+    for (auto& frame : batch_)
+      frame.unwritten([&](const char* data, std::size_t size) {
+        buffers_.push_back(asio::buffer(data, size));
+        return true;
+      });
     asio::async_write(socket_, buffers_,
                       [self = shared_from_this()](boost::system::error_code ec,
                                                   std::size_t) {
@@ -196,11 +224,16 @@ private:
   }
 
   void on_written(boost::system::error_code ec) {
+    bool room = false;
     {
       std::lock_guard guard{mu_};
       for (auto& frame : batch_)
         queued_bytes_ -= frame.size();
       batch_.clear();
+      if (wants_room_ && (ec || queued_bytes_ <= limits_.max_queued / 2)) {
+        wants_room_ = false;
+        room = !ec; // a failure says so by on_closed
+      }
       if (ec) {
         // The peer stopped reading (it closed). Its last frames, a refusal
         // say, may still wait in our receive buffer: stop writing, keep
@@ -212,6 +245,8 @@ private:
         return;
       }
     }
+    if (room && events_)
+      events_->on_writable();
     flush();
   }
 
@@ -326,6 +361,7 @@ private:
   std::deque<outbound_frame> pending_;    // guarded by mu_
   std::vector<outbound_frame> batch_;     // guarded by mu_; being written
   std::vector<asio::const_buffer> buffers_; // guarded by mu_; of batch_
+  bool wants_room_ = false; // guarded by mu_: writable() said no
   bool writing_ = false;  // guarded by mu_: the I/O thread owns the socket's
                           // writing side (a batch in flight or queued)
   bool closed_ = false;          // guarded by mu_
@@ -436,8 +472,9 @@ private:
 } // namespace
 
 transport_factory factory() {
-  return [](const transport_limits& limits)
-           -> expected<std::unique_ptr<transport>> {
+  return [](transport_limits limits) -> expected<std::unique_ptr<transport>> {
+    // Room for two of the largest frames (see link::writable()).
+    limits.max_queued = std::max(limits.max_queued, 2 * limits.max_frame);
     try {
       return std::unique_ptr<transport>{new pipe_transport(limits)};
     } catch (const std::exception& ex) {

@@ -164,12 +164,29 @@ public:
     return true;
   }
 
-  expected<void> write(std::string frame) override {
+  expected<void> write(frame out) override {
+    // Up to two parts go into the ring as they are (an envelope and a large
+    // field it refers to); more are gathered first.
+    std::string_view parts[2];
+    int count = 0;
+    out.for_each_part([&](std::string_view part) {
+      if (count < 2)
+        parts[count] = part;
+      ++count;
+    });
+    std::string flat;
+    if (count > 2) {
+      flat = std::move(out).flatten();
+      parts[0] = flat;
+      parts[1] = {};
+    }
     std::lock_guard guard{write_mu_};
     if (closed_)
       return error{errc::unavailable, "the link is closed"};
-    auto bytes = std::as_bytes(std::span{frame.data(), frame.size()});
-    auto written = out_.write(bytes, deadline{options_.write_timeout});
+    auto written
+      = out_.write(std::as_bytes(std::span{parts[0].data(), parts[0].size()}),
+                   std::as_bytes(std::span{parts[1].data(), parts[1].size()}),
+                   deadline{options_.write_timeout});
     if (!written && written.code() == errc::deadline_exceeded)
       return error{errc::resource_exhausted,
                    "the peer's ring stayed full for "
