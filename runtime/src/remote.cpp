@@ -140,7 +140,10 @@ public:
     delayed_send(this, owner_.config().handshake_timeout, tick_msg{});
     return {
       [this](letter& msg) { on_letter(msg); },
-      [this](frame_msg& frame) { inbound(frame.bytes); },
+      [this](frame_msg& frame) {
+        inbound(frame.bytes);
+        conn_->recycle(std::move(frame.bytes));
+      },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
       [this](local_down_msg& down) { report_down(down); },
@@ -783,14 +786,16 @@ private:
     // A refusal stays a refusal; every other loss is "unreachable".
     auto code = why.code() == errc::permission_denied ? errc::permission_denied
                                                        : errc::unavailable;
+    // Unrouted first: whoever learns of the loss below and sends again
+    // finds the node gone, not this proxy.
+    if (!peer_.name().empty())
+      owner_.drop_link(peer_.name(), caf::actor_cast<caf::actor>(this));
     fail_pending(error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text});
     for (auto& [id, watch] : watches_)
       watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
     watches_.clear();
-    if (!peer_.name().empty())
-      owner_.drop_link(peer_.name(), caf::actor_cast<caf::actor>(this));
     info_->open.store(false);
     // No barrier will come back over a dead link: nothing more to wait for.
     for (auto& [id, flush] : flushes_)

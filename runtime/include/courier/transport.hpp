@@ -60,6 +60,13 @@ public:
   /// what it keeps alive) is released once written.
   virtual expected<void> write(frame out) = 0;
 
+  /// Hands back the string of a frame that on_frame() delivered, once it is
+  /// read, for a later frame to be read into: no fresh memory to allocate
+  /// and touch for every large frame. Optional: links may drop it.
+  virtual void recycle(std::string buffer) {
+    (void)buffer;
+  }
+
   /// False while the outbound queue holds more than half of
   /// transport_limits::max_queued; on_writable() then follows once it holds
   /// less. A writer that waits for it while false never meets a full queue
@@ -96,6 +103,10 @@ public:
 
   expected<void> write(frame out) override {
     return impl_->write(std::move(out));
+  }
+
+  void recycle(std::string buffer) override {
+    impl_->recycle(std::move(buffer));
   }
 
   bool writable() override {

@@ -139,6 +139,14 @@ public:
     return {};
   }
 
+  void recycle(std::string buffer) override {
+    if (buffer.capacity() < read_buffer_size)
+      return; // small frames come out of in_
+    std::lock_guard guard{spare_mu_};
+    if (buffer.capacity() > spare_.capacity())
+      spare_ = std::move(buffer);
+  }
+
   bool writable() override {
     std::lock_guard guard{mu_};
     if (queued_bytes_ <= limits_.max_queued / 2)
@@ -292,7 +300,12 @@ private:
       }
       if (4 + size <= in_.size())
         break; // it will fit: read more
-      // Larger than the buffer: read the rest straight into the frame.
+      // Larger than the buffer: read the rest straight into the frame, in
+      // a recycled string if there is one (its bytes need no clearing).
+      {
+        std::lock_guard guard{spare_mu_};
+        big_ = std::exchange(spare_, {});
+      }
       big_.resize(size);
       std::memcpy(big_.data(), in_.data() + in_begin_ + 4, have);
       in_begin_ = in_end_ = 0;
@@ -362,6 +375,8 @@ private:
   std::vector<outbound_frame> batch_;     // guarded by mu_; being written
   std::vector<asio::const_buffer> buffers_; // guarded by mu_; of batch_
   bool wants_room_ = false; // guarded by mu_: writable() said no
+  std::mutex spare_mu_;
+  std::string spare_; // guarded by spare_mu_: see recycle()
   bool writing_ = false;  // guarded by mu_: the I/O thread owns the socket's
                           // writing side (a batch in flight or queued)
   bool closed_ = false;          // guarded by mu_
