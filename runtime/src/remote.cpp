@@ -33,6 +33,10 @@ struct frame_msg {
   std::string bytes;
 };
 
+struct frames_msg {
+  std::vector<std::string> frames;
+};
+
 struct closed_msg {
   error reason;
 };
@@ -56,6 +60,9 @@ struct tick_msg {};
 /// The link's outbound queue has room again.
 struct writable_msg {};
 
+/// Sent by a proxy to itself, behind the letters it is writing as a batch.
+struct uncork_msg {};
+
 struct drain_msg {};
 
 /// Asks a side link's proxy to confirm that its peer has taken everything
@@ -68,12 +75,14 @@ struct flushed_msg {};
 } // namespace courier::detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::frame_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::frames_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::closed_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::watch_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::writable_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::uncork_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
@@ -93,6 +102,11 @@ public:
   void on_frame(std::string frame) override {
     if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
       caf::anon_send(proxy, frame_msg{std::move(frame)});
+  }
+
+  void on_frames(std::vector<std::string>& frames) override {
+    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+      caf::anon_send(proxy, frames_msg{std::move(frames)});
   }
 
   void on_closed(const error& reason) override {
@@ -144,6 +158,10 @@ public:
         inbound(frame.bytes);
         conn_->recycle(std::move(frame.bytes));
       },
+      [this](frames_msg& batch) {
+        for (auto& frame : batch.frames)
+          inbound(frame);
+      },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
       [this](local_down_msg& down) { report_down(down); },
@@ -153,6 +171,10 @@ public:
         write_system(msg);
       },
       [this](tick_msg&) { tick(); },
+      [this](uncork_msg&) {
+        corked_ = false;
+        conn_->flush();
+      },
       [this](writable_msg&) {
         congested_ = false;
         advance();
@@ -398,7 +420,7 @@ private:
                      + " (missing required fields?)"});
       return;
     }
-    if (auto written = conn_->write(std::move(out)); !written) {
+    if (auto written = write_letter(std::move(out)); !written) {
       if (is_request && written.code() == errc::unavailable && !gone_) {
         // The link just closed; why (a refusal, say) is still queued in our
         // mailbox, and lost() will answer this request with it.
@@ -416,6 +438,20 @@ private:
       pending_.emplace(env.message_id(),
                        pending_request_state{respond(), msg.target->name,
                                              msg.expires});
+  }
+
+  /// Writes a letter's frame. While more messages wait in the mailbox, the
+  /// link holds frames back and writes them together (one system call for
+  /// a burst of posts), flushed at the latest by an uncork_msg queued behind
+  /// them; an idle proxy writes at once.
+  expected<void> write_letter(frame out) {
+    if (mailbox().empty())
+      return conn_->write(std::move(out));
+    if (!corked_) {
+      corked_ = true;
+      send(this, uncork_msg{});
+    }
+    return conn_->write_more(std::move(out));
   }
 
   /// Reports a letter that cannot be sent; a request learns why.
@@ -862,6 +898,7 @@ private:
   std::deque<held_letter> held_;
   std::size_t held_bytes_ = 0;
   bool congested_ = false; // our link's queue is full: see own_link_writable
+  bool corked_ = false;    // an uncork_msg is on its way: see write_letter
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
 };
 

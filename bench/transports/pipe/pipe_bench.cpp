@@ -558,8 +558,8 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::size_t, int>> oneway_sizes{
     {64, 20000}, {4096, 5000}, {1u << 20, 500}};
   if (only != 0)
-    oneway_sizes = {{only, static_cast<int>(
-                             std::max<std::size_t>(20, (64u << 20) / only))}};
+    oneway_sizes = {{only, static_cast<int>(std::clamp<std::size_t>(
+                             (64u << 20) / only, 20, 20000))}};
 
   std::vector<double> c50, c99, r50, r99;
   for (int i = 0; i < runs && only == 0; ++i) {

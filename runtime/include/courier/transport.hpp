@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "courier/deadline.hpp"
 #include "courier/error.hpp"
@@ -33,6 +34,13 @@ public:
 
   /// One whole frame, at most the transport's frame limit in size.
   virtual void on_frame(std::string frame) = 0;
+
+  /// Several whole frames read at once, in order (taken, or left to be
+  /// cleared); by default, one on_frame() each.
+  virtual void on_frames(std::vector<std::string>& frames) {
+    for (auto& frame : frames)
+      on_frame(std::move(frame));
+  }
 
   /// The link is gone: closed by either side, a read error, or a frame over
   /// the limit (resource_exhausted).
@@ -59,6 +67,16 @@ public:
   /// with unavailable once the link is closed. Never blocks. The frame (and
   /// what it keeps alive) is released once written.
   virtual expected<void> write(frame out) = 0;
+
+  /// As write(), when more frames follow at once: the link may hold this
+  /// one back, to write it with them, until the next write() or flush().
+  virtual expected<void> write_more(frame out) {
+    return write(std::move(out));
+  }
+
+  /// Writes what write_more() held back.
+  virtual void flush() {
+  }
 
   /// Hands back the string of a frame that on_frame() delivered, once it is
   /// read, for a later frame to be read into: no fresh memory to allocate
@@ -103,6 +121,14 @@ public:
 
   expected<void> write(frame out) override {
     return impl_->write(std::move(out));
+  }
+
+  expected<void> write_more(frame out) override {
+    return impl_->write_more(std::move(out));
+  }
+
+  void flush() override {
+    impl_->flush();
   }
 
   void recycle(std::string buffer) override {

@@ -112,6 +112,22 @@ public:
   }
 
   expected<void> write(frame body) override {
+    return write(std::move(body), false);
+  }
+
+  expected<void> write_more(frame body) override {
+    return write(std::move(body), true);
+  }
+
+  void flush() override {
+    std::lock_guard guard{mu_};
+    if (!writing_ && !pending_.empty())
+      write_pending();
+  }
+
+  /// Queues a frame; unless `more` come, writes the queue straight from this
+  /// thread when the I/O thread is not writing.
+  expected<void> write(frame body, bool more) {
     if (body.size() > limits_.max_frame)
       return error{errc::resource_exhausted,
                    "a frame of " + std::to_string(body.size())
@@ -124,18 +140,10 @@ public:
     if (queued_bytes_ + out.size() > limits_.max_queued)
       return error{errc::resource_exhausted,
                    "the link's outbound queue is full"};
-    if (!writing_) {
-      // Nothing queued, nothing in flight: this thread may use the socket
-      // (under mu_, so writers stay in order and never meet the I/O thread).
-      write_through(out);
-      if (out.written == out.size())
-        return {};
-      writing_ = true;
-      asio::post(socket_.get_executor(),
-                 [self = shared_from_this()] { self->flush(); });
-    }
     queued_bytes_ += out.size();
     pending_.push_back(std::move(out));
+    if (!writing_ && !more)
+      write_pending();
     return {};
   }
 
@@ -167,6 +175,10 @@ public:
       bool idle;
       {
         std::lock_guard guard{self->mu_};
+        if (!self->writing_ && !self->pending_.empty()) {
+          self->writing_ = true; // frames held back for more: write them
+          self->drain_locked();
+        }
         idle = !self->writing_;
       }
       if (idle)
@@ -181,27 +193,59 @@ public:
 private:
   // -- writing ------------------------------------------------------------------
 
-  /// Writes as much of `out` as the socket takes without blocking; a failure
-  /// is left for the I/O thread's write to find and report.
-  void write_through(outbound_frame& out) {
-    std::array<iovec, 16> parts;
-    std::size_t count = 0;
-    out.unwritten([&](const char* data, std::size_t size) {
-      parts[count++] = iovec{const_cast<char*>(data), size};
-      return count < parts.size();
-    });
-    msghdr msg{};
-    msg.msg_iov = parts.data();
-    msg.msg_iovlen = count;
-    auto n = ::sendmsg(socket_.native_handle(), &msg,
-                       MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0)
-      out.written = static_cast<std::size_t>(n);
+  /// With the I/O thread not writing: writes the queue from this thread, in
+  /// gathering writes, as far as the socket takes it without blocking (under
+  /// mu_, so writers stay in order and never meet the I/O thread); what is
+  /// left goes to the I/O thread, which also finds and reports failures.
+  void write_pending() {
+    constexpr std::size_t max_parts = 64;
+    std::array<iovec, max_parts> parts;
+    while (!pending_.empty()) {
+      std::size_t count = 0;
+      for (auto& frame : pending_) {
+        frame.unwritten([&](const char* data, std::size_t size) {
+          parts[count++] = iovec{const_cast<char*>(data), size};
+          return count < max_parts;
+        });
+        if (count == max_parts)
+          break;
+      }
+      msghdr msg{};
+      msg.msg_iov = parts.data();
+      msg.msg_iovlen = count;
+      auto n = ::sendmsg(socket_.native_handle(), &msg,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0)
+        break;
+      auto sent = static_cast<std::size_t>(n);
+      while (sent > 0) {
+        auto& front = pending_.front();
+        auto left = front.size() - front.written;
+        if (sent < left) {
+          front.written += sent;
+          break;
+        }
+        sent -= left;
+        queued_bytes_ -= front.size();
+        pending_.pop_front();
+      }
+      if (!pending_.empty() && pending_.front().written > 0)
+        break; // the socket is full
+    }
+    if (pending_.empty())
+      return;
+    writing_ = true;
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->drain(); });
   }
 
   /// On the I/O thread: writes the queue, a batch at a time.
-  void flush() {
+  void drain() {
     std::lock_guard guard{mu_};
+    drain_locked();
+  }
+
+  void drain_locked() {
     if (pending_.empty() || shut_) {
       writing_ = false;
       if (closing_ && !shut_)
@@ -255,7 +299,7 @@ private:
     }
     if (room && events_)
       events_->on_writable();
-    flush();
+    drain();
   }
 
   // -- reading ------------------------------------------------------------------
@@ -284,24 +328,24 @@ private:
       std::size_t size = std::uint32_t{at[0]} | std::uint32_t{at[1]} << 8
                          | std::uint32_t{at[2]} << 16
                          | std::uint32_t{at[3]} << 24;
-      if (size > limits_.max_frame)
+      if (size > limits_.max_frame) {
+        deliver_ready(); // the frames before it were fine
         return shut(error{errc::resource_exhausted,
                           "the peer sent a frame of " + std::to_string(size)
                             + " bytes, over the limit of "
                             + std::to_string(limits_.max_frame)});
+      }
       auto have = in_end_ - in_begin_ - 4;
       if (have >= size) {
-        std::string frame(in_.data() + in_begin_ + 4, size);
+        ready_.emplace_back(in_.data() + in_begin_ + 4, size);
         in_begin_ += 4 + size;
-        deliver(std::move(frame));
-        if (shut_)
-          return;
         continue;
       }
       if (4 + size <= in_.size())
         break; // it will fit: read more
       // Larger than the buffer: read the rest straight into the frame, in
       // a recycled string if there is one (its bytes need no clearing).
+      deliver_ready();
       {
         std::lock_guard guard{spare_mu_};
         big_ = std::exchange(spare_, {});
@@ -320,7 +364,17 @@ private:
                        });
       return;
     }
+    deliver_ready();
     read_more();
+  }
+
+  /// Hands over the frames of one read together.
+  void deliver_ready() {
+    if (ready_.empty())
+      return;
+    if (events_)
+      events_->on_frames(ready_);
+    ready_.clear();
   }
 
   void deliver(std::string frame) {
@@ -368,6 +422,7 @@ private:
   std::size_t in_begin_ = 0;              // I/O thread only
   std::size_t in_end_ = 0;                // I/O thread only
   std::string big_;                       // I/O thread only
+  std::vector<std::string> ready_;        // I/O thread only: frames read
   bool shut_ = false;                     // I/O thread only
   bool closing_ = false;                  // I/O thread only
   std::mutex mu_;
