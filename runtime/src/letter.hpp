@@ -3,6 +3,7 @@
 // The in-process form of a message and the other CAF message types the
 // runtime uses. Private to the runtime.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,6 +22,47 @@ class node_impl;
 struct name_slot;
 
 enum class letter_kind : std::uint8_t { post, request };
+
+/// The bytes a letter adds to the backlog of its route to another node
+/// (letters posted but not yet written to the link), given back when the
+/// letter is written, refused or dropped.
+class backlog_charge {
+public:
+  backlog_charge() noexcept = default;
+
+  backlog_charge(std::shared_ptr<std::atomic<std::size_t>> backlog,
+                 std::size_t bytes) noexcept
+    : backlog_(std::move(backlog)), bytes_(bytes) {
+  }
+
+  backlog_charge(backlog_charge&& other) noexcept
+    : backlog_(std::move(other.backlog_)), bytes_(other.bytes_) {
+  }
+
+  backlog_charge& operator=(backlog_charge&& other) noexcept {
+    if (this != &other) {
+      settle();
+      backlog_ = std::move(other.backlog_);
+      bytes_ = other.bytes_;
+    }
+    return *this;
+  }
+
+  ~backlog_charge() {
+    settle();
+  }
+
+  void settle() noexcept {
+    if (backlog_) {
+      backlog_->fetch_sub(bytes_, std::memory_order_relaxed);
+      backlog_.reset();
+    }
+  }
+
+private:
+  std::shared_ptr<std::atomic<std::size_t>> backlog_;
+  std::size_t bytes_ = 0;
+};
 
 /// One message on its way to an in-process actor. It carries the payload
 /// object itself (shared, immutable) and tracks its own delivery: a letter
@@ -50,6 +92,7 @@ public:
       tier(std::move(other.tier)),
       kind(other.kind),
       priority(other.priority),
+      charge(std::move(other.charge)),
       office_(std::exchange(other.office_, nullptr)) {
   }
 
@@ -83,6 +126,9 @@ public:
   std::string tier;
   letter_kind kind = letter_kind::post;
   std::uint8_t priority = default_priority;
+  /// Held while the letter waits for its route to another node; a copy
+  /// holds none.
+  backlog_charge charge;
 
 private:
   node_impl* office_ = nullptr;

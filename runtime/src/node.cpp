@@ -148,6 +148,7 @@ letter& letter::operator=(letter&& other) noexcept {
     tier = std::move(other.tier);
     kind = other.kind;
     priority = other.priority;
+    charge = std::move(other.charge);
     office_ = std::exchange(other.office_, nullptr);
   }
   return *this;
@@ -799,8 +800,12 @@ expected<void> node::post(destination to, message msg, post_options options) {
     return std::move(target).error();
   if (auto checked = impl_->check_post_options(options); !checked)
     return checked;
+  auto charge = impl_->charge_backlog(*target, msg);
+  if (!charge)
+    return std::move(charge).error();
   auto envelope = impl_->make_letter(letter_kind::post, std::move(msg),
                                      *target, nullptr, options.expires);
+  envelope.charge = std::move(*charge);
   envelope.priority = options.priority;
   envelope.tier = std::move(options.tier);
   if (options.priority >= 6)

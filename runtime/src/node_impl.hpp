@@ -59,6 +59,9 @@ struct name_slot {
   const std::string name;
   /// The node holding the actor when it lives elsewhere; empty when local.
   std::string node;
+  /// Elsewhere: the bytes waiting for the route there (link_info::backlog);
+  /// set under node_impl::mu_ with `current`.
+  std::shared_ptr<std::atomic<std::size_t>> backlog;
   const actor_factory factory;
   const spawn_options options;
 
@@ -110,6 +113,8 @@ using string_map = std::unordered_map<std::string, T, string_hash,
 struct route {
   std::shared_ptr<name_slot> slot;
   caf::actor handle;
+  /// Set for an actor on another node: see node_impl::charge_backlog.
+  std::shared_ptr<std::atomic<std::size_t>> backlog = {};
 };
 
 /// Matches `text` against a glob pattern with '*' (any run) and '?' (one
@@ -242,6 +247,13 @@ public:
   /// Refuses post options this node cannot honour (priority over 7, a tier
   /// it does not have).
   expected<void> check_post_options(const post_options& options) const;
+
+  /// For a post to another node: adds the payload's size to the route's
+  /// backlog, or refuses (resource_exhausted) when the backlog would pass
+  /// limits.max_queued (a lone message always goes: the frame limit judges
+  /// it). Bounds what a fast poster can pile up for a slow link.
+  expected<backlog_charge> charge_backlog(const route& dest,
+                                          const message& payload) const;
 
   /// Forgets a link that closed, and every route through it.
   void drop_link(const std::string& node, const caf::actor& proxy);

@@ -303,6 +303,23 @@ node_impl::check_post_options(const post_options& options) const {
                "tier " + quoted(options.tier) + " is not one of this node's"};
 }
 
+expected<backlog_charge>
+node_impl::charge_backlog(const route& dest, const message& payload) const {
+  if (!dest.backlog)
+    return backlog_charge{};
+  auto bytes = payload->ByteSizeLong();
+  auto limit = config_.limits.max_queued;
+  auto before = dest.backlog->fetch_add(bytes, std::memory_order_relaxed);
+  if (before > 0 && before + bytes > limit) {
+    dest.backlog->fetch_sub(bytes, std::memory_order_relaxed);
+    return error{errc::resource_exhausted,
+                 "the route to node " + quoted(dest.slot->node) + " has "
+                   + std::to_string(before) + " bytes waiting (limit "
+                   + std::to_string(limit) + "): post again later"};
+  }
+  return backlog_charge{dest.backlog, bytes};
+}
+
 expected<route> node_impl::resolve_remote(std::string_view name) {
   auto at = name.find('@');
   auto actor = std::string{name.substr(0, at)};
@@ -315,7 +332,7 @@ expected<route> node_impl::resolve_remote(std::string_view name) {
     if (auto i = remote_names_.find(actor);
         i != remote_names_.end() && (node.empty() || i->second->node == node)
         && i->second->state == slot_state::running)
-      return route{i->second, i->second->current};
+      return route{i->second, i->second->current, i->second->backlog};
   }
   auto owner = dir_->owner_of(actor);
   if (!owner)
@@ -336,8 +353,11 @@ expected<route> node_impl::resolve_remote(std::string_view name) {
     slot->node = *owner;
   }
   slot->current = *proxy;
+  if (auto link = links_.find(*owner);
+      link != links_.end() && link->second.proxy == *proxy)
+    slot->backlog = link->second.info->backlog;
   generation_.fetch_add(1, std::memory_order_release);
-  return route{slot, slot->current};
+  return route{slot, slot->current, slot->backlog};
 }
 
 expected<route> node_impl::resolve_local(std::string_view name) {

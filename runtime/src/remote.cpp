@@ -433,6 +433,7 @@ private:
       return;
     }
     own_dirty_ = true;
+    msg.charge.settle(); // in the link's queue now, bounded by it
     info_->messages_out.fetch_add(1, std::memory_order_relaxed);
     if (is_request)
       pending_.emplace(env.message_id(),

@@ -29,6 +29,11 @@ struct link_info {
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<bool> open{true};
+  /// Bytes posted to the peer and not yet written to the link (in the
+  /// proxy's mailbox or held back by it); posts beyond the limit are refused
+  /// at once (node_impl::charge_backlog).
+  std::shared_ptr<std::atomic<std::size_t>> backlog
+    = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 /// Spawns the proxy for a link. `peer` is the peer's record when we

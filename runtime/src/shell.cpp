@@ -201,8 +201,12 @@ expected<void> shell::post_to(destination to, message msg,
   if (auto checked = owner().check_post_options(opts); !checked)
     return checked;
   const route& dest = **target;
+  auto charge = owner().charge_backlog(dest, msg);
+  if (!charge)
+    return std::move(charge).error();
   auto envelope = owner().make_letter(letter_kind::post, std::move(msg), dest,
                                       slot_, opts.expires);
+  envelope.charge = std::move(*charge);
   envelope.priority = opts.priority;
   envelope.tier = opts.tier;
   if (opts.priority >= urgent_priority)

@@ -115,6 +115,48 @@ TEST_CASE("posts to another process arrive once each and in order",
   CHECK(seen == count * 1000000LL); // all arrived, none out of order
 }
 
+TEST_CASE("a poster faster than its route is told to wait, and what was "
+          "accepted arrives in order",
+          "[pipe][shm][integration]") {
+  auto pipe_only = GENERATE(false, true);
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"counter"});
+  // 1 MiB may wait for the route; 200 posts of 256 KiB come far faster
+  // than any link writes them.
+  local_node here{dir, "here", [&](node_config& config) {
+                    config.limits.max_queued = 1u << 20;
+                    if (pipe_only)
+                      config.transports.pop_back();
+                  }};
+  REQUIRE(here->send("counter", add(0, 0), 5s)); // the route is up
+  auto pad = std::string(256u << 10, 'w');
+  int accepted = 0;
+  int refused = 0;
+  for (int i = 0; i < 200; ++i) {
+    auto posted = here->post("counter", ping(accepted, pad));
+    if (posted) {
+      ++accepted;
+      continue;
+    }
+    REQUIRE(posted.code() == errc::resource_exhausted);
+    CHECK_THAT(posted.error().message(),
+               Catch::Matchers::Contains("bytes waiting"));
+    ++refused;
+  }
+  CHECK(refused > 0);
+  std::int64_t seen = 0;
+  REQUIRE(eventually([&] {
+    auto sum = here->send<tpb::Sum>("counter", add(0, 0), 5s);
+    seen = sum ? (*sum)->value() : -1;
+    return seen >= accepted * 1000000LL;
+  }));
+  CHECK(seen == accepted * 1000000LL); // all accepted arrived, in order
+  CHECK(here->dead_letters() == 0);
+  // Once the route has drained, posts go again.
+  CHECK(here->post("counter", ping(accepted, pad)));
+  CHECK(here->routes().at(0).tier == (pipe_only ? "pipe" : "shm"));
+}
+
 TEST_CASE("names are unique across the processes of a machine",
           "[pipe][integration]") {
   temp_dir dir;

@@ -351,12 +351,28 @@ std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
   return out;
 }
 
+/// Posts, and while the route's backlog is full (resource_exhausted) waits
+/// for it as a raw writer waits for its socket.
+bool post_patiently(courier::node& from, const std::string& to,
+                    const courier::message& msg) {
+  for (;;) {
+    auto posted = from.post(to, msg);
+    if (posted)
+      return true;
+    if (posted.code() != courier::errc::resource_exhausted) {
+      std::cerr << "post failed: " << posted.error().message() << "\n";
+      return false;
+    }
+    std::this_thread::yield();
+  }
+}
+
 double courier_oneway(courier_peer& peer, std::size_t size, int count) {
   auto msg = std::make_shared<bench::v1::Ping>();
   msg->set_pad(std::string(size > 16 ? size - 16 : 1, 'x'));
   auto t = clock_type::now();
   for (int i = 0; i < count; ++i)
-    if (!peer.client->post("sink", courier::message{msg}))
+    if (!post_patiently(*peer.client, "sink", msg))
       std::exit(1);
   // Arrives behind the posts on the same link, and says how many came.
   auto counted = peer.client->send<bench::v1::Ping>("sink", bench::v1::Ping{},
@@ -407,7 +423,7 @@ int courier_fan_in_sender(const std::string& dir, const std::string& index,
   auto msg = std::make_shared<bench::v1::Ping>();
   msg->set_pad(std::string(48, 'x'));
   for (int i = 0; i < count; ++i)
-    if (!self->post(target, courier::message{msg}))
+    if (!post_patiently(*self, target, msg))
       return 1;
   // Returns once everything posted before it has been handled.
   return self->send(target, warm, std::chrono::seconds{60}) ? 0 : 1;

@@ -91,7 +91,9 @@ struct node_config {
   /// the first match picks the tier a new route tries first, before the
   /// automatic choice (which remains the fallback). E.g. `{{"db-*", "pipe"}}`.
   std::vector<std::pair<std::string, std::string>> preferred_tiers;
-  /// Limits for every transport (frame size, queued bytes).
+  /// Limits for every transport (frame size, queued bytes). max_queued also
+  /// bounds the bytes posted to another node and not yet written to its
+  /// link: a post beyond it fails at once with resource_exhausted.
   transport_limits limits;
   /// Other users allowed to connect (their uid or primary gid); by default
   /// only this node's own uid. Checked against SO_PEERCRED before anything
