@@ -23,16 +23,33 @@ struct name_slot;
 
 enum class letter_kind : std::uint8_t { post, request };
 
-/// The bytes a letter adds to the backlog of its route to another node
-/// (letters posted but not yet written to the link), given back when the
-/// letter is written, refused or dropped.
+/// Bytes waiting: posts for a route to another node that are not yet
+/// written to its link, or messages a link brought that local actors have
+/// not yet handled. The owner may pause what fills it, and be told (once)
+/// when it has drained to `resume_at`.
+struct backlog {
+  std::atomic<std::size_t> bytes{0};
+  std::atomic<bool> paused{false};
+  std::size_t resume_at = 0;     // set before use
+  std::function<void()> resume;  // idem; runs on the thread that settles
+};
+
+/// The bytes one letter adds to a backlog, given back when the letter is
+/// done with (written, handled, refused or dropped).
 class backlog_charge {
 public:
   backlog_charge() noexcept = default;
 
-  backlog_charge(std::shared_ptr<std::atomic<std::size_t>> backlog,
-                 std::size_t bytes) noexcept
+  /// Takes over `bytes` already added to `backlog`.
+  backlog_charge(std::shared_ptr<backlog> backlog, std::size_t bytes) noexcept
     : backlog_(std::move(backlog)), bytes_(bytes) {
+  }
+
+  /// Adds `bytes` to `backlog` and holds them.
+  static backlog_charge add(std::shared_ptr<backlog> backlog,
+                            std::size_t bytes) noexcept {
+    backlog->bytes.fetch_add(bytes, std::memory_order_relaxed);
+    return backlog_charge{std::move(backlog), bytes};
   }
 
   backlog_charge(backlog_charge&& other) noexcept
@@ -53,14 +70,19 @@ public:
   }
 
   void settle() noexcept {
-    if (backlog_) {
-      backlog_->fetch_sub(bytes_, std::memory_order_relaxed);
-      backlog_.reset();
-    }
+    if (!backlog_)
+      return;
+    auto after = backlog_->bytes.fetch_sub(bytes_, std::memory_order_acq_rel)
+                 - bytes_;
+    if (after <= backlog_->resume_at
+        && backlog_->paused.load(std::memory_order_acquire)
+        && backlog_->paused.exchange(false) && backlog_->resume)
+      backlog_->resume();
+    backlog_.reset();
   }
 
 private:
-  std::shared_ptr<std::atomic<std::size_t>> backlog_;
+  std::shared_ptr<backlog> backlog_;
   std::size_t bytes_ = 0;
 };
 

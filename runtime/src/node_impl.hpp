@@ -61,7 +61,7 @@ struct name_slot {
   std::string node;
   /// Elsewhere: the bytes waiting for the route there (link_info::backlog);
   /// set under node_impl::mu_ with `current`.
-  std::shared_ptr<std::atomic<std::size_t>> backlog;
+  std::shared_ptr<detail::backlog> backlog;
   const actor_factory factory;
   const spawn_options options;
 
@@ -114,7 +114,7 @@ struct route {
   std::shared_ptr<name_slot> slot;
   caf::actor handle;
   /// Set for an actor on another node: see node_impl::charge_backlog.
-  std::shared_ptr<std::atomic<std::size_t>> backlog = {};
+  std::shared_ptr<detail::backlog> backlog = {};
 };
 
 /// Matches `text` against a glob pattern with '*' (any run) and '?' (one

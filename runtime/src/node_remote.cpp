@@ -309,9 +309,9 @@ node_impl::charge_backlog(const route& dest, const message& payload) const {
     return backlog_charge{};
   auto bytes = payload->ByteSizeLong();
   auto limit = config_.limits.max_queued;
-  auto before = dest.backlog->fetch_add(bytes, std::memory_order_relaxed);
+  auto before = dest.backlog->bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (before > 0 && before + bytes > limit) {
-    dest.backlog->fetch_sub(bytes, std::memory_order_relaxed);
+    dest.backlog->bytes.fetch_sub(bytes, std::memory_order_relaxed);
     return error{errc::resource_exhausted,
                  "the route to node " + quoted(dest.slot->node) + " has "
                    + std::to_string(before) + " bytes waiting (limit "

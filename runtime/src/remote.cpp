@@ -63,6 +63,9 @@ struct writable_msg {};
 /// Sent by a proxy to itself, behind the letters it is writing as a batch.
 struct uncork_msg {};
 
+/// Local actors have caught up with what the link brought: read on.
+struct resume_reading_msg {};
+
 struct drain_msg {};
 
 /// Asks a side link's proxy to confirm that its peer has taken everything
@@ -83,6 +86,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::writable_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::uncork_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::resume_reading_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
@@ -93,20 +97,40 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Forwards what the transport reads (on its I/O thread) to the proxy.
+/// Forwards what the transport reads (on its I/O thread) to the proxy,
+/// counting the bytes into the link's inbound backlog: the proxy and then
+/// the letters it makes hold them until local actors have handled them.
+/// Over `limit`, the transport is told to stop reading (wants_more()).
 class bridge final : public link_events {
 public:
-  explicit bridge(caf::actor_addr proxy) : proxy_(std::move(proxy)) {
+  bridge(caf::actor_addr proxy, std::shared_ptr<backlog> inbound,
+         std::size_t limit)
+    : proxy_(std::move(proxy)), inbound_(std::move(inbound)), limit_(limit) {
   }
 
   void on_frame(std::string frame) override {
+    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
     if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
       caf::anon_send(proxy, frame_msg{std::move(frame)});
   }
 
   void on_frames(std::vector<std::string>& frames) override {
+    std::size_t bytes = 0;
+    for (auto& frame : frames)
+      bytes += frame.size();
+    inbound_->bytes.fetch_add(bytes, std::memory_order_relaxed);
     if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
       caf::anon_send(proxy, frames_msg{std::move(frames)});
+  }
+
+  bool wants_more() override {
+    if (inbound_->bytes.load(std::memory_order_relaxed) <= limit_)
+      return true;
+    if (inbound_->paused.exchange(true))
+      return true; // paused already: one pause, one resume
+    // Caught up in the meantime, unseen by backlog_charge::settle()?
+    return inbound_->bytes.load() <= inbound_->resume_at
+           && inbound_->paused.exchange(false);
   }
 
   void on_closed(const error& reason) override {
@@ -121,6 +145,8 @@ public:
 
 private:
   caf::actor_addr proxy_;
+  std::shared_ptr<backlog> inbound_;
+  std::size_t limit_;
 };
 
 std::int64_t now_unix_ns() {
@@ -144,7 +170,13 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    conn_->start(std::make_shared<bridge>(address()));
+    inbound_->resume_at = owner_.config().limits.max_queued / 2;
+    inbound_->resume = [proxy = address()] {
+      if (auto alive = caf::actor_cast<caf::actor>(proxy))
+        caf::anon_send(alive, resume_reading_msg{});
+    };
+    conn_->start(std::make_shared<bridge>(
+      address(), inbound_, owner_.config().limits.max_queued));
     if (outbound_) {
       v1::Hello hello;
       *hello.mutable_node() = owner_.record();
@@ -155,12 +187,17 @@ public:
     return {
       [this](letter& msg) { on_letter(msg); },
       [this](frame_msg& frame) {
+        read_charge_ = backlog_charge{inbound_, frame.bytes.size()};
         inbound(frame.bytes);
+        read_charge_.settle(); // unless a letter took it
         conn_->recycle(std::move(frame.bytes));
       },
       [this](frames_msg& batch) {
-        for (auto& frame : batch.frames)
+        for (auto& frame : batch.frames) {
+          read_charge_ = backlog_charge{inbound_, frame.size()};
           inbound(frame);
+          read_charge_.settle();
+        }
       },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
@@ -171,6 +208,7 @@ public:
         write_system(msg);
       },
       [this](tick_msg&) { tick(); },
+      [this](resume_reading_msg&) { conn_->resume_reading(); },
       [this](uncork_msg&) {
         corked_ = false;
         conn_->flush();
@@ -638,6 +676,7 @@ private:
                                              : letter_kind::post,
                                   std::move(payload), *target,
                                   std::move(sender), until);
+    msg.charge = std::move(read_charge_); // until the actor has handled it
     if (!is_request) {
       send(target->handle, std::move(msg));
       return;
@@ -900,6 +939,10 @@ private:
   std::size_t held_bytes_ = 0;
   bool congested_ = false; // our link's queue is full: see own_link_writable
   bool corked_ = false;    // an uncork_msg is on its way: see write_letter
+  // Bytes brought by the link that local actors have not handled yet; the
+  // bridge counts them in, read_charge_ holds the frame being handled's.
+  std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
+  backlog_charge read_charge_;
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
 };
 

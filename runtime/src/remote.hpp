@@ -16,6 +16,7 @@
 #include "courier/notices.hpp"
 #include "courier/transport.hpp"
 #include "courier/v1/control.pb.h"
+#include "letter.hpp"
 
 namespace courier::detail {
 
@@ -32,8 +33,7 @@ struct link_info {
   /// Bytes posted to the peer and not yet written to the link (in the
   /// proxy's mailbox or held back by it); posts beyond the limit are refused
   /// at once (node_impl::charge_backlog).
-  std::shared_ptr<std::atomic<std::size_t>> backlog
-    = std::make_shared<std::atomic<std::size_t>>(0);
+  std::shared_ptr<detail::backlog> backlog = std::make_shared<detail::backlog>();
 };
 
 /// Spawns the proxy for a link. `peer` is the peer's record when we

@@ -1,7 +1,8 @@
 // A node for integration tests, run as a separate process.
 //
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
-//                     [--flood NAME] [--latency] [ACTOR...]
+//                     [--flood NAME] [--flood-big NAME] [--latency]
+//                     [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
@@ -9,6 +10,8 @@
 // answers Ping with the number parked, Quit stops it).
 // --flood NAME posts Pings numbered from 0 to NAME without pause, from a
 // thread of its own, until the process ends (a sender killed mid-stream).
+// --flood-big NAME does the same with 64 KiB Pings and no calls, posting
+// again whenever the route says it is full (resource_exhausted).
 // It prints "ready" once its actors are up, then serves until stdin closes
 // or it is killed. Everything it logs goes to stderr.
 
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   config.transports = {{"pipe", pipe::factory()}, {"shm", shm::factory()}};
   std::vector<std::string> actors;
   std::string flood_target;
+  bool flood_big = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--dir" && i + 1 < argc)
@@ -110,6 +114,10 @@ int main(int argc, char** argv) {
       config.scheduler = scheduler_policy::latency;
     else if (arg == "--flood" && i + 1 < argc)
       flood_target = argv[++i];
+    else if (arg == "--flood-big" && i + 1 < argc) {
+      flood_target = argv[++i];
+      flood_big = true;
+    }
     else
       actors.push_back(arg);
   }
@@ -150,6 +158,20 @@ int main(int argc, char** argv) {
     }
     flood = std::thread{[&] {
       tpb::Ping p;
+      if (flood_big) {
+        p.set_text(std::string(64u << 10, 'f'));
+        for (std::int64_t seq = 1; !done.load();) {
+          p.set_seq(seq);
+          auto posted = started->post(flood_target, p);
+          if (posted)
+            ++seq;
+          else if (posted.code() == errc::resource_exhausted)
+            std::this_thread::sleep_for(1ms); // the route is full
+          else
+            return;
+        }
+        return;
+      }
       for (std::int64_t seq = 1; !done.load(); ++seq) {
         p.set_seq(seq);
         (void)started->post(flood_target, p);

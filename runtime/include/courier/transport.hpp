@@ -35,6 +35,13 @@ public:
   /// One whole frame, at most the transport's frame limit in size.
   virtual void on_frame(std::string frame) = 0;
 
+  /// Asked after frames were delivered: false when the receiver has too
+  /// much on its hands. The transport then stops reading as if by
+  /// link::pause_reading(), until link::resume_reading().
+  virtual bool wants_more() {
+    return true;
+  }
+
   /// Several whole frames read at once, in order (taken, or left to be
   /// cleared); by default, one on_frame() each.
   virtual void on_frames(std::vector<std::string>& frames) {
@@ -76,6 +83,17 @@ public:
 
   /// Writes what write_more() held back.
   virtual void flush() {
+  }
+
+  /// Stops reading from the peer (frames already read still arrive): the
+  /// receiver's backpressure, and what link_events::wants_more() == false
+  /// does. The peer's writes then fill the link and wait. Each pause is
+  /// undone by one resume_reading(), in any order; reading goes on when
+  /// they balance. Callable from any thread.
+  virtual void pause_reading() {
+  }
+
+  virtual void resume_reading() {
   }
 
   /// Hands back the string of a frame that on_frame() delivered, once it is
@@ -129,6 +147,14 @@ public:
 
   void flush() override {
     impl_->flush();
+  }
+
+  void pause_reading() override {
+    impl_->pause_reading();
+  }
+
+  void resume_reading() override {
+    impl_->resume_reading();
   }
 
   void recycle(std::string buffer) override {

@@ -147,6 +147,19 @@ public:
     return {};
   }
 
+  void pause_reading() override {
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { ++self->pauses_; });
+  }
+
+  void resume_reading() override {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (--self->pauses_ == 0 && std::exchange(self->read_waits_, false)
+          && !self->shut_)
+        self->read_more();
+    });
+  }
+
   void recycle(std::string buffer) override {
     if (buffer.capacity() < read_buffer_size)
       return; // small frames come out of in_
@@ -305,6 +318,10 @@ private:
   // -- reading ------------------------------------------------------------------
 
   void read_more() {
+    if (pauses_ > 0) {
+      read_waits_ = true; // resume_reading() reads on
+      return;
+    }
     if (in_begin_ > 0) { // keep the unparsed tail at the front
       std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
       in_end_ -= in_begin_;
@@ -372,14 +389,20 @@ private:
   void deliver_ready() {
     if (ready_.empty())
       return;
-    if (events_)
+    if (events_) {
       events_->on_frames(ready_);
+      if (!events_->wants_more())
+        ++pauses_;
+    }
     ready_.clear();
   }
 
   void deliver(std::string frame) {
-    if (events_)
+    if (events_) {
       events_->on_frame(std::move(frame));
+      if (!events_->wants_more())
+        ++pauses_;
+    }
   }
 
   static error from_asio(boost::system::error_code ec) {
@@ -423,6 +446,8 @@ private:
   std::size_t in_end_ = 0;                // I/O thread only
   std::string big_;                       // I/O thread only
   std::vector<std::string> ready_;        // I/O thread only: frames read
+  int pauses_ = 0;                        // I/O thread only: see pause_reading
+  bool read_waits_ = false;               // I/O thread only: a read to resume
   bool shut_ = false;                     // I/O thread only
   bool closing_ = false;                  // I/O thread only
   std::mutex mu_;

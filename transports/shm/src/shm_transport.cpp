@@ -1,6 +1,7 @@
 #include "courier/shm/shm_transport.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -109,7 +110,8 @@ using clock_type = std::chrono::steady_clock;
 /// Frames are read by the link's reader thread, and also by whoever calls
 /// poll_once() (a scheduler's idle thread): one at a time, under read_mu_,
 /// so that on_frame still sees them one by one and in order.
-class shm_link final : public link {
+class shm_link final : public link,
+                       public std::enable_shared_from_this<shm_link> {
 public:
   shm_link(int sock, peer_credentials peer, producer out, consumer in,
            const transport_options& options)
@@ -129,13 +131,20 @@ public:
 
   /// The owner let go: close, and wait for the link's threads here, on the
   /// owner's thread (a poller may hold the last reference); idempotent.
+  /// The owner may also let go on one of those threads (the frame it hands
+  /// over can end the actor owning the link): that thread, which holds the
+  /// link alive, is not waited for but left to end by itself.
   void release() {
     close();
     std::lock_guard guard{threads_mu_};
-    if (reader_.joinable())
-      reader_.join();
-    if (watcher_.joinable())
-      watcher_.join();
+    for (auto* thread : {&reader_, &watcher_}) {
+      if (!thread->joinable())
+        continue;
+      if (thread->get_id() == std::this_thread::get_id())
+        thread->detach();
+      else
+        thread->join();
+    }
   }
 
   void start(std::shared_ptr<link_events> events) override {
@@ -144,15 +153,16 @@ public:
       events_ = std::move(events);
     }
     std::lock_guard guard{threads_mu_};
-    reader_ = std::thread{[this] { read_loop(); }};
-    watcher_ = std::thread{[this] { watch_loop(); }};
+    // Each thread holds the link while it runs (see release()).
+    reader_ = std::thread{[self = shared_from_this()] { self->read_loop(); }};
+    watcher_ = std::thread{[self = shared_from_this()] { self->watch_loop(); }};
   }
 
   /// Hands over one frame if a whole one is there and nobody else is
   /// reading; never waits. True if it delivered one.
   bool poll_once() {
     std::unique_lock guard{read_mu_, std::try_to_lock};
-    if (!guard.owns_lock() || done_ || !events_)
+    if (!guard.owns_lock() || done_ || !events_ || paused_)
       return false;
     polled_at_.store(clock_type::now().time_since_epoch().count(),
                      std::memory_order_relaxed);
@@ -161,6 +171,8 @@ public:
       return false; // errors are the reader thread's to report
     events_->on_frame(std::string{
       reinterpret_cast<const char*>(poll_buf_.data()), poll_buf_.size()});
+    if (!events_->wants_more())
+      pause_reading();
     return true;
   }
 
@@ -194,9 +206,26 @@ public:
     return written;
   }
 
+  void pause_reading() override {
+    std::lock_guard guard{pause_mu_};
+    paused_ = ++pauses_ > 0;
+  }
+
+  void resume_reading() override {
+    {
+      std::lock_guard guard{pause_mu_};
+      paused_ = --pauses_ > 0;
+    }
+    resumed_.notify_all();
+  }
+
   void close() override {
     if (closed_.exchange(true))
       return;
+    {
+      std::lock_guard guard{pause_mu_};
+    }
+    resumed_.notify_all(); // a paused reader ends
     {
       std::lock_guard guard{write_mu_}; // no write in the middle
       out_.close();
@@ -230,6 +259,14 @@ private:
         continue;
       }
       (void)in_.wait_unread(deadline::never(), options_.policy);
+      {
+        std::unique_lock pause{pause_mu_};
+        if (paused_) {
+          resumed_.wait(pause, [&] { return !paused_ || closed_.load(); });
+          if (!closed_)
+            continue;
+        }
+      }
       std::lock_guard guard{read_mu_};
       auto got = in_.try_read(buf);
       if (got && !*got && in_.mid_message()) { // the rest is on its way
@@ -237,9 +274,12 @@ private:
         got = rest ? expected<bool>{true} : expected<bool>{rest.error()};
       }
       if (got) {
-        if (*got)
+        if (*got) {
           events_->on_frame(std::string{
             reinterpret_cast<const char*>(buf.data()), buf.size()});
+          if (!events_->wants_more())
+            pause_reading();
+        }
         continue;
       }
       if (got.code() == errc::resource_exhausted)
@@ -294,6 +334,10 @@ private:
   std::mutex threads_mu_;
   std::mutex write_mu_;
   std::atomic<bool> closed_{false};
+  std::mutex pause_mu_;
+  std::condition_variable resumed_;
+  int pauses_ = 0;                  // guarded by pause_mu_
+  std::atomic<bool> paused_{false}; // pauses_ > 0, for pollers
   std::atomic<bool> peer_gone_{false};
   std::thread reader_;
   std::thread watcher_;
