@@ -7,6 +7,7 @@
 //   courier_bench_shm_tier [--runs N] [--rounds N]
 //                          [--policy spin|hybrid|block|all]
 //                          [--placement same|cross|none] [--size N]
+//                          [--versus-pipe]
 //
 // same: both processes (all their threads) on CPU 0; cross: the parent on
 // CPU 0, the child on CPU 1; none (default): the scheduler decides.
@@ -21,6 +22,11 @@
 // Output: one JSON line per policy and implementation (medians over the runs
 // of each run's p50 and p99), then "courier/raw" with medians of per-run
 // ratios.
+//
+// --versus-pipe: instead, the same driver over Courier's shm links (hybrid
+// wait) and over its named-pipe links, alternating, with the medians of
+// per-run shm/pipe ratios: the two tiers compared at the same level, with
+// nothing but the transport in between.
 
 #include <cstdio>
 #include <cstring>
@@ -35,6 +41,7 @@
 #include <unistd.h>
 
 #include "bench/v1/bench.pb.h"
+#include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
 #include "courier/v1/envelope.pb.h"
 #include "raw_ring.hpp"
@@ -189,7 +196,16 @@ std::vector<double> raw_run(wait_policy policy, int rounds) {
 
 // -- Courier: shm transport links + envelopes ---------------------------------
 
+/// --versus-pipe runs the links of the named-pipe tier instead.
+bool over_pipe = false;
+
 std::unique_ptr<courier::transport> make_transport(wait_policy policy) {
+  if (over_pipe) {
+    auto made = courier::pipe::factory()(courier::transport_limits{});
+    if (!made)
+      die(made.error().to_string());
+    return std::move(*made);
+  }
   courier::shm::transport_options options;
   options.policy = policy;
   options.ring_capacity = ring_capacity;
@@ -358,6 +374,48 @@ const char* text_arg(int argc, char** argv, const char* flag,
 
 } // namespace
 
+/// The shm tier (hybrid) against the pipe tier, link to link.
+int versus_pipe(int runs, int rounds, const std::string& placement) {
+  std::vector<double> s50, s99, p50, p99, ratio50, ratio99;
+  auto run = [&](bool pipe) {
+    over_pipe = pipe;
+    return courier_run(wait_policy::hybrid, rounds);
+  };
+  for (int i = 0; i < runs; ++i) {
+    std::vector<double> s, p;
+    if (i % 2 == 0) {
+      s = run(false);
+      p = run(true);
+    } else {
+      p = run(true);
+      s = run(false);
+    }
+    s50.push_back(quantile(s, 0.5));
+    s99.push_back(quantile(s, 0.99));
+    p50.push_back(quantile(p, 0.5));
+    p99.push_back(quantile(p, 0.99));
+    ratio50.push_back(s50.back() / p50.back());
+    ratio99.push_back(s99.back() / p99.back());
+  }
+  for (auto [tier, x50, x99] : {std::tuple{"shm", &s50, &s99},
+                                std::tuple{"pipe", &p50, &p99}}) {
+    json_line line;
+    line.add("scenario", "link_rtt").add("tier", tier);
+    line.add("placement", placement);
+    line.add("size", static_cast<double>(payload_size)).add("runs", runs);
+    line.add("rtt_p50_ns", median(*x50)).add("rtt_p99_ns", median(*x99));
+    std::cout << line.str() << std::endl;
+  }
+  json_line line;
+  line.add("scenario", "link_rtt").add("tier", "shm/pipe");
+  line.add("placement", placement);
+  line.add("size", static_cast<double>(payload_size)).add("runs", runs);
+  line.add("rtt_p50_ratio", median(ratio50));
+  line.add("rtt_p99_ratio", median(ratio99));
+  std::cout << line.str() << std::endl;
+  return 0;
+}
+
 int main(int argc, char** argv) {
   auto runs = std::atoi(text_arg(argc, argv, "--runs", "7"));
   auto rounds = std::atoi(text_arg(argc, argv, "--rounds", "20000"));
@@ -377,7 +435,11 @@ int main(int argc, char** argv) {
   }
   if (policies.empty() || runs < 1 || rounds < 1)
     die("usage: courier_bench_shm_tier [--runs N] [--rounds N] "
-        "[--policy spin|hybrid|block|all] [--placement same|cross|none]");
+        "[--policy spin|hybrid|block|all] [--placement same|cross|none] "
+        "[--versus-pipe]");
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--versus-pipe") == 0)
+      return versus_pipe(runs, rounds, placement);
   for (auto policy : policies) {
     std::vector<double> c50, c99, r50, r99, ratio50, ratio99;
     for (int i = 0; i < runs; ++i) {
