@@ -156,6 +156,9 @@ int main(int argc, char** argv) {
       std::cerr << "test node: " << posted.error().to_string() << std::endl;
       return 1;
     }
+  }
+  std::cout << "ready" << std::endl;
+  if (!flood_target.empty()) {
     flood = std::thread{[&] {
       tpb::Ping p;
       if (flood_big) {
@@ -172,15 +175,19 @@ int main(int argc, char** argv) {
         }
         return;
       }
-      for (std::int64_t seq = 1; !done.load(); ++seq) {
+      for (std::int64_t seq = 1; !done.load();) {
         p.set_seq(seq);
-        (void)started->post(flood_target, p);
+        if (auto posted = started->post(flood_target, p);
+            !posted && posted.code() == errc::resource_exhausted) {
+          std::this_thread::sleep_for(100us); // the route is full: again
+          continue;
+        }
         if (seq % 64 == 0) // a call now and then keeps the backlog bounded
           (void)started->send(flood_target, tpb::Add{}, deadline{5s});
+        ++seq;
       }
     }};
   }
-  std::cout << "ready" << std::endl;
   // Serve until the test closes our stdin (or kills us).
   std::string line;
   while (std::getline(std::cin, line)) {

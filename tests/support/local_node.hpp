@@ -59,7 +59,8 @@ start_test_node(const temp_dir& dir, const std::string& name,
     args.push_back(a);
   args.insert(args.end(), actors.begin(), actors.end());
   auto child = std::make_unique<child_process>(args);
-  REQUIRE(child->wait_for_line("ready"));
+  // Generous: a sanitized build on a loaded two-CPU machine starts slowly.
+  REQUIRE(child->wait_for_line("ready", std::chrono::seconds{30}));
   return child;
 }
 
