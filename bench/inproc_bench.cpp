@@ -34,13 +34,17 @@
 
 #include "bench/v1/bench.pb.h"
 #include "courier/courier.hpp"
+#include "args.hpp"
 #include "stats.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 using ping_ptr = std::shared_ptr<const bench::v1::Ping>;
+using courier::bench::arg;
+using courier::bench::has_flag;
 using courier::bench::json_line;
+using courier::bench::text_arg;
 using courier::bench::median;
 using courier::bench::quantile;
 
@@ -382,20 +386,6 @@ void scenario(const std::string& name, int runs, Courier courier_run,
   c.report(name, "courier", runs);
   r.report(name, "raw", runs);
   report_ratios(name, c, r, runs);
-}
-
-const char* text_arg(int argc, char** argv, const char* flag) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return argv[i + 1];
-  return nullptr;
-}
-
-long arg(int argc, char** argv, const char* flag, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return std::strtol(argv[i + 1], nullptr, 10);
-  return fallback;
 }
 
 } // namespace

@@ -44,12 +44,16 @@
 #include "courier/courier.hpp"
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
+#include "args.hpp"
 #include "stats.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using courier::bench::arg;
+using courier::bench::has_flag;
 using courier::bench::json_line;
+using courier::bench::text_arg;
 using courier::bench::median;
 using courier::bench::quantile;
 
@@ -497,20 +501,6 @@ double courier_fan_in(const std::string& self_path, const std::string& dir,
   }
   (void)host.stop(name);
   return rate;
-}
-
-bool has_flag(int argc, char** argv, const char* flag) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return true;
-  return false;
-}
-
-long arg(int argc, char** argv, const char* flag, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return std::strtol(argv[i + 1], nullptr, 10);
-  return fallback;
 }
 
 void report(const std::string& scenario, const std::vector<double>& c,

@@ -50,12 +50,16 @@
 
 #include "courier/shm/ring.hpp"
 #include "raw_ring.hpp"
+#include "args.hpp"
 #include "stats.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using courier::bench::arg;
+using courier::bench::has_flag;
 using courier::bench::json_line;
+using courier::bench::text_arg;
 using courier::bench::median;
 using courier::bench::quantile;
 using courier::shm::wait_policy;
@@ -352,21 +356,6 @@ void report(const scenario& s, wait_policy policy, const char* where,
     line.add("rtt_p50_ratio", ratios(courier.p50, raw.p50))
       .add("rtt_p99_ratio", ratios(courier.p99, raw.p99));
   std::cout << line.str() << std::endl;
-}
-
-const char* text_arg(int argc, char** argv, const char* flag,
-                     const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return argv[i + 1];
-  return fallback;
-}
-
-bool has_flag(int argc, char** argv, const char* flag) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return true;
-  return false;
 }
 
 } // namespace

@@ -45,12 +45,16 @@
 #include "courier/shm/shm_transport.hpp"
 #include "courier/v1/envelope.pb.h"
 #include "raw_ring.hpp"
+#include "args.hpp"
 #include "stats.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using courier::bench::arg;
+using courier::bench::has_flag;
 using courier::bench::json_line;
+using courier::bench::text_arg;
 using courier::bench::median;
 using courier::bench::quantile;
 using courier::shm::wait_policy;
@@ -352,53 +356,51 @@ std::vector<double> courier_run(wait_policy policy, int rounds) {
   return rtts;
 }
 
-const char* policy_name(wait_policy p) {
-  switch (p) {
-    case wait_policy::spin:
-      return "spin";
-    case wait_policy::hybrid:
-      return "hybrid";
-    case wait_policy::block:
-      return "block";
-  }
-  return "?";
-}
-
-const char* text_arg(int argc, char** argv, const char* flag,
-                     const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0)
-      return argv[i + 1];
-  return fallback;
+std::string policy_name(wait_policy p) {
+  return std::string{courier::shm::to_string(p)};
 }
 
 } // namespace
 
+/// Per-run p50 and p99 of two implementations run in turn (which goes first
+/// alternates), and the per-run ratios first/second.
+struct paired {
+  std::vector<double> a50, a99, b50, b99, ratio50, ratio99;
+};
+
+template <class RunA, class RunB>
+paired run_paired(int runs, RunA run_a, RunB run_b) {
+  paired out;
+  for (int i = 0; i < runs; ++i) {
+    std::vector<double> a, b;
+    if (i % 2 == 0) {
+      a = run_a();
+      b = run_b();
+    } else {
+      b = run_b();
+      a = run_a();
+    }
+    out.a50.push_back(quantile(a, 0.5));
+    out.a99.push_back(quantile(a, 0.99));
+    out.b50.push_back(quantile(b, 0.5));
+    out.b99.push_back(quantile(b, 0.99));
+    out.ratio50.push_back(out.a50.back() / out.b50.back());
+    out.ratio99.push_back(out.a99.back() / out.b99.back());
+  }
+  return out;
+}
+
 /// The shm tier (hybrid) against the pipe tier, link to link.
 int versus_pipe(int runs, int rounds, const std::string& placement) {
-  std::vector<double> s50, s99, p50, p99, ratio50, ratio99;
-  auto run = [&](bool pipe) {
-    over_pipe = pipe;
-    return courier_run(wait_policy::hybrid, rounds);
+  auto over = [&](bool pipe) {
+    return [&, pipe] {
+      over_pipe = pipe;
+      return courier_run(wait_policy::hybrid, rounds);
+    };
   };
-  for (int i = 0; i < runs; ++i) {
-    std::vector<double> s, p;
-    if (i % 2 == 0) {
-      s = run(false);
-      p = run(true);
-    } else {
-      p = run(true);
-      s = run(false);
-    }
-    s50.push_back(quantile(s, 0.5));
-    s99.push_back(quantile(s, 0.99));
-    p50.push_back(quantile(p, 0.5));
-    p99.push_back(quantile(p, 0.99));
-    ratio50.push_back(s50.back() / p50.back());
-    ratio99.push_back(s99.back() / p99.back());
-  }
-  for (auto [tier, x50, x99] : {std::tuple{"shm", &s50, &s99},
-                                std::tuple{"pipe", &p50, &p99}}) {
+  auto r = run_paired(runs, over(false), over(true));
+  for (auto [tier, x50, x99] : {std::tuple{"shm", &r.a50, &r.a99},
+                                std::tuple{"pipe", &r.b50, &r.b99}}) {
     json_line line;
     line.add("scenario", "link_rtt").add("tier", tier);
     line.add("placement", placement);
@@ -410,8 +412,8 @@ int versus_pipe(int runs, int rounds, const std::string& placement) {
   line.add("scenario", "link_rtt").add("tier", "shm/pipe");
   line.add("placement", placement);
   line.add("size", static_cast<double>(payload_size)).add("runs", runs);
-  line.add("rtt_p50_ratio", median(ratio50));
-  line.add("rtt_p99_ratio", median(ratio99));
+  line.add("rtt_p50_ratio", median(r.ratio50));
+  line.add("rtt_p99_ratio", median(r.ratio99));
   std::cout << line.str() << std::endl;
   return 0;
 }
@@ -437,29 +439,14 @@ int main(int argc, char** argv) {
     die("usage: courier_bench_shm_tier [--runs N] [--rounds N] "
         "[--policy spin|hybrid|block|all] [--placement same|cross|none] "
         "[--versus-pipe]");
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--versus-pipe") == 0)
-      return versus_pipe(runs, rounds, placement);
+  if (has_flag(argc, argv, "--versus-pipe"))
+    return versus_pipe(runs, rounds, placement);
   for (auto policy : policies) {
-    std::vector<double> c50, c99, r50, r99, ratio50, ratio99;
-    for (int i = 0; i < runs; ++i) {
-      std::vector<double> c, r;
-      if (i % 2 == 0) {
-        c = courier_run(policy, rounds);
-        r = raw_run(policy, rounds);
-      } else {
-        r = raw_run(policy, rounds);
-        c = courier_run(policy, rounds);
-      }
-      c50.push_back(quantile(c, 0.5));
-      c99.push_back(quantile(c, 0.99));
-      r50.push_back(quantile(r, 0.5));
-      r99.push_back(quantile(r, 0.99));
-      ratio50.push_back(c50.back() / r50.back());
-      ratio99.push_back(c99.back() / r99.back());
-    }
-    for (auto [impl, p50, p99] : {std::tuple{"courier", &c50, &c99},
-                                  std::tuple{"raw", &r50, &r99}}) {
+    auto r = run_paired(
+      runs, [&] { return courier_run(policy, rounds); },
+      [&] { return raw_run(policy, rounds); });
+    for (auto [impl, p50, p99] : {std::tuple{"courier", &r.a50, &r.a99},
+                                  std::tuple{"raw", &r.b50, &r.b99}}) {
       json_line line;
       line.add("scenario", "envelope_rtt").add("impl", impl);
       line.add("policy", policy_name(policy)).add("placement", placement);
@@ -471,8 +458,8 @@ int main(int argc, char** argv) {
     line.add("scenario", "envelope_rtt").add("impl", "courier/raw");
     line.add("policy", policy_name(policy)).add("placement", placement);
     line.add("size", static_cast<double>(payload_size)).add("runs", runs);
-    line.add("rtt_p50_ratio", median(ratio50));
-    line.add("rtt_p99_ratio", median(ratio99));
+    line.add("rtt_p50_ratio", median(r.ratio50));
+    line.add("rtt_p99_ratio", median(r.ratio99));
     std::cout << line.str() << std::endl;
   }
   return 0;
