@@ -152,6 +152,28 @@ TEST_CASE("frames of many parts, some referred to, arrive whole and the "
   }));
 }
 
+TEST_CASE("a writer that waits while the link is not writable never meets "
+          "a full queue, however small the queue was configured",
+          "[pipe]") {
+  transport_limits limits;
+  limits.max_frame = 64u << 10;
+  limits.max_queued = 1; // raised by the tier to two of the largest frames
+  linked_pair pair{limits};
+  // Largest frames and small ones, so the queue holds odd sums.
+  auto size_of = [&](std::uint32_t i) {
+    return i % 3 == 0 ? limits.max_frame : std::size_t{100} + i;
+  };
+  constexpr std::uint32_t count = 400;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    REQUIRE(eventually([&] { return pair.sender->writable(); }));
+    REQUIRE(pair.sender->write(std::string(size_of(i), static_cast<char>(i))));
+  }
+  REQUIRE(pair.received->frames.wait_for_count(count));
+  auto frames = pair.received->frames.items();
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(frames[i] == std::string(size_of(i), static_cast<char>(i)));
+}
+
 TEST_CASE("a close lets every queued frame out first", "[pipe]") {
   linked_pair pair;
   constexpr std::uint32_t count = 200; // far more than a socket buffer holds

@@ -568,8 +568,10 @@ private:
 
 transport_factory factory() {
   return [](transport_limits limits) -> expected<std::unique_ptr<transport>> {
-    // Room for two of the largest frames (see link::writable()).
-    limits.max_queued = std::max(limits.max_queued, 2 * limits.max_frame);
+    // Room for two of the largest frames with their length prefixes: a
+    // writer that waits for writable() never meets a full queue.
+    limits.max_queued = std::max(
+      limits.max_queued, 2 * (limits.max_frame + sizeof(std::uint32_t)));
     try {
       return std::unique_ptr<transport>{new pipe_transport(limits)};
     } catch (const std::exception& ex) {
