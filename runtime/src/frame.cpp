@@ -3,8 +3,10 @@
 #include <climits>
 #include <cstring>
 
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream.h>
+#include <google/protobuf/stubs/common.h>
 
 namespace courier {
 
@@ -76,44 +78,49 @@ struct payload_span {
   int count = 0;
 };
 
+std::size_t position(const CodedInputStream& in) {
+  return static_cast<std::size_t>(in.CurrentPosition());
+}
+
+/// Skips the value of a field whose tag was just read, except a length-
+/// delimited one's (whose length is read into `length`); false for a
+/// malformed value, a group, or one past the end.
+bool skip_value(CodedInputStream& in, std::uint32_t tag, std::uint32_t& length) {
+  length = 0;
+  switch (tag & 7) {
+    case 0: { // varint
+      std::uint64_t ignored;
+      return in.ReadVarint64(&ignored);
+    }
+    case 1: // fixed64
+      return in.Skip(8);
+    case 2: // length-delimited
+      return in.ReadVarint32(&length);
+    case 5: // fixed32
+      return in.Skip(4);
+    default: // groups have no place in an envelope, nor are they split
+      return false;
+  }
+}
+
 bool find_payload(const std::uint8_t* data, std::size_t size,
                   payload_span& out) {
   CodedInputStream in{data, static_cast<int>(size)};
   for (;;) {
-    auto at = static_cast<std::size_t>(in.CurrentPosition());
+    auto at = position(in);
     auto tag = in.ReadTag();
     if (tag == 0)
       return at == size; // the end, or a malformed tag
-    switch (tag & 7) {
-      case 0: { // varint
-        std::uint64_t ignored;
-        if (!in.ReadVarint64(&ignored))
-          return false;
-        break;
-      }
-      case 1: // fixed64
-        if (!in.Skip(8))
-          return false;
-        break;
-      case 2: { // length-delimited
-        std::uint32_t length;
-        if (!in.ReadVarint32(&length))
-          return false;
-        auto begin = static_cast<std::size_t>(in.CurrentPosition());
-        if (length > size - begin || !in.Skip(static_cast<int>(length)))
-          return false;
-        if (tag == payload_tag) {
-          out = payload_span{at, begin, begin + length, out.count + 1};
-        }
-        break;
-      }
-      case 5: // fixed32
-        if (!in.Skip(4))
-          return false;
-        break;
-      default: // groups have no place in an envelope
-        return false;
-    }
+    std::uint32_t length;
+    if (!skip_value(in, tag, length))
+      return false;
+    if ((tag & 7) != 2)
+      continue;
+    auto begin = position(in);
+    if (length > size - begin || !in.Skip(static_cast<int>(length)))
+      return false;
+    if (tag == payload_tag)
+      out = payload_span{at, begin, begin + length, out.count + 1};
   }
 }
 
@@ -126,7 +133,18 @@ bool merge(v1::Envelope& env, const std::uint8_t* data, std::size_t size) {
 
 /// Payloads from this size on are serialized around their large string and
 /// bytes fields, which the frame refers to instead of copying.
-constexpr std::size_t aliasing_threshold = std::size_t{64} << 10;
+constexpr std::size_t aliasing_threshold = bulk_threshold;
+
+/// Parses `bytes` into `msg`, merging, without the initialization check.
+bool merge_partial(std::string_view bytes, google::protobuf::Message& msg,
+                   int recursion_limit) {
+  if (bytes.empty())
+    return true;
+  CodedInputStream in{reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                      static_cast<int>(bytes.size())};
+  in.SetRecursionLimit(recursion_limit);
+  return msg.MergePartialFromCodedStream(&in) && in.ConsumedEntireMessage();
+}
 
 /// Serializes into a frame: owned chunks for the small fields, references
 /// for the large ones (Protobuf decides, by what is left of the chunk).
@@ -242,6 +260,172 @@ bool decode_frame(std::string_view frame, v1::Envelope& env,
     return false;
   payload = frame.substr(span.data_begin, span.data_end - span.data_begin);
   return true;
+}
+
+bulk_span find_bulk(std::string_view head, std::size_t frame_size) {
+  if (frame_size > INT_MAX || head.size() > frame_size)
+    return {};
+  CodedInputStream in{reinterpret_cast<const std::uint8_t*>(head.data()),
+                      static_cast<int>(head.size())};
+  bulk_span out;
+  // The envelope's fields, up to the payload, which must come last.
+  for (;;) {
+    out.payload_field = position(in);
+    auto tag = in.ReadTag();
+    std::uint32_t length;
+    if (tag == 0 || !skip_value(in, tag, length))
+      return {};
+    if (tag == payload_tag) {
+      out.payload_begin = position(in);
+      if (out.payload_begin + length != frame_size)
+        return {};
+      break;
+    }
+    if ((tag & 7) == 2 && !in.Skip(static_cast<int>(length)))
+      return {};
+  }
+  // The payload's fields, up to the first large one.
+  for (;;) {
+    out.field_begin = position(in);
+    auto tag = in.ReadTag();
+    std::uint32_t length;
+    if (tag == 0 || !skip_value(in, tag, length))
+      return {};
+    if ((tag & 7) != 2)
+      continue;
+    if (length >= bulk_threshold) {
+      out.begin = position(in);
+      if (out.begin + length > frame_size)
+        return {};
+      out.size = length;
+      return out;
+    }
+    if (!in.Skip(static_cast<int>(length)))
+      return {};
+  }
+}
+
+bool decode_split_frame(std::string_view rest, std::size_t bulk_at,
+                        std::size_t bulk_size, v1::Envelope& env,
+                        split_payload& payload) {
+  env.Clear();
+  payload = {};
+  if (bulk_at > rest.size())
+    return false;
+  auto span = find_bulk(rest.substr(0, bulk_at), rest.size() + bulk_size);
+  if (span.size == 0 || span.begin != bulk_at || span.size != bulk_size)
+    return false;
+  if (!merge(env, reinterpret_cast<const std::uint8_t*>(rest.data()),
+             span.payload_field))
+    return false;
+  env.clear_payload(); // an earlier payload field: the last one counts
+  payload.before = rest.substr(span.payload_begin,
+                               span.field_begin - span.payload_begin);
+  payload.header = rest.substr(span.field_begin, bulk_at - span.field_begin);
+  payload.after = rest.substr(bulk_at);
+  CodedInputStream in{
+    reinterpret_cast<const std::uint8_t*>(payload.header.data()),
+    static_cast<int>(payload.header.size())};
+  payload.field = static_cast<int>(in.ReadTag() >> 3);
+  return true;
+}
+
+bool parse_payload(std::string_view bytes, google::protobuf::Message& msg,
+                   int recursion_limit) {
+  msg.Clear();
+  return merge_partial(bytes, msg, recursion_limit) && msg.IsInitialized();
+}
+
+bool parse_split_payload(const split_payload& payload, std::string& bulk,
+                         google::protobuf::Message& msg, int recursion_limit) {
+  using google::protobuf::FieldDescriptor;
+  using google::protobuf::FileDescriptor;
+  msg.Clear();
+  const auto* field = msg.GetDescriptor()->FindFieldByNumber(payload.field);
+  bool adopt = field != nullptr
+               && (field->type() == FieldDescriptor::TYPE_BYTES
+                   || field->type() == FieldDescriptor::TYPE_STRING);
+  if (!adopt) { // another kind of field, or one unknown here: join
+    std::string whole;
+    whole.reserve(payload.before.size() + payload.header.size() + bulk.size()
+                  + payload.after.size());
+    whole.append(payload.before).append(payload.header).append(bulk);
+    whole.append(payload.after);
+    return parse_payload(whole, msg, recursion_limit);
+  }
+  // Parsing the parts one after the other is parsing the whole: fields merge
+  // in order, the last of a singular field counts.
+  if (field->type() == FieldDescriptor::TYPE_STRING
+      && field->file()->syntax() == FileDescriptor::SYNTAX_PROTO3
+      && !google::protobuf::internal::IsStructurallyValidUTF8(
+        bulk.data(), static_cast<int>(bulk.size())))
+    return false; // as Protobuf refuses it
+  if (!merge_partial(payload.before, msg, recursion_limit))
+    return false;
+  const auto* reflection = msg.GetReflection();
+  if (field->is_repeated())
+    reflection->AddString(&msg, field, std::move(bulk));
+  else
+    reflection->SetString(&msg, field, std::move(bulk));
+  bulk.clear();
+  return merge_partial(payload.after, msg, recursion_limit)
+         && msg.IsInitialized();
+}
+
+std::string bulk_pool::take() {
+  std::lock_guard guard{mu_};
+  if (spare_.empty())
+    return {};
+  auto out = std::move(spare_.back());
+  spare_.pop_back();
+  return out;
+}
+
+void bulk_pool::give(std::string bulk) {
+  if (bulk.capacity() < bulk_threshold)
+    return;
+  std::lock_guard guard{mu_};
+  if (spare_.size() < 2)
+    spare_.push_back(std::move(bulk));
+}
+
+namespace {
+
+/// Takes the storage of string field `field` out of `msg`, which is about to
+/// be deleted: the adopted bulk, if it is still there.
+std::string reclaim_bulk(google::protobuf::Message& msg, int field_number) {
+  using google::protobuf::FieldDescriptor;
+  const auto* field = msg.GetDescriptor()->FindFieldByNumber(field_number);
+  if (field == nullptr || field->is_repeated()
+      || (field->type() != FieldDescriptor::TYPE_BYTES
+          && field->type() != FieldDescriptor::TYPE_STRING))
+    return {};
+  const auto* reflection = msg.GetReflection();
+  if (!reflection->HasField(msg, field))
+    return {};
+  std::string scratch;
+  const auto& held = reflection->GetStringReference(msg, field, &scratch);
+  if (&held == &scratch || held.capacity() < bulk_threshold)
+    return {}; // not a string of the message's own, or not a bulk
+  // The message's own string, reached through Reflection, which only hands
+  // out const references to singular fields; nobody reads it any more.
+  std::string out;
+  out.swap(const_cast<std::string&>(held));
+  return out;
+}
+
+} // namespace
+
+std::shared_ptr<google::protobuf::Message>
+new_bulk_owner(const google::protobuf::Message& prototype, int field,
+               std::weak_ptr<bulk_pool> pool) {
+  return std::shared_ptr<google::protobuf::Message>{
+    prototype.New(),
+    [field, pool = std::move(pool)](google::protobuf::Message* msg) {
+      if (auto alive = pool.lock())
+        alive->give(reclaim_bulk(*msg, field));
+      delete msg;
+    }};
 }
 
 } // namespace courier::detail

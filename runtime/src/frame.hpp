@@ -6,6 +6,8 @@
 // frame refers to them), and read where it lies in the frame.
 
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -30,5 +32,83 @@ bool encode_frame(const v1::Envelope& env,
 /// repeats the field). False for bytes that are not an envelope.
 bool decode_frame(std::string_view frame, v1::Envelope& env,
                   std::string_view& payload);
+
+// -- large frames, read in two strings ------------------------------------------
+//
+// A large payload field (a megabyte blob, say) is read by the transport into
+// a string of its own, which the parsed message then adopts as its field:
+// no copy after the kernel's (link_events::split, docs/wire-format.md).
+
+/// Where the bulk of a large frame lies: the bytes of the first length-
+/// delimited field of at least `bulk_threshold` bytes at the top level of
+/// the payload, when the payload is the frame's last field (as
+/// encode_frame writes it).
+struct bulk_span {
+  std::size_t payload_field = 0; // the payload's tag
+  std::size_t payload_begin = 0; // the payload's first byte
+  std::size_t field_begin = 0;   // the bulk field's tag
+  std::size_t begin = 0;         // the bulk's first byte
+  std::size_t size = 0;          // 0: no bulk
+};
+
+/// Bulk fields start at this size.
+constexpr std::size_t bulk_threshold = std::size_t{64} << 10;
+
+/// Finds the bulk of a frame of `frame_size` bytes from its first bytes,
+/// `head`: none unless the payload's fields before the bulk, and the bulk
+/// field's tag and length, all lie in `head`.
+bulk_span find_bulk(std::string_view head, std::size_t frame_size);
+
+/// The payload of a frame read in two strings, around its bulk.
+struct split_payload {
+  std::string_view before; // the payload's fields before the bulk field
+  std::string_view header; // the bulk field's tag and length
+  std::string_view after;  // the payload's fields after the bulk
+  int field = 0;           // the bulk field's number
+};
+
+/// Parses a frame read in two strings (`rest`, the frame without its bulk of
+/// `bulk_size` bytes, which was at `bulk_at`) into `env` except for the
+/// payload, which `payload` views in `rest`. False unless the bulk is the one
+/// find_bulk() finds, and for bytes that are not an envelope.
+bool decode_split_frame(std::string_view rest, std::size_t bulk_at,
+                        std::size_t bulk_size, v1::Envelope& env,
+                        split_payload& payload);
+
+/// Parses a payload with its bulk into `msg` (cleared first), as Protobuf
+/// parses the whole, with nesting up to `recursion_limit`. A bulk that is a
+/// bytes or string field of `msg` is moved into it, not copied (`bulk` is
+/// then empty); other fields are parsed from a joined copy. False for bytes
+/// that are no `msg`, invalid UTF-8 in a proto3 string, missing required
+/// fields.
+bool parse_split_payload(const split_payload& payload, std::string& bulk,
+                         google::protobuf::Message& msg, int recursion_limit);
+
+/// Strings of adopted bulks, handed back as their messages are deleted, for
+/// the next large frames of a link to be read into: no fresh memory to
+/// allocate, fault in and clear for every one. Holds two at most.
+class bulk_pool {
+public:
+  /// A spare string, or an empty one.
+  std::string take();
+
+  /// Keeps `bulk` for take(), if there is room.
+  void give(std::string bulk);
+
+private:
+  std::mutex mu_;
+  std::vector<std::string> spare_; // guarded by mu_
+};
+
+/// A new message like `prototype` for a split payload to be parsed into: once
+/// deleted, the bulk it adopted as field `field` goes back to `pool`.
+std::shared_ptr<google::protobuf::Message>
+new_bulk_owner(const google::protobuf::Message& prototype, int field,
+               std::weak_ptr<bulk_pool> pool);
+
+/// Parses `bytes` into `msg` (cleared first) with nesting up to
+/// `recursion_limit`; false unless they are a whole, initialized `msg`.
+bool parse_payload(std::string_view bytes, google::protobuf::Message& msg,
+                   int recursion_limit);
 
 } // namespace courier::detail

@@ -6,7 +6,6 @@
 #include <set>
 #include <unordered_map>
 
-#include <google/protobuf/io/coded_stream.h>
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
@@ -29,8 +28,11 @@ constexpr std::uint32_t protocol_version = 2;
 constexpr std::size_t max_held_letters = std::size_t{1} << 16;
 constexpr std::size_t max_held_bytes = std::size_t{64} << 20;
 
+/// A frame, or (with a bulk) a large frame read in two strings.
 struct frame_msg {
   std::string bytes;
+  std::string bulk; // see split_frame
+  std::size_t bulk_at = 0;
 };
 
 struct frames_msg {
@@ -104,14 +106,33 @@ using namespace std::chrono_literals;
 class bridge final : public link_events {
 public:
   bridge(caf::actor_addr proxy, std::shared_ptr<backlog> inbound,
-         std::size_t limit)
-    : proxy_(std::move(proxy)), inbound_(std::move(inbound)), limit_(limit) {
+         std::size_t limit, std::shared_ptr<bulk_pool> pool)
+    : proxy_(std::move(proxy)),
+      inbound_(std::move(inbound)),
+      limit_(limit),
+      pool_(std::move(pool)) {
   }
 
   void on_frame(std::string frame) override {
     inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
     if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
-      caf::anon_send(proxy, frame_msg{std::move(frame)});
+      caf::anon_send(proxy, frame_msg{std::move(frame), {}, 0});
+  }
+
+  frame_range split(std::string_view head, std::size_t size) override {
+    auto bulk = find_bulk(head, size);
+    return {bulk.begin, bulk.size};
+  }
+
+  std::string take_buffer() override {
+    return pool_->take();
+  }
+
+  void on_split_frame(split_frame frame) override {
+    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
+    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+      caf::anon_send(proxy, frame_msg{std::move(frame.rest),
+                                      std::move(frame.bulk), frame.bulk_at});
   }
 
   void on_frames(std::vector<std::string>& frames) override {
@@ -147,6 +168,7 @@ private:
   caf::actor_addr proxy_;
   std::shared_ptr<backlog> inbound_;
   std::size_t limit_;
+  std::shared_ptr<bulk_pool> pool_;
 };
 
 std::int64_t now_unix_ns() {
@@ -176,7 +198,7 @@ public:
         caf::anon_send(alive, resume_reading_msg{});
     };
     conn_->start(std::make_shared<bridge>(
-      address(), inbound_, owner_.config().limits.max_queued));
+      address(), inbound_, owner_.config().limits.max_queued, bulks_));
     if (outbound_) {
       v1::Hello hello;
       *hello.mutable_node() = owner_.record();
@@ -187,10 +209,16 @@ public:
     return {
       [this](letter& msg) { on_letter(msg); },
       [this](frame_msg& frame) {
-        read_charge_ = backlog_charge{inbound_, frame.bytes.size()};
-        inbound(frame.bytes);
+        read_charge_ = backlog_charge{inbound_,
+                                      frame.bytes.size() + frame.bulk.size()};
+        if (frame.bulk.empty()) {
+          inbound(frame.bytes);
+          conn_->recycle(std::move(frame.bytes));
+        } else {
+          inbound_split(frame);
+          bulks_->give(std::move(frame.bulk)); // unless a payload took it
+        }
         read_charge_.settle(); // unless a letter took it
-        conn_->recycle(std::move(frame.bytes));
       },
       [this](frames_msg& batch) {
         for (auto& frame : batch.frames) {
@@ -550,10 +578,22 @@ private:
 
   // -- inbound ------------------------------------------------------------------
 
-  /// Parses the current frame's payload (payload_) into `msg`.
-  bool parse_payload(google::protobuf::Message& msg) const {
-    return msg.ParseFromArray(payload_.data(),
-                              static_cast<int>(payload_.size()));
+  /// Parses the current frame's payload into `msg` (once per frame: a bulk
+  /// moves into the message).
+  bool parse_payload(google::protobuf::Message& msg) {
+    auto limit = owner_.config().recursion_limit;
+    return bulk_ != nullptr
+             ? parse_split_payload(split_payload_, *bulk_, msg, limit)
+             : detail::parse_payload(payload_, msg, limit);
+  }
+
+  /// A message to parse the current frame's payload into; with a bulk, one
+  /// that hands the bulk's storage back once deleted.
+  std::shared_ptr<google::protobuf::Message>
+  new_payload(const google::protobuf::Message& prototype) {
+    if (bulk_ != nullptr)
+      return new_bulk_owner(prototype, split_payload_.field, bulks_);
+    return std::shared_ptr<google::protobuf::Message>{prototype.New()};
   }
 
   void inbound(const std::string& bytes) {
@@ -562,6 +602,23 @@ private:
     v1::Envelope env;
     if (!decode_frame(bytes, env, payload_))
       return protocol_error("a frame that is not an envelope");
+    dispatch(env);
+  }
+
+  /// A large frame, read in two strings.
+  void inbound_split(frame_msg& frame) {
+    if (gone_)
+      return;
+    v1::Envelope env;
+    if (!decode_split_frame(frame.bytes, frame.bulk_at, frame.bulk.size(),
+                            env, split_payload_))
+      return protocol_error("a frame that is not an envelope");
+    bulk_ = &frame.bulk;
+    dispatch(env);
+    bulk_ = nullptr;
+  }
+
+  void dispatch(const v1::Envelope& env) {
     if (!hello_done_)
       return handshake(env);
     info_->messages_in.fetch_add(1, std::memory_order_relaxed);
@@ -657,13 +714,8 @@ private:
                     "'" + env.target() + "' has no handler for "
                       + env.type_name(),
                     dead_letter_reason::unhandled_type);
-    std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
-    google::protobuf::io::CodedInputStream input{
-      reinterpret_cast<const std::uint8_t*>(payload_.data()),
-      static_cast<int>(payload_.size())};
-    input.SetRecursionLimit(owner_.config().recursion_limit);
-    if (!payload->ParseFromCodedStream(&input)
-        || !input.ConsumedEntireMessage())
+    auto payload = new_payload(**prototype);
+    if (!parse_payload(*payload))
       return refuse(errc::invalid_argument,
                     "the payload is not a valid " + env.type_name(),
                     dead_letter_reason::malformed);
@@ -707,7 +759,7 @@ private:
         reply.code = errc::unknown;
       reply.text = env.error().message();
     } else if (auto prototype = owner_.prototype(env.type_name())) {
-      std::shared_ptr<google::protobuf::Message> payload{(*prototype)->New()};
+      auto payload = new_payload(**prototype);
       if (parse_payload(*payload))
         reply.payload = std::move(payload);
       else
@@ -924,7 +976,10 @@ private:
   std::unordered_map<std::uint64_t, pending_request_state> pending_;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
   // The payload of the frame being handled: a view into that frame.
-  std::string_view payload_;
+  std::string_view payload_;        // of the frame being read
+  split_payload split_payload_;     // of the split frame being read
+  std::string* bulk_ = nullptr;     // of the split frame being read
+  std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
 
   // Link choice (see "choosing the link").
   std::map<std::string, caf::actor> side_;   // side links by tier

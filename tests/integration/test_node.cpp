@@ -4,7 +4,8 @@
 //                     [--flood NAME] [--flood-big NAME] [--latency]
 //                     [ACTOR...]
 //
-// ACTOR is one of: echo.<suffix> (Ping -> Pong from this node), adder,
+// ACTOR is one of: echo.<suffix> (Ping -> Pong from this node, a Blob
+// back as it came), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
 // Add answers Sum{count * 1000000 + out_of_order}), quitter (parks Hold,
 // answers Ping with the number parked, Quit stops it).
@@ -33,12 +34,15 @@ namespace tpb = courier_test::v1;
 namespace {
 
 behavior echo(context& ctx) {
-  return {[&ctx](const tpb::Ping& p) {
-    tpb::Pong out;
-    out.set_seq(p.seq());
-    out.set_from(ctx.node_name() + "/" + ctx.name() + "<-" + ctx.sender());
-    return out;
-  }};
+  return {
+    [&ctx](const tpb::Ping& p) {
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      out.set_from(ctx.node_name() + "/" + ctx.name() + "<-" + ctx.sender());
+      return out;
+    },
+    [](std::shared_ptr<const tpb::Blob> blob) { return blob; },
+  };
 }
 
 behavior adder(context&) {

@@ -567,6 +567,9 @@ int main(int argc, char** argv) {
     oneway_sizes = {{only, static_cast<int>(std::clamp<std::size_t>(
                              (64u << 20) / only, 20, 20000))}};
 
+  // --impl courier|raw: with --oneway-only, run one side only (profiling).
+  std::string only_impl = text_arg(argc, argv, "--impl", "");
+
   std::vector<double> c50, c99, r50, r99;
   for (int i = 0; i < runs && only == 0; ++i) {
     auto c = courier_rtt(peer, rounds, i);
@@ -586,7 +589,13 @@ int main(int argc, char** argv) {
   for (auto [size, count] : oneway_sizes) {
     std::vector<double> c, r;
     for (int i = 0; i < runs; ++i) {
-      if (i % 2 == 0) {
+      if (only_impl == "courier") {
+        c.push_back(courier_oneway(peer, size, count));
+        r.push_back(1);
+      } else if (only_impl == "raw") {
+        c.push_back(1);
+        r.push_back(raw_oneway(raw, size, count));
+      } else if (i % 2 == 0) {
         c.push_back(courier_oneway(peer, size, count));
         r.push_back(raw_oneway(raw, size, count));
       } else {

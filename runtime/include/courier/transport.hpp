@@ -24,6 +24,31 @@ struct peer_credentials {
   unsigned gid = ~0u;
 };
 
+/// A large frame read in two strings: `bulk`, the run of its bytes that
+/// link_events::split() asked for, and `rest`, the frame without them; the
+/// bulk belongs at rest[bulk_at].
+struct split_frame {
+  std::string rest;
+  std::size_t bulk_at = 0;
+  std::string bulk;
+
+  std::size_t size() const noexcept {
+    return rest.size() + bulk.size();
+  }
+
+  /// The frame in one string (a copy of the bulk).
+  std::string joined() && {
+    rest.insert(bulk_at, bulk);
+    return std::move(rest);
+  }
+};
+
+/// Bytes [at, at + size) of a frame.
+struct frame_range {
+  std::size_t at = 0;
+  std::size_t size = 0;
+};
+
 /// What a link reads, delivered to the runtime.
 ///
 /// Thread safety: a transport calls these from its own I/O thread, one call
@@ -47,6 +72,29 @@ public:
   virtual void on_frames(std::vector<std::string>& frames) {
     for (auto& frame : frames)
       on_frame(std::move(frame));
+  }
+
+  /// For a frame of `size` bytes that begins with `head`, asked before the
+  /// rest is read: the run of its bytes to read into a string of its own
+  /// (a large field, which the receiver then adopts instead of copying),
+  /// handed over by on_split_frame(); size 0 (the default) for none. The
+  /// run starts at most at head.size() and ends at most at `size`.
+  /// Transports ask for frames larger than what they read at once.
+  virtual frame_range split(std::string_view head, std::size_t size) {
+    (void)head;
+    (void)size;
+    return {};
+  }
+
+  /// A string to read a split() run into (its capacity is reused): one the
+  /// receiver is done with, or an empty one (the default).
+  virtual std::string take_buffer() {
+    return {};
+  }
+
+  /// A frame read as split() asked; by default, joined for on_frame().
+  virtual void on_split_frame(split_frame frame) {
+    on_frame(std::move(frame).joined());
   }
 
   /// The link is gone: closed by either side, a read error, or a frame over

@@ -3,6 +3,8 @@
 // and writes that queue behind a full one.
 
 #include <algorithm>
+#include <array>
+#include <functional>
 #include <thread>
 
 #include "courier/pipe/pipe_transport.hpp"
@@ -32,6 +34,20 @@ public:
   void on_frame(std::string frame) override {
     frames.push(std::move(frame));
   }
+
+  frame_range split(std::string_view head, std::size_t size) override {
+    return split_rule ? split_rule(head, size) : frame_range{};
+  }
+
+  void on_split_frame(split_frame frame) override {
+    // The pieces, and the frame they make, in the order frames arrive.
+    splits.push({frame.rest, frame.bulk_at, frame.bulk});
+    frames.push(std::move(frame).joined());
+  }
+
+  /// Set before the link starts.
+  std::function<frame_range(std::string_view, std::size_t)> split_rule;
+  probe<split_frame> splits;
 
   void on_closed(const error& reason) override {
     closed.push(reason);
@@ -150,6 +166,52 @@ TEST_CASE("frames of many parts, some referred to, arrive whole and the "
     return std::all_of(owners.begin(), owners.end(),
                        [](const auto& w) { return w.expired(); });
   }));
+}
+
+TEST_CASE("a large frame is read in two strings where the receiver asks, "
+          "small ones whole",
+          "[pipe]") {
+  linked_pair pair;
+  // From the first bytes (writer, index) of a large frame: where its run
+  // starts and how long it is: at the start, inside, or just after what
+  // the link read first; up to the end or not.
+  pair.received->split_rule = [](std::string_view head, std::size_t size) {
+    std::uint32_t index = 0;
+    std::memcpy(&index, head.data() + 4, 4);
+    std::size_t at = std::array<std::size_t, 4>{0, 8, 1000, head.size()}[index % 4];
+    std::size_t length = index % 3 == 0 ? size - at : (size - at) / 2;
+    return frame_range{at, index % 5 == 4 ? 0 : length};
+  };
+  auto frame_of = [](std::uint32_t i) {
+    auto frame = make_frame(2, i);
+    if (i % 2 == 0)
+      frame.resize(70000 + i * 3001, static_cast<char>(i)); // large
+    return frame;
+  };
+  constexpr std::uint32_t count = 60;
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(pair.sender->write(frame_of(i)));
+  REQUIRE(pair.received->frames.wait_for_count(count));
+  auto frames = pair.received->frames.items();
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(frames[i] == frame_of(i));
+  // Every large frame the rule cut came in two strings, cut as asked.
+  auto splits = pair.received->splits.items();
+  std::size_t next = 0;
+  for (std::uint32_t i = 0; i < count; i += 2) {
+    if (i % 5 == 4)
+      continue;
+    REQUIRE(next < splits.size());
+    auto& cut = splits[next++];
+    auto whole = frame_of(i);
+    auto length = i % 3 == 0 ? whole.size() - cut.bulk_at
+                             : (whole.size() - cut.bulk_at) / 2;
+    CHECK(cut.bulk.size() == length);
+    CHECK(cut.bulk == whole.substr(cut.bulk_at, length));
+    CHECK(cut.rest
+          == whole.substr(0, cut.bulk_at) + whole.substr(cut.bulk_at + length));
+  }
+  CHECK(next == splits.size());
 }
 
 TEST_CASE("a writer that waits while the link is not writable never meets "

@@ -361,8 +361,14 @@ private:
       if (4 + size <= in_.size())
         break; // it will fit: read more
       // Larger than the buffer: read the rest straight into the frame, in
-      // a recycled string if there is one (its bytes need no clearing).
+      // a recycled string if there is one (its bytes need no clearing);
+      // its bulk, if the receiver wants it apart, into a string of its own.
       deliver_ready();
+      if (events_) {
+        auto cut = events_->split({in_.data() + in_begin_ + 4, have}, size);
+        if (cut.size > 0 && cut.at <= have && cut.size <= size - cut.at)
+          return read_split(size, have, cut);
+      }
       {
         std::lock_guard guard{spare_mu_};
         big_ = std::exchange(spare_, {});
@@ -383,6 +389,47 @@ private:
     }
     deliver_ready();
     read_more();
+  }
+
+  /// Reads the frame of `size` bytes whose first `have` bytes are at
+  /// in_begin_ + 4 as two strings: the run `cut`, and the rest.
+  void read_split(std::size_t size, std::size_t have, frame_range cut) {
+    const char* head = in_.data() + in_begin_ + 4;
+    split_ = split_frame{};
+    split_.bulk_at = cut.at;
+    split_.bulk = events_->take_buffer();
+    if (split_.bulk.capacity() < cut.size) {
+      std::lock_guard guard{spare_mu_};
+      if (spare_.capacity() >= cut.size)
+        split_.bulk = std::exchange(spare_, {});
+    }
+    split_.bulk.resize(cut.size);
+    split_.rest.resize(size - cut.size);
+    auto bulk_read = std::min(have - cut.at, cut.size);
+    auto rest_read = cut.at + (have - cut.at - bulk_read);
+    std::memcpy(split_.rest.data(), head, cut.at);
+    std::memcpy(split_.bulk.data(), head + cut.at, bulk_read);
+    std::memcpy(split_.rest.data() + cut.at, head + cut.at + bulk_read,
+                rest_read - cut.at);
+    in_begin_ = in_end_ = 0;
+    std::array<asio::mutable_buffer, 2> unread{
+      asio::buffer(split_.bulk.data() + bulk_read, cut.size - bulk_read),
+      asio::buffer(split_.rest.data() + rest_read,
+                   split_.rest.size() - rest_read)};
+    asio::async_read(socket_, unread,
+                     [self = shared_from_this()](boost::system::error_code ec,
+                                                 std::size_t) {
+                       if (ec)
+                         return self->shut(from_asio(ec));
+                       if (self->events_) {
+                         self->events_->on_split_frame(
+                           std::exchange(self->split_, {}));
+                         if (!self->events_->wants_more())
+                           ++self->pauses_;
+                       }
+                       if (!self->shut_)
+                         self->read_more();
+                     });
   }
 
   /// Hands over the frames of one read together.
@@ -445,6 +492,7 @@ private:
   std::size_t in_begin_ = 0;              // I/O thread only
   std::size_t in_end_ = 0;                // I/O thread only
   std::string big_;                       // I/O thread only
+  split_frame split_;                     // I/O thread only: being read
   std::vector<std::string> ready_;        // I/O thread only: frames read
   int pauses_ = 0;                        // I/O thread only: see pause_reading
   bool read_waits_ = false;               // I/O thread only: a read to resume
