@@ -294,6 +294,8 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
   auto slot = std::make_shared<name_slot>(*this, std::string{name},
                                           std::move(factory),
                                           std::move(options));
+  if (slot->options.max_mailbox.value_or(config_.max_mailbox) > 0)
+    slot->backlog = std::make_shared<detail::backlog>();
   {
     std::shared_lock guard{mu_};
     if (names_.contains(name))
@@ -399,7 +401,7 @@ expected<route> node_impl::resolve_locked(destination to) const {
     return std::move(slot).error();
   if ((*slot)->state != slot_state::running)
     return error{errc::unavailable, quoted((*slot)->name) + " is restarting"};
-  return route{*slot, (*slot)->current};
+  return route{*slot, (*slot)->current, (*slot)->backlog};
 }
 
 expected<route> node_impl::resolve(destination to, const message& msg,

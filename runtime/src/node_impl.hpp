@@ -60,7 +60,8 @@ struct name_slot {
   /// The node holding the actor when it lives elsewhere; empty when local.
   std::string node;
   /// Elsewhere: the bytes waiting for the route there (link_info::backlog);
-  /// set under node_impl::mu_ with `current`.
+  /// set under node_impl::mu_ with `current`. Here: the posts waiting in the
+  /// actor's mailbox (counted, not weighed), set at spawn.
   std::shared_ptr<detail::backlog> backlog;
   const actor_factory factory;
   const spawn_options options;
@@ -113,7 +114,7 @@ using string_map = std::unordered_map<std::string, T, string_hash,
 struct route {
   std::shared_ptr<name_slot> slot;
   caf::actor handle;
-  /// Set for an actor on another node: see node_impl::charge_backlog.
+  /// See name_slot::backlog and node_impl::charge_backlog.
   std::shared_ptr<detail::backlog> backlog = {};
 };
 
@@ -251,7 +252,9 @@ public:
   /// For a post to another node: adds the payload's size to the route's
   /// backlog, or refuses (resource_exhausted) when the backlog would pass
   /// limits.max_queued (a lone message always goes: the frame limit judges
-  /// it). Bounds what a fast poster can pile up for a slow link.
+  /// it). Bounds what a fast poster can pile up for a slow link. For a post
+  /// to an actor here: counts it into the actor's mailbox, or refuses when
+  /// that holds its max_mailbox already.
   expected<backlog_charge> charge_backlog(const route& dest,
                                           const message& payload) const;
 

@@ -307,6 +307,18 @@ expected<backlog_charge>
 node_impl::charge_backlog(const route& dest, const message& payload) const {
   if (!dest.backlog)
     return backlog_charge{};
+  if (dest.slot->node.empty()) { // an actor here: count the post
+    auto limit = dest.slot->options.max_mailbox.value_or(config_.max_mailbox);
+    auto before = dest.backlog->bytes.fetch_add(1, std::memory_order_relaxed);
+    if (before >= limit) {
+      dest.backlog->bytes.fetch_sub(1, std::memory_order_relaxed);
+      return error{errc::resource_exhausted,
+                   quoted(dest.slot->name) + " has " + std::to_string(before)
+                     + " posts waiting (limit " + std::to_string(limit)
+                     + "): post again later"};
+    }
+    return backlog_charge{dest.backlog, 1};
+  }
   auto bytes = payload->ByteSizeLong();
   auto limit = config_.limits.max_queued;
   auto before = dest.backlog->bytes.fetch_add(bytes, std::memory_order_relaxed);

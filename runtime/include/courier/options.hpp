@@ -31,6 +31,9 @@ struct restart_policy {
 struct spawn_options {
   /// Restart on failure; none means the actor stays down once it fails.
   std::optional<restart_policy> restart;
+  /// Posts that may wait in this actor's mailbox; none takes
+  /// node_config::max_mailbox. See there.
+  std::optional<std::size_t> max_mailbox;
 };
 
 /// Priorities run from 0 (lowest) to 7 (highest), as in MSMQ.
@@ -95,6 +98,12 @@ struct node_config {
   /// bounds the bytes posted to another node and not yet written to its
   /// link: a post beyond it fails at once with resource_exhausted.
   transport_limits limits;
+  /// Posts from this node that may wait, unhandled, in one of its actors'
+  /// mailboxes; a post beyond it fails at once with resource_exhausted, so
+  /// a fast poster cannot grow a slow actor's mailbox without bound. 0: no
+  /// limit. Requests are not counted (each has a requester waiting), nor
+  /// messages from other nodes (limits.max_queued bounds those, per link).
+  std::size_t max_mailbox = 1'000'000;
   /// Other users allowed to connect (their uid or primary gid); by default
   /// only this node's own uid. Checked against SO_PEERCRED before anything
   /// is read from the peer.

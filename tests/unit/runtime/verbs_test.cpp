@@ -381,3 +381,74 @@ TEST_CASE("an actor's cached route follows a name to its next holder",
   CHECK(items[1].rfind("not_found", 0) == 0);
   CHECK(items[2] == "second");
 }
+
+TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
+          "through once the actor catches up",
+          "[runtime]") {
+  quiet_node n;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  probe<std::int64_t> seen;
+  spawn_options options;
+  options.max_mailbox = 10;
+  REQUIRE(n->spawn("slow",
+                   [&, released](context&) {
+                     return behavior{[&, released](const tpb::Ping& p) {
+                       if (p.seq() == 0)
+                         released.wait(); // holds its first post
+                       seen.push(p.seq());
+                     }};
+                   },
+                   options));
+  // The first post is being handled, nine more wait: ten in all.
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(n->post("slow", ping(i)));
+  auto refused = n->post("slow", ping(10));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::resource_exhausted);
+  CHECK(refused.error().message().find("'slow' has 10 posts waiting")
+        != std::string::npos);
+  // From inside an actor, the same.
+  probe<errc> from_actor;
+  REQUIRE(n->spawn("poster", [&](context& ctx) {
+    return behavior{[&](const tpb::Add&) {
+      auto posted = ctx.post("slow", ping(11));
+      from_actor.push(posted ? errc::ok : posted.code());
+    }};
+  }));
+  REQUIRE(n->post("poster", add(0, 0)));
+  REQUIRE(from_actor.wait_for_count(1));
+  CHECK(from_actor.items().front() == errc::resource_exhausted);
+  // Nothing accepted is lost; once the actor caught up, posts go again.
+  release.set_value();
+  REQUIRE(seen.wait_for_count(10));
+  REQUIRE(eventually([&] { return bool(n->post("slow", ping(12))); }));
+  REQUIRE(seen.wait_for_count(11));
+  auto items = seen.items();
+  for (int i = 0; i < 10; ++i)
+    CHECK(items[i] == i);
+  CHECK(items[10] == 12);
+  CHECK(n->dead_letters() == 0);
+}
+
+TEST_CASE("the node's mailbox limit applies to actors without their own, "
+          "and 0 lifts it",
+          "[runtime]") {
+  for (std::size_t limit : {std::size_t{3}, std::size_t{0}}) {
+    node_config config;
+    config.join_directory = false;
+    config.max_mailbox = limit;
+    auto n = node::start(config);
+    REQUIRE(n);
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    REQUIRE(n->spawn("slow", [released](context&) {
+      return behavior{[released](const tpb::Ping&) { released.wait(); }};
+    }));
+    int accepted = 0;
+    while (accepted < 50 && n->post("slow", ping(accepted)))
+      ++accepted;
+    CHECK(accepted == (limit == 0 ? 50 : 3));
+    release.set_value();
+  }
+}

@@ -169,8 +169,7 @@ public:
     auto got = in_.try_read(poll_buf_);
     if (!got || !*got)
       return false; // errors are the reader thread's to report
-    events_->on_frame(std::string{
-      reinterpret_cast<const char*>(poll_buf_.data()), poll_buf_.size()});
+    deliver(poll_buf_);
     if (!events_->wants_more())
       pause_reading();
     return true;
@@ -249,6 +248,34 @@ private:
     return clock_type::now() - at < std::chrono::milliseconds{1};
   }
 
+  /// Hands over the frame read into `buf` (under read_mu_): a large one
+  /// with its bulk apart if the receiver asks, copied into a string it
+  /// handed back earlier (no fresh memory to fault in).
+  void deliver(const std::vector<std::byte>& buf) {
+    std::string_view bytes{reinterpret_cast<const char*>(buf.data()),
+                           buf.size()};
+    if (bytes.size() > split_above) {
+      auto cut = events_->split(bytes.substr(0, split_above), bytes.size());
+      if (cut.size > 0 && cut.at <= split_above
+          && cut.size <= bytes.size() - cut.at) {
+        split_frame frame;
+        frame.bulk_at = cut.at;
+        frame.bulk = events_->take_buffer();
+        frame.bulk.assign(bytes.substr(cut.at, cut.size));
+        frame.rest.reserve(bytes.size() - cut.size);
+        frame.rest.append(bytes.substr(0, cut.at));
+        frame.rest.append(bytes.substr(cut.at + cut.size));
+        events_->on_split_frame(std::move(frame));
+        return;
+      }
+    }
+    events_->on_frame(std::string{bytes});
+  }
+
+  /// Frames larger than this are offered to link_events::split(), with this
+  /// much of their start.
+  static constexpr std::size_t split_above = std::size_t{64} << 10;
+
   void read_loop() {
     std::vector<std::byte> buf;
     error reason{errc::unavailable, "the peer closed the link"};
@@ -275,8 +302,7 @@ private:
       }
       if (got) {
         if (*got) {
-          events_->on_frame(std::string{
-            reinterpret_cast<const char*>(buf.data()), buf.size()});
+          deliver(buf);
           if (!events_->wants_more())
             pause_reading();
         }
