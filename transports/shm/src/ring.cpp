@@ -302,6 +302,25 @@ expected<void> producer::write_parts(std::span<const std::byte> head,
   return {};
 }
 
+bool producer::fits(std::size_t size) {
+  COURIER_RUNTIME_ASSERT(memory_.valid(), "producer used after move");
+  if (!broken_.empty() || size > options_.max_message_size)
+    return true; // write() fails at once
+  // The records write_parts() makes, and the padding of one wrap.
+  auto max_fragment = format::max_fragment_size(memory_.capacity());
+  std::size_t need = abort_pending_ ? format::record_size(0) : 0;
+  std::size_t offset = 0;
+  do {
+    auto length = std::min(size - offset, max_fragment);
+    need += format::record_size(length);
+    offset += length;
+  } while (offset < size);
+  need += format::record_size(max_fragment);
+  if (need > memory_.capacity())
+    return false;
+  return refresh_read(need).has_value(); // room, or closed or broken
+}
+
 std::uint64_t producer::free_bytes() {
   return memory_.capacity() - (written_ - read_seen_);
 }

@@ -1,6 +1,8 @@
 #include "courier/shm/shm_transport.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <deque>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -114,12 +116,13 @@ class shm_link final : public link,
                        public std::enable_shared_from_this<shm_link> {
 public:
   shm_link(int sock, peer_credentials peer, producer out, consumer in,
-           const transport_options& options)
+           const transport_options& options, const transport_limits& limits)
     : sock_(sock),
       peer_(peer),
       out_(std::move(out)),
       in_(std::move(in)),
       options_(options),
+      limits_(limits),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   }
 
@@ -137,7 +140,7 @@ public:
   void release() {
     close();
     std::lock_guard guard{threads_mu_};
-    for (auto* thread : {&reader_, &watcher_}) {
+    for (auto* thread : {&reader_, &watcher_, &writer_}) {
       if (!thread->joinable())
         continue;
       if (thread->get_id() == std::this_thread::get_id())
@@ -175,34 +178,41 @@ public:
     return true;
   }
 
+  /// Writes at once when the ring has room and nothing waits before the
+  /// frame; otherwise queues it for the link's writer thread, which waits
+  /// for room, so no caller ever waits for a slow or stalled peer.
   expected<void> write(frame out) override {
-    // Up to two parts go into the ring as they are (an envelope and a large
-    // field it refers to); more are gathered first.
-    std::string_view parts[2];
-    int count = 0;
-    out.for_each_part([&](std::string_view part) {
-      if (count < 2)
-        parts[count] = part;
-      ++count;
-    });
-    std::string flat;
-    if (count > 2) {
-      flat = std::move(out).flatten();
-      parts[0] = flat;
-      parts[1] = {};
-    }
-    std::lock_guard guard{write_mu_};
+    if (out.size() > limits_.max_frame)
+      return error{errc::resource_exhausted,
+                   "a frame of " + std::to_string(out.size())
+                     + " bytes is over the limit of "
+                     + std::to_string(limits_.max_frame)};
+    std::unique_lock guard{write_mu_};
     if (closed_)
       return error{errc::unavailable, "the link is closed"};
-    auto written
-      = out_.write(std::as_bytes(std::span{parts[0].data(), parts[0].size()}),
-                   std::as_bytes(std::span{parts[1].data(), parts[1].size()}),
-                   deadline{options_.write_timeout});
-    if (!written && written.code() == errc::deadline_exceeded)
+    if (!draining_ && out_.fits(out.size()))
+      return write_now(out, deadline::never()); // room: never waits
+    if (queued_bytes_ + out.size() > limits_.max_queued)
       return error{errc::resource_exhausted,
-                   "the peer's ring stayed full for "
-                     + std::to_string(options_.write_timeout.count()) + " ms"};
-    return written;
+                   "the link's outbound queue is full"};
+    queued_bytes_ += out.size();
+    queue_.push_back(std::move(out));
+    if (!draining_) {
+      draining_ = true;
+      guard.unlock();
+      start_writer();
+    } else {
+      queued_.notify_one();
+    }
+    return {};
+  }
+
+  bool writable() override {
+    std::lock_guard guard{write_mu_};
+    if (queued_bytes_ <= limits_.max_queued / 2)
+      return true;
+    wants_room_ = true; // the writer thread calls on_writable()
+    return false;
   }
 
   void pause_reading() override {
@@ -218,6 +228,8 @@ public:
     resumed_.notify_all();
   }
 
+  /// Closes at once, or, with frames queued, once the writer thread has
+  /// written them (for at most write_timeout).
   void close() override {
     if (closed_.exchange(true))
       return;
@@ -227,8 +239,11 @@ public:
     resumed_.notify_all(); // a paused reader ends
     {
       std::lock_guard guard{write_mu_}; // no write in the middle
-      out_.close();
+      closed_at_ = clock_type::now();
+      if (!draining_)
+        out_.close();
     }
+    queued_.notify_all();
     in_.close();
     std::uint64_t one = 1;
     auto n = ::write(wake_, &one, sizeof one);
@@ -247,6 +262,92 @@ private:
       clock_type::duration{polled_at_.load(std::memory_order_relaxed)}};
     return clock_type::now() - at < std::chrono::milliseconds{1};
   }
+
+  // -- writing ------------------------------------------------------------------
+
+  /// Writes `out` into the ring (under write_mu_, or by the writer thread
+  /// while draining_), waiting for room until `until`.
+  expected<void> write_now(const frame& out, deadline until) {
+    // Up to two parts go into the ring as they are (an envelope and a large
+    // field it refers to); more are gathered first.
+    std::string_view parts[2];
+    int count = 0;
+    out.for_each_part([&](std::string_view part) {
+      if (count < 2)
+        parts[count] = part;
+      ++count;
+    });
+    std::string flat;
+    if (count > 2) {
+      flat.reserve(out.size());
+      out.for_each_part([&](std::string_view part) { flat.append(part); });
+      parts[0] = flat;
+      parts[1] = {};
+    }
+    return out_.write(
+      std::as_bytes(std::span{parts[0].data(), parts[0].size()}),
+      std::as_bytes(std::span{parts[1].data(), parts[1].size()}), until);
+  }
+
+  void start_writer() {
+    std::lock_guard guard{threads_mu_};
+    if (writer_.joinable()) {
+      queued_.notify_one();
+      return;
+    }
+    // It holds the link while it runs (see release()).
+    writer_ = std::thread{[self = shared_from_this()] { self->write_loop(); }};
+  }
+
+  /// The writer thread: writes the queue in order, waiting for room as
+  /// long as it takes (a closed link: until write_timeout after the close),
+  /// and says when the queue is down to half (writable()).
+  void write_loop() {
+    std::unique_lock guard{write_mu_};
+    for (;;) {
+      queued_.wait(guard, [&] { return !queue_.empty() || closed_.load(); });
+      if (queue_.empty()) { // closed, and everything written
+        draining_ = false;
+        out_.close();
+        return;
+      }
+      auto next = std::move(queue_.front());
+      queue_.pop_front();
+      auto until = closed_ ? deadline{closed_at_ + options_.write_timeout}
+                           : deadline::never();
+      guard.unlock();
+      auto written = write_now(next, until);
+      auto size = next.size();
+      next = frame{}; // lets go of what it kept alive
+      guard.lock();
+      queued_bytes_ -= size;
+      if (!written) { // the link is gone or broken: the reader reports it
+        queued_bytes_ = 0;
+        queue_.clear();
+        draining_ = false;
+        out_.close();
+        return;
+      }
+      bool room = wants_room_ && queued_bytes_ <= limits_.max_queued / 2;
+      if (room)
+        wants_room_ = false;
+      if (queue_.empty())
+        draining_ = false; // writers write directly again
+      if (room) {
+        guard.unlock();
+        std::shared_ptr<link_events> events;
+        {
+          std::lock_guard read_guard{read_mu_};
+          events = events_;
+        }
+        if (events)
+          events->on_writable();
+        guard.lock();
+      }
+    }
+  }
+
+  // -- reading ------------------------------------------------------------------
 
   /// Hands over the frame read into `buf` (under read_mu_): a large one
   /// with its bulk apart if the receiver asks, copied into a string it
@@ -339,7 +440,8 @@ private:
         char c;
         if (::recv(sock_, &c, 1, MSG_DONTWAIT) <= 0) {
           peer_gone_ = true;
-          in_.close(); // wakes the reader
+          in_.close();  // wakes the reader
+          out_.close(); // and a writer waiting for room
           return;
         }
       }
@@ -351,6 +453,7 @@ private:
   producer out_;
   consumer in_;
   transport_options options_;
+  transport_limits limits_;
   int wake_;
   std::mutex read_mu_;                   // one reader at a time
   std::shared_ptr<link_events> events_;  // guarded by read_mu_
@@ -359,6 +462,13 @@ private:
   std::atomic<clock_type::rep> polled_at_{0};
   std::mutex threads_mu_;
   std::mutex write_mu_;
+  std::condition_variable queued_;       // with write_mu_: queue_ or closed_
+  std::deque<frame> queue_;              // guarded by write_mu_
+  std::size_t queued_bytes_ = 0;         // guarded by write_mu_
+  bool draining_ = false;  // guarded by write_mu_: the writer thread owns
+                           // the ring until queue_ is empty
+  bool wants_room_ = false;              // guarded by write_mu_
+  clock_type::time_point closed_at_;     // guarded by write_mu_
   std::atomic<bool> closed_{false};
   std::mutex pause_mu_;
   std::condition_variable resumed_;
@@ -367,6 +477,7 @@ private:
   std::atomic<bool> peer_gone_{false};
   std::thread reader_;
   std::thread watcher_;
+  std::thread writer_; // started at the first full ring
 };
 
 ring_options ring_settings(const transport_options& options,
@@ -424,7 +535,7 @@ expected<std::shared_ptr<shm_link>> establish(int sock, bool connector,
   if (!in)
     return fail(in.error());
   return std::make_shared<shm_link>(sock, peer, std::move(*out),
-                                    std::move(*in), options);
+                                    std::move(*in), options, limits);
 }
 
 class shm_transport final : public transport {
@@ -560,8 +671,11 @@ private:
 } // namespace
 
 transport_factory factory(transport_options options) {
-  return [options](const transport_limits& limits)
+  return [options](transport_limits limits)
            -> expected<std::unique_ptr<transport>> {
+    // Room for two of the largest frames: a writer that waits for
+    // writable() never meets a full queue.
+    limits.max_queued = std::max(limits.max_queued, 2 * limits.max_frame);
     if (options.ring_capacity < 4096
         || (options.ring_capacity & (options.ring_capacity - 1)) != 0)
       return error{errc::invalid_argument,

@@ -163,6 +163,11 @@ public:
                                      std::span<const std::byte> body,
                                      deadline until);
 
+  /// True when a message of `size` bytes can be written now without
+  /// waiting for the consumer (or when write() would fail at once); false
+  /// for one larger than the ring. Same thread rules as write().
+  [[nodiscard]] bool fits(std::size_t size);
+
   /// Tells the consumer no more messages come (it reads those already
   /// written, then gets unavailable) and wakes any waiting call on either
   /// side. Idempotent.

@@ -23,8 +23,10 @@ struct transport_options {
   /// Measured in docs/benchmarks.md: it takes the actor round trip from
   /// ~115 to ~60 us on a 2-core machine.
   bool yield_while_spinning = true;
-  /// How long a writer waits for room in a full ring before the write fails
-  /// with resource_exhausted.
+  /// Writes never wait for room in a full ring: what does not fit queues
+  /// (up to transport_limits::max_queued) for the link's writer thread,
+  /// which waits as long as the peer lives. Only a closed link stops
+  /// waiting: its queued frames get this long to leave.
   std::chrono::milliseconds write_timeout{5000};
 };
 

@@ -1,0 +1,142 @@
+// The shared-memory link: two transports in this process, one link between
+// them, a reader that stops reading and a writer that must never wait for
+// it.
+
+#include <chrono>
+#include <thread>
+
+#include "courier/shm/shm_transport.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+
+namespace {
+
+class recorder final : public link_events {
+public:
+  void on_frame(std::string frame) override {
+    frames.push(std::move(frame));
+  }
+
+  void on_closed(const error& reason) override {
+    closed.push(reason);
+  }
+
+  void on_writable() override {
+    writable.push(true);
+  }
+
+  probe<std::string> frames;
+  probe<error> closed;
+  probe<bool> writable;
+};
+
+/// A 64 KiB ring each way, 1 MiB of queue, and one link.
+struct shm_pair {
+  shm_pair() {
+    shm::transport_options options;
+    options.ring_capacity = 64u << 10;
+    transport_limits limits;
+    limits.max_frame = 16u << 10;
+    limits.max_queued = 1u << 20;
+    auto made = shm::factory(options)(limits);
+    REQUIRE(made);
+    server = std::move(*made);
+    made = shm::factory(options)(limits);
+    REQUIRE(made);
+    client = std::move(*made);
+    REQUIRE(server->listen(dir.path() + "/shm.sock",
+                           [this](std::unique_ptr<courier::link> conn) {
+                             conn->start(received);
+                             accepted.push(std::move(conn));
+                           }));
+    auto conn = client->connect(dir.path() + "/shm.sock", deadline{5s});
+    REQUIRE(conn);
+    sender = std::move(*conn);
+    sender->start(replies);
+    REQUIRE(accepted.wait_for_count(1));
+    receiver = accepted.items().front();
+  }
+
+  ~shm_pair() {
+    sender.reset();
+    receiver.reset();
+    client->stop();
+    server->stop();
+  }
+
+  temp_dir dir;
+  std::unique_ptr<transport> server;
+  std::unique_ptr<transport> client;
+  std::shared_ptr<recorder> received = std::make_shared<recorder>();
+  std::shared_ptr<recorder> replies = std::make_shared<recorder>();
+  probe<std::shared_ptr<courier::link>> accepted;
+  std::shared_ptr<courier::link> receiver;
+  std::unique_ptr<courier::link> sender;
+};
+
+std::string frame_of(std::uint32_t i) {
+  std::string frame(10000 + i % 5000, static_cast<char>(i));
+  std::memcpy(frame.data(), &i, sizeof i);
+  return frame;
+}
+
+} // namespace
+
+TEST_CASE("a writer to a stalled reader never waits: frames queue, the "
+          "queue is bounded, and writable() says when to go on",
+          "[shm]") {
+  shm_pair pair;
+  pair.receiver->pause_reading(); // the peer stops reading
+  std::uint32_t accepted = 0;
+  expected<void> written;
+  bool turned = false; // writable() went false before the queue was full
+  for (; accepted < 1000; ++accepted) {
+    auto started = std::chrono::steady_clock::now();
+    written = pair.sender->write(frame_of(accepted));
+    // Never the 5 s write_timeout, nor any wait for the reader.
+    REQUIRE(std::chrono::steady_clock::now() - started < 500ms);
+    if (!written)
+      break;
+    turned = turned || !pair.sender->writable();
+  }
+  REQUIRE_FALSE(written);
+  CHECK(written.code() == errc::resource_exhausted);
+  CHECK(turned);
+  // 64 KiB in the ring and 1 MiB of queue, no more.
+  CHECK(accepted > 60);
+  CHECK(accepted < 120);
+  CHECK(pair.received->frames.size() == 0);
+
+  pair.receiver->resume_reading();
+  REQUIRE(pair.received->frames.wait_for_count(accepted));
+  REQUIRE(pair.replies->writable.wait_for_count(1)); // on_writable came
+  CHECK(pair.sender->writable());
+  auto frames = pair.received->frames.items();
+  REQUIRE(frames.size() == accepted);
+  for (std::uint32_t i = 0; i < accepted; ++i)
+    REQUIRE(frames[i] == frame_of(i));
+  // And writes go straight to the ring again.
+  REQUIRE(pair.sender->write(frame_of(accepted)));
+  REQUIRE(pair.received->frames.wait_for_count(accepted + 1));
+}
+
+TEST_CASE("frames queued behind a full ring still leave when the writer "
+          "closes its link",
+          "[shm]") {
+  shm_pair pair;
+  pair.receiver->pause_reading();
+  constexpr std::uint32_t count = 30; // 300+ KiB: far more than the ring
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(pair.sender->write(frame_of(i)));
+  pair.sender->close();
+  CHECK(pair.sender->write(frame_of(count)).code() == errc::unavailable);
+  pair.receiver->resume_reading();
+  REQUIRE(pair.received->frames.wait_for_count(count));
+  REQUIRE(pair.received->closed.wait_for_count(1));
+  auto frames = pair.received->frames.items();
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(frames[i] == frame_of(i));
+}
