@@ -318,6 +318,8 @@ bool producer::fits(std::size_t size) {
   need += format::record_size(max_fragment);
   if (need > memory_.capacity())
     return false;
+  if (free_bytes() >= need) // by the consumer's last known position
+    return true;
   return refresh_read(need).has_value(); // room, or closed or broken
 }
 
