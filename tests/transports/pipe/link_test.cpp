@@ -8,8 +8,7 @@
 #include <thread>
 
 #include "courier/pipe/pipe_transport.hpp"
-#include "process.hpp"
-#include "test_support.hpp"
+#include "link_pair.hpp"
 
 using namespace courier;
 using namespace courier::testing;
@@ -29,68 +28,12 @@ std::string make_frame(std::uint32_t writer, std::uint32_t index) {
   return frame;
 }
 
-class recorder final : public link_events {
-public:
-  void on_frame(std::string frame) override {
-    frames.push(std::move(frame));
+/// A pipe link in a temporary directory.
+struct linked_pair : link_pair {
+  explicit linked_pair(const transport_limits& limits = {},
+                       const std::function<void(recorder&)>& setup = {})
+    : link_pair(pipe::factory(), limits, setup) {
   }
-
-  frame_range split(std::string_view head, std::size_t size) override {
-    return split_rule ? split_rule(head, size) : frame_range{};
-  }
-
-  void on_split_frame(split_frame frame) override {
-    // The pieces, and the frame they make, in the order frames arrive.
-    splits.push({frame.rest, frame.bulk_at, frame.bulk});
-    frames.push(std::move(frame).joined());
-  }
-
-  /// Set before the link starts.
-  std::function<frame_range(std::string_view, std::size_t)> split_rule;
-  probe<split_frame> splits;
-
-  void on_closed(const error& reason) override {
-    closed.push(reason);
-  }
-
-  probe<std::string> frames;
-  probe<error> closed;
-};
-
-/// A transport listening in a temporary directory and one link to it.
-struct linked_pair {
-  explicit linked_pair(transport_limits limits = {}) {
-    auto made = pipe::factory()(limits);
-    REQUIRE(made);
-    server = std::move(*made);
-    made = pipe::factory()(limits);
-    REQUIRE(made);
-    client = std::move(*made);
-    REQUIRE(server->listen(dir.path() + "/test.sock",
-                           [this](std::unique_ptr<courier::link> conn) {
-                             conn->start(received);
-                             accepted.push(std::move(conn));
-                           }));
-    auto conn = client->connect(dir.path() + "/test.sock", deadline{5s});
-    REQUIRE(conn);
-    sender = std::move(*conn);
-    sender->start(replies);
-    REQUIRE(accepted.wait_for_count(1));
-  }
-
-  ~linked_pair() {
-    sender.reset();
-    client->stop();
-    server->stop();
-  }
-
-  temp_dir dir;
-  std::unique_ptr<transport> server;
-  std::unique_ptr<transport> client;
-  std::shared_ptr<recorder> received = std::make_shared<recorder>();
-  std::shared_ptr<recorder> replies = std::make_shared<recorder>();
-  probe<std::shared_ptr<courier::link>> accepted;
-  std::unique_ptr<courier::link> sender;
 };
 
 } // namespace
@@ -171,17 +114,19 @@ TEST_CASE("frames of many parts, some referred to, arrive whole and the "
 TEST_CASE("a large frame is read in two strings where the receiver asks, "
           "small ones whole",
           "[pipe]") {
-  linked_pair pair;
   // From the first bytes (writer, index) of a large frame: where its run
   // starts and how long it is: at the start, inside, or just after what
   // the link read first; up to the end or not.
-  pair.received->split_rule = [](std::string_view head, std::size_t size) {
-    std::uint32_t index = 0;
-    std::memcpy(&index, head.data() + 4, 4);
-    std::size_t at = std::array<std::size_t, 4>{0, 8, 1000, head.size()}[index % 4];
-    std::size_t length = index % 3 == 0 ? size - at : (size - at) / 2;
-    return frame_range{at, index % 5 == 4 ? 0 : length};
-  };
+  linked_pair pair{{}, [](recorder& r) {
+    r.split_rule = [](std::string_view head, std::size_t size) {
+      std::uint32_t index = 0;
+      std::memcpy(&index, head.data() + 4, 4);
+      std::size_t at
+        = std::array<std::size_t, 4>{0, 8, 1000, head.size()}[index % 4];
+      std::size_t length = index % 3 == 0 ? size - at : (size - at) / 2;
+      return frame_range{at, index % 5 == 4 ? 0 : length};
+    };
+  }};
   auto frame_of = [](std::uint32_t i) {
     auto frame = make_frame(2, i);
     if (i % 2 == 0)

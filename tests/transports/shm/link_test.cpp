@@ -6,75 +6,30 @@
 #include <thread>
 
 #include "courier/shm/shm_transport.hpp"
-#include "process.hpp"
-#include "test_support.hpp"
+#include "link_pair.hpp"
 
 using namespace courier;
 using namespace courier::testing;
 
 namespace {
 
-class recorder final : public link_events {
-public:
-  void on_frame(std::string frame) override {
-    frames.push(std::move(frame));
-  }
-
-  void on_closed(const error& reason) override {
-    closed.push(reason);
-  }
-
-  void on_writable() override {
-    writable.push(true);
-  }
-
-  probe<std::string> frames;
-  probe<error> closed;
-  probe<bool> writable;
-};
-
 /// A 64 KiB ring each way, 1 MiB of queue, and one link.
-struct shm_pair {
-  shm_pair() {
+struct shm_pair : link_pair {
+  shm_pair() : link_pair(shm::factory(small_rings()), limits()) {
+  }
+
+  static shm::transport_options small_rings() {
     shm::transport_options options;
     options.ring_capacity = 64u << 10;
-    transport_limits limits;
-    limits.max_frame = 16u << 10;
-    limits.max_queued = 1u << 20;
-    auto made = shm::factory(options)(limits);
-    REQUIRE(made);
-    server = std::move(*made);
-    made = shm::factory(options)(limits);
-    REQUIRE(made);
-    client = std::move(*made);
-    REQUIRE(server->listen(dir.path() + "/shm.sock",
-                           [this](std::unique_ptr<courier::link> conn) {
-                             conn->start(received);
-                             accepted.push(std::move(conn));
-                           }));
-    auto conn = client->connect(dir.path() + "/shm.sock", deadline{5s});
-    REQUIRE(conn);
-    sender = std::move(*conn);
-    sender->start(replies);
-    REQUIRE(accepted.wait_for_count(1));
-    receiver = accepted.items().front();
+    return options;
   }
 
-  ~shm_pair() {
-    sender.reset();
-    receiver.reset();
-    client->stop();
-    server->stop();
+  static transport_limits limits() {
+    transport_limits out;
+    out.max_frame = 16u << 10;
+    out.max_queued = 1u << 20;
+    return out;
   }
-
-  temp_dir dir;
-  std::unique_ptr<transport> server;
-  std::unique_ptr<transport> client;
-  std::shared_ptr<recorder> received = std::make_shared<recorder>();
-  std::shared_ptr<recorder> replies = std::make_shared<recorder>();
-  probe<std::shared_ptr<courier::link>> accepted;
-  std::shared_ptr<courier::link> receiver;
-  std::unique_ptr<courier::link> sender;
 };
 
 std::string frame_of(std::uint32_t i) {
