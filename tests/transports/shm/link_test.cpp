@@ -95,3 +95,19 @@ TEST_CASE("frames queued behind a full ring still leave when the writer "
   for (std::uint32_t i = 0; i < count; ++i)
     REQUIRE(frames[i] == frame_of(i));
 }
+
+TEST_CASE("letting go of a link whose peer never reads again takes at most "
+          "its write_timeout",
+          "[shm]") {
+  auto options = shm_pair::small_rings();
+  options.write_timeout = std::chrono::milliseconds{200};
+  link_pair pair{shm::factory(options), shm_pair::limits()};
+  pair.receiver->pause_reading(); // and never resumes
+  for (std::uint32_t i = 0; i < 30; ++i)
+    REQUIRE(pair.sender->write(frame_of(i)));
+  auto started = std::chrono::steady_clock::now();
+  pair.sender.reset(); // closes, waits for its writer thread
+  auto took = std::chrono::steady_clock::now() - started;
+  CHECK(took >= 150ms); // it did give the queue its chance
+  CHECK(took < 2s);
+}

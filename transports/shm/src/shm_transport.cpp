@@ -289,6 +289,9 @@ private:
       std::as_bytes(std::span{parts[1].data(), parts[1].size()}), until);
   }
 
+  /// How long the writer thread waits for room at a time.
+  static constexpr std::chrono::milliseconds write_slice{50};
+
   void start_writer() {
     std::lock_guard guard{threads_mu_};
     if (writer_.joinable()) {
@@ -313,10 +316,23 @@ private:
       }
       auto next = std::move(queue_.front());
       queue_.pop_front();
-      auto until = closed_ ? deadline{closed_at_ + options_.write_timeout}
-                           : deadline::never();
       guard.unlock();
-      auto written = write_now(next, until);
+      // In slices, so that a close is seen while the ring stays full (a
+      // message cut short by a slice's end is written again whole).
+      expected<void> written;
+      for (;;) {
+        auto give_up = clock_type::time_point::max();
+        {
+          std::lock_guard closing{write_mu_};
+          if (closed_at_ != clock_type::time_point{})
+            give_up = closed_at_ + options_.write_timeout;
+        }
+        auto slice_end = std::min(clock_type::now() + write_slice, give_up);
+        written = write_now(next, deadline{slice_end});
+        if (written || written.code() != errc::deadline_exceeded
+            || slice_end == give_up)
+          break;
+      }
       auto size = next.size();
       next = frame{}; // lets go of what it kept alive
       guard.lock();
