@@ -111,14 +111,16 @@ std::unique_ptr<child> launch(std::vector<std::string> argv) {
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
     return nullptr;
   auto c = std::make_unique<child>();
+  // Built before fork(): with other threads running, the child must not
+  // allocate before it execs (a lock held at the fork would stay held).
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(a.data());
+  args.push_back(nullptr);
   c->pid = ::fork();
   if (c->pid == 0) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(a.data());
-    args.push_back(nullptr);
     ::execvp(args[0], args.data());
     ::_exit(127);
   }

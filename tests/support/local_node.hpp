@@ -3,7 +3,9 @@
 // A node in the test process that joins a test directory and reaches other
 // processes over the named pipe.
 
+#include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,7 +62,14 @@ start_test_node(const temp_dir& dir, const std::string& name,
   args.insert(args.end(), actors.begin(), actors.end());
   auto child = std::make_unique<child_process>(args);
   // Generous: a sanitized build on a loaded two-CPU machine starts slowly.
-  REQUIRE(child->wait_for_line("ready", std::chrono::seconds{30}));
+  if (!child->wait_for_line("ready", std::chrono::seconds{30})) {
+    // Where it hangs, for whoever reads the failure.
+    auto dump = "gdb -p " + std::to_string(child->pid())
+                + " -batch -ex 'thread apply all bt' 1>&2 2>/dev/null";
+    if (std::system(dump.c_str()) != 0)
+      std::cerr << "(no stacks: gdb failed)\n";
+    FAIL("test node '" << name << "' did not say ready within 30 s");
+  }
   return child;
 }
 

@@ -5,9 +5,11 @@
 // directory is removed.
 
 #include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,15 @@ private:
 class child_process {
 public:
   explicit child_process(const std::vector<std::string>& argv) {
+    // Everything the child needs is made before fork(): in a process with
+    // other threads, the child may only make async-signal-safe calls until
+    // it execs (an allocation can hang forever on a lock another thread
+    // held at the fork; under AddressSanitizer it did, now and then).
+    auto program = find_program(argv.at(0));
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
     int in[2];
     int out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
@@ -61,11 +72,7 @@ public:
     if (pid_ == 0) {
       ::dup2(in[0], STDIN_FILENO);
       ::dup2(out[1], STDOUT_FILENO);
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
+      ::execv(program.c_str(), args.data());
       ::_exit(127);
     }
     ::close(in[0]);
@@ -84,6 +91,26 @@ public:
       }
     }
     ::close(stdout_);
+  }
+
+  /// `name` as execvp() would find it: itself if it has a '/', else the
+  /// first executable of that name along $PATH.
+  static std::string find_program(const std::string& name) {
+    if (name.find('/') != std::string::npos)
+      return name;
+    const char* path = std::getenv("PATH");
+    std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+    for (std::size_t at = 0; at <= dirs.size();) {
+      auto end = dirs.find(':', at);
+      if (end == std::string::npos)
+        end = dirs.size();
+      auto dir = dirs.substr(at, end - at);
+      auto candidate = (dir.empty() ? std::string{"."} : dir) + "/" + name;
+      if (::access(candidate.c_str(), X_OK) == 0)
+        return candidate;
+      at = end + 1;
+    }
+    return name; // execv fails; the child exits 127
   }
 
   child_process(const child_process&) = delete;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -190,6 +191,8 @@ public:
     std::unique_lock guard{write_mu_};
     if (closed_)
       return error{errc::unavailable, "the link is closed"};
+    if (failed_)
+      return *failed_;
     if (!draining_ && out_.fits(out.size()))
       return write_now(out, deadline::never()); // room: never waits
     if (queued_bytes_ + out.size() > limits_.max_queued)
@@ -338,6 +341,7 @@ private:
       guard.lock();
       queued_bytes_ -= size;
       if (!written) { // the link is gone or broken: the reader reports it
+        failed_ = written.error(); // later writes fail at once
         queued_bytes_ = 0;
         queue_.clear();
         draining_ = false;
@@ -485,6 +489,8 @@ private:
                            // the ring until queue_ is empty
   bool wants_room_ = false;              // guarded by write_mu_
   clock_type::time_point closed_at_;     // guarded by write_mu_
+  std::optional<error> failed_;          // guarded by write_mu_: why the
+                                         // writer thread gave up
   std::atomic<bool> closed_{false};
   std::mutex pause_mu_;
   std::condition_variable resumed_;
