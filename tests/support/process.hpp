@@ -64,11 +64,19 @@ public:
     args.push_back(nullptr);
     int in[2];
     int out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
+    if (::pipe2(in, O_CLOEXEC) != 0)
       throw std::runtime_error("pipe2 failed");
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      ::close(in[0]);
+      ::close(in[1]);
+      throw std::runtime_error("pipe2 failed");
+    }
     pid_ = ::fork();
-    if (pid_ < 0)
+    if (pid_ < 0) {
+      for (int fd : {in[0], in[1], out[0], out[1]})
+        ::close(fd);
       throw std::runtime_error("fork failed");
+    }
     if (pid_ == 0) {
       ::dup2(in[0], STDIN_FILENO);
       ::dup2(out[1], STDOUT_FILENO);
@@ -106,7 +114,9 @@ public:
         end = dirs.size();
       auto dir = dirs.substr(at, end - at);
       auto candidate = (dir.empty() ? std::string{"."} : dir) + "/" + name;
-      if (::access(candidate.c_str(), X_OK) == 0)
+      struct stat info {};
+      if (::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode)
+          && ::access(candidate.c_str(), X_OK) == 0)
         return candidate;
       at = end + 1;
     }

@@ -53,6 +53,8 @@ struct frame_range {
 ///
 /// Thread safety: a transport calls these from its own I/O thread, one call
 /// at a time per link; on_closed comes once, after the last on_frame.
+/// on_writable() may come from another of the transport's threads, at the
+/// same time as the others.
 class link_events {
 public:
   virtual ~link_events() = default;

@@ -96,10 +96,22 @@ expected<void> check_options(const ring_options& options) {
 /// Waits until `check` returns an outcome, per `options.policy`, sleeping
 /// (if at all) on the shared word `sleeping`. `check` returns nullopt to
 /// keep waiting; its loads must be seq_cst (see the protocol above).
+/// The earlier of `until` and `*limit` (a time point's count; none if null).
+deadline earliest(deadline until,
+                  const std::atomic<deadline::clock::rep>* limit) noexcept {
+  if (limit == nullptr)
+    return until;
+  auto at = deadline::clock::time_point{
+    deadline::clock::duration{limit->load(seq_cst)}};
+  return at < until.at() ? deadline{at} : until;
+}
+
 template <class Check>
 expected<void> wait_until(Check&& check, std::uint32_t* sleeping,
                           const ring_options& options, deadline until,
-                          const char* timeout_message) {
+                          const char* timeout_message,
+                          const std::atomic<deadline::clock::rep>* limit
+                          = nullptr) {
   using clock = deadline::clock;
   // Reading the clock costs more than a poll: look at it every 64 polls.
   constexpr unsigned polls_per_clock_read = 64;
@@ -112,7 +124,7 @@ expected<void> wait_until(Check&& check, std::uint32_t* sleeping,
       if (polls % polls_per_clock_read != 0)
         continue;
       auto now = clock::now();
-      if (until.expired(now))
+      if (earliest(until, limit).expired(now))
         return error{errc::deadline_exceeded, timeout_message};
       if (options.yield_while_spinning)
         os::yield_cpu();
@@ -128,14 +140,19 @@ expected<void> wait_until(Check&& check, std::uint32_t* sleeping,
   for (;;) {
     if (auto outcome = check())
       return std::move(*outcome);
-    if (until.expired())
-      return error{errc::deadline_exceeded, timeout_message};
     announce.store(1, seq_cst);
+    // Read after announcing: a limit set later also clears the word, so
+    // the wait below returns at once (see producer::limit_waits).
+    auto bound = earliest(until, limit);
+    if (bound.expired()) {
+      announce.store(0, std::memory_order_relaxed);
+      return error{errc::deadline_exceeded, timeout_message};
+    }
     if (auto outcome = check()) {
       announce.store(0, std::memory_order_relaxed);
       return std::move(*outcome);
     }
-    os::wait_on(sleeping, 1, until);
+    os::wait_on(sleeping, 1, bound);
     announce.store(0, std::memory_order_relaxed);
   }
 }
@@ -214,6 +231,7 @@ producer& producer::operator=(producer&& other) noexcept {
     read_seen_ = other.read_seen_;
     abort_pending_ = other.abort_pending_;
     broken_ = std::move(other.broken_);
+    wait_limit_ = std::move(other.wait_limit_);
   }
   return *this;
 }
@@ -229,6 +247,12 @@ void producer::close() noexcept {
   word(base, format::producer_closed_offset).store(1, seq_cst);
   wake(base, format::consumer_sleeping_offset);
   wake(base, format::producer_sleeping_offset); // our own write(), if waiting
+}
+
+void producer::limit_waits(deadline::clock::time_point at) noexcept {
+  COURIER_RUNTIME_ASSERT(memory_.valid(), "producer used after move");
+  wait_limit_->store(at.time_since_epoch().count(), seq_cst);
+  wake(memory_.base_, format::producer_sleeping_offset); // to look again
 }
 
 bool producer::peer_closed() const noexcept {
@@ -351,7 +375,8 @@ std::optional<expected<void>> producer::refresh_read(std::size_t bytes) {
 expected<void> producer::wait_for_room(std::size_t bytes, deadline until) {
   return wait_until([this, bytes] { return refresh_read(bytes); },
                     word_ptr(memory_.base_, format::producer_sleeping_offset),
-                    options_, until, "the ring stayed full until the deadline");
+                    options_, until, "the ring stayed full until the deadline",
+                    wait_limit_.get());
 }
 
 expected<void> producer::write_record(std::uint32_t flags,

@@ -153,6 +153,10 @@ public:
 
   void start(std::shared_ptr<link_events> events) override {
     {
+      std::lock_guard guard{write_mu_};
+      writer_events_ = events;
+    }
+    {
       std::lock_guard guard{read_mu_};
       events_ = std::move(events);
     }
@@ -243,7 +247,9 @@ public:
     {
       std::lock_guard guard{write_mu_}; // no write in the middle
       closed_at_ = clock_type::now();
-      if (!draining_)
+      if (draining_) // what is queued gets write_timeout to leave
+        out_.limit_waits(closed_at_ + options_.write_timeout);
+      else
         out_.close();
     }
     queued_.notify_all();
@@ -292,9 +298,6 @@ private:
       std::as_bytes(std::span{parts[1].data(), parts[1].size()}), until);
   }
 
-  /// How long the writer thread waits for room at a time.
-  static constexpr std::chrono::milliseconds write_slice{50};
-
   void start_writer() {
     std::lock_guard guard{threads_mu_};
     if (writer_.joinable()) {
@@ -320,32 +323,20 @@ private:
       auto next = std::move(queue_.front());
       queue_.pop_front();
       guard.unlock();
-      // In slices, so that a close is seen while the ring stays full (a
-      // message cut short by a slice's end is written again whole).
-      expected<void> written;
-      for (;;) {
-        auto give_up = clock_type::time_point::max();
-        {
-          std::lock_guard closing{write_mu_};
-          if (closed_at_ != clock_type::time_point{})
-            give_up = closed_at_ + options_.write_timeout;
-        }
-        auto slice_end = std::min(clock_type::now() + write_slice, give_up);
-        written = write_now(next, deadline{slice_end});
-        if (written || written.code() != errc::deadline_exceeded
-            || slice_end == give_up)
-          break;
-      }
+      // As long as it takes; a close bounds the wait (limit_waits()).
+      auto written = write_now(next, deadline::never());
       auto size = next.size();
       next = frame{}; // lets go of what it kept alive
       guard.lock();
       queued_bytes_ -= size;
-      if (!written) { // the link is gone or broken: the reader reports it
+      if (!written) { // the peer is gone, the ring broken, or time is up
         failed_ = written.error(); // later writes fail at once
         queued_bytes_ = 0;
         queue_.clear();
         draining_ = false;
         out_.close();
+        guard.unlock();
+        close(); // the reader ends, and reports a broken ring as the reason
         return;
       }
       bool room = wants_room_ && queued_bytes_ <= limits_.max_queued / 2;
@@ -353,15 +344,10 @@ private:
         wants_room_ = false;
       if (queue_.empty())
         draining_ = false; // writers write directly again
-      if (room) {
+      if (room && writer_events_) {
+        auto events = writer_events_;
         guard.unlock();
-        std::shared_ptr<link_events> events;
-        {
-          std::lock_guard read_guard{read_mu_};
-          events = events_;
-        }
-        if (events)
-          events->on_writable();
+        events->on_writable();
         guard.lock();
       }
     }
@@ -444,6 +430,12 @@ private:
       done_ = true; // no poller delivers after this
       events = events_;
     }
+    {
+      std::lock_guard guard{write_mu_};
+      writer_events_.reset(); // no on_writable after on_closed
+      if (failed_ && failed_->code() == errc::data_loss)
+        reason = *failed_; // our outgoing ring, broken by the peer
+    }
     close();
     events->on_closed(reason);
   }
@@ -491,6 +483,10 @@ private:
   clock_type::time_point closed_at_;     // guarded by write_mu_
   std::optional<error> failed_;          // guarded by write_mu_: why the
                                          // writer thread gave up
+  // The writer thread's handle on events_ (for on_writable), without
+  // read_mu_, which a reader waiting for a message's rest holds; guarded by
+  // write_mu_, cleared before on_closed.
+  std::shared_ptr<link_events> writer_events_;
   std::atomic<bool> closed_{false};
   std::mutex pause_mu_;
   std::condition_variable resumed_;

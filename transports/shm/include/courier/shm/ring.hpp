@@ -10,9 +10,11 @@
 // position and length read from it is validated, and a peer that breaks the
 // format makes the ring fail with errc::data_loss, never crash or hang.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -173,6 +175,12 @@ public:
   /// side. Idempotent.
   void close() noexcept;
 
+  /// Bounds every wait for room from now on, the one under way included, by
+  /// `at`: past it, write() fails with deadline_exceeded (abandoning a
+  /// message cut short). Callable from any thread, also while write()
+  /// waits.
+  void limit_waits(deadline::clock::time_point at) noexcept;
+
   /// True once the consumer closed its end.
   [[nodiscard]] bool peer_closed() const noexcept;
 
@@ -202,6 +210,11 @@ private:
   std::uint64_t read_seen_ = 0; // the consumer's position, last validated
   bool abort_pending_ = false;  // a message was cut short mid-way
   std::string broken_;          // why the ring is unusable; empty if it is not
+  // See limit_waits(); a time point's count, max for none. Boxed: the
+  // producer moves.
+  std::unique_ptr<std::atomic<deadline::clock::rep>> wait_limit_
+    = std::make_unique<std::atomic<deadline::clock::rep>>(
+      deadline::clock::time_point::max().time_since_epoch().count());
 };
 
 /// The reading end of a ring. Treats the shared memory as hostile: a
