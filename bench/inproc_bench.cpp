@@ -13,7 +13,9 @@
 // Courier/raw ratios.
 //
 // Usage: courier_bench_inproc [--runs N] [--rounds N] [--per-sender N]
-//                             [--scenario NAME]
+//                             [--scenario NAME] [--max-mailbox N]
+// --max-mailbox sets node_config::max_mailbox (0: no limit, nothing
+// counted; default: the node's default), to measure what the bound costs.
 
 #include <chrono>
 #include <cstdlib>
@@ -219,10 +221,15 @@ sample raw_fan_in(int senders, std::int64_t per_sender) {
 
 // -- Courier ------------------------------------------------------------------
 
+/// --max-mailbox N; negative: the node's default.
+long max_mailbox = -1;
+
 courier::node start_node() {
   courier::node_config config;
   config.name = "bench";
   config.worker_threads = worker_threads;
+  if (max_mailbox >= 0)
+    config.max_mailbox = static_cast<std::size_t>(max_mailbox);
   auto started = courier::node::start(std::move(config));
   if (!started) {
     std::cerr << "cannot start node: " << started.error().to_string() << "\n";
@@ -394,12 +401,13 @@ int main(int argc, char** argv) {
   auto runs = static_cast<int>(arg(argc, argv, "--runs", 11));
   auto rounds = arg(argc, argv, "--rounds", 20000);
   auto per_sender = arg(argc, argv, "--per-sender", 100000);
+  max_mailbox = arg(argc, argv, "--max-mailbox", -1);
   if (const char* name = text_arg(argc, argv, "--scenario"))
     only_scenario = name;
   if (runs < 1 || rounds < 1 || per_sender < 1) {
     std::cerr << "usage: courier_bench_inproc [--runs N] [--rounds N] "
                  "[--per-sender N] [--scenario ping_pong|request_reply|"
-                 "fan_in_4_to_1]\n";
+                 "fan_in_4_to_1] [--max-mailbox N]\n";
     return 2;
   }
   scenario("ping_pong", runs,
