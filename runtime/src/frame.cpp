@@ -103,19 +103,30 @@ bool skip_value(CodedInputStream& in, std::uint32_t tag, std::uint32_t& length) 
   }
 }
 
+/// Reads fields up to the next length-delimited one and returns its tag and
+/// length, the stream then at its bytes; `at` is where its tag starts. False
+/// at the end (`tag` then 0) or on bytes that are no fields.
+bool next_delimited(CodedInputStream& in, std::uint32_t& tag,
+                    std::uint32_t& length, std::size_t& at) {
+  for (;;) {
+    at = position(in);
+    tag = in.ReadTag();
+    if (tag == 0 || !skip_value(in, tag, length))
+      return false;
+    if ((tag & 7) == 2)
+      return true;
+  }
+}
+
 bool find_payload(const std::uint8_t* data, std::size_t size,
                   payload_span& out) {
   CodedInputStream in{data, static_cast<int>(size)};
   for (;;) {
-    auto at = position(in);
-    auto tag = in.ReadTag();
-    if (tag == 0)
-      return at == size; // the end, or a malformed tag
+    std::uint32_t tag;
     std::uint32_t length;
-    if (!skip_value(in, tag, length))
-      return false;
-    if ((tag & 7) != 2)
-      continue;
+    std::size_t at;
+    if (!next_delimited(in, tag, length, at))
+      return tag == 0 && at == size; // the end, or a malformed field
     auto begin = position(in);
     if (length > size - begin || !in.Skip(static_cast<int>(length)))
       return false;
@@ -268,12 +279,11 @@ bulk_span find_bulk(std::string_view head, std::size_t frame_size) {
   CodedInputStream in{reinterpret_cast<const std::uint8_t*>(head.data()),
                       static_cast<int>(head.size())};
   bulk_span out;
+  std::uint32_t tag;
+  std::uint32_t length;
   // The envelope's fields, up to the payload, which must come last.
   for (;;) {
-    out.payload_field = position(in);
-    auto tag = in.ReadTag();
-    std::uint32_t length;
-    if (tag == 0 || !skip_value(in, tag, length))
+    if (!next_delimited(in, tag, length, out.payload_field))
       return {};
     if (tag == payload_tag) {
       out.payload_begin = position(in);
@@ -281,18 +291,13 @@ bulk_span find_bulk(std::string_view head, std::size_t frame_size) {
         return {};
       break;
     }
-    if ((tag & 7) == 2 && !in.Skip(static_cast<int>(length)))
+    if (!in.Skip(static_cast<int>(length)))
       return {};
   }
   // The payload's fields, up to the first large one.
   for (;;) {
-    out.field_begin = position(in);
-    auto tag = in.ReadTag();
-    std::uint32_t length;
-    if (tag == 0 || !skip_value(in, tag, length))
+    if (!next_delimited(in, tag, length, out.field_begin))
       return {};
-    if ((tag & 7) != 2)
-      continue;
     if (length >= bulk_threshold) {
       out.begin = position(in);
       if (out.begin + length > frame_size)

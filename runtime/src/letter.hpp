@@ -25,7 +25,8 @@ enum class letter_kind : std::uint8_t { post, request };
 
 /// Bytes waiting: posts for a route to another node that are not yet
 /// written to its link, or messages a link brought that local actors have
-/// not yet handled. The owner may pause what fills it, and be told (once)
+/// not yet handled; or, for an actor here, the posts in its mailbox (then
+/// `bytes` counts posts). The owner may pause what fills it, and be told (once)
 /// when it has drained to `resume_at`.
 struct backlog {
   std::atomic<std::size_t> bytes{0};
@@ -43,13 +44,6 @@ public:
   /// Takes over `bytes` already added to `backlog`.
   backlog_charge(std::shared_ptr<backlog> backlog, std::size_t bytes) noexcept
     : backlog_(std::move(backlog)), bytes_(bytes) {
-  }
-
-  /// Adds `bytes` to `backlog` and holds them.
-  static backlog_charge add(std::shared_ptr<backlog> backlog,
-                            std::size_t bytes) noexcept {
-    backlog->bytes.fetch_add(bytes, std::memory_order_relaxed);
-    return backlog_charge{std::move(backlog), bytes};
   }
 
   backlog_charge(backlog_charge&& other) noexcept

@@ -307,29 +307,26 @@ expected<backlog_charge>
 node_impl::charge_backlog(const route& dest, const message& payload) const {
   if (!dest.backlog)
     return backlog_charge{};
-  if (dest.slot->node.empty()) { // an actor here: count the post
-    auto limit = dest.slot->options.max_mailbox.value_or(config_.max_mailbox);
-    auto before = dest.backlog->bytes.fetch_add(1, std::memory_order_relaxed);
-    if (before >= limit) {
-      dest.backlog->bytes.fetch_sub(1, std::memory_order_relaxed);
-      return error{errc::resource_exhausted,
-                   quoted(dest.slot->name) + " has " + std::to_string(before)
-                     + " posts waiting (limit " + std::to_string(limit)
-                     + "): post again later"};
-    }
-    return backlog_charge{dest.backlog, 1};
-  }
-  auto bytes = payload->ByteSizeLong();
-  auto limit = config_.limits.max_queued;
-  auto before = dest.backlog->bytes.fetch_add(bytes, std::memory_order_relaxed);
-  if (before > 0 && before + bytes > limit) {
-    dest.backlog->bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  // An actor here counts posts (its limit is at least 1: none is 0, and
+  // gets no backlog); a route elsewhere weighs them.
+  const bool here = dest.slot->node.empty();
+  std::size_t amount = here ? 1 : payload->ByteSizeLong();
+  auto limit = here
+                 ? dest.slot->options.max_mailbox.value_or(config_.max_mailbox)
+                 : config_.limits.max_queued;
+  auto before = dest.backlog->bytes.fetch_add(amount, std::memory_order_relaxed);
+  if (before > 0 && before + amount > limit) {
+    dest.backlog->bytes.fetch_sub(amount, std::memory_order_relaxed);
+    auto waiting = here ? quoted(dest.slot->name) + " has "
+                            + std::to_string(before) + " posts waiting"
+                        : "the route to node " + quoted(dest.slot->node)
+                            + " has " + std::to_string(before)
+                            + " bytes waiting";
     return error{errc::resource_exhausted,
-                 "the route to node " + quoted(dest.slot->node) + " has "
-                   + std::to_string(before) + " bytes waiting (limit "
-                   + std::to_string(limit) + "): post again later"};
+                 waiting + " (limit " + std::to_string(limit)
+                   + "): post again later"};
   }
-  return backlog_charge{dest.backlog, bytes};
+  return backlog_charge{dest.backlog, amount};
 }
 
 expected<route> node_impl::resolve_remote(std::string_view name) {

@@ -6,7 +6,6 @@
 #include <set>
 #include <unordered_map>
 
-
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>

@@ -460,3 +460,63 @@ TEST_CASE("a split frame reader agrees with Protobuf on damaged bytes",
     REQUIRE(env.SerializeAsString() == theirs.SerializeAsString());
   }
 }
+
+TEST_CASE("a split payload keeps the recursion limit around its bulk",
+          "[unit][frame]") {
+  tpb::Blob blob;
+  blob.set_data(std::string(bulk_threshold, 'x'));
+  auto* deep = blob.mutable_inner();
+  for (int depth = 0; depth < 20; ++depth)
+    deep = deep->mutable_inner();
+  deep->set_after(1);
+  auto frame = frame_of(blob);
+  auto span = find_bulk(frame, frame.size());
+  REQUIRE(span.size == bulk_threshold);
+  auto rest = frame.substr(0, span.begin) + frame.substr(span.begin + span.size);
+  v1::Envelope env;
+  split_payload payload;
+  REQUIRE(decode_split_frame(rest, span.begin, span.size, env, payload));
+  for (int limit : {10, 100}) {
+    std::string bulk = frame.substr(span.begin, span.size);
+    tpb::Blob back;
+    CHECK(parse_split_payload(payload, bulk, back, limit) == (limit == 100));
+  }
+}
+
+TEST_CASE("a message that adopted a bulk hands its string back to the pool "
+          "when deleted",
+          "[unit][frame]") {
+  using courier::detail::bulk_pool;
+  using courier::detail::new_bulk_owner;
+  auto pool = std::make_shared<bulk_pool>();
+  tpb::Blob blob;
+  blob.set_data(std::string(bulk_threshold + 5, 'p'));
+  blob.set_after(3);
+  auto frame = frame_of(blob);
+  auto span = find_bulk(frame, frame.size());
+  REQUIRE(span.size > 0);
+  auto rest = frame.substr(0, span.begin) + frame.substr(span.begin + span.size);
+  v1::Envelope env;
+  split_payload payload;
+  REQUIRE(decode_split_frame(rest, span.begin, span.size, env, payload));
+  std::string bulk = frame.substr(span.begin, span.size);
+  const auto* storage = bulk.data();
+
+  auto msg = new_bulk_owner(tpb::Blob::default_instance(), payload.field, pool);
+  REQUIRE(parse_split_payload(payload, bulk, *msg, 100));
+  CHECK(pool->take().empty()); // nothing to hand back yet
+  msg.reset();
+  auto back = pool->take();
+  CHECK(back.data() == storage); // the very string, for the next frame
+  CHECK(back.capacity() >= bulk_threshold);
+
+  // Once the pool is gone, a message is deleted as any other.
+  auto orphan = new_bulk_owner(tpb::Blob::default_instance(), payload.field,
+                               std::weak_ptr<bulk_pool>{});
+  std::string again = frame.substr(span.begin, span.size);
+  REQUIRE(parse_split_payload(payload, again, *orphan, 100));
+  orphan.reset();
+  // A small string is not worth keeping.
+  pool->give(std::string(100, 's'));
+  CHECK(pool->take().empty());
+}

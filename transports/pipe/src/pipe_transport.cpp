@@ -421,35 +421,35 @@ private:
                                                  std::size_t) {
                        if (ec)
                          return self->shut(from_asio(ec));
-                       if (self->events_) {
-                         self->events_->on_split_frame(
-                           std::exchange(self->split_, {}));
-                         if (!self->events_->wants_more())
-                           ++self->pauses_;
-                       }
+                       self->hand_over([&](link_events& events) {
+                         events.on_split_frame(std::exchange(self->split_, {}));
+                       });
                        if (!self->shut_)
                          self->read_more();
                      });
+  }
+
+  /// Hands what was read to the receiver with `fn(link_events&)`, then
+  /// stops reading if the receiver has enough (link_events::wants_more).
+  template <class F>
+  void hand_over(F&& fn) {
+    if (!events_)
+      return;
+    fn(*events_);
+    if (!events_->wants_more())
+      ++pauses_;
   }
 
   /// Hands over the frames of one read together.
   void deliver_ready() {
     if (ready_.empty())
       return;
-    if (events_) {
-      events_->on_frames(ready_);
-      if (!events_->wants_more())
-        ++pauses_;
-    }
+    hand_over([&](link_events& events) { events.on_frames(ready_); });
     ready_.clear();
   }
 
   void deliver(std::string frame) {
-    if (events_) {
-      events_->on_frame(std::move(frame));
-      if (!events_->wants_more())
-        ++pauses_;
-    }
+    hand_over([&](link_events& events) { events.on_frame(std::move(frame)); });
   }
 
   static error from_asio(boost::system::error_code ec) {

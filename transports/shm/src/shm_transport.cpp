@@ -198,7 +198,7 @@ public:
     if (failed_)
       return *failed_;
     if (!draining_ && out_.fits(out.size()))
-      return write_now(out, deadline::never()); // room: never waits
+      return write_now(out); // there is room: it does not wait
     if (queued_bytes_ + out.size() > limits_.max_queued)
       return error{errc::resource_exhausted,
                    "the link's outbound queue is full"};
@@ -275,8 +275,9 @@ private:
   // -- writing ------------------------------------------------------------------
 
   /// Writes `out` into the ring (under write_mu_, or by the writer thread
-  /// while draining_), waiting for room until `until`.
-  expected<void> write_now(const frame& out, deadline until) {
+  /// while draining_), waiting for room as long as it takes: a close bounds
+  /// the wait (producer::limit_waits).
+  expected<void> write_now(frame& out) {
     // Up to two parts go into the ring as they are (an envelope and a large
     // field it refers to); more are gathered first.
     std::string_view parts[2];
@@ -288,14 +289,14 @@ private:
     });
     std::string flat;
     if (count > 2) {
-      flat.reserve(out.size());
-      out.for_each_part([&](std::string_view part) { flat.append(part); });
+      flat = std::move(out).flatten();
       parts[0] = flat;
       parts[1] = {};
     }
     return out_.write(
       std::as_bytes(std::span{parts[0].data(), parts[0].size()}),
-      std::as_bytes(std::span{parts[1].data(), parts[1].size()}), until);
+      std::as_bytes(std::span{parts[1].data(), parts[1].size()}),
+      deadline::never());
   }
 
   void start_writer() {
@@ -322,10 +323,9 @@ private:
       }
       auto next = std::move(queue_.front());
       queue_.pop_front();
-      guard.unlock();
-      // As long as it takes; a close bounds the wait (limit_waits()).
-      auto written = write_now(next, deadline::never());
       auto size = next.size();
+      guard.unlock();
+      auto written = write_now(next);
       next = frame{}; // lets go of what it kept alive
       guard.lock();
       queued_bytes_ -= size;
