@@ -296,6 +296,14 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
                                           std::move(options));
   if (slot->options.max_mailbox.value_or(config_.max_mailbox) > 0)
     slot->backlog = std::make_shared<detail::backlog>();
+  // From a plain thread, spawn returns once the actor runs, its handled
+  // types published: a tool that finds the name can also encode its types.
+  // (An actor spawning does not wait: it would hold a scheduler thread.)
+  std::future<void> started;
+  if (shell::current() == nullptr) {
+    slot->started = std::make_shared<std::promise<void>>();
+    started = slot->started->get_future();
+  }
   {
     std::shared_lock guard{mu_};
     if (names_.contains(name))
@@ -323,6 +331,8 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
     handle = spawn_locked(slot);
   }
   watch_exit(handle, slot);
+  if (started.valid()) // bounded: a node shutting down may never run it
+    (void)started.wait_for(std::chrono::seconds{5});
   return actor_ref{std::move(slot)};
 }
 

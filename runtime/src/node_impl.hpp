@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -65,6 +66,10 @@ struct name_slot {
   std::shared_ptr<detail::backlog> backlog;
   const actor_factory factory;
   const spawn_options options;
+  /// Set by a spawn from a plain thread, which waits for it: fulfilled once
+  /// the first incarnation has made its behavior and published the types
+  /// it handles (taken by that incarnation).
+  std::shared_ptr<std::promise<void>> started;
 
   // Written under node_impl::mu_; read without it by actor_ref::bound(),
   // which must work even after the node is gone.

@@ -57,6 +57,9 @@ caf::behavior shell::make_behavior() {
                          [this] { behavior_ = slot_->factory(ctx_); });
   if (!failure)
     owner().register_handled_types(behavior_);
+  if (auto started = std::exchange(slot_->started, nullptr))
+    started->set_value(); // the spawn that waits returns
+
   return {
     [this](letter& msg) {
       inside marker{this};

@@ -44,7 +44,9 @@ public:
 
   /// Spawns an actor under `name`. Fails with already_exists if the name is
   /// held, invalid_argument if it is malformed. The name is released when
-  /// the actor stops for good.
+  /// the actor stops for good. Called from a plain thread, it returns once
+  /// the actor's behavior is made and the types it handles are published
+  /// (what the CLI needs to encode them); from inside an actor, at once.
   expected<actor_ref> spawn(std::string_view name, actor_factory factory,
                             spawn_options options = {});
 

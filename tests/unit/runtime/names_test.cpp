@@ -152,3 +152,15 @@ TEST_CASE("a node on the sharing scheduler serves the same verbs",
   auto roll = n->broadcast("*", ping(1), 5s);
   CHECK(roll.replied.size() == 1);
 }
+
+TEST_CASE("spawn from a plain thread returns once the actor's handled types "
+          "are known, however slowly its behavior is made",
+          "[runtime]") {
+  quiet_node n;
+  REQUIRE(n->spawn("late", [](context&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{100}); // slow setup
+    return behavior{[](const tpb::Stray&) {}};
+  }));
+  // Published with the node's record too: what the CLI reads to encode.
+  CHECK(n->new_message("courier_test.v1.Stray"));
+}
