@@ -80,6 +80,24 @@ private:
   std::size_t bytes_ = 0;
 };
 
+/// The answer to a request, as delivered through a CAF response promise or
+/// a reply_sink.
+struct reply_msg {
+  message payload; // set when code == ok
+  errc code = errc::ok;
+  std::string text;
+};
+
+/// The way back for a request that came over a link: whoever answers
+/// writes the answer to that link, on its own thread, with no hop through
+/// the link's proxy. It answers once, and if it is dropped unanswered (the
+/// letter died in a mailbox, say), it answers aborted.
+class reply_sink {
+public:
+  virtual ~reply_sink() = default;
+  virtual void deliver(reply_msg reply) = 0;
+};
+
 /// One message on its way to an in-process actor. It carries the payload
 /// object itself (shared, immutable) and tracks its own delivery: a letter
 /// destroyed before a handler consumed it is reported as a dead letter
@@ -106,6 +124,7 @@ public:
       sender(std::move(other.sender)),
       expires(other.expires),
       tier(std::move(other.tier)),
+      reply_to(std::move(other.reply_to)),
       kind(other.kind),
       priority(other.priority),
       charge(std::move(other.charge)),
@@ -121,6 +140,7 @@ public:
       sender(other.sender),
       expires(other.expires),
       tier(other.tier),
+      reply_to(other.reply_to),
       kind(other.kind),
       priority(other.priority) {
   }
@@ -140,6 +160,9 @@ public:
   deadline expires;
   /// The tier asked for by the sender (post_options::tier); empty: any.
   std::string tier;
+  /// For a request that came over a link: where its answer goes (instead
+  /// of the CAF requester's promise).
+  std::shared_ptr<reply_sink> reply_to;
   letter_kind kind = letter_kind::post;
   std::uint8_t priority = default_priority;
   /// Held while the letter waits for its route to another node; a copy
@@ -148,13 +171,6 @@ public:
 
 private:
   node_impl* office_ = nullptr;
-};
-
-/// The answer to a request, as delivered through a CAF response promise.
-struct reply_msg {
-  message payload; // set when code == ok
-  errc code = errc::ok;
-  std::string text;
 };
 
 /// A function to run inside an actor (continuations that must not run on

@@ -146,6 +146,7 @@ letter& letter::operator=(letter&& other) noexcept {
     sender = std::move(other.sender);
     expires = other.expires;
     tier = std::move(other.tier);
+    reply_to = std::move(other.reply_to);
     kind = other.kind;
     priority = other.priority;
     charge = std::move(other.charge);
@@ -842,11 +843,12 @@ expected<message> node::send(destination to, message msg, deadline until) {
                  "the deadline had passed before asking '"
                    + target->slot->name + "'"};
   expected<message> outcome{errc::internal, "no outcome"};
+  auto charge = impl_->charge_request(*target, msg);
+  auto envelope = impl_->make_letter(letter_kind::request, std::move(msg),
+                                     *target, nullptr, until);
+  envelope.charge = std::move(charge);
   caf::scoped_actor self{impl_->system()};
-  self
-    ->request(target->handle, detail::to_caf(until),
-              impl_->make_letter(letter_kind::request, std::move(msg), *target,
-                                 nullptr, until))
+  self->request(target->handle, detail::to_caf(until), std::move(envelope))
     .receive(
       [&](detail::reply_msg& reply) { outcome = detail::to_outcome(reply); },
       [&](caf::error& err) {

@@ -84,12 +84,35 @@ struct name_slot {
   std::vector<monitor_entry> monitors;
 };
 
+/// Where the answer to a request goes: through CAF to a requester in this
+/// process, or back over the link the request came by.
+class reply_path {
+public:
+  explicit reply_path(caf::response_promise promise)
+    : promise_(std::move(promise)) {
+  }
+
+  explicit reply_path(std::shared_ptr<reply_sink> sink)
+    : sink_(std::move(sink)) {
+  }
+
+  void deliver(reply_msg reply) {
+    if (sink_)
+      sink_->deliver(std::move(reply));
+    else
+      promise_.deliver(std::move(reply));
+  }
+
+private:
+  caf::response_promise promise_;
+  std::shared_ptr<reply_sink> sink_;
+};
+
 /// The right to answer one request; see courier::responder. Whoever drops
 /// the last reference without answering answers aborted: exactly one
 /// outcome per request, by construction.
 struct responder_state {
-  explicit responder_state(caf::response_promise promise)
-    : promise(std::move(promise)) {
+  explicit responder_state(reply_path path) : path(std::move(path)) {
   }
 
   responder_state(const responder_state&) = delete;
@@ -99,7 +122,7 @@ struct responder_state {
 
   void deliver(reply_msg reply);
 
-  caf::response_promise promise;
+  reply_path path;
   bool done = false;
 };
 
@@ -254,14 +277,24 @@ public:
   /// it does not have).
   expected<void> check_post_options(const post_options& options) const;
 
-  /// For a post to another node: adds the payload's size to the route's
-  /// backlog, or refuses (resource_exhausted) when the backlog would pass
-  /// limits.max_queued (a lone message always goes: the frame limit judges
-  /// it). Bounds what a fast poster can pile up for a slow link. For a post
-  /// to an actor here: counts it into the actor's mailbox, or refuses when
-  /// that holds its max_mailbox already.
+  /// For a post to another node: adds the payload's size (at least 1) to
+  /// the route's backlog, or refuses (resource_exhausted) when the backlog
+  /// would pass limits.max_queued (a lone message always goes: the frame
+  /// limit judges it). Bounds what a fast poster can pile up for a slow
+  /// link. For a post to an actor here: counts it into the actor's mailbox,
+  /// or refuses when that holds its max_mailbox already.
+  ///
+  /// Requests to another node are counted too, never refused (their
+  /// deadline bounds them): a route's backlog is zero only when nothing
+  /// waits to be written to its link, which lets answers skip the proxy
+  /// (link_core::answer).
   expected<backlog_charge> charge_backlog(const route& dest,
                                           const message& payload) const;
+
+  /// Counts a request to another node into its route's backlog (see
+  /// charge_backlog); nothing for an actor here.
+  backlog_charge charge_request(const route& dest,
+                                const message& payload) const;
 
   /// Forgets a link that closed, and every route through it.
   void drop_link(const std::string& node, const caf::actor& proxy);

@@ -310,7 +310,8 @@ node_impl::charge_backlog(const route& dest, const message& payload) const {
   // An actor here counts posts (its limit is at least 1: none is 0, and
   // gets no backlog); a route elsewhere weighs them.
   const bool here = dest.slot->node.empty();
-  std::size_t amount = here ? 1 : payload->ByteSizeLong();
+  std::size_t amount =
+    here ? 1 : std::max<std::size_t>(payload->ByteSizeLong(), 1);
   auto limit = here
                  ? dest.slot->options.max_mailbox.value_or(config_.max_mailbox)
                  : config_.limits.max_queued;
@@ -326,6 +327,15 @@ node_impl::charge_backlog(const route& dest, const message& payload) const {
                  waiting + " (limit " + std::to_string(limit)
                    + "): post again later"};
   }
+  return backlog_charge{dest.backlog, amount};
+}
+
+backlog_charge node_impl::charge_request(const route& dest,
+                                         const message& payload) const {
+  if (!dest.backlog || dest.slot->node.empty())
+    return backlog_charge{};
+  auto amount = std::max<std::size_t>(payload->ByteSizeLong(), 1);
+  dest.backlog->bytes.fetch_add(amount, std::memory_order_relaxed);
   return backlog_charge{dest.backlog, amount};
 }
 

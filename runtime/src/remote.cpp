@@ -75,6 +75,12 @@ struct flush_msg {};
 
 struct flushed_msg {};
 
+/// An answer that queues behind the letters waiting in the proxy.
+struct answer_msg {
+  std::shared_ptr<frame> out; // shared: CAF wants copyable messages
+  std::shared_ptr<backlog_charge> charge;
+};
+
 } // namespace
 } // namespace courier::detail
 
@@ -91,6 +97,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::resume_reading_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::answer_msg)
 
 namespace courier::detail {
 
@@ -98,24 +105,387 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Forwards what the transport reads (on its I/O thread) to the proxy,
-/// counting the bytes into the link's inbound backlog: the proxy and then
-/// the letters it makes hold them until local actors have handled them.
-/// Over `limit`, the transport is told to stop reading (wants_more()).
+// -- what a proxy shares with other threads ---------------------------------------
+//
+// A letter crossing to another node costs CAF mailbox hops, and a round trip
+// over shared memory is mostly hops. So the hot paths skip the proxy:
+// - the thread that reads a frame (the transport's, or an idle scheduler
+//   thread polling it) parses it and hands the letter straight to the target
+//   actor, or completes the waiting request straight into the requester's
+//   mailbox;
+// - whoever answers a request that came over the link writes the answer to
+//   the link itself (link_reply).
+// The proxy still handles the handshake, system messages, and every frame
+// that arrives while frames it was given earlier are unfinished: frames of
+// one link reach actors in the order read. An answer also goes through the
+// proxy while letters wait there for the same link, behind them: order per
+// (sender, receiver) holds for answers too.
+
+/// A frame read from a link, decoded.
+struct inbound_frame {
+  v1::Envelope env;
+  std::string_view payload; // unsplit frames
+  split_payload split;      // split frames: the payload around the bulk
+  std::string* bulk = nullptr;
+};
+
+/// A request sent over the link, waiting for its answer.
+struct pending_request {
+  caf::strong_actor_ptr requester;
+  caf::message_id id; // of the requester's CAF request
+  std::string target;
+  deadline until;
+
+  /// Answers the CAF request, from any thread (no actor of ours in between).
+  void answer(reply_msg reply) {
+    if (requester)
+      requester->enqueue(nullptr, id.response_id(),
+                         caf::make_message(std::move(reply)), nullptr);
+  }
+};
+
+class link_core : public std::enable_shared_from_this<link_core> {
+public:
+  link_core(node_impl& owner, link& conn, std::shared_ptr<link_info> info,
+            caf::actor_addr proxy)
+    : owner_(owner),
+      node_name_(owner.name()),
+      info_(std::move(info)),
+      proxy_(std::move(proxy)),
+      conn_(&conn) {
+  }
+
+  node_impl& owner() const noexcept {
+    return owner_;
+  }
+
+  const std::shared_ptr<backlog>& inbound() const noexcept {
+    return inbound_;
+  }
+
+  const std::shared_ptr<bulk_pool>& bulks() const noexcept {
+    return bulks_;
+  }
+
+  caf::actor proxy() const {
+    return caf::actor_cast<caf::actor>(proxy_);
+  }
+
+  // -- the proxy's side ----------------------------------------------------------
+
+  /// The handshake is done: frames may now be handled where they are read.
+  void open(const std::string& peer) {
+    peer_ = peer;
+    open_.store(true, std::memory_order_release);
+  }
+
+  /// The link is lost: every frame goes to the proxy (which drops them).
+  void lose() {
+    open_.store(false, std::memory_order_release);
+  }
+
+  /// The proxy lets go of the link: answers written later are dropped.
+  void detach() {
+    std::lock_guard guard{conn_mu_};
+    conn_ = nullptr;
+  }
+
+  /// Hands the string of a frame handled here back to the link.
+  void recycle(std::string buffer) {
+    std::lock_guard guard{conn_mu_};
+    if (conn_ != nullptr)
+      conn_->recycle(std::move(buffer));
+  }
+
+  /// Counts a frame message sent to the proxy, or (handled) done with.
+  void forwarded() {
+    in_proxy_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void handled() {
+    in_proxy_.fetch_sub(1, std::memory_order_release);
+  }
+
+  // -- reading -------------------------------------------------------------------
+
+  /// Handles a frame on the thread that read it, if it is a letter, an
+  /// answer or an error and nothing the proxy was given before is
+  /// unfinished; false leaves it to the proxy. `size` bytes were counted
+  /// into inbound().
+  bool read_here(const std::string& bytes, std::string* bulk,
+                 std::size_t bulk_at, std::size_t size) {
+    if (!open_.load(std::memory_order_acquire)
+        || in_proxy_.load(std::memory_order_acquire) != 0)
+      return false;
+    inbound_frame frame;
+    if (!decode(bytes, bulk, bulk_at, frame))
+      return false; // the proxy says why, and closes the link
+    auto kind = frame.env.kind();
+    if (kind == v1::KIND_SYSTEM || !v1::Kind_IsValid(kind))
+      return false;
+    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
+    backlog_charge charge{inbound_, size};
+    if (kind == v1::KIND_POST || kind == v1::KIND_REQUEST)
+      deliver(frame, charge);
+    else
+      complete(frame);
+    return true;
+  }
+
+  static bool decode(const std::string& bytes, std::string* bulk,
+                     std::size_t bulk_at, inbound_frame& out) {
+    out.bulk = bulk;
+    return bulk == nullptr ? decode_frame(bytes, out.env, out.payload)
+                           : decode_split_frame(bytes, bulk_at, bulk->size(),
+                                                out.env, out.split);
+  }
+
+  /// Parses a frame's payload into `msg` (once per frame: a bulk moves into
+  /// the message).
+  bool parse(const inbound_frame& frame, google::protobuf::Message& msg) {
+    auto limit = owner_.config().recursion_limit;
+    return frame.bulk != nullptr
+             ? parse_split_payload(frame.split, *frame.bulk, msg, limit)
+             : parse_payload(frame.payload, msg, limit);
+  }
+
+  /// A message to parse a frame's payload into; with a bulk, one that hands
+  /// the bulk's storage back once deleted.
+  std::shared_ptr<google::protobuf::Message>
+  new_payload(const inbound_frame& frame,
+              const google::protobuf::Message& prototype) {
+    if (frame.bulk != nullptr)
+      return new_bulk_owner(prototype, frame.split.field, bulks_);
+    return std::shared_ptr<google::protobuf::Message>{prototype.New()};
+  }
+
+  /// A post or request for an actor here; `charge` holds the frame's bytes
+  /// until the actor has handled it.
+  void deliver(const inbound_frame& frame, backlog_charge& charge);
+
+  /// An answer to a request sent over the link.
+  void complete(const inbound_frame& frame);
+
+  // -- writing -------------------------------------------------------------------
+
+  /// Writes the answer to request `id` of the peer: at once from this
+  /// thread, or behind the letters that wait in the proxy.
+  void answer(std::uint64_t id, reply_msg reply);
+
+  /// The frame of an answer.
+  frame answer_frame(std::uint64_t id, const reply_msg& reply) const;
+
+  // -- requests waiting for an answer --------------------------------------------
+
+  void expect(std::uint64_t id, pending_request request) {
+    std::lock_guard guard{pending_mu_};
+    pending_.emplace(id, std::move(request));
+  }
+
+  std::optional<pending_request> take(std::uint64_t id) {
+    std::lock_guard guard{pending_mu_};
+    auto i = pending_.find(id);
+    if (i == pending_.end())
+      return std::nullopt;
+    auto request = std::move(i->second);
+    pending_.erase(i);
+    return request;
+  }
+
+  /// Takes the requests whose deadline has passed, or (`all`) every one.
+  std::vector<pending_request> take_expired(bool all = false) {
+    std::vector<pending_request> out;
+    auto now = deadline::clock::now();
+    std::lock_guard guard{pending_mu_};
+    for (auto i = pending_.begin(); i != pending_.end();) {
+      if (all || i->second.until.expired(now)) {
+        out.push_back(std::move(i->second));
+        i = pending_.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    return out;
+  }
+
+private:
+  node_impl& owner_;
+  const std::string node_name_;
+  std::shared_ptr<link_info> info_;
+  const caf::actor_addr proxy_;
+  const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
+  const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
+  std::string peer_; // written before open_, read after it
+  std::atomic<bool> open_{false};
+  std::atomic<std::size_t> in_proxy_{0};
+  std::mutex conn_mu_;
+  link* conn_; // guarded by conn_mu_; owned by the proxy
+  std::mutex pending_mu_;
+  std::unordered_map<std::uint64_t, pending_request> pending_; // pending_mu_
+};
+
+/// The way back for one request that came over a link (see reply_sink).
+class link_reply final : public reply_sink {
+public:
+  link_reply(std::shared_ptr<link_core> core, std::uint64_t id,
+             std::shared_ptr<name_slot> target)
+    : core_(std::move(core)), id_(id), target_(std::move(target)) {
+  }
+
+  ~link_reply() override {
+    if (!done_)
+      core_->answer(id_, reply_msg{nullptr, errc::aborted,
+                                   quoted(target_->name)
+                                     + " stopped before replying"});
+  }
+
+  void deliver(reply_msg reply) override {
+    if (!std::exchange(done_, true))
+      core_->answer(id_, std::move(reply));
+  }
+
+private:
+  std::shared_ptr<link_core> core_;
+  std::uint64_t id_;
+  std::shared_ptr<name_slot> target_;
+  bool done_ = false;
+};
+
+void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
+  const auto& env = frame.env;
+  const bool is_request = env.kind() == v1::KIND_REQUEST;
+  auto refuse = [&](errc code, const std::string& text,
+                    dead_letter_reason reason) {
+    owner_.report_dead_letter(reason, env.target(), nullptr, nullptr);
+    if (is_request)
+      answer(env.message_id(), reply_msg{nullptr, code, text});
+  };
+  auto target = owner_.resolve_local(env.target());
+  if (!target)
+    return refuse(target.code(), target.error().message(),
+                  target.code() == errc::unavailable
+                    ? dead_letter_reason::restarting
+                    : dead_letter_reason::no_such_name);
+  auto prototype = owner_.prototype(env.type_name());
+  if (!prototype)
+    return refuse(errc::unimplemented,
+                  "'" + env.target() + "' has no handler for "
+                    + env.type_name(),
+                  dead_letter_reason::unhandled_type);
+  auto payload = new_payload(frame, **prototype);
+  if (!parse(frame, *payload))
+    return refuse(errc::invalid_argument,
+                  "the payload is not a valid " + env.type_name(),
+                  dead_letter_reason::malformed);
+  deadline until;
+  if (env.timeout_ns() > 0)
+    until = deadline{std::chrono::nanoseconds{
+      std::min<std::uint64_t>(env.timeout_ns(), std::uint64_t{1} << 62)}};
+  auto sender = owner_.remote_sender(env.sender().actor(), peer_);
+  auto msg = owner_.make_letter(is_request ? letter_kind::request
+                                           : letter_kind::post,
+                                std::move(payload), *target, std::move(sender),
+                                until);
+  msg.charge = std::move(charge); // until the actor has handled it
+  if (is_request)
+    // The target answers, or the letter dies unanswered and says so.
+    msg.reply_to = std::make_shared<link_reply>(shared_from_this(),
+                                                env.message_id(),
+                                                target->slot);
+  caf::anon_send(target->handle, std::move(msg));
+}
+
+void link_core::complete(const inbound_frame& frame) {
+  const auto& env = frame.env;
+  auto request = take(env.correlation_id());
+  if (!request)
+    return; // late: the requester has given up already
+  reply_msg reply;
+  if (env.kind() == v1::KIND_ERROR) {
+    reply.code = static_cast<errc>(env.error().code());
+    if (reply.code == errc::ok)
+      reply.code = errc::unknown;
+    reply.text = env.error().message();
+  } else if (auto prototype = owner_.prototype(env.type_name())) {
+    auto payload = new_payload(frame, **prototype);
+    if (parse(frame, *payload))
+      reply.payload = std::move(payload);
+    else
+      reply = reply_msg{nullptr, errc::internal,
+                        "a malformed reply of type " + env.type_name()};
+  } else {
+    reply = reply_msg{nullptr, errc::internal,
+                      "a reply of unknown type " + env.type_name()};
+  }
+  request->answer(std::move(reply));
+}
+
+frame link_core::answer_frame(std::uint64_t id, const reply_msg& reply) const {
+  v1::Envelope env;
+  env.set_correlation_id(id);
+  env.mutable_sender()->set_node(node_name_);
+  const google::protobuf::Message* payload = nullptr;
+  if (reply.code == errc::ok) {
+    env.set_kind(v1::KIND_REPLY);
+    env.set_type_name(reply.payload->GetDescriptor()->full_name());
+    payload = reply.payload.get();
+  } else {
+    env.set_kind(v1::KIND_ERROR);
+    env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
+    env.mutable_error()->set_message(reply.text);
+  }
+  frame out;
+  if (!encode_frame(env, payload, out, reply.payload)) {
+    // A reply missing required fields: say so instead of a broken reply.
+    env.clear_type_name();
+    env.set_kind(v1::KIND_ERROR);
+    env.mutable_error()->set_code(static_cast<std::uint32_t>(errc::internal));
+    env.mutable_error()->set_message("the reply cannot be serialized "
+                                     "(missing required fields?)");
+    encode_frame(env, nullptr, out);
+  }
+  return out;
+}
+
+void link_core::answer(std::uint64_t id, reply_msg reply) {
+  auto out = answer_frame(id, reply);
+  // Nothing waits to be written to this link (letters are counted into the
+  // route's backlog until written): the answer may go now, from here.
+  auto& waiting = info_->backlog;
+  if (waiting->bytes.load(std::memory_order_acquire) == 0) {
+    std::lock_guard guard{conn_mu_};
+    if (conn_ != nullptr)
+      (void)conn_->write(std::move(out)); // a failure closes the link
+    return;
+  }
+  auto proxy = caf::actor_cast<caf::actor>(proxy_);
+  if (!proxy)
+    return; // the link is gone
+  auto bytes = std::max<std::size_t>(out.size(), 1);
+  waiting->bytes.fetch_add(bytes, std::memory_order_relaxed);
+  caf::anon_send(proxy,
+                 answer_msg{std::make_shared<frame>(std::move(out)),
+                            std::make_shared<backlog_charge>(waiting, bytes)});
+}
+
+/// Hands what the transport reads (on its threads) to the actors, through
+/// the proxy when it must, counting the bytes into the link's inbound
+/// backlog: the letters made from them hold them until local actors have
+/// handled them. Over `limit`, the transport is told to stop reading
+/// (wants_more()).
 class bridge final : public link_events {
 public:
-  bridge(caf::actor_addr proxy, std::shared_ptr<backlog> inbound,
-         std::size_t limit, std::shared_ptr<bulk_pool> pool)
-    : proxy_(std::move(proxy)),
-      inbound_(std::move(inbound)),
-      limit_(limit),
-      pool_(std::move(pool)) {
+  bridge(std::shared_ptr<link_core> core, std::size_t limit)
+    : core_(std::move(core)), inbound_(core_->inbound()), limit_(limit) {
   }
 
   void on_frame(std::string frame) override {
     inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
-    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
-      caf::anon_send(proxy, frame_msg{std::move(frame), {}, 0});
+    if (core_->read_here(frame, nullptr, 0, frame.size())) {
+      core_->recycle(std::move(frame));
+      return;
+    }
+    forward(frame_msg{std::move(frame), {}, 0});
   }
 
   frame_range split(std::string_view head, std::size_t size) override {
@@ -124,14 +494,18 @@ public:
   }
 
   std::string take_buffer() override {
-    return pool_->take();
+    return core_->bulks()->take();
   }
 
   void on_split_frame(split_frame frame) override {
-    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
-    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
-      caf::anon_send(proxy, frame_msg{std::move(frame.rest),
-                                      std::move(frame.bulk), frame.bulk_at});
+    auto size = frame.size();
+    inbound_->bytes.fetch_add(size, std::memory_order_relaxed);
+    if (core_->read_here(frame.rest, &frame.bulk, frame.bulk_at, size)) {
+      core_->bulks()->give(std::move(frame.bulk)); // unless a payload took it
+      return;
+    }
+    forward(frame_msg{std::move(frame.rest), std::move(frame.bulk),
+                      frame.bulk_at});
   }
 
   void on_frames(std::vector<std::string>& frames) override {
@@ -139,8 +513,15 @@ public:
     for (auto& frame : frames)
       bytes += frame.size();
     inbound_->bytes.fetch_add(bytes, std::memory_order_relaxed);
-    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
-      caf::anon_send(proxy, frames_msg{std::move(frames)});
+    std::size_t done = 0;
+    while (done < frames.size()
+           && core_->read_here(frames[done], nullptr, 0, frames[done].size()))
+      ++done;
+    if (done == frames.size())
+      return;
+    frames.erase(frames.begin(),
+                 frames.begin() + static_cast<std::ptrdiff_t>(done));
+    forward(frames_msg{std::move(frames)});
   }
 
   bool wants_more() override {
@@ -154,20 +535,28 @@ public:
   }
 
   void on_closed(const error& reason) override {
-    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+    if (auto proxy = core_->proxy())
       caf::anon_send(proxy, closed_msg{reason});
   }
 
   void on_writable() override {
-    if (auto proxy = caf::actor_cast<caf::actor>(proxy_))
+    if (auto proxy = core_->proxy())
       caf::anon_send(proxy, writable_msg{});
   }
 
 private:
-  caf::actor_addr proxy_;
+  template <class Message>
+  void forward(Message msg) {
+    auto proxy = core_->proxy();
+    if (!proxy)
+      return;
+    core_->forwarded(); // until the proxy has handled it
+    caf::anon_send(proxy, std::move(msg));
+  }
+
+  std::shared_ptr<link_core> core_;
   std::shared_ptr<backlog> inbound_;
   std::size_t limit_;
-  std::shared_ptr<bulk_pool> pool_;
 };
 
 std::int64_t now_unix_ns() {
@@ -191,13 +580,15 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    inbound_->resume_at = owner_.config().limits.max_queued / 2;
-    inbound_->resume = [proxy = address()] {
+    core_ = std::make_shared<link_core>(owner_, *conn_, info_, address());
+    auto& brought = *core_->inbound();
+    brought.resume_at = owner_.config().limits.max_queued / 2;
+    brought.resume = [proxy = address()] {
       if (auto alive = caf::actor_cast<caf::actor>(proxy))
         caf::anon_send(alive, resume_reading_msg{});
     };
-    conn_->start(std::make_shared<bridge>(
-      address(), inbound_, owner_.config().limits.max_queued, bulks_));
+    conn_->start(
+      std::make_shared<bridge>(core_, owner_.config().limits.max_queued));
     if (outbound_) {
       v1::Hello hello;
       *hello.mutable_node() = owner_.record();
@@ -208,23 +599,29 @@ public:
     return {
       [this](letter& msg) { on_letter(msg); },
       [this](frame_msg& frame) {
-        read_charge_ = backlog_charge{inbound_,
-                                      frame.bytes.size() + frame.bulk.size()};
+        // The charge settles here, unless a letter took it.
+        backlog_charge charge{core_->inbound(),
+                              frame.bytes.size() + frame.bulk.size()};
         if (frame.bulk.empty()) {
-          inbound(frame.bytes);
+          inbound(frame.bytes, nullptr, 0, charge);
           conn_->recycle(std::move(frame.bytes));
         } else {
-          inbound_split(frame);
-          bulks_->give(std::move(frame.bulk)); // unless a payload took it
+          inbound(frame.bytes, &frame.bulk, frame.bulk_at, charge);
+          // Unless a payload took it:
+          core_->bulks()->give(std::move(frame.bulk));
         }
-        read_charge_.settle(); // unless a letter took it
+        core_->handled();
       },
       [this](frames_msg& batch) {
         for (auto& frame : batch.frames) {
-          read_charge_ = backlog_charge{inbound_, frame.size()};
-          inbound(frame);
-          read_charge_.settle();
+          backlog_charge charge{core_->inbound(), frame.size()};
+          inbound(frame, nullptr, 0, charge);
         }
+        core_->handled();
+      },
+      [this](answer_msg& msg) {
+        (void)conn_->write(std::move(*msg.out)); // a failure closes the link
+        msg.charge->settle();
       },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
@@ -261,10 +658,12 @@ public:
 
   void on_exit() override {
     // Whatever is still pending will never be answered.
+    core_->lose();
     fail_pending(error{errc::unavailable,
                        "the link to node '" + peer_.name() + "' closed"});
     release_side_links();
     conn_->close();
+    core_->detach(); // the link dies with this proxy
   }
 
 private:
@@ -485,25 +884,26 @@ private:
                      + " (missing required fields?)"});
       return;
     }
+    if (is_request) { // before writing: the answer may come at once
+      auto& requester = respond();
+      core_->expect(env.message_id(),
+                    pending_request{requester.source(), requester.id(),
+                                    msg.target->name, msg.expires});
+    }
     if (auto written = write_letter(std::move(out)); !written) {
-      if (is_request && written.code() == errc::unavailable && !gone_) {
-        // The link just closed; why (a refusal, say) is still queued in our
-        // mailbox, and lost() will answer this request with it.
-        pending_.emplace(env.message_id(),
-                         pending_request_state{respond(), msg.target->name,
-                                               msg.expires});
-        return;
-      }
-      refuse(msg, std::move(promise), written.error());
+      // The link just closed? Why (a refusal, say) is still queued in our
+      // mailbox, and lost() will answer the request with it.
+      if (is_request
+          && (written.code() != errc::unavailable || gone_)
+          && core_->take(env.message_id()))
+        refuse(msg, std::move(promise), written.error());
+      else if (!is_request)
+        refuse(msg, std::move(promise), written.error());
       return;
     }
     own_dirty_ = true;
     msg.charge.settle(); // in the link's queue now, bounded by it
     info_->messages_out.fetch_add(1, std::memory_order_relaxed);
-    if (is_request)
-      pending_.emplace(env.message_id(),
-                       pending_request_state{respond(), msg.target->name,
-                                             msg.expires});
   }
 
   /// Writes a letter's frame. While more messages wait in the mailbox, the
@@ -543,106 +943,49 @@ private:
       (void)conn_->write(std::move(out)); // a failure closes the link
   }
 
-  void answer(std::uint64_t request_id, reply_msg& reply) {
-    v1::Envelope env;
-    env.set_correlation_id(request_id);
-    env.mutable_sender()->set_node(owner_.name());
-    const google::protobuf::Message* payload = nullptr;
-    if (reply.code == errc::ok) {
-      env.set_kind(v1::KIND_REPLY);
-      env.set_type_name(reply.payload->GetDescriptor()->full_name());
-      payload = reply.payload.get();
-    } else {
-      env.set_kind(v1::KIND_ERROR);
-      env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
-      env.mutable_error()->set_message(reply.text);
-    }
-    frame out;
-    if (!encode_frame(env, payload, out, reply.payload)) {
-      // A reply missing required fields: say so instead of a broken reply.
-      env.clear_type_name();
-      env.set_kind(v1::KIND_ERROR);
-      env.mutable_error()->set_code(static_cast<std::uint32_t>(errc::internal));
-      env.mutable_error()->set_message("the reply cannot be serialized "
-                                       "(missing required fields?)");
-      encode_frame(env, nullptr, out);
-    }
-    (void)conn_->write(std::move(out));
-  }
-
-  void answer_error(std::uint64_t request_id, const error& why) {
-    reply_msg reply{nullptr, why.code(), why.message()};
-    answer(request_id, reply);
-  }
-
   // -- inbound ------------------------------------------------------------------
+  //
+  // Frames the bridge could not hand over where they were read; `charge`
+  // holds the frame's bytes.
 
-  /// Parses the current frame's payload into `msg` (once per frame: a bulk
-  /// moves into the message).
-  bool parse_payload(google::protobuf::Message& msg) {
-    auto limit = owner_.config().recursion_limit;
-    return bulk_ != nullptr
-             ? parse_split_payload(split_payload_, *bulk_, msg, limit)
-             : detail::parse_payload(payload_, msg, limit);
-  }
-
-  /// A message to parse the current frame's payload into; with a bulk, one
-  /// that hands the bulk's storage back once deleted.
-  std::shared_ptr<google::protobuf::Message>
-  new_payload(const google::protobuf::Message& prototype) {
-    if (bulk_ != nullptr)
-      return new_bulk_owner(prototype, split_payload_.field, bulks_);
-    return std::shared_ptr<google::protobuf::Message>{prototype.New()};
-  }
-
-  void inbound(const std::string& bytes) {
+  void inbound(const std::string& bytes, std::string* bulk,
+               std::size_t bulk_at, backlog_charge& charge) {
     if (gone_)
       return;
-    v1::Envelope env;
-    if (!decode_frame(bytes, env, payload_))
+    inbound_frame frame;
+    if (!link_core::decode(bytes, bulk, bulk_at, frame))
       return protocol_error("a frame that is not an envelope");
-    dispatch(env);
+    dispatch(frame, charge);
   }
 
-  /// A large frame, read in two strings.
-  void inbound_split(frame_msg& frame) {
-    if (gone_)
-      return;
-    v1::Envelope env;
-    if (!decode_split_frame(frame.bytes, frame.bulk_at, frame.bulk.size(),
-                            env, split_payload_))
-      return protocol_error("a frame that is not an envelope");
-    bulk_ = &frame.bulk;
-    dispatch(env);
-    bulk_ = nullptr;
-  }
-
-  void dispatch(const v1::Envelope& env) {
+  void dispatch(const inbound_frame& frame, backlog_charge& charge) {
+    const auto& env = frame.env;
     if (!hello_done_)
-      return handshake(env);
+      return handshake(frame);
     info_->messages_in.fetch_add(1, std::memory_order_relaxed);
     switch (env.kind()) {
       case v1::KIND_POST:
       case v1::KIND_REQUEST:
-        return deliver(env);
+        return core_->deliver(frame, charge);
       case v1::KIND_REPLY:
       case v1::KIND_ERROR:
-        return complete(env);
+        return core_->complete(frame);
       case v1::KIND_SYSTEM:
-        return system(env);
+        return system(frame);
       default:
         return protocol_error("an envelope of kind "
                               + std::to_string(env.kind()));
     }
   }
 
-  void handshake(const v1::Envelope& env) {
+  void handshake(const inbound_frame& frame) {
+    const auto& env = frame.env;
     if (env.kind() != v1::KIND_SYSTEM)
       return protocol_error("a message before the handshake");
     if (outbound_) {
       v1::HelloAck ack;
       if (env.type_name() != ack.GetDescriptor()->full_name()
-          || !parse_payload(ack))
+          || !core_->parse(frame, ack))
         return protocol_error("a handshake answer that is not a HelloAck");
       if (ack.has_refused()) {
         owner_.log(log_level::warning,
@@ -654,11 +997,12 @@ private:
                                   + ack.refused().message()});
       }
       hello_done_ = true;
+      core_->open(peer_.name());
       return;
     }
     v1::Hello hello;
     if (env.type_name() != hello.GetDescriptor()->full_name()
-        || !parse_payload(hello))
+        || !core_->parse(frame, hello))
       return protocol_error("a first message that is not a Hello");
     const auto& creds = conn_->peer();
     const auto& claimed = hello.node();
@@ -691,88 +1035,14 @@ private:
     }
     write_system(ack);
     hello_done_ = true;
+    core_->open(peer_.name());
   }
 
-  void deliver(const v1::Envelope& env) {
-    const bool is_request = env.kind() == v1::KIND_REQUEST;
-    auto refuse = [&](errc code, const std::string& text,
-                      dead_letter_reason reason) {
-      owner_.report_dead_letter(reason, env.target(), nullptr, nullptr);
-      if (is_request)
-        answer_error(env.message_id(), error{code, text});
+  void system(const inbound_frame& frame) {
+    const auto& type = frame.env.type_name();
+    auto parse_payload = [&](google::protobuf::Message& msg) {
+      return core_->parse(frame, msg);
     };
-    auto target = owner_.resolve_local(env.target());
-    if (!target)
-      return refuse(target.code(), target.error().message(),
-                    target.code() == errc::unavailable
-                      ? dead_letter_reason::restarting
-                      : dead_letter_reason::no_such_name);
-    auto prototype = owner_.prototype(env.type_name());
-    if (!prototype)
-      return refuse(errc::unimplemented,
-                    "'" + env.target() + "' has no handler for "
-                      + env.type_name(),
-                    dead_letter_reason::unhandled_type);
-    auto payload = new_payload(**prototype);
-    if (!parse_payload(*payload))
-      return refuse(errc::invalid_argument,
-                    "the payload is not a valid " + env.type_name(),
-                    dead_letter_reason::malformed);
-    deadline until;
-    if (env.timeout_ns() > 0)
-      until = deadline{std::chrono::nanoseconds{
-        std::min<std::uint64_t>(env.timeout_ns(), std::uint64_t{1} << 62)}};
-    auto sender = owner_.remote_sender(env.sender().actor(), peer_.name());
-    auto msg = owner_.make_letter(is_request ? letter_kind::request
-                                             : letter_kind::post,
-                                  std::move(payload), *target,
-                                  std::move(sender), until);
-    msg.charge = std::move(read_charge_); // until the actor has handled it
-    if (!is_request) {
-      send(target->handle, std::move(msg));
-      return;
-    }
-    // No CAF timeout (its clock would wake a thread per request): the
-    // requester keeps its own deadline, and an answer after it is dropped
-    // over there. The target answers or, stopping, fails what it holds.
-    request(target->handle, caf::infinite, std::move(msg))
-      .then([this, id = env.message_id()](reply_msg& reply) {
-              answer(id, reply);
-            },
-            [this, id = env.message_id(),
-             name = target->slot->name](caf::error& err) {
-              answer_error(id, from_caf(err, name));
-            });
-  }
-
-  void complete(const v1::Envelope& env) {
-    auto i = pending_.find(env.correlation_id());
-    if (i == pending_.end())
-      return; // late: the requester has given up already
-    auto state = std::move(i->second);
-    pending_.erase(i);
-    reply_msg reply;
-    if (env.kind() == v1::KIND_ERROR) {
-      reply.code = static_cast<errc>(env.error().code());
-      if (reply.code == errc::ok)
-        reply.code = errc::unknown;
-      reply.text = env.error().message();
-    } else if (auto prototype = owner_.prototype(env.type_name())) {
-      auto payload = new_payload(**prototype);
-      if (parse_payload(*payload))
-        reply.payload = std::move(payload);
-      else
-        reply = reply_msg{nullptr, errc::internal,
-                          "a malformed reply of type " + env.type_name()};
-    } else {
-      reply = reply_msg{nullptr, errc::internal,
-                        "a reply of unknown type " + env.type_name()};
-    }
-    state.promise.deliver(std::move(reply));
-  }
-
-  void system(const v1::Envelope& env) {
-    const auto& type = env.type_name();
     if (type == v1::Monitor::descriptor()->full_name()) {
       v1::Monitor watch;
       if (!parse_payload(watch))
@@ -870,18 +1140,10 @@ private:
     // Answer requests whose deadline passed: the requester has given up
     // already (its own timer said deadline_exceeded); this ends its CAF
     // request, which waits without a timeout of its own.
-    auto now = deadline::clock::now();
-    for (auto i = pending_.begin(); i != pending_.end();) {
-      if (!i->second.until.expired(now)) {
-        ++i;
-        continue;
-      }
-      i->second.promise.deliver(
-        reply_msg{nullptr, errc::deadline_exceeded,
-                  "no reply from '" + i->second.target
-                    + "' before the deadline"});
-      i = pending_.erase(i);
-    }
+    for (auto& request : core_->take_expired())
+      request.answer(reply_msg{nullptr, errc::deadline_exceeded,
+                               "no reply from " + quoted(request.target)
+                                 + " before the deadline"});
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
   }
 
@@ -906,6 +1168,7 @@ private:
     if (gone_)
       return;
     gone_ = true;
+    core_->lose();
     auto text = peer_.name().empty()
                   ? why.message()
                   : "node '" + peer_.name() + "' is unreachable ("
@@ -946,16 +1209,9 @@ private:
   }
 
   void fail_pending(const error& why) {
-    for (auto& [id, state] : pending_)
-      state.promise.deliver(reply_msg{nullptr, why.code(), why.message()});
-    pending_.clear();
+    for (auto& request : core_->take_expired(true))
+      request.answer(reply_msg{nullptr, why.code(), why.message()});
   }
-
-  struct pending_request_state {
-    caf::response_promise promise;
-    std::string target;
-    deadline until;
-  };
 
   struct remote_watch {
     std::string name;
@@ -972,13 +1228,8 @@ private:
   std::optional<error> tombstone_;
   std::uint64_t next_id_ = 0;
   std::uint64_t next_watch_ = 0;
-  std::unordered_map<std::uint64_t, pending_request_state> pending_;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
-  // The payload of the frame being handled: a view into that frame.
-  std::string_view payload_;        // of the frame being read
-  split_payload split_payload_;     // of the split frame being read
-  std::string* bulk_ = nullptr;     // of the split frame being read
-  std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
+  std::shared_ptr<link_core> core_; // set by make_behavior
 
   // Link choice (see "choosing the link").
   std::map<std::string, caf::actor> side_;   // side links by tier
@@ -993,10 +1244,6 @@ private:
   std::size_t held_bytes_ = 0;
   bool congested_ = false; // our link's queue is full: see own_link_writable
   bool corked_ = false;    // an uncork_msg is on its way: see write_letter
-  // Bytes brought by the link that local actors have not handled yet; the
-  // bridge counts them in, read_charge_ holds the frame being handled's.
-  std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
-  backlog_charge read_charge_;
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
 };
 

@@ -115,7 +115,7 @@ void shell::dispatch(letter& msg) {
     owner().report_dead_letter(dead_letter_reason::expired, slot_->name,
                                msg.payload, msg.sender.get());
     if (is_request)
-      answer(make_response_promise(),
+      answer(reply_path_for(msg),
              error{errc::deadline_exceeded,
                    "the deadline passed before '" + slot_->name
                      + "' could handle " + type->full_name()});
@@ -126,7 +126,7 @@ void shell::dispatch(letter& msg) {
     owner().report_dead_letter(dead_letter_reason::unhandled_type, slot_->name,
                                msg.payload, msg.sender.get());
     if (is_request)
-      answer(make_response_promise(),
+      answer(reply_path_for(msg),
              error{errc::unimplemented, "'" + slot_->name
                                           + "' has no handler for "
                                           + type->full_name()});
@@ -146,10 +146,16 @@ void shell::dispatch(letter& msg) {
     return;
   if (failure)
     outcome = error{errc::internal, std::move(*failure)};
-  answer(make_response_promise(), std::move(outcome));
+  answer(reply_path_for(msg), std::move(outcome));
 }
 
-void shell::answer(caf::response_promise promise, expected<message> outcome) {
+reply_path shell::reply_path_for(const letter& msg) {
+  if (msg.reply_to)
+    return reply_path{msg.reply_to};
+  return reply_path{make_response_promise()};
+}
+
+void shell::answer(reply_path path, expected<message> outcome) {
   reply_msg reply;
   if (outcome) {
     reply.payload = *outcome ? std::move(*outcome) : empty_reply();
@@ -159,7 +165,7 @@ void shell::answer(caf::response_promise promise, expected<message> outcome) {
     if (reply.code == errc::ok) // an error must not read as success
       reply.code = errc::unknown;
   }
-  promise.deliver(std::move(reply));
+  path.deliver(std::move(reply));
 }
 
 expected<const route*> shell::resolve(destination to, const message& msg) {
@@ -246,8 +252,10 @@ void shell::request_route(const route& to, message msg, deadline until,
     });
     return;
   }
+  auto charge = owner().charge_request(to, msg);
   auto envelope = owner().make_letter(letter_kind::request, std::move(msg), to,
                                       slot_, until);
+  envelope.charge = std::move(charge);
   // Both continuations need the callback; share it rather than copy the
   // user's captures.
   auto cb = std::make_shared<reply_callback>(std::move(on_outcome));
@@ -366,7 +374,7 @@ responder shell::take_reply() {
     auto state = weak.lock();
     return !state || state->done;
   });
-  auto state = std::make_shared<responder_state>(make_response_promise());
+  auto state = std::make_shared<responder_state>(reply_path_for(*current_));
   open_responders_.push_back(state);
   current_responder_ = state;
   return responder{std::move(state)};
@@ -401,7 +409,7 @@ void responder_state::deliver(reply_msg reply) {
   if (done)
     return;
   done = true;
-  promise.deliver(std::move(reply));
+  path.deliver(std::move(reply));
 }
 
 } // namespace courier::detail

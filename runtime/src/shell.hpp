@@ -69,7 +69,10 @@ private:
   template <class Describe, class F>
   std::optional<std::string> guarded(Describe&& what, F&& fn);
 
-  void answer(caf::response_promise promise, expected<message> outcome);
+  /// Where the answer to `msg`, the request being handled, goes.
+  reply_path reply_path_for(const letter& msg);
+
+  void answer(reply_path path, expected<message> outcome);
 
   void request_route(const route& to, message msg, deadline until,
                      reply_callback on_outcome);
