@@ -223,12 +223,13 @@ public:
     auto kind = frame.env.kind();
     if (kind == v1::KIND_SYSTEM || !v1::Kind_IsValid(kind))
       return false;
-    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
     backlog_charge charge{inbound_, size};
     if (kind == v1::KIND_POST || kind == v1::KIND_REQUEST)
       deliver(frame, charge);
     else
       complete(frame);
+    // Counted once handed over: a count seen means the letter is there.
+    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
 
@@ -962,20 +963,23 @@ private:
     const auto& env = frame.env;
     if (!hello_done_)
       return handshake(frame);
-    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
     switch (env.kind()) {
       case v1::KIND_POST:
       case v1::KIND_REQUEST:
-        return core_->deliver(frame, charge);
+        core_->deliver(frame, charge);
+        break;
       case v1::KIND_REPLY:
       case v1::KIND_ERROR:
-        return core_->complete(frame);
+        core_->complete(frame);
+        break;
       case v1::KIND_SYSTEM:
-        return system(frame);
+        system(frame);
+        break;
       default:
         return protocol_error("an envelope of kind "
                               + std::to_string(env.kind()));
     }
+    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
   }
 
   void handshake(const inbound_frame& frame) {

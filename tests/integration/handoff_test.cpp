@@ -1,0 +1,138 @@
+// Frames handed to actors on the thread that reads them, and answers written
+// to the link by whoever answers (runtime/src/remote.cpp, "what a proxy
+// shares with other threads"): the promises that must survive the proxy
+// being skipped. Two nodes in this one process, linked by shared memory or
+// by the named pipe, so that the test can hold an actor's thread.
+
+#include <future>
+
+#include "local_node.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+
+namespace {
+
+/// Two nodes of this process over shared memory.
+struct over_shm {
+  static constexpr bool shared_memory = true;
+  static constexpr const char* tier = "shm";
+};
+
+/// Two nodes of this process over the named pipe.
+struct over_pipe {
+  static constexpr bool shared_memory = false;
+  static constexpr const char* tier = "pipe";
+};
+
+std::uint64_t messages_in(local_node& node) {
+  auto routes = node->routes();
+  return routes.empty() ? 0 : routes[0].messages_in;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a request that dies unhandled in a mailbox is answered "
+                   "aborted across the link",
+                   "[integration][handoff]", over_shm, over_pipe) {
+  temp_dir dir;
+  local_node there{dir, "there", {}, TestType::shared_memory};
+  local_node here{dir, "here", {}, TestType::shared_memory};
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  probe<std::int64_t> entered;
+  // The first Ping holds the actor's thread until the test lets go, then
+  // stops the actor; what came behind it dies in the mailbox.
+  REQUIRE(there->spawn("gate", [&](context& ctx) {
+    return behavior{[&, released](const tpb::Ping& p) {
+      entered.push(p.seq());
+      released.wait();
+      ctx.stop();
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      return out;
+    }};
+  }));
+  auto first = std::async(std::launch::async, [&] {
+    return here->send<tpb::Pong>("gate", ping(1), 10s);
+  });
+  REQUIRE(entered.wait_for_count(1));
+  auto second = std::async(std::launch::async, [&] {
+    return here->send<tpb::Pong>("gate", ping(2), 10s);
+  });
+  // Counted once it is in the gate's mailbox.
+  REQUIRE(eventually([&] { return messages_in(there) == 2; }));
+  release.set_value();
+  auto one = first.get();
+  REQUIRE(one);
+  CHECK((*one)->seq() == 1);
+  auto two = second.get();
+  REQUIRE(!two);
+  CHECK(two.code() == errc::aborted);
+  CHECK(two.error().message() == "'gate' stopped before replying");
+  auto routes = here->routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].tier == TestType::tier);
+}
+
+TEMPLATE_TEST_CASE("an answer never overtakes what its actor sent before it "
+                   "to the same requester",
+                   "[integration][handoff]", over_shm, over_pipe) {
+  temp_dir dir;
+  local_node there{dir, "there", {}, TestType::shared_memory};
+  local_node here{dir, "here", {}, TestType::shared_memory};
+  // For each request: a post to the requester, then a request to it, then
+  // the answer; the requester must see them in that order.
+  REQUIRE(there->spawn("talker", [](context& ctx) {
+    return behavior{[&ctx](const tpb::Ping& p) {
+      const auto& asker = ctx.sender(); // "asker@here"
+      tpb::Ping note;
+      note.set_seq(p.seq());
+      (void)ctx.post(asker, note);
+      tpb::Add question;
+      question.set_a(p.seq());
+      ctx.request(asker, question, 10s)
+        .then([](const tpb::Sum&) {}, [](const error&) {});
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      return out;
+    }};
+  }));
+  constexpr int rounds = 300;
+  probe<std::string> outcome;
+  REQUIRE(here->spawn("asker", [&](context& ctx) {
+    struct state {
+      std::int64_t notes = 0;     // posts seen
+      std::int64_t questions = 0; // requests seen
+      std::int64_t out_of_order = 0;
+    };
+    auto st = std::make_shared<state>();
+    auto next = std::make_shared<std::function<void(std::int64_t)>>();
+    *next = [&, st, next](std::int64_t seq) {
+      if (seq == rounds) {
+        outcome.push(std::to_string(st->out_of_order));
+        return;
+      }
+      ctx.request("talker", ping(seq), 10s)
+        .then(
+          [st, next, seq](const tpb::Pong&) {
+            // The post and the request came before the answer.
+            if (st->notes != seq + 1 || st->questions != seq + 1)
+              ++st->out_of_order;
+            (*next)(seq + 1);
+          },
+          [&](const error& e) { outcome.push(e.to_string()); });
+    };
+    return behavior{
+      [st, next](const tpb::Quit&) { (*next)(0); },
+      [st](const tpb::Ping&) { ++st->notes; },
+      [st](const tpb::Add&) {
+        ++st->questions;
+        return tpb::Sum{};
+      },
+    };
+  }));
+  REQUIRE(here->post("asker", tpb::Quit{}));
+  REQUIRE(outcome.wait_for_count(1, 60s));
+  CHECK(outcome.items().front() == "0");
+}
