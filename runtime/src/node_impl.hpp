@@ -64,6 +64,8 @@ struct name_slot {
   /// set under node_impl::mu_ with `current`. Here: the posts waiting in the
   /// actor's mailbox (counted, not weighed), set at spawn.
   std::shared_ptr<detail::backlog> backlog;
+  /// Elsewhere: the link to that node (set with `backlog`).
+  std::shared_ptr<link_info> link;
   const actor_factory factory;
   const spawn_options options;
   /// Set by a spawn from a plain thread, which waits for it: fulfilled once
@@ -144,6 +146,8 @@ struct route {
   caf::actor handle;
   /// See name_slot::backlog and node_impl::charge_backlog.
   std::shared_ptr<detail::backlog> backlog = {};
+  /// Elsewhere: the link the route takes (name_slot::link).
+  std::shared_ptr<link_info> link = {};
 };
 
 /// Matches `text` against a glob pattern with '*' (any run) and '?' (one

@@ -351,7 +351,8 @@ expected<route> node_impl::resolve_remote(std::string_view name) {
     if (auto i = remote_names_.find(actor);
         i != remote_names_.end() && (node.empty() || i->second->node == node)
         && i->second->state == slot_state::running)
-      return route{i->second, i->second->current, i->second->backlog};
+      return route{i->second, i->second->current, i->second->backlog,
+                   i->second->link};
   }
   auto owner = dir_->owner_of(actor);
   if (!owner)
@@ -373,10 +374,12 @@ expected<route> node_impl::resolve_remote(std::string_view name) {
   }
   slot->current = *proxy;
   if (auto link = links_.find(*owner);
-      link != links_.end() && link->second.proxy == *proxy)
+      link != links_.end() && link->second.proxy == *proxy) {
     slot->backlog = link->second.info->backlog;
+    slot->link = link->second.info;
+  }
   generation_.fetch_add(1, std::memory_order_release);
-  return route{slot, slot->current, slot->backlog};
+  return route{slot, slot->current, slot->backlog, slot->link};
 }
 
 expected<route> node_impl::resolve_local(std::string_view name) {

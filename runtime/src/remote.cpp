@@ -144,14 +144,48 @@ struct pending_request {
   }
 };
 
+std::int64_t now_unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// The envelope of a letter to another node, or nothing when its deadline
+/// has passed.
+std::optional<v1::Envelope> envelope_of(const letter& msg,
+                                        const std::string& node_name,
+                                        std::uint64_t id) {
+  v1::Envelope env;
+  if (!msg.expires.is_never()) {
+    auto left = msg.expires.remaining();
+    if (left <= deadline::clock::duration::zero())
+      return std::nullopt;
+    env.set_timeout_ns(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+  }
+  env.set_target(msg.target->name);
+  env.mutable_sender()->set_node(node_name);
+  if (msg.sender)
+    env.mutable_sender()->set_actor(msg.sender->name);
+  env.set_type_name(msg.payload->GetDescriptor()->full_name());
+  env.set_message_id(id);
+  env.set_kind(msg.kind == letter_kind::request ? v1::KIND_REQUEST
+                                                : v1::KIND_POST);
+  env.set_priority(msg.priority);
+  env.set_created_unix_ns(now_unix_ns());
+  return env;
+}
+
+} // namespace
+
+/// What a link's proxy shares with the threads that read its link and the
+/// actors that write to it or answer over it (see above).
 class link_core : public std::enable_shared_from_this<link_core> {
 public:
-  link_core(node_impl& owner, link& conn, std::shared_ptr<link_info> info,
-            caf::actor_addr proxy)
+  link_core(node_impl& owner, link& conn, std::shared_ptr<link_info> info)
     : owner_(owner),
       node_name_(owner.name()),
       info_(std::move(info)),
-      proxy_(std::move(proxy)),
       conn_(&conn) {
   }
 
@@ -172,6 +206,33 @@ public:
   }
 
   // -- the proxy's side ----------------------------------------------------------
+
+  /// Names the proxy, before its link starts.
+  void bind(caf::actor_addr proxy) {
+    proxy_ = std::move(proxy);
+  }
+
+  /// Whether actors may write requests to the link themselves
+  /// (request_here): not while the proxy moves writes to another link.
+  /// Once this returns false, no such write is under way.
+  void allow_direct(bool allowed) {
+    std::lock_guard guard{conn_mu_};
+    direct_ = allowed;
+  }
+
+  /// Written to since the last barrier (see "choosing the link").
+  bool dirty() const noexcept {
+    return dirty_.load(std::memory_order_acquire);
+  }
+
+  void mark_dirty(bool written = true) noexcept {
+    dirty_.store(written, std::memory_order_release);
+  }
+
+  /// A fresh message id for the link.
+  std::uint64_t next_id() noexcept {
+    return next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
 
   /// The handshake is done: frames may now be handled where they are read.
   void open(const std::string& peer) {
@@ -269,6 +330,10 @@ public:
 
   // -- writing -------------------------------------------------------------------
 
+  /// See request_direct().
+  bool request_here(letter& msg, caf::strong_actor_ptr requester,
+                    caf::message_id id);
+
   /// Writes the answer to request `id` of the peer: at once from this
   /// thread, or behind the letters that wait in the proxy.
   void answer(std::uint64_t id, reply_msg reply);
@@ -313,14 +378,17 @@ private:
   node_impl& owner_;
   const std::string node_name_;
   std::shared_ptr<link_info> info_;
-  const caf::actor_addr proxy_;
+  caf::actor_addr proxy_; // set by bind() before the link starts
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
   const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
   std::string peer_; // written before open_, read after it
   std::atomic<bool> open_{false};
   std::atomic<std::size_t> in_proxy_{0};
   std::mutex conn_mu_;
-  link* conn_; // guarded by conn_mu_; owned by the proxy
+  link* conn_;          // guarded by conn_mu_; owned by the proxy
+  bool direct_ = false; // guarded by conn_mu_; see allow_direct()
+  std::atomic<bool> dirty_{false};
+  std::atomic<std::uint64_t> next_id_{0};
   std::mutex pending_mu_;
   std::unordered_map<std::uint64_t, pending_request> pending_; // pending_mu_
 };
@@ -469,6 +537,37 @@ void link_core::answer(std::uint64_t id, reply_msg reply) {
                             std::make_shared<backlog_charge>(waiting, bytes)});
 }
 
+bool link_core::request_here(letter& msg, caf::strong_actor_ptr requester,
+                             caf::message_id id) {
+  if (!msg.tier.empty() && msg.tier != info_->tier)
+    return false; // another link: the proxy's to choose
+  auto& waiting = info_->backlog->bytes;
+  if (waiting.load(std::memory_order_acquire) != 0)
+    return false; // behind what waits in the proxy
+  auto message_id = next_id();
+  auto env = envelope_of(msg, node_name_, message_id);
+  frame out;
+  if (!env || !encode_frame(*env, msg.payload.get(), out, msg.payload))
+    return false; // the proxy says why
+  std::lock_guard guard{conn_mu_};
+  if (conn_ == nullptr || !direct_
+      || waiting.load(std::memory_order_acquire) != 0 || !conn_->writable())
+    return false;
+  // Expected before it is written: the answer may come at once.
+  expect(message_id, pending_request{std::move(requester), id,
+                                     msg.target->name, msg.expires});
+  if (!conn_->write(std::move(out))) {
+    take(message_id);
+    return false; // the proxy tries, and learns why
+  }
+  dirty_.store(true, std::memory_order_release);
+  info_->messages_out.fetch_add(1, std::memory_order_relaxed);
+  msg.consume();
+  return true;
+}
+
+namespace {
+
 /// Hands what the transport reads (on its threads) to the actors, through
 /// the proxy when it must, counting the bytes into the link's inbound
 /// backlog: the letters made from them hold them until local actors have
@@ -560,28 +659,24 @@ private:
   std::size_t limit_;
 };
 
-std::int64_t now_unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 class link_proxy : public caf::event_based_actor {
 public:
   link_proxy(caf::actor_config& cfg, node_impl& owner,
              std::unique_ptr<link> conn, std::shared_ptr<link_info> info,
+             std::shared_ptr<link_core> core,
              std::optional<v1::NodeRecord> peer)
     : caf::event_based_actor(cfg),
       owner_(owner),
       conn_(std::move(conn)),
       info_(std::move(info)),
-      outbound_(peer.has_value()) {
+      outbound_(peer.has_value()),
+      core_(std::move(core)) {
     if (peer)
       peer_ = std::move(*peer);
   }
 
   caf::behavior make_behavior() override {
-    core_ = std::make_shared<link_core>(owner_, *conn_, info_, address());
+    core_->bind(address());
     auto& brought = *core_->inbound();
     brought.resume_at = owner_.config().limits.max_queued / 2;
     brought.resume = [proxy = address()] {
@@ -649,7 +744,7 @@ public:
       },
       [this](flush_msg&) {
         auto promise = make_response_promise();
-        if (gone_ || !own_dirty_)
+        if (gone_ || !core_->dirty())
           promise.deliver(flushed_msg{});
         else
           flushes_.emplace(write_barrier(), std::move(promise));
@@ -781,8 +876,9 @@ private:
       }
       side_.emplace(tier, *side);
     }
+    core_->allow_direct(false); // no actor's write slips past the barrier
     if (writer_.empty()) {
-      if (!own_dirty_ || gone_) {
+      if (!core_->dirty() || gone_) {
         writer_ = tier;
         return;
       }
@@ -802,14 +898,22 @@ private:
     switching_ = false;
     writer_ = std::move(next_writer_);
     next_writer_.clear();
+    allow_direct();
     advance();
+  }
+
+  /// Lets actors write requests to our link themselves while it is the
+  /// link in use (link_core::request_here).
+  void allow_direct() {
+    core_->allow_direct(hello_done_ && !gone_ && !switching_
+                        && writer_.empty());
   }
 
   std::uint64_t write_barrier() {
     v1::Barrier barrier;
     barrier.set_id(++next_barrier_);
     write_system(barrier);
-    own_dirty_ = false;
+    core_->mark_dirty(false);
     return barrier.id();
   }
 
@@ -851,32 +955,17 @@ private:
       refuse(msg, std::move(promise), *tombstone_);
       return;
     }
-    v1::Envelope env;
-    env.set_target(msg.target->name);
-    env.mutable_sender()->set_node(owner_.name());
-    if (msg.sender)
-      env.mutable_sender()->set_actor(msg.sender->name);
-    env.set_type_name(msg.payload->GetDescriptor()->full_name());
-    env.set_message_id(++next_id_);
-    env.set_kind(is_request ? v1::KIND_REQUEST : v1::KIND_POST);
-    if (!msg.expires.is_never()) {
-      auto left = msg.expires.remaining();
-      if (left <= deadline::clock::duration::zero()) {
-        owner_.report_dead_letter(dead_letter_reason::expired,
-                                  msg.target->name, msg.payload,
-                                  msg.sender.get());
-        if (is_request)
-          respond().deliver(
-            reply_msg{nullptr, errc::deadline_exceeded,
-                      "the deadline passed before sending to '"
-                        + msg.target->name + "'"});
-        return;
-      }
-      env.set_timeout_ns(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+    auto made = envelope_of(msg, owner_.name(), core_->next_id());
+    if (!made) {
+      owner_.report_dead_letter(dead_letter_reason::expired, msg.target->name,
+                                msg.payload, msg.sender.get());
+      if (is_request)
+        respond().deliver(reply_msg{nullptr, errc::deadline_exceeded,
+                                    "the deadline passed before sending to '"
+                                      + msg.target->name + "'"});
+      return;
     }
-    env.set_priority(msg.priority);
-    env.set_created_unix_ns(now_unix_ns());
+    const auto& env = *made;
     frame out;
     if (!encode_frame(env, msg.payload.get(), out, msg.payload)) {
       refuse(msg, std::move(promise),
@@ -902,7 +991,7 @@ private:
         refuse(msg, std::move(promise), written.error());
       return;
     }
-    own_dirty_ = true;
+    core_->mark_dirty();
     msg.charge.settle(); // in the link's queue now, bounded by it
     info_->messages_out.fetch_add(1, std::memory_order_relaxed);
   }
@@ -1002,6 +1091,7 @@ private:
       }
       hello_done_ = true;
       core_->open(peer_.name());
+      allow_direct();
       return;
     }
     v1::Hello hello;
@@ -1040,6 +1130,7 @@ private:
     write_system(ack);
     hello_done_ = true;
     core_->open(peer_.name());
+    allow_direct();
   }
 
   void system(const inbound_frame& frame) {
@@ -1173,6 +1264,7 @@ private:
       return;
     gone_ = true;
     core_->lose();
+    allow_direct();
     auto text = peer_.name().empty()
                   ? why.message()
                   : "node '" + peer_.name() + "' is unreachable ("
@@ -1230,10 +1322,9 @@ private:
   bool hello_done_ = false;
   bool gone_ = false;
   std::optional<error> tombstone_;
-  std::uint64_t next_id_ = 0;
   std::uint64_t next_watch_ = 0;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
-  std::shared_ptr<link_core> core_; // set by make_behavior
+  std::shared_ptr<link_core> core_;
 
   // Link choice (see "choosing the link").
   std::map<std::string, caf::actor> side_;   // side links by tier
@@ -1241,7 +1332,6 @@ private:
   std::string writer_;      // the link written last: empty is our own
   std::string next_writer_; // while switching_
   bool switching_ = false;
-  bool own_dirty_ = false;  // written to our link since its last barrier
   std::uint64_t next_barrier_ = 0;
   std::uint64_t awaited_barrier_ = 0;
   std::deque<held_letter> held_;
@@ -1256,8 +1346,17 @@ private:
 caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
                             std::shared_ptr<link_info> info,
                             std::optional<v1::NodeRecord> peer) {
+  auto core = std::make_shared<link_core>(owner, *conn, info);
+  info->core = core;
   return owner.system().spawn<link_proxy>(owner, std::move(conn),
-                                          std::move(info), std::move(peer));
+                                          std::move(info), std::move(core),
+                                          std::move(peer));
+}
+
+bool request_direct(link_info& info, letter& msg,
+                    caf::strong_actor_ptr requester, caf::message_id id) {
+  auto core = info.core.lock();
+  return core && core->request_here(msg, std::move(requester), id);
 }
 
 void watch_remote(const caf::actor& proxy, std::string name,

@@ -12,6 +12,8 @@
 #include <string>
 
 #include <caf/actor.hpp>
+#include <caf/actor_control_block.hpp>
+#include <caf/message_id.hpp>
 
 #include "courier/notices.hpp"
 #include "courier/transport.hpp"
@@ -21,6 +23,7 @@
 namespace courier::detail {
 
 class node_impl;
+class link_core;
 
 /// What `courier routes` shows of one link.
 struct link_info {
@@ -34,7 +37,19 @@ struct link_info {
   /// proxy's mailbox or held back by it); posts beyond the limit are refused
   /// at once (node_impl::charge_backlog).
   std::shared_ptr<detail::backlog> backlog = std::make_shared<detail::backlog>();
+  /// What the link's proxy shares with other threads; set before the link
+  /// is shown to anyone.
+  std::weak_ptr<link_core> core;
 };
+
+/// Writes a request to `info`'s link from the requesting actor's own
+/// thread, with no hop through the link's proxy; its answer is enqueued to
+/// `requester` as the response to CAF request `id`. Done only while the
+/// proxy holds nothing back for the link (nothing waits in the route's
+/// backlog, no change of link is under way, the link has room): false
+/// leaves the letter to the proxy.
+bool request_direct(link_info& info, letter& msg,
+                    caf::strong_actor_ptr requester, caf::message_id id);
 
 /// Spawns the proxy for a link. `peer` is the peer's record when we
 /// connected (outbound), or empty when it connected to us (inbound: the

@@ -252,10 +252,8 @@ void shell::request_route(const route& to, message msg, deadline until,
     });
     return;
   }
-  auto charge = owner().charge_request(to, msg);
   auto envelope = owner().make_letter(letter_kind::request, std::move(msg), to,
                                       slot_, until);
-  envelope.charge = std::move(charge);
   // Both continuations need the callback; share it rather than copy the
   // user's captures.
   auto cb = std::make_shared<reply_callback>(std::move(on_outcome));
@@ -291,11 +289,23 @@ void shell::request_remote(const route& to, letter envelope, deadline until,
     state->done = true;
     guarded("a reply continuation", [&] { (*state->cb)(std::move(result)); });
   };
-  request(to.handle, caf::infinite, std::move(envelope))
-    .then([finish](reply_msg& reply) { finish(to_outcome(reply)); },
-          [finish, name = to.slot->name](caf::error& err) {
-            finish(from_caf(err, name, true));
-          });
+  auto on_reply = [finish](reply_msg& reply) { finish(to_outcome(reply)); };
+  auto on_error = [finish, name = to.slot->name](caf::error& err) {
+    finish(from_caf(err, name, true));
+  };
+  // Straight to the link from this thread when its proxy holds nothing
+  // back; the answer comes as the response to a CAF request of ours.
+  auto id = new_request_id(caf::message_priority::normal);
+  if (to.link
+      && request_direct(*to.link, envelope,
+                        caf::actor_cast<caf::strong_actor_ptr>(this), id)) {
+    add_multiplexed_response_handler(id.response_id(),
+                                     caf::behavior{on_reply, on_error});
+  } else {
+    envelope.charge = owner().charge_request(to, envelope.payload);
+    request(to.handle, caf::infinite, std::move(envelope))
+      .then(on_reply, on_error);
+  }
   if (until.is_never())
     return;
   // The timer holds the request weakly: once the reply came and CAF let go
