@@ -6,7 +6,7 @@
 //                      [--workers N]
 //                      [--no-yield]
 //                      [--rtt-size N] [--rtt-only] [--fan-in N]
-//                      [--oneway-only SIZE]
+//                      [--oneway-only SIZE] [--shm-vs-pipe]
 //
 // Scenarios, each for Courier and its raw twin, alternating, N runs:
 //   rtt            64-byte round trips (Courier: ctx.request to an actor in
@@ -20,6 +20,8 @@
 //                  no names)
 //   fan_in         4 sender processes post to one named actor; aggregate
 //                  messages per second (Courier only)
+// With --shm-vs-pipe, only round trips, Courier over shm against Courier
+// over the named pipe, alternating runs (the ratio is shm / pipe).
 // Output: JSON lines with medians, then medians of per-run ratios.
 
 #include <algorithm>
@@ -505,11 +507,12 @@ double courier_fan_in(const std::string& self_path, const std::string& dir,
 
 void report(const std::string& scenario, const std::vector<double>& c,
             const std::vector<double>& r, const char* field, int runs,
-            std::size_t size) {
+            std::size_t size, const char* c_name = "courier",
+            const char* r_name = "raw") {
   std::vector<double> ratio;
   for (std::size_t i = 0; i < c.size(); ++i)
     ratio.push_back(c[i] / r[i]);
-  for (auto [impl, values] : {std::pair{"courier", &c}, std::pair{"raw", &r}}) {
+  for (auto [impl, values] : {std::pair{c_name, &c}, std::pair{r_name, &r}}) {
     json_line line;
     line.add("scenario", scenario).add("tier", tier).add("impl", impl);
     line.add("size", static_cast<double>(size)).add("runs", runs);
@@ -520,7 +523,8 @@ void report(const std::string& scenario, const std::vector<double>& c,
     std::cout << line.str() << std::endl;
   }
   json_line line;
-  line.add("scenario", scenario).add("tier", tier).add("impl", "courier/raw");
+  line.add("scenario", scenario).add("tier", tier);
+  line.add("impl", std::string{c_name} + "/" + r_name);
   line.add("size", static_cast<double>(size)).add("runs", runs);
   line.add(std::string{field} + "_ratio", median(ratio));
   std::cout << line.str() << std::endl;
@@ -555,6 +559,31 @@ int main(int argc, char** argv) {
   char self_path[4096];
   auto n = ::readlink("/proc/self/exe", self_path, sizeof self_path - 1);
   self_path[n > 0 ? n : 0] = '\0';
+
+  // --shm-vs-pipe: actor-to-actor round trips over shared memory and over
+  // the named pipe, alternating runs in one process: the median of the
+  // per-run ratios shm / pipe (the bar is 0.1).
+  if (has_flag(argc, argv, "--shm-vs-pipe")) {
+    tier = "shm";
+    courier_peer shm_peer{self_path};
+    tier = "pipe";
+    courier_peer pipe_peer{self_path};
+    std::vector<double> s50, p50, s99, p99;
+    for (int i = 0; i < runs; ++i) {
+      tier = "shm";
+      auto s = courier_rtt(shm_peer, rounds, i);
+      tier = "pipe";
+      auto p = courier_rtt(pipe_peer, rounds, i);
+      s50.push_back(quantile(s, 0.5));
+      s99.push_back(quantile(s, 0.99));
+      p50.push_back(quantile(p, 0.5));
+      p99.push_back(quantile(p, 0.99));
+    }
+    tier = "both";
+    report("rtt_p50", s50, p50, "rtt_ns", runs, rtt_size, "shm", "pipe");
+    report("rtt_p99", s99, p99, "rtt_ns", runs, rtt_size, "shm", "pipe");
+    return 0;
+  }
 
   raw_peer raw;
   courier_peer peer{self_path};
