@@ -25,6 +25,14 @@ struct over_pipe {
   static constexpr const char* tier = "pipe";
 };
 
+/// Two nodes of this process, "there" and "here", linked by `Tier`.
+template <class Tier>
+struct two_nodes {
+  temp_dir dir;
+  local_node there{dir, "there", {}, Tier::shared_memory};
+  local_node here{dir, "here", {}, Tier::shared_memory};
+};
+
 std::uint64_t messages_in(local_node& node) {
   auto routes = node->routes();
   return routes.empty() ? 0 : routes[0].messages_in;
@@ -32,18 +40,15 @@ std::uint64_t messages_in(local_node& node) {
 
 } // namespace
 
-TEMPLATE_TEST_CASE("a request that dies unhandled in a mailbox is answered "
+TEMPLATE_TEST_CASE_METHOD(two_nodes, "a request that dies unhandled in a mailbox is answered "
                    "aborted across the link",
                    "[integration][handoff]", over_shm, over_pipe) {
-  temp_dir dir;
-  local_node there{dir, "there", {}, TestType::shared_memory};
-  local_node here{dir, "here", {}, TestType::shared_memory};
   std::promise<void> release;
   auto released = release.get_future().share();
   probe<std::int64_t> entered;
   // The first Ping holds the actor's thread until the test lets go, then
   // stops the actor; what came behind it dies in the mailbox.
-  REQUIRE(there->spawn("gate", [&](context& ctx) {
+  REQUIRE(this->there->spawn("gate", [&](context& ctx) {
     return behavior{[&, released](const tpb::Ping& p) {
       entered.push(p.seq());
       released.wait();
@@ -54,14 +59,14 @@ TEMPLATE_TEST_CASE("a request that dies unhandled in a mailbox is answered "
     }};
   }));
   auto first = std::async(std::launch::async, [&] {
-    return here->send<tpb::Pong>("gate", ping(1), 10s);
+    return this->here->template send<tpb::Pong>("gate", ping(1), 10s);
   });
   REQUIRE(entered.wait_for_count(1));
   auto second = std::async(std::launch::async, [&] {
-    return here->send<tpb::Pong>("gate", ping(2), 10s);
+    return this->here->template send<tpb::Pong>("gate", ping(2), 10s);
   });
   // Counted once it is in the gate's mailbox.
-  REQUIRE(eventually([&] { return messages_in(there) == 2; }));
+  REQUIRE(eventually([&] { return messages_in(this->there) == 2; }));
   release.set_value();
   auto one = first.get();
   REQUIRE(one);
@@ -70,20 +75,17 @@ TEMPLATE_TEST_CASE("a request that dies unhandled in a mailbox is answered "
   REQUIRE(!two);
   CHECK(two.code() == errc::aborted);
   CHECK(two.error().message() == "'gate' stopped before replying");
-  auto routes = here->routes();
+  auto routes = this->here->routes();
   REQUIRE(routes.size() == 1);
   CHECK(routes[0].tier == TestType::tier);
 }
 
-TEMPLATE_TEST_CASE("an answer never overtakes what its actor sent before it "
+TEMPLATE_TEST_CASE_METHOD(two_nodes, "an answer never overtakes what its actor sent before it "
                    "to the same requester",
                    "[integration][handoff]", over_shm, over_pipe) {
-  temp_dir dir;
-  local_node there{dir, "there", {}, TestType::shared_memory};
-  local_node here{dir, "here", {}, TestType::shared_memory};
   // For each request: a post to the requester, then a request to it, then
   // the answer; the requester must see them in that order.
-  REQUIRE(there->spawn("talker", [](context& ctx) {
+  REQUIRE(this->there->spawn("talker", [](context& ctx) {
     return behavior{[&ctx](const tpb::Ping& p) {
       const auto& asker = ctx.sender(); // "asker@here"
       tpb::Ping note;
@@ -100,7 +102,7 @@ TEMPLATE_TEST_CASE("an answer never overtakes what its actor sent before it "
   }));
   constexpr int rounds = 300;
   probe<std::string> outcome;
-  REQUIRE(here->spawn("asker", [&](context& ctx) {
+  REQUIRE(this->here->spawn("asker", [&](context& ctx) {
     struct state {
       std::int64_t notes = 0;     // posts seen
       std::int64_t questions = 0; // requests seen
@@ -132,7 +134,7 @@ TEMPLATE_TEST_CASE("an answer never overtakes what its actor sent before it "
       },
     };
   }));
-  REQUIRE(here->post("asker", tpb::Quit{}));
+  REQUIRE(this->here->post("asker", tpb::Quit{}));
   REQUIRE(outcome.wait_for_count(1, 60s));
   CHECK(outcome.items().front() == "0");
 }
