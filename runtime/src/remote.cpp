@@ -241,7 +241,10 @@ public:
   }
 
   /// The link is lost: every frame goes to the proxy (which drops them).
+  /// Once this returns, no frame is being handled here any more (the node
+  /// may be on its way down).
   void lose() {
+    std::lock_guard guard{read_mu_};
     open_.store(false, std::memory_order_release);
   }
 
@@ -275,6 +278,7 @@ public:
   /// into inbound().
   bool read_here(const std::string& bytes, std::string* bulk,
                  std::size_t bulk_at, std::size_t size) {
+    std::lock_guard guard{read_mu_}; // one reader at a time: never waits
     if (!open_.load(std::memory_order_acquire)
         || in_proxy_.load(std::memory_order_acquire) != 0)
       return false;
@@ -382,6 +386,7 @@ private:
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
   const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
   std::string peer_; // written before open_, read after it
+  std::mutex read_mu_; // held while a frame is handled here; see lose()
   std::atomic<bool> open_{false};
   std::atomic<std::size_t> in_proxy_{0};
   std::mutex conn_mu_;
@@ -755,6 +760,7 @@ public:
   void on_exit() override {
     // Whatever is still pending will never be answered.
     core_->lose();
+    core_->allow_direct(false);
     fail_pending(error{errc::unavailable,
                        "the link to node '" + peer_.name() + "' closed"});
     release_side_links();

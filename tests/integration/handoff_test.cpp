@@ -110,11 +110,13 @@ TEMPLATE_TEST_CASE_METHOD(two_nodes, "an answer never overtakes what its actor s
     };
     auto st = std::make_shared<state>();
     auto next = std::make_shared<std::function<void(std::int64_t)>>();
-    *next = [&, st, next](std::int64_t seq) {
+    // Weakly: the behavior holds it, and a function holding itself leaks.
+    *next = [&, st, weak = std::weak_ptr{next}](std::int64_t seq) {
       if (seq == rounds) {
         outcome.push(std::to_string(st->out_of_order));
         return;
       }
+      auto next = weak.lock();
       ctx.request("talker", ping(seq), 10s)
         .then(
           [st, next, seq](const tpb::Pong&) {
