@@ -114,12 +114,15 @@ using namespace std::chrono_literals;
 //   actor, or completes the waiting request straight into the requester's
 //   mailbox;
 // - whoever answers a request that came over the link writes the answer to
-//   the link itself (link_reply).
+//   the link itself (link_reply);
+// - an actor's request goes to the link from the actor's own thread
+//   (request_direct).
 // The proxy still handles the handshake, system messages, and every frame
 // that arrives while frames it was given earlier are unfinished: frames of
-// one link reach actors in the order read. An answer also goes through the
-// proxy while letters wait there for the same link, behind them: order per
-// (sender, receiver) holds for answers too.
+// one link reach actors in the order read. Answers and requests go through
+// the proxy, behind them, while letters wait there for the same link (the
+// route's backlog is not zero) or the proxy moves writes to another link:
+// order per (sender, receiver) holds for them too.
 
 /// A frame read from a link, decoded.
 struct inbound_frame {
