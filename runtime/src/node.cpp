@@ -912,11 +912,12 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
       result.dead.push_back(target.slot->name);
       continue;
     }
-    pending.emplace_back(
-      target.slot->name,
-      self->request(target.handle, detail::to_caf(until),
-                    impl_->make_letter(letter_kind::request, msg, target,
-                                       nullptr, until)));
+    auto envelope = impl_->make_letter(letter_kind::request, msg, target,
+                                       nullptr, until);
+    envelope.charge = impl_->charge_request(target, msg);
+    pending.emplace_back(target.slot->name,
+                         self->request(target.handle, detail::to_caf(until),
+                                       std::move(envelope)));
   }
   for (auto& [name, response] : pending)
     response.receive(

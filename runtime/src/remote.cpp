@@ -188,6 +188,7 @@ public:
   link_core(node_impl& owner, link& conn, std::shared_ptr<link_info> info)
     : owner_(owner),
       node_name_(owner.name()),
+      max_frame_(owner.config().limits.max_frame),
       info_(std::move(info)),
       conn_(&conn) {
   }
@@ -342,7 +343,8 @@ public:
                     caf::message_id id);
 
   /// Writes the answer to request `id` of the peer: at once from this
-  /// thread, or behind the letters that wait in the proxy.
+  /// thread, or, while the proxy holds letters back or the link is full,
+  /// through the proxy, behind them.
   void answer(std::uint64_t id, reply_msg reply);
 
   /// The frame of an answer.
@@ -384,6 +386,7 @@ public:
 private:
   node_impl& owner_;
   const std::string node_name_;
+  const std::size_t max_frame_;
   std::shared_ptr<link_info> info_;
   caf::actor_addr proxy_; // set by bind() before the link starts
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
@@ -526,14 +529,25 @@ frame link_core::answer_frame(std::uint64_t id, const reply_msg& reply) const {
 
 void link_core::answer(std::uint64_t id, reply_msg reply) {
   auto out = answer_frame(id, reply);
+  if (out.size() > max_frame_) // the requester learns why, not nothing
+    out = answer_frame(id, reply_msg{nullptr, errc::resource_exhausted,
+                                     "the reply of " + std::to_string(out.size())
+                                       + " bytes is over the frame limit of "
+                                       + std::to_string(max_frame_)});
   // Nothing waits to be written to this link (letters are counted into the
-  // route's backlog until written): the answer may go now, from here.
+  // route's backlog until written), no move to a side link is under way and
+  // the link has room: the answer may go now, from here.
   auto& waiting = info_->backlog;
-  if (waiting->bytes.load(std::memory_order_acquire) == 0) {
+  {
     std::lock_guard guard{conn_mu_};
-    if (conn_ != nullptr)
-      (void)conn_->write(std::move(out)); // a failure closes the link
-    return;
+    if (conn_ == nullptr)
+      return; // the link is gone
+    if (direct_ && waiting->bytes.load(std::memory_order_acquire) == 0
+        && conn_->writable()) {
+      if (conn_->write(std::move(out)))
+        dirty_.store(true, std::memory_order_release);
+      return; // a write that fails here closes the link
+    }
   }
   auto proxy = caf::actor_cast<caf::actor>(proxy_);
   if (!proxy)
@@ -723,10 +737,7 @@ public:
         }
         core_->handled();
       },
-      [this](answer_msg& msg) {
-        (void)conn_->write(std::move(*msg.out)); // a failure closes the link
-        msg.charge->settle();
-      },
+      [this](answer_msg& msg) { on_answer(msg); },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
       [this](local_down_msg& down) { report_down(down); },
@@ -790,6 +801,9 @@ private:
     letter msg;
     promise_slot promise;
     std::size_t bytes = 0; // of the payload, counted against max_held_bytes
+    /// Set for an answer to the peer (link_core::answer) instead of a
+    /// letter: it goes on our own link, which its request came by.
+    std::shared_ptr<answer_msg> answer = {};
   };
 
   /// The link a letter goes by: empty for this proxy's own.
@@ -831,6 +845,27 @@ private:
     advance();
   }
 
+  /// An answer that may not skip what the proxy holds: written now if
+  /// nothing is held and our link is the one in use and has room, else
+  /// held in order with the letters (never refused: its request waits).
+  void on_answer(answer_msg& msg) {
+    if (held_.empty() && !switching_ && writer_.empty()
+        && own_link_writable()) {
+      write_answer(msg);
+      return;
+    }
+    held_.push_back(
+      held_letter{letter{}, std::nullopt, 0,
+                  std::make_shared<answer_msg>(std::move(msg))});
+    advance();
+  }
+
+  void write_answer(answer_msg& msg) {
+    if (conn_->write(std::move(*msg.out)))
+      core_->mark_dirty();
+    msg.charge->settle(); // a failure closes the link
+  }
+
   /// False, and congested_ until the link says otherwise, while our link's
   /// outbound queue is too full to take more (a link that has closed takes
   /// letters: outbound() reports them).
@@ -852,7 +887,8 @@ private:
   /// Sends held letters until one needs a change of link.
   void advance() {
     while (!switching_ && !held_.empty()) {
-      auto tier = tier_for(held_.front().msg);
+      auto& front = held_.front();
+      auto tier = front.answer ? std::string{} : tier_for(front.msg);
       if (tier != writer_) {
         begin_switch(tier);
         continue; // done at once, or switching_ now holds the rest
@@ -862,7 +898,9 @@ private:
       auto next = std::move(held_.front());
       held_.pop_front();
       held_bytes_ -= next.bytes;
-      if (tier.empty())
+      if (next.answer)
+        write_answer(*next.answer);
+      else if (tier.empty())
         outbound(next.msg, std::move(next.promise));
       else
         forward(next.msg, std::move(next.promise), tier);

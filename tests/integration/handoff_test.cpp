@@ -84,13 +84,18 @@ TEMPLATE_TEST_CASE_METHOD(two_nodes, "an answer never overtakes what its actor s
                    "to the same requester",
                    "[integration][handoff]", over_shm, over_pipe) {
   // For each request: a post to the requester, then a request to it, then
-  // the answer; the requester must see them in that order.
+  // the answer; the requester must see them in that order. Every third
+  // post asks for the pipe: over shm, it takes a side link, and what
+  // follows waits for it (the route moves back behind a barrier).
   REQUIRE(this->there->spawn("talker", [](context& ctx) {
     return behavior{[&ctx](const tpb::Ping& p) {
       const auto& asker = ctx.sender(); // "asker@here"
       tpb::Ping note;
       note.set_seq(p.seq());
-      (void)ctx.post(asker, note);
+      post_options options;
+      if (p.seq() % 3 == 2)
+        options.tier = "pipe";
+      (void)ctx.post(asker, note, options);
       tpb::Add question;
       question.set_a(p.seq());
       ctx.request(asker, question, 10s)
