@@ -145,3 +145,32 @@ TEMPLATE_TEST_CASE_METHOD(two_nodes, "an answer never overtakes what its actor s
   REQUIRE(outcome.wait_for_count(1, 60s));
   CHECK(outcome.items().front() == "0");
 }
+
+TEMPLATE_TEST_CASE_METHOD(two_nodes, "a reply over the frame limit comes "
+                                     "back as resource_exhausted",
+                          "[integration][handoff]", over_shm, over_pipe) {
+  // 5 MiB answers a small request; the frame limit is 4 MiB.
+  REQUIRE(this->there->spawn("bloater", [](context&) {
+    return behavior{[](const tpb::Ping&) {
+      tpb::Blob out;
+      out.set_data(std::string(5u << 20, 'x'));
+      return out;
+    }};
+  }));
+  auto big = this->here->template send<tpb::Blob>("bloater", ping(1), 10s);
+  REQUIRE(!big);
+  CHECK(big.code() == errc::resource_exhausted);
+  CHECK(big.error().message().find("over the frame limit")
+        != std::string::npos);
+  // The link stays up for everyone else.
+  REQUIRE(this->there->spawn("echo", [](context&) {
+    return behavior{[](const tpb::Ping& p) {
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      return out;
+    }};
+  }));
+  auto fine = this->here->template send<tpb::Pong>("echo", ping(2), 10s);
+  REQUIRE(fine);
+  CHECK((*fine)->seq() == 2);
+}
