@@ -193,10 +193,6 @@ public:
       conn_(&conn) {
   }
 
-  node_impl& owner() const noexcept {
-    return owner_;
-  }
-
   const std::shared_ptr<backlog>& inbound() const noexcept {
     return inbound_;
   }
@@ -367,13 +363,25 @@ public:
     return request;
   }
 
-  /// Takes the requests whose deadline has passed, or (`all`) every one.
-  std::vector<pending_request> take_expired(bool all = false) {
+  /// Takes the requests whose deadline has passed.
+  std::vector<pending_request> take_expired() {
+    return take_if([now = deadline::clock::now()](const pending_request& r) {
+      return r.until.expired(now);
+    });
+  }
+
+  /// Takes every request (the link is gone).
+  std::vector<pending_request> take_all() {
+    return take_if([](const pending_request&) { return true; });
+  }
+
+private:
+  template <class Predicate>
+  std::vector<pending_request> take_if(Predicate pred) {
     std::vector<pending_request> out;
-    auto now = deadline::clock::now();
     std::lock_guard guard{pending_mu_};
     for (auto i = pending_.begin(); i != pending_.end();) {
-      if (all || i->second.until.expired(now)) {
+      if (pred(i->second)) {
         out.push_back(std::move(i->second));
         i = pending_.erase(i);
       } else {
@@ -383,7 +391,6 @@ public:
     return out;
   }
 
-private:
   node_impl& owner_;
   const std::string node_name_;
   const std::size_t max_frame_;
@@ -561,8 +568,6 @@ void link_core::answer(std::uint64_t id, reply_msg reply) {
 
 bool link_core::request_here(letter& msg, caf::strong_actor_ptr requester,
                              caf::message_id id) {
-  if (!msg.tier.empty() && msg.tier != info_->tier)
-    return false; // another link: the proxy's to choose
   auto& waiting = info_->backlog->bytes;
   if (waiting.load(std::memory_order_acquire) != 0)
     return false; // behind what waits in the proxy
@@ -1028,13 +1033,11 @@ private:
                                     msg.target->name, msg.expires});
     }
     if (auto written = write_letter(std::move(out)); !written) {
-      // The link just closed? Why (a refusal, say) is still queued in our
-      // mailbox, and lost() will answer the request with it.
-      if (is_request
-          && (written.code() != errc::unavailable || gone_)
-          && core_->take(env.message_id()))
-        refuse(msg, std::move(promise), written.error());
-      else if (!is_request)
+      // A request on a link that just closed waits: why (a refusal, say) is
+      // still queued in our mailbox, and lost() answers it with that.
+      const bool lost_answers = is_request && !gone_
+                                && written.code() == errc::unavailable;
+      if (!is_request || (!lost_answers && core_->take(env.message_id())))
         refuse(msg, std::move(promise), written.error());
       return;
     }
@@ -1352,7 +1355,7 @@ private:
   }
 
   void fail_pending(const error& why) {
-    for (auto& request : core_->take_expired(true))
+    for (auto& request : core_->take_all())
       request.answer(reply_msg{nullptr, why.code(), why.message()});
   }
 
