@@ -135,7 +135,10 @@ TEMPLATE_TEST_CASE_METHOD(two_nodes, "an answer never overtakes what its actor s
     return behavior{
       [st, next](const tpb::Quit&) { (*next)(0); },
       [st](const tpb::Ping&) { ++st->notes; },
-      [st](const tpb::Add&) {
+      [st](const tpb::Add& question) {
+        // The post of the same round came before the request.
+        if (st->notes != question.a() + 1)
+          ++st->out_of_order;
         ++st->questions;
         return tpb::Sum{};
       },
