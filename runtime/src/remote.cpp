@@ -609,7 +609,10 @@ public:
   void on_frame(std::string frame) override {
     inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
     if (core_->read_here(frame, nullptr, 0, frame.size())) {
-      core_->recycle(std::move(frame));
+      // Only large strings are worth reading into again (link::recycle);
+      // small ones skip the link's lock, which answer writers take too.
+      if (frame.capacity() >= bulk_threshold)
+        core_->recycle(std::move(frame));
       return;
     }
     forward(frame_msg{std::move(frame), {}, 0});
