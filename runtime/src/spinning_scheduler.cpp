@@ -20,6 +20,13 @@ using clock_type = std::chrono::steady_clock;
 
 /// CAF's work_sharing with a polling phase before the condition variable.
 /// `queued` mirrors the queue's length so that pollers look without locking.
+///
+/// At most one worker polls at a time: the others sleep. On a machine with
+/// few cores, two pollers of one node (and the pollers of its peers) would
+/// take turns on the CPUs, and a frame would wait for its poller to be
+/// scheduled again; one poller per node keeps a core each. A job queued
+/// while nobody polls wakes a sleeper, as does a poller that takes a job and
+/// leaves more behind, so busy nodes still use every worker.
 class polling_sharing : public caf::policy::unprofiled {
 public:
   using queue_type = std::list<caf::resumable*>;
@@ -32,7 +39,12 @@ public:
     std::mutex lock;
     std::condition_variable cv;
     std::atomic<std::size_t> queued{0};
+    // Changed under `lock` only when a worker goes to sleep or wakes; read
+    // without it.
     std::atomic<std::size_t> sleepers{0};
+    // Whether a worker polls; taken with an exchange, dropped under `lock`
+    // when the poller goes to sleep (so a job queued meanwhile wakes it).
+    std::atomic<bool> polling{false};
     // Set once, before the workers start.
     std::chrono::nanoseconds idle_spin{0};
     std::vector<std::function<bool()>> pollers;
@@ -53,15 +65,22 @@ public:
       data.queue.splice(data.queue.end(), one);
       data.queued.fetch_add(1, std::memory_order_release);
     }
-    // Polling workers find the job themselves; wake one only if one sleeps.
-    // A worker counts itself as a sleeper under the lock taken above, so
-    // none is missed.
-    if (data.sleepers.load(std::memory_order_acquire) > 0)
+    // A polling worker finds the job itself. Otherwise wake one sleeper, if
+    // one sleeps: workers count themselves as sleepers, and a poller stops
+    // polling, under the lock taken above, so none is missed.
+    if (!data.polling.load(std::memory_order_acquire)
+        && data.sleepers.load(std::memory_order_acquire) > 0)
       data.cv.notify_one();
   }
 
   template <class Coordinator>
   void central_enqueue(Coordinator* self, caf::resumable* job) {
+    // A job made runnable by this thread's poll (a frame for an actor) runs
+    // on this thread next, without passing through the queue.
+    if (polling_here == &d(self) && next_here == nullptr) {
+      next_here = job;
+      return;
+    }
     enqueue(self, job);
   }
 
@@ -83,29 +102,40 @@ public:
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& data = d(self->parent());
-    auto take = [&]() -> caf::resumable* {
-      auto job = data.queue.front();
-      data.queue.pop_front();
-      data.queued.fetch_sub(1, std::memory_order_relaxed);
-      return job;
-    };
     auto try_take = [&]() -> caf::resumable* {
       if (data.queued.load(std::memory_order_acquire) == 0)
         return nullptr;
       std::lock_guard guard{data.lock};
-      return data.queue.empty() ? nullptr : take();
+      return data.queue.empty() ? nullptr : take_front(data);
     };
-    if (data.idle_spin.count() > 0) {
+    if (auto job = try_take())
+      return job;
+    bool poller = data.idle_spin.count() > 0
+                  && !data.polling.exchange(true, std::memory_order_acq_rel);
+    if (poller) {
+      // Leaving to run a job: if more wait, wake a sleeper to take them,
+      // since no worker polls while this one runs.
+      auto leave_with = [&](caf::resumable* job) {
+        data.polling.store(false, std::memory_order_release);
+        if (data.queued.load(std::memory_order_acquire) > 0
+            && data.sleepers.load(std::memory_order_acquire) > 0)
+          data.cv.notify_one();
+        return job;
+      };
       auto until = clock_type::now() + data.idle_spin;
       for (unsigned polls = 1;; ++polls) {
         if (auto job = try_take())
-          return job;
+          return leave_with(job);
         bool found = false;
+        polling_here = &data;
         for (auto& poll : data.pollers)
           found |= poll();
+        polling_here = nullptr;
+        if (auto job = std::exchange(next_here, nullptr))
+          return leave_with(job);
         if (found) {
           if (auto job = try_take())
-            return job;
+            return leave_with(job);
           until = clock_type::now() + data.idle_spin; // busy: keep polling
           continue;
         }
@@ -118,10 +148,12 @@ public:
       }
     }
     std::unique_lock guard{data.lock};
+    if (poller)
+      data.polling.store(false, std::memory_order_release);
     data.sleepers.fetch_add(1, std::memory_order_acq_rel);
     data.cv.wait(guard, [&] { return !data.queue.empty(); });
     data.sleepers.fetch_sub(1, std::memory_order_acq_rel);
-    return take();
+    return take_front(data);
   }
 
   template <class Worker, class UnaryFunction>
@@ -137,6 +169,11 @@ public:
   }
 
 private:
+  // While this thread polls for a scheduler: its data, and the first job the
+  // poll made runnable.
+  static inline thread_local coordinator_data* polling_here = nullptr;
+  static inline thread_local caf::resumable* next_here = nullptr;
+
   static caf::resumable* take_front(coordinator_data& data) {
     auto job = data.queue.front();
     data.queue.pop_front();

@@ -84,9 +84,12 @@ inline void capture_log(node_config& config,
 
 /// A node whose log lines are kept for assertions instead of printed.
 struct quiet_node {
-  explicit quiet_node(std::string name = "") {
+  explicit quiet_node(std::string name = "",
+                      const std::function<void(node_config&)>& adjust = {}) {
     node_config config;
     config.name = std::move(name);
+    if (adjust)
+      adjust(config);
     // In-process tests stay off the machine directory.
     config.join_directory = false;
     capture_log(config, lines);

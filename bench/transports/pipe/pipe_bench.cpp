@@ -596,13 +596,16 @@ int main(int argc, char** argv) {
     oneway_sizes = {{only, static_cast<int>(std::clamp<std::size_t>(
                              (64u << 20) / only, 20, 20000))}};
 
-  // --impl courier|raw: with --oneway-only, run one side only (profiling).
+  // --impl courier|raw: run one side only (profiling); the ratios are then
+  // against 1.
   std::string only_impl = text_arg(argc, argv, "--impl", "");
 
   std::vector<double> c50, c99, r50, r99;
   for (int i = 0; i < runs && only == 0; ++i) {
-    auto c = courier_rtt(peer, rounds, i);
-    auto r = raw_rtt(raw, rounds);
+    auto c = only_impl == "raw" ? std::vector<double>{1}
+                                : courier_rtt(peer, rounds, i);
+    auto r = only_impl == "courier" ? std::vector<double>{1}
+                                    : raw_rtt(raw, rounds);
     c50.push_back(quantile(c, 0.5));
     c99.push_back(quantile(c, 0.99));
     r50.push_back(quantile(r, 0.5));

@@ -1,3 +1,5 @@
+#include <atomic>
+#include <random>
 #include <thread>
 
 #include "test_support.hpp"
@@ -92,4 +94,64 @@ TEST_CASE("spawning and stopping names from many threads stays consistent",
     t.join();
   CHECK(failures == 0);
   REQUIRE(eventually([&] { return n->names().empty(); }));
+}
+
+namespace {
+
+/// A node on the latency scheduler, whose idle workers poll for 50 us.
+void polling(node_config& config) {
+  config.scheduler = scheduler_policy::latency;
+  config.worker_threads = 2;
+  config.idle_spin = std::chrono::microseconds{50};
+}
+
+} // namespace
+
+TEST_CASE("the latency scheduler runs busy actors side by side, though only "
+          "one idle worker polls",
+          "[runtime]") {
+  quiet_node n{"", polling};
+  // Each actor, once running, holds its worker until it sees the other one
+  // running too: with one worker at work and the other left asleep, each
+  // round would end at the deadline instead.
+  std::atomic<int> running{0};
+  probe<bool> met;
+  auto meet = [&](context&) {
+    return behavior{[&](const tpb::Ping&) {
+      running.fetch_add(1);
+      auto until = std::chrono::steady_clock::now() + 5s;
+      while (running.load() % 2 != 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+      met.push(running.load() % 2 == 0);
+    }};
+  };
+  REQUIRE(n->spawn("a", meet));
+  REQUIRE(n->spawn("b", meet));
+  constexpr int rounds = 20;
+  for (int r = 0; r < rounds; ++r) {
+    REQUIRE(n->post("a", ping(r)));
+    REQUIRE(n->post("b", ping(r)));
+    REQUIRE(met.wait_for_count(2 * (r + 1), 10s));
+  }
+  for (bool both : met.items())
+    CHECK(both);
+}
+
+TEST_CASE("the latency scheduler loses no job while its workers go to sleep "
+          "and wake",
+          "[runtime]") {
+  quiet_node n{"", polling};
+  REQUIRE(n->spawn("adder", adder));
+  // Gaps on either side of the poller's 50 us, so that calls find it
+  // polling, going to sleep, or asleep.
+  std::mt19937 random{7};
+  std::uniform_int_distribution<int> gap_us{0, 150};
+  int wrong = 0;
+  for (int i = 0; i < 400; ++i) {
+    auto sum = n->send<tpb::Sum>("adder", add(i, 1), 5s);
+    if (!sum || (*sum)->value() != i + 1)
+      ++wrong;
+    std::this_thread::sleep_for(std::chrono::microseconds{gap_us(random)});
+  }
+  CHECK(wrong == 0);
 }
