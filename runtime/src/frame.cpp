@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cstring>
+#include <type_traits>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -205,11 +206,321 @@ std::uint8_t* write_payload_head(std::uint8_t* at, std::size_t size) {
 
 } // namespace
 
-bool encode_frame(const v1::Envelope& env,
-                  const google::protobuf::Message* payload, frame& out,
-                  std::shared_ptr<const void> keep_alive) {
+namespace {
+
+// -- envelope heads, by hand -------------------------------------------------------
+//
+// Protobuf writes fields in the order of their numbers, and leaves out those
+// at their default (a sub-message that is set is written, even empty):
+// head_size() and write_head() do the same, so their bytes are the bytes
+// Protobuf would write for the same Envelope (frame_test checks this).
+
+enum wire_type : std::uint32_t { varint = 0, delimited = 2 };
+
+constexpr std::uint32_t tag_of(std::uint32_t field, wire_type type) {
+  return (field << 3) | type;
+}
+
+std::size_t varint_size(std::uint64_t value) {
+  return CodedOutputStream::VarintSize64(value);
+}
+
+std::uint8_t* put_varint(std::uint64_t value, std::uint8_t* at) {
+  return CodedOutputStream::WriteVarint64ToArray(value, at);
+}
+
+/// Envelope, ActorAddress and Status fields by number.
+enum : std::uint32_t {
+  f_target = 1, f_sender = 2, f_type_name = 3, f_message_id = 5,
+  f_correlation_id = 6, f_kind = 7, f_timeout_ns = 8, f_priority = 9,
+  f_created_unix_ns = 11, f_error = 17,
+  f_node = 1, f_actor = 2, // ActorAddress
+  f_code = 1, f_message = 2 // Status
+};
+
+std::size_t scalar_size(std::uint32_t field, std::uint64_t value) {
+  return value == 0 ? 0 : varint_size(tag_of(field, varint)) + varint_size(value);
+}
+
+std::size_t string_size(std::uint32_t field, std::string_view text) {
+  return text.empty() ? 0
+                      : varint_size(tag_of(field, delimited))
+                          + varint_size(text.size()) + text.size();
+}
+
+std::size_t nested_size(std::uint32_t field, std::size_t inner) {
+  return varint_size(tag_of(field, delimited)) + varint_size(inner) + inner;
+}
+
+std::uint8_t* put_scalar(std::uint32_t field, std::uint64_t value,
+                         std::uint8_t* at) {
+  if (value == 0)
+    return at;
+  return put_varint(value, put_varint(tag_of(field, varint), at));
+}
+
+std::uint8_t* put_string(std::uint32_t field, std::string_view text,
+                         std::uint8_t* at) {
+  if (text.empty())
+    return at;
+  at = put_varint(text.size(), put_varint(tag_of(field, delimited), at));
+  std::memcpy(at, text.data(), text.size());
+  return at + text.size();
+}
+
+std::uint8_t* put_nested(std::uint32_t field, std::size_t inner,
+                         std::uint8_t* at) {
+  return put_varint(inner, put_varint(tag_of(field, delimited), at));
+}
+
+/// Enums and int64 fields go on the wire as their 64-bit two's complement.
+std::uint64_t as_varint(std::int64_t value) {
+  return static_cast<std::uint64_t>(value);
+}
+
+std::size_t sender_size(const envelope_head& h) {
+  return string_size(f_node, h.sender_node) + string_size(f_actor, h.sender_actor);
+}
+
+std::size_t error_size(const envelope_head& h) {
+  return scalar_size(f_code, h.error_code)
+         + string_size(f_message, h.error_message);
+}
+
+std::size_t head_size(const envelope_head& h) {
+  return string_size(f_target, h.target)
+         + (h.has_sender ? nested_size(f_sender, sender_size(h)) : 0)
+         + string_size(f_type_name, h.type_name)
+         + scalar_size(f_message_id, h.message_id)
+         + scalar_size(f_correlation_id, h.correlation_id)
+         + scalar_size(f_kind, as_varint(h.kind))
+         + scalar_size(f_timeout_ns, h.timeout_ns)
+         + scalar_size(f_priority, h.priority)
+         + scalar_size(f_created_unix_ns, as_varint(h.created_unix_ns))
+         + (h.has_error ? nested_size(f_error, error_size(h)) : 0);
+}
+
+std::uint8_t* write_head(const envelope_head& h, std::uint8_t* at) {
+  at = put_string(f_target, h.target, at);
+  if (h.has_sender) {
+    at = put_nested(f_sender, sender_size(h), at);
+    at = put_string(f_node, h.sender_node, at);
+    at = put_string(f_actor, h.sender_actor, at);
+  }
+  at = put_string(f_type_name, h.type_name, at);
+  at = put_scalar(f_message_id, h.message_id, at);
+  at = put_scalar(f_correlation_id, h.correlation_id, at);
+  at = put_scalar(f_kind, as_varint(h.kind), at);
+  at = put_scalar(f_timeout_ns, h.timeout_ns, at);
+  at = put_scalar(f_priority, h.priority, at);
+  at = put_scalar(f_created_unix_ns, as_varint(h.created_unix_ns), at);
+  if (h.has_error) {
+    at = put_nested(f_error, error_size(h), at);
+    at = put_scalar(f_code, h.error_code, at);
+    at = put_string(f_message, h.error_message, at);
+  }
+  return at;
+}
+
+/// Reads what write_head writes, and nothing else: false for any other
+/// field, a field seen twice, a string that is not ASCII (Protobuf checks
+/// UTF-8), a value too large for its field or a malformed one. Protobuf
+/// then decides, so that both always agree.
+class head_reader {
+public:
+  head_reader(const std::uint8_t* at, const std::uint8_t* end)
+    : at_(at), end_(end) {
+  }
+
+  bool done() const {
+    return at_ == end_;
+  }
+
+  bool tag(std::uint32_t& field, std::uint32_t& type) {
+    std::uint64_t value;
+    if (!number(value) || value > UINT32_MAX)
+      return false;
+    field = static_cast<std::uint32_t>(value >> 3);
+    type = static_cast<std::uint32_t>(value & 7);
+    return true;
+  }
+
+  bool number(std::uint64_t& value) {
+    value = 0;
+    for (int shift = 0; shift < 64 && at_ != end_; shift += 7) {
+      auto byte = *at_++;
+      value |= std::uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0)
+        return shift < 63 || byte <= 1; // the tenth byte holds one bit
+    }
+    return false;
+  }
+
+  bool bytes(std::string_view& out) {
+    std::uint64_t size;
+    if (!number(size) || size > static_cast<std::uint64_t>(end_ - at_))
+      return false;
+    out = {reinterpret_cast<const char*>(at_), static_cast<std::size_t>(size)};
+    at_ += size;
+    return true;
+  }
+
+  bool text(std::string_view& out) {
+    return bytes(out) && ascii(out);
+  }
+
+  static bool ascii(std::string_view text) {
+    for (unsigned char c : text)
+      if (c >= 0x80)
+        return false;
+    return true;
+  }
+
+private:
+  const std::uint8_t* at_;
+  const std::uint8_t* end_;
+};
+
+/// Reads a sub-message of two fields: 1, a string or a uint32 (as `First`),
+/// and 2, a string.
+template <class First>
+bool read_pair(std::string_view bytes, First& first, std::string_view& second) {
+  const auto* at = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  head_reader in{at, at + bytes.size()};
+  bool seen[3] = {};
+  while (!in.done()) {
+    std::uint32_t field;
+    std::uint32_t type;
+    if (!in.tag(field, type) || field < 1 || field > 2 || seen[field])
+      return false;
+    seen[field] = true;
+    if (field == 2) {
+      if (type != delimited || !in.text(second))
+        return false;
+    } else if constexpr (std::is_same_v<First, std::string_view>) {
+      if (type != delimited || !in.text(first))
+        return false;
+    } else {
+      std::uint64_t value;
+      if (type != varint || !in.number(value) || value > UINT32_MAX)
+        return false;
+      first = static_cast<std::uint32_t>(value);
+    }
+  }
+  return true;
+}
+
+/// Decodes the frames Courier writes without Protobuf; false leaves the
+/// frame to Protobuf (which may accept it: another field, say).
+bool read_head(std::string_view frame, envelope_head& h,
+               std::string_view& payload) {
+  const auto* at = reinterpret_cast<const std::uint8_t*>(frame.data());
+  head_reader in{at, at + frame.size()};
+  std::uint32_t seen = 0;
+  while (!in.done()) {
+    std::uint32_t field;
+    std::uint32_t type;
+    if (!in.tag(field, type) || field > 31 || (seen >> field & 1) != 0)
+      return false;
+    seen |= 1u << field;
+    std::uint64_t value = 0;
+    std::string_view bytes;
+    if (type == varint) {
+      if (!in.number(value))
+        return false;
+    } else if (type != delimited || !in.bytes(bytes)) {
+      return false;
+    }
+    const bool is_text = type == delimited;
+    switch (field) {
+      case f_target:
+        if (!is_text || !head_reader::ascii(bytes))
+          return false;
+        h.target = bytes;
+        break;
+      case f_sender:
+        if (!is_text || !read_pair(bytes, h.sender_node, h.sender_actor))
+          return false;
+        h.has_sender = true;
+        break;
+      case f_type_name:
+        if (!is_text || !head_reader::ascii(bytes))
+          return false;
+        h.type_name = bytes;
+        break;
+      case payload_field:
+        if (!is_text)
+          return false;
+        payload = bytes;
+        break;
+      case f_message_id:
+        if (is_text)
+          return false;
+        h.message_id = value;
+        break;
+      case f_correlation_id:
+        if (is_text)
+          return false;
+        h.correlation_id = value;
+        break;
+      case f_timeout_ns:
+        if (is_text)
+          return false;
+        h.timeout_ns = value;
+        break;
+      case f_created_unix_ns:
+        if (is_text)
+          return false;
+        h.created_unix_ns = static_cast<std::int64_t>(value);
+        break;
+      case f_kind:
+        if (is_text || value > INT32_MAX)
+          return false;
+        h.kind = static_cast<std::int32_t>(value);
+        break;
+      case f_priority:
+        if (is_text || value > UINT32_MAX)
+          return false;
+        h.priority = static_cast<std::uint32_t>(value);
+        break;
+      case f_error:
+        if (!is_text || !read_pair(bytes, h.error_code, h.error_message))
+          return false;
+        h.has_error = true;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+/// The envelope's bytes for encode_frame: Protobuf's, or ours.
+struct protobuf_head {
+  const v1::Envelope& env;
+  std::size_t size() const {
+    return env.ByteSizeLong();
+  }
+  void write(std::uint8_t* at) const {
+    env.SerializeWithCachedSizesToArray(at);
+  }
+};
+
+struct courier_head {
+  const envelope_head& head;
+  std::size_t size() const {
+    return head_size(head);
+  }
+  void write(std::uint8_t* at) const {
+    write_head(head, at);
+  }
+};
+
+template <class Head>
+bool encode_with(const Head& env, const google::protobuf::Message* payload,
+                 frame& out, std::shared_ptr<const void> keep_alive) {
   out = frame{};
-  auto head = env.ByteSizeLong();
+  auto head = env.size();
   std::size_t size = 0;
   if (payload != nullptr) {
     if (!payload->IsInitialized())
@@ -220,7 +531,7 @@ bool encode_frame(const v1::Envelope& env,
   }
   if (payload != nullptr && keep_alive && size >= aliasing_threshold) {
     auto* at = reinterpret_cast<std::uint8_t*>(out.extend(head + 6));
-    env.SerializeWithCachedSizesToArray(at);
+    env.write(at);
     auto* end = write_payload_head(at + head, size);
     out.shrink(static_cast<std::size_t>(at + head + 6 - end));
     frame_output stream{out};
@@ -238,13 +549,59 @@ bool encode_frame(const v1::Envelope& env,
   std::string bytes;
   bytes.resize(head + (payload != nullptr ? 6 + size : 0));
   auto* at = reinterpret_cast<std::uint8_t*>(bytes.data());
-  env.SerializeWithCachedSizesToArray(at);
+  env.write(at);
   if (payload != nullptr) {
     auto* end = write_payload_head(at + head, size);
     end = payload->SerializeWithCachedSizesToArray(end);
     bytes.resize(static_cast<std::size_t>(end - at));
   }
   out = frame{std::move(bytes)};
+  return true;
+}
+
+} // namespace
+
+bool encode_frame(const v1::Envelope& env,
+                  const google::protobuf::Message* payload, frame& out,
+                  std::shared_ptr<const void> keep_alive) {
+  return encode_with(protobuf_head{env}, payload, out, std::move(keep_alive));
+}
+
+bool encode_frame(const envelope_head& head,
+                  const google::protobuf::Message* payload, frame& out,
+                  std::shared_ptr<const void> keep_alive) {
+  return encode_with(courier_head{head}, payload, out, std::move(keep_alive));
+}
+
+envelope_head head_of(const v1::Envelope& env) {
+  envelope_head h;
+  h.target = env.target();
+  h.has_sender = env.has_sender();
+  h.sender_node = env.sender().node();
+  h.sender_actor = env.sender().actor();
+  h.type_name = env.type_name();
+  h.message_id = env.message_id();
+  h.correlation_id = env.correlation_id();
+  h.kind = env.kind();
+  h.timeout_ns = env.timeout_ns();
+  h.priority = env.priority();
+  h.created_unix_ns = env.created_unix_ns();
+  h.has_error = env.has_error();
+  h.error_code = env.error().code();
+  h.error_message = env.error().message();
+  return h;
+}
+
+bool decode_frame(std::string_view frame, envelope_head& head,
+                  v1::Envelope& spare, std::string_view& payload) {
+  head = envelope_head{};
+  payload = {};
+  if (read_head(frame, head, payload))
+    return true;
+  head = envelope_head{};
+  if (!decode_frame(frame, spare, payload))
+    return false;
+  head = head_of(spare);
   return true;
 }
 

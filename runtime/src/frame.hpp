@@ -18,6 +18,31 @@
 
 namespace courier::detail {
 
+/// The envelope fields of the frames Courier writes for letters and answers
+/// (docs/wire-format.md), strings as views: into the frame they were read
+/// from, or into what the frame is written from. The hot path encodes and
+/// decodes these by hand, to the same bytes as Protobuf, without building
+/// an Envelope (docs/benchmarks.md: that took half of a frame's cost).
+struct envelope_head {
+  std::string_view target;
+  bool has_sender = false;
+  std::string_view sender_node;
+  std::string_view sender_actor;
+  std::string_view type_name;
+  std::uint64_t message_id = 0;
+  std::uint64_t correlation_id = 0;
+  std::int32_t kind = 0; // a v1::Kind
+  std::uint64_t timeout_ns = 0;
+  std::uint32_t priority = 0;
+  std::int64_t created_unix_ns = 0;
+  bool has_error = false;
+  std::uint32_t error_code = 0;
+  std::string_view error_message;
+};
+
+/// The head of `env`, viewing its strings.
+envelope_head head_of(const v1::Envelope& env);
+
 /// Writes `env` (its payload field empty) and then `payload`, if any, as
 /// its payload field into `out`. With `keep_alive` (the owner of `payload`),
 /// the large string and bytes fields of a large payload stay where they are
@@ -26,6 +51,18 @@ namespace courier::detail {
 bool encode_frame(const v1::Envelope& env,
                   const google::protobuf::Message* payload, frame& out,
                   std::shared_ptr<const void> keep_alive = {});
+
+/// As above, the envelope given by its head: the same bytes as Protobuf
+/// writes for the Envelope with those fields.
+bool encode_frame(const envelope_head& head,
+                  const google::protobuf::Message* payload, frame& out,
+                  std::shared_ptr<const void> keep_alive = {});
+
+/// As decode_frame below, into a head that views `frame`. A frame with
+/// fields other than the head's is parsed by Protobuf into `spare`, which
+/// the head then views. Accepts and refuses what Protobuf does.
+bool decode_frame(std::string_view frame, envelope_head& head,
+                  v1::Envelope& spare, std::string_view& payload);
 
 /// Parses `frame` into `env` except for the payload field, which `payload`
 /// then views inside `frame` (or inside `env`, for the rare frame that

@@ -263,7 +263,7 @@ public:
   expected<route> resolve_local(std::string_view name);
 
   /// The binding that stands for a remote sender ("actor@node").
-  std::shared_ptr<name_slot> remote_sender(const std::string& actor,
+  std::shared_ptr<name_slot> remote_sender(std::string_view actor,
                                            const std::string& node);
 
   /// Registers an inbound link (the first link with a node serves outbound

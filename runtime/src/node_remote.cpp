@@ -387,11 +387,13 @@ expected<route> node_impl::resolve_local(std::string_view name) {
   return resolve_locked(name);
 }
 
-std::shared_ptr<name_slot> node_impl::remote_sender(const std::string& actor,
+std::shared_ptr<name_slot> node_impl::remote_sender(std::string_view actor,
                                                     const std::string& node) {
   if (actor.empty())
     return nullptr; // a plain thread on the other node
-  auto key = actor + "@" + node;
+  std::string key;
+  key.reserve(actor.size() + 1 + node.size());
+  key.append(actor).append("@").append(node);
   std::lock_guard guard{senders_mu_};
   if (auto i = remote_senders_.find(key); i != remote_senders_.end())
     return i->second;

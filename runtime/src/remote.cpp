@@ -124,9 +124,15 @@ using namespace std::chrono_literals;
 // route's backlog is not zero) or the proxy moves writes to another link:
 // order per (sender, receiver) holds for them too.
 
-/// A frame read from a link, decoded.
+/// A frame read from a link, decoded. Its head views the frame's bytes, or
+/// `full` (so it stays where it is).
 struct inbound_frame {
-  v1::Envelope env;
+  inbound_frame() = default;
+  inbound_frame(const inbound_frame&) = delete;
+  inbound_frame& operator=(const inbound_frame&) = delete;
+
+  envelope_head env;
+  v1::Envelope full;        // when Protobuf parsed the frame
   std::string_view payload; // unsplit frames
   split_payload split;      // split frames: the payload around the bulk
   std::string* bulk = nullptr;
@@ -153,29 +159,30 @@ std::int64_t now_unix_ns() {
     .count();
 }
 
-/// The envelope of a letter to another node, or nothing when its deadline
-/// has passed.
-std::optional<v1::Envelope> envelope_of(const letter& msg,
-                                        const std::string& node_name,
-                                        std::uint64_t id) {
-  v1::Envelope env;
+/// The envelope of a letter to another node (viewing the letter's strings
+/// and `node_name`), or nothing when its deadline has passed.
+std::optional<envelope_head> envelope_of(const letter& msg,
+                                         const std::string& node_name,
+                                         std::uint64_t id) {
+  envelope_head env;
   if (!msg.expires.is_never()) {
     auto left = msg.expires.remaining();
     if (left <= deadline::clock::duration::zero())
       return std::nullopt;
-    env.set_timeout_ns(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(left).count()));
+    env.timeout_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
   }
-  env.set_target(msg.target->name);
-  env.mutable_sender()->set_node(node_name);
+  env.target = msg.target->name;
+  env.has_sender = true;
+  env.sender_node = node_name;
   if (msg.sender)
-    env.mutable_sender()->set_actor(msg.sender->name);
-  env.set_type_name(msg.payload->GetDescriptor()->full_name());
-  env.set_message_id(id);
-  env.set_kind(msg.kind == letter_kind::request ? v1::KIND_REQUEST
-                                                : v1::KIND_POST);
-  env.set_priority(msg.priority);
-  env.set_created_unix_ns(now_unix_ns());
+    env.sender_actor = msg.sender->name;
+  env.type_name = msg.payload->GetDescriptor()->full_name();
+  env.message_id = id;
+  env.kind = msg.kind == letter_kind::request ? v1::KIND_REQUEST
+                                              : v1::KIND_POST;
+  env.priority = msg.priority;
+  env.created_unix_ns = now_unix_ns();
   return env;
 }
 
@@ -285,7 +292,7 @@ public:
     inbound_frame frame;
     if (!decode(bytes, bulk, bulk_at, frame))
       return false; // the proxy says why, and closes the link
-    auto kind = frame.env.kind();
+    auto kind = frame.env.kind;
     if (kind == v1::KIND_SYSTEM || !v1::Kind_IsValid(kind))
       return false;
     backlog_charge charge{inbound_, size};
@@ -301,9 +308,12 @@ public:
   static bool decode(const std::string& bytes, std::string* bulk,
                      std::size_t bulk_at, inbound_frame& out) {
     out.bulk = bulk;
-    return bulk == nullptr ? decode_frame(bytes, out.env, out.payload)
-                           : decode_split_frame(bytes, bulk_at, bulk->size(),
-                                                out.env, out.split);
+    if (bulk == nullptr)
+      return decode_frame(bytes, out.env, out.full, out.payload);
+    if (!decode_split_frame(bytes, bulk_at, bulk->size(), out.full, out.split))
+      return false;
+    out.env = head_of(out.full);
+    return true;
   }
 
   /// Parses a frame's payload into `msg` (once per frame: a bulk moves into
@@ -440,35 +450,35 @@ private:
 
 void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   const auto& env = frame.env;
-  const bool is_request = env.kind() == v1::KIND_REQUEST;
+  const bool is_request = env.kind == v1::KIND_REQUEST;
   auto refuse = [&](errc code, const std::string& text,
                     dead_letter_reason reason) {
-    owner_.report_dead_letter(reason, env.target(), nullptr, nullptr);
+    owner_.report_dead_letter(reason, env.target, nullptr, nullptr);
     if (is_request)
-      answer(env.message_id(), reply_msg{nullptr, code, text});
+      answer(env.message_id, reply_msg{nullptr, code, text});
   };
-  auto target = owner_.resolve_local(env.target());
+  auto target = owner_.resolve_local(env.target);
   if (!target)
     return refuse(target.code(), target.error().message(),
                   target.code() == errc::unavailable
                     ? dead_letter_reason::restarting
                     : dead_letter_reason::no_such_name);
-  auto prototype = owner_.prototype(env.type_name());
+  auto prototype = owner_.prototype(env.type_name);
   if (!prototype)
     return refuse(errc::unimplemented,
-                  "'" + env.target() + "' has no handler for "
-                    + env.type_name(),
+                  "'" + std::string{env.target} + "' has no handler for "
+                    + std::string{env.type_name},
                   dead_letter_reason::unhandled_type);
   auto payload = new_payload(frame, **prototype);
   if (!parse(frame, *payload))
     return refuse(errc::invalid_argument,
-                  "the payload is not a valid " + env.type_name(),
+                  "the payload is not a valid " + std::string{env.type_name},
                   dead_letter_reason::malformed);
   deadline until;
-  if (env.timeout_ns() > 0)
+  if (env.timeout_ns > 0)
     until = deadline{std::chrono::nanoseconds{
-      std::min<std::uint64_t>(env.timeout_ns(), std::uint64_t{1} << 62)}};
-  auto sender = owner_.remote_sender(env.sender().actor(), peer_);
+      std::min<std::uint64_t>(env.timeout_ns, std::uint64_t{1} << 62)}};
+  auto sender = owner_.remote_sender(env.sender_actor, peer_);
   auto msg = owner_.make_letter(is_request ? letter_kind::request
                                            : letter_kind::post,
                                 std::move(payload), *target, std::move(sender),
@@ -477,58 +487,62 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   if (is_request)
     // The target answers, or the letter dies unanswered and says so.
     msg.reply_to = std::make_shared<link_reply>(shared_from_this(),
-                                                env.message_id(),
+                                                env.message_id,
                                                 target->slot);
   caf::anon_send(target->handle, std::move(msg));
 }
 
 void link_core::complete(const inbound_frame& frame) {
   const auto& env = frame.env;
-  auto request = take(env.correlation_id());
+  auto request = take(env.correlation_id);
   if (!request)
     return; // late: the requester has given up already
   reply_msg reply;
-  if (env.kind() == v1::KIND_ERROR) {
-    reply.code = static_cast<errc>(env.error().code());
+  if (env.kind == v1::KIND_ERROR) {
+    reply.code = static_cast<errc>(env.error_code);
     if (reply.code == errc::ok)
       reply.code = errc::unknown;
-    reply.text = env.error().message();
-  } else if (auto prototype = owner_.prototype(env.type_name())) {
+    reply.text = env.error_message;
+  } else if (auto prototype = owner_.prototype(env.type_name)) {
     auto payload = new_payload(frame, **prototype);
     if (parse(frame, *payload))
       reply.payload = std::move(payload);
     else
       reply = reply_msg{nullptr, errc::internal,
-                        "a malformed reply of type " + env.type_name()};
+                        "a malformed reply of type "
+                          + std::string{env.type_name}};
   } else {
     reply = reply_msg{nullptr, errc::internal,
-                      "a reply of unknown type " + env.type_name()};
+                      "a reply of unknown type " + std::string{env.type_name}};
   }
   request->answer(std::move(reply));
 }
 
 frame link_core::answer_frame(std::uint64_t id, const reply_msg& reply) const {
-  v1::Envelope env;
-  env.set_correlation_id(id);
-  env.mutable_sender()->set_node(node_name_);
+  envelope_head env;
+  env.correlation_id = id;
+  env.has_sender = true;
+  env.sender_node = node_name_;
   const google::protobuf::Message* payload = nullptr;
   if (reply.code == errc::ok) {
-    env.set_kind(v1::KIND_REPLY);
-    env.set_type_name(reply.payload->GetDescriptor()->full_name());
+    env.kind = v1::KIND_REPLY;
+    env.type_name = reply.payload->GetDescriptor()->full_name();
     payload = reply.payload.get();
   } else {
-    env.set_kind(v1::KIND_ERROR);
-    env.mutable_error()->set_code(static_cast<std::uint32_t>(reply.code));
-    env.mutable_error()->set_message(reply.text);
+    env.kind = v1::KIND_ERROR;
+    env.has_error = true;
+    env.error_code = static_cast<std::uint32_t>(reply.code);
+    env.error_message = reply.text;
   }
   frame out;
   if (!encode_frame(env, payload, out, reply.payload)) {
     // A reply missing required fields: say so instead of a broken reply.
-    env.clear_type_name();
-    env.set_kind(v1::KIND_ERROR);
-    env.mutable_error()->set_code(static_cast<std::uint32_t>(errc::internal));
-    env.mutable_error()->set_message("the reply cannot be serialized "
-                                     "(missing required fields?)");
+    env.type_name = {};
+    env.kind = v1::KIND_ERROR;
+    env.has_error = true;
+    env.error_code = static_cast<std::uint32_t>(errc::internal);
+    env.error_message = "the reply cannot be serialized "
+                        "(missing required fields?)";
     encode_frame(env, nullptr, out);
   }
   return out;
@@ -1025,13 +1039,13 @@ private:
     if (!encode_frame(env, msg.payload.get(), out, msg.payload)) {
       refuse(msg, std::move(promise),
              error{errc::invalid_argument,
-                   "cannot serialize " + env.type_name()
+                   "cannot serialize " + std::string{env.type_name}
                      + " (missing required fields?)"});
       return;
     }
     if (is_request) { // before writing: the answer may come at once
       auto& requester = respond();
-      core_->expect(env.message_id(),
+      core_->expect(env.message_id,
                     pending_request{requester.source(), requester.id(),
                                     msg.target->name, msg.expires});
     }
@@ -1040,7 +1054,7 @@ private:
       // still queued in our mailbox, and lost() answers it with that.
       const bool lost_answers = is_request && !gone_
                                 && written.code() == errc::unavailable;
-      if (!is_request || (!lost_answers && core_->take(env.message_id())))
+      if (!is_request || (!lost_answers && core_->take(env.message_id)))
         refuse(msg, std::move(promise), written.error());
       return;
     }
@@ -1105,7 +1119,7 @@ private:
     const auto& env = frame.env;
     if (!hello_done_)
       return handshake(frame);
-    switch (env.kind()) {
+    switch (env.kind) {
       case v1::KIND_POST:
       case v1::KIND_REQUEST:
         core_->deliver(frame, charge);
@@ -1119,18 +1133,18 @@ private:
         break;
       default:
         return protocol_error("an envelope of kind "
-                              + std::to_string(env.kind()));
+                              + std::to_string(env.kind));
     }
     info_->messages_in.fetch_add(1, std::memory_order_relaxed);
   }
 
   void handshake(const inbound_frame& frame) {
     const auto& env = frame.env;
-    if (env.kind() != v1::KIND_SYSTEM)
+    if (env.kind != v1::KIND_SYSTEM)
       return protocol_error("a message before the handshake");
     if (outbound_) {
       v1::HelloAck ack;
-      if (env.type_name() != ack.GetDescriptor()->full_name()
+      if (env.type_name != ack.GetDescriptor()->full_name()
           || !core_->parse(frame, ack))
         return protocol_error("a handshake answer that is not a HelloAck");
       if (ack.has_refused()) {
@@ -1148,7 +1162,7 @@ private:
       return;
     }
     v1::Hello hello;
-    if (env.type_name() != hello.GetDescriptor()->full_name()
+    if (env.type_name != hello.GetDescriptor()->full_name()
         || !core_->parse(frame, hello))
       return protocol_error("a first message that is not a Hello");
     const auto& creds = conn_->peer();
@@ -1187,7 +1201,7 @@ private:
   }
 
   void system(const inbound_frame& frame) {
-    const auto& type = frame.env.type_name();
+    auto type = frame.env.type_name;
     auto parse_payload = [&](google::protobuf::Message& msg) {
       return core_->parse(frame, msg);
     };
