@@ -520,3 +520,189 @@ TEST_CASE("a message that adopted a bulk hands its string back to the pool "
   pool->give(std::string(100, 's'));
   CHECK(pool->take().empty());
 }
+
+namespace {
+
+using courier::detail::envelope_head;
+using courier::detail::head_of;
+
+/// The Envelope a head stands for.
+v1::Envelope envelope_of(const envelope_head& h) {
+  v1::Envelope env;
+  env.set_target(std::string{h.target});
+  if (h.has_sender) {
+    env.mutable_sender()->set_node(std::string{h.sender_node});
+    env.mutable_sender()->set_actor(std::string{h.sender_actor});
+  }
+  env.set_type_name(std::string{h.type_name});
+  env.set_message_id(h.message_id);
+  env.set_correlation_id(h.correlation_id);
+  env.set_kind(static_cast<v1::Kind>(h.kind));
+  env.set_timeout_ns(h.timeout_ns);
+  env.set_priority(h.priority);
+  env.set_created_unix_ns(h.created_unix_ns);
+  if (h.has_error) {
+    env.mutable_error()->set_code(h.error_code);
+    env.mutable_error()->set_message(std::string{h.error_message});
+  }
+  return env;
+}
+
+/// Random heads: every field empty, small or at its extremes, by turns.
+struct head_maker {
+  std::mt19937_64 random{20261125};
+  std::vector<std::string> texts; // what the views point into
+
+  std::uint64_t number() {
+    switch (random() % 4) {
+      case 0:
+        return 0;
+      case 1:
+        return random() % 200;
+      case 2:
+        return random() >> (random() % 64);
+      default:
+        return ~std::uint64_t{0};
+    }
+  }
+
+  std::string_view text() {
+    auto& t = texts.emplace_back(random() % 3 == 0 ? 0 : random() % 300, 'n');
+    for (auto& c : t)
+      c = static_cast<char>('a' + random() % 26);
+    return t;
+  }
+
+  envelope_head make() {
+    texts.reserve(texts.size() + 8); // the views stay valid
+    envelope_head h;
+    h.target = text();
+    h.has_sender = random() % 4 != 0;
+    if (h.has_sender) {
+      h.sender_node = text();
+      h.sender_actor = text();
+    }
+    h.type_name = text();
+    h.message_id = number();
+    h.correlation_id = number();
+    h.kind = static_cast<std::int32_t>(random() % 6);
+    h.timeout_ns = number();
+    h.priority = static_cast<std::uint32_t>(number());
+    h.created_unix_ns = static_cast<std::int64_t>(number());
+    h.has_error = random() % 4 == 0;
+    if (h.has_error) {
+      h.error_code = static_cast<std::uint32_t>(number());
+      h.error_message = text();
+    }
+    return h;
+  }
+};
+
+} // namespace
+
+TEST_CASE("an envelope head is written as Protobuf writes its envelope, and "
+          "read back without it",
+          "[unit][frame]") {
+  head_maker heads;
+  heads.texts.reserve(8 * 2000);
+  auto ping = testing::ping(9, "payload");
+  for (int i = 0; i < 2000; ++i) {
+    auto h = heads.make();
+    const google::protobuf::Message* payload = i % 5 == 0 ? nullptr : &ping;
+    courier::frame by_hand;
+    courier::frame by_protobuf;
+    REQUIRE(encode_frame(h, payload, by_hand));
+    REQUIRE(encode_frame(envelope_of(h), payload, by_protobuf));
+    auto bytes = std::move(by_hand).flatten();
+    REQUIRE(bytes == std::move(by_protobuf).flatten());
+
+    envelope_head back;
+    v1::Envelope spare;
+    std::string_view read_payload;
+    REQUIRE(decode_frame(bytes, back, spare, read_payload));
+    CHECK(envelope_of(back).SerializeAsString()
+          == envelope_of(h).SerializeAsString());
+    CHECK(spare.ByteSizeLong() == 0); // read by hand: Protobuf had no part
+    if (payload != nullptr)
+      CHECK(read_payload == ping.SerializeAsString());
+    else
+      CHECK(read_payload.empty());
+  }
+}
+
+TEST_CASE("the envelope head reader accepts and refuses what Protobuf does",
+          "[unit][frame]") {
+  std::mt19937 random{20261125};
+  head_maker heads;
+  heads.texts.reserve(8 * 4000);
+  auto check = [](const std::string& bytes) {
+    envelope_head ours;
+    v1::Envelope spare;
+    std::string_view payload;
+    bool accepted = decode_frame(bytes, ours, spare, payload);
+    v1::Envelope theirs;
+    bool parsed = theirs.ParseFromString(bytes);
+    if (!accepted) {
+      // Protobuf may accept more only in what no envelope has: groups.
+      if (parsed)
+        CHECK(theirs.GetReflection()->GetUnknownFields(theirs).field_count()
+              > 0);
+      return;
+    }
+    REQUIRE(parsed);
+    CHECK(envelope_of(ours).SerializeAsString()
+          == envelope_of(head_of(theirs)).SerializeAsString());
+    CHECK(payload == theirs.payload());
+  };
+  for (int i = 0; i < 4000; ++i) {
+    auto ping = testing::ping(i, "payload");
+    courier::frame out;
+    REQUIRE(encode_frame(heads.make(), &ping, out));
+    auto bytes = std::move(out).flatten();
+    switch (i % 6) {
+      case 0: // flip a few bits
+        for (int k = 0; k < 1 + i % 4; ++k)
+          bytes[random() % bytes.size()] ^=
+            static_cast<char>(1u << (random() % 8));
+        break;
+      case 1: // cut it short
+        bytes.resize(random() % bytes.size());
+        break;
+      case 2: { // a field the head has not (durable, producer), or a known
+                // one again, after it
+        v1::Envelope extra;
+        switch (random() % 4) {
+          case 0:
+            extra.set_delivery(v1::DELIVERY_DURABLE);
+            break;
+          case 1:
+            extra.set_sequence(random());
+            break;
+          case 2:
+            extra.set_target("again");
+            break;
+          default:
+            extra.mutable_sender()->set_actor("merged");
+        }
+        bytes += extra.SerializeAsString();
+        break;
+      }
+      case 3: // a string that is UTF-8 but not ASCII, or not even UTF-8
+        if (auto at = bytes.find("payload"); at != std::string::npos
+                                             && random() % 2 == 0)
+          bytes[at] = '\xff'; // inside the payload: bytes, not text
+        else if (bytes.size() > 4)
+          bytes.replace(bytes.size() / 2, 1,
+                        random() % 2 == 0 ? "\xc3\xa9" : "\xc3");
+        break;
+      case 4: // random bytes
+        bytes.assign(random() % 64, '\0');
+        for (auto& c : bytes)
+          c = static_cast<char>(random());
+        break;
+      default: // as written
+        break;
+    }
+    check(bytes);
+  }
+}
