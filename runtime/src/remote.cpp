@@ -283,7 +283,7 @@ public:
   /// answer or an error and nothing the proxy was given before is
   /// unfinished; false leaves it to the proxy. `size` bytes were counted
   /// into inbound().
-  bool read_here(const std::string& bytes, std::string* bulk,
+  bool read_here(std::string_view bytes, std::string* bulk,
                  std::size_t bulk_at, std::size_t size) {
     std::lock_guard guard{read_mu_}; // one reader at a time: never waits
     if (!open_.load(std::memory_order_acquire)
@@ -305,7 +305,7 @@ public:
     return true;
   }
 
-  static bool decode(const std::string& bytes, std::string* bulk,
+  static bool decode(std::string_view bytes, std::string* bulk,
                      std::size_t bulk_at, inbound_frame& out) {
     out.bulk = bulk;
     if (bulk == nullptr)
@@ -630,6 +630,15 @@ public:
       return;
     }
     forward(frame_msg{std::move(frame), {}, 0});
+  }
+
+  bool on_frame_here(std::string_view frame) override {
+    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
+    if (core_->read_here(frame, nullptr, 0, frame.size()))
+      return true;
+    // on_frame() follows, and counts it again.
+    inbound_->bytes.fetch_sub(frame.size(), std::memory_order_relaxed);
+    return false;
   }
 
   frame_range split(std::string_view head, std::size_t size) override {

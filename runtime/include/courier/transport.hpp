@@ -62,6 +62,15 @@ public:
   /// One whole frame, at most the transport's frame limit in size.
   virtual void on_frame(std::string frame) = 0;
 
+  /// One whole frame whose bytes stay valid only during the call (a
+  /// transport's read buffer): true if the receiver handled it then, false
+  /// if it wants it by on_frame() instead, which the transport then calls.
+  /// Saves a copy where the receiver can act at once; by default, false.
+  virtual bool on_frame_here(std::string_view frame) {
+    (void)frame;
+    return false;
+  }
+
   /// Asked after frames were delivered: false when the receiver has too
   /// much on its hands. The transport then stops reading as if by
   /// link::pause_reading(), until link::resume_reading().

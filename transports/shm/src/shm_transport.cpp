@@ -379,7 +379,8 @@ private:
         return;
       }
     }
-    events_->on_frame(std::string{bytes});
+    if (!events_->on_frame_here(bytes))
+      events_->on_frame(std::string{bytes});
   }
 
   /// Frames larger than this are offered to link_events::split(), with this
