@@ -153,12 +153,6 @@ struct pending_request {
   }
 };
 
-std::int64_t now_unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 /// The envelope of a letter to another node (viewing the letter's strings
 /// and `node_name`), or nothing when its deadline has passed.
 std::optional<envelope_head> envelope_of(const letter& msg,
@@ -182,7 +176,7 @@ std::optional<envelope_head> envelope_of(const letter& msg,
   env.kind = msg.kind == letter_kind::request ? v1::KIND_REQUEST
                                               : v1::KIND_POST;
   env.priority = msg.priority;
-  env.created_unix_ns = now_unix_ns();
+  // created_unix_ns is for durable messages: express ones leave it out.
   return env;
 }
 
