@@ -329,6 +329,19 @@ public:
     return std::shared_ptr<google::protobuf::Message>{prototype.New()};
   }
 
+  /// The binding standing for `actor` of the peer node, or none for a plain
+  /// thread there.
+  std::shared_ptr<name_slot> sender_slot(std::string_view actor) {
+    if (actor.empty())
+      return nullptr;
+    std::lock_guard guard{sender_mu_};
+    if (last_sender_ == nullptr || actor != last_sender_name_) {
+      last_sender_ = owner_.remote_sender(actor, peer_);
+      last_sender_name_.assign(actor);
+    }
+    return last_sender_;
+  }
+
   /// A post or request for an actor here; `charge` holds the frame's bytes
   /// until the actor has handled it.
   void deliver(const inbound_frame& frame, backlog_charge& charge);
@@ -413,6 +426,11 @@ private:
   std::atomic<std::uint64_t> next_id_{0};
   std::mutex pending_mu_;
   std::unordered_map<std::uint64_t, pending_request> pending_; // pending_mu_
+  // The last remote sender seen here: a link carries the letters of few
+  // actors, so most frames skip the node's cache (a key built, a lookup).
+  std::mutex sender_mu_;
+  std::string last_sender_name_;          // guarded by sender_mu_
+  std::shared_ptr<name_slot> last_sender_; // guarded by sender_mu_
 };
 
 /// The way back for one request that came over a link (see reply_sink).
@@ -472,7 +490,7 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   if (env.timeout_ns > 0)
     until = deadline{std::chrono::nanoseconds{
       std::min<std::uint64_t>(env.timeout_ns, std::uint64_t{1} << 62)}};
-  auto sender = owner_.remote_sender(env.sender_actor, peer_);
+  auto sender = sender_slot(env.sender_actor);
   auto msg = owner_.make_letter(is_request ? letter_kind::request
                                            : letter_kind::post,
                                 std::move(payload), *target, std::move(sender),
