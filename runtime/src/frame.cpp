@@ -431,60 +431,53 @@ bool read_head(std::string_view frame, envelope_head& h,
     } else if (type != delimited || !in.bytes(bytes)) {
       return false;
     }
-    const bool is_text = type == delimited;
+    // Fields 1-4 and 17 are length-delimited, the others varints.
+    const bool delimited_field = field <= payload_field || field == f_error;
+    if ((type == delimited) != delimited_field)
+      return false;
     switch (field) {
       case f_target:
-        if (!is_text || !head_reader::ascii(bytes))
+        if (!head_reader::ascii(bytes))
           return false;
         h.target = bytes;
         break;
       case f_sender:
-        if (!is_text || !read_pair(bytes, h.sender_node, h.sender_actor))
+        if (!read_pair(bytes, h.sender_node, h.sender_actor))
           return false;
         h.has_sender = true;
         break;
       case f_type_name:
-        if (!is_text || !head_reader::ascii(bytes))
+        if (!head_reader::ascii(bytes))
           return false;
         h.type_name = bytes;
         break;
       case payload_field:
-        if (!is_text)
-          return false;
         payload = bytes;
         break;
       case f_message_id:
-        if (is_text)
-          return false;
         h.message_id = value;
         break;
       case f_correlation_id:
-        if (is_text)
-          return false;
         h.correlation_id = value;
         break;
       case f_timeout_ns:
-        if (is_text)
-          return false;
         h.timeout_ns = value;
         break;
       case f_created_unix_ns:
-        if (is_text)
-          return false;
         h.created_unix_ns = static_cast<std::int64_t>(value);
         break;
       case f_kind:
-        if (is_text || value > INT32_MAX)
+        if (value > INT32_MAX)
           return false;
         h.kind = static_cast<std::int32_t>(value);
         break;
       case f_priority:
-        if (is_text || value > UINT32_MAX)
+        if (value > UINT32_MAX)
           return false;
         h.priority = static_cast<std::uint32_t>(value);
         break;
       case f_error:
-        if (!is_text || !read_pair(bytes, h.error_code, h.error_message))
+        if (!read_pair(bytes, h.error_code, h.error_message))
           return false;
         h.has_error = true;
         break;
