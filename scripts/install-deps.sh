@@ -9,6 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libboost-dev libboost-system-dev
   catch2
+  libcli11-dev nlohmann-json3-dev
 )
 
 missing=()
