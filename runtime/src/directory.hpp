@@ -1,17 +1,12 @@
 #pragma once
 
-// The machine-wide node directory: no daemon, just files (docs/directory.md).
-//
-//   <dir>/nodes/<node>.lock   flock(LOCK_EX) by the live node: liveness
-//   <dir>/nodes/<node>.pb     its NodeRecord, replaced atomically
-//   <dir>/names/<actor>       the owning node's name; created O_EXCL
-//   <dir>/sockets/<node>.sock its named-pipe endpoint
-//
-// A node killed with SIGKILL loses its flock at once; the next node that looks
-// finds it dead and removes its files ("reaps" it). Linux calls only; a
-// Windows port replaces this file.
+// The directory seam: where a node publishes its record and claims its
+// actor names, and where it finds the other nodes and the names they hold.
+// On one machine it is files and locks (file_directory.hpp, no daemon);
+// across hosts, static seeds or a registry implement the same interface.
+// The directory knows nothing of tiers: a record carries each tier's
+// address as the tier gave it.
 
-#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,73 +25,51 @@ struct process_identity {
   std::string session;
   std::string boot_id;
   std::string host_id;
+  std::string netns;
 
   static process_identity current();
 };
 
-/// The default directory: $COURIER_DIR, else /run/courier for root, else
-/// /tmp/courier (shared, sticky).
-std::string default_directory();
-
-/// Thread safety: all member functions are thread-safe.
+/// Thread safety: implementations make all member functions thread-safe.
 class directory {
 public:
-  /// Opens (creating if needed) the directory at `path` and claims `node`:
-  /// already_exists if a live node holds that name.
-  [[nodiscard]] static expected<std::unique_ptr<directory>>
-  join(std::string path, std::string node);
+  virtual ~directory() = default;
 
-  ~directory();
+  /// A folder in which local tiers may create their endpoints (sockets),
+  /// readable by the nodes of this directory; empty if there is none.
+  virtual std::string local_dir() const = 0;
 
-  directory(const directory&) = delete;
-  directory& operator=(const directory&) = delete;
-
-  const std::string& path() const noexcept {
-    return path_;
+  /// Something about the directory's access rights that a node should log
+  /// at start ("other users cannot reach ..."), or empty.
+  virtual std::string access_warning() const {
+    return {};
   }
 
-  std::string socket_path(std::string_view node) const;
+  /// Replaces this node's record.
+  virtual expected<void> publish(const v1::NodeRecord& record) = 0;
 
-  /// Where `node` accepts links of `tier`: the named pipe's socket, or the
-  /// shared-memory tier's handover socket.
-  std::string endpoint(std::string_view node, std::string_view tier) const;
-
-  /// Replaces this node's record atomically.
-  expected<void> publish(const v1::NodeRecord& record);
-
-  /// Claims an actor name machine-wide; already_exists if a live node holds
-  /// it (a dead holder is reaped first).
-  expected<void> claim_name(std::string_view actor);
+  /// Claims an actor name for this node, unique within the directory;
+  /// already_exists if a live node holds it.
+  virtual expected<void> claim_name(std::string_view actor) = 0;
 
   /// Releases a name this node holds; a no-op otherwise.
-  void release_name(std::string_view actor);
+  virtual void release_name(std::string_view actor) = 0;
 
   /// The live node holding `actor`, or not_found.
-  expected<std::string> owner_of(std::string_view actor);
+  virtual expected<std::string> owner_of(std::string_view actor) = 0;
 
   /// A live node's record, or not_found.
-  expected<v1::NodeRecord> read_node(std::string_view node);
+  virtual expected<v1::NodeRecord> read_node(std::string_view node) = 0;
 
-  /// The records of all live nodes, sorted by name; reaps the dead.
-  std::vector<v1::NodeRecord> nodes();
+  /// The records of all live nodes, sorted by name.
+  virtual std::vector<v1::NodeRecord> nodes() = 0;
 
   /// (actor, node) for every name held by a live node, sorted.
-  std::vector<std::pair<std::string, std::string>> names();
+  virtual std::vector<std::pair<std::string, std::string>> names() = 0;
 
-  /// True if a node named `node` holds its lock.
-  bool alive(std::string_view node) const;
-
-  /// Removes a dead node's files; does nothing if it is alive.
-  void reap(std::string_view node);
-
-private:
-  directory(std::string path, std::string node, int lock_fd) noexcept
-    : path_(std::move(path)), node_(std::move(node)), lock_fd_(lock_fd) {
-  }
-
-  std::string path_;
-  std::string node_;
-  int lock_fd_;
+  /// Told that `node` could not be reached: the directory checks whether it
+  /// is alive and forgets it if not.
+  virtual void suspect(std::string_view node) = 0;
 };
 
 } // namespace courier::detail

@@ -10,6 +10,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "file_directory.hpp"
 #include "node_impl.hpp"
 #include "spinning_scheduler.hpp"
 #include "shell.hpp"
@@ -191,6 +192,13 @@ node_impl::node_impl(
   : config_(std::move(config)),
     dir_(std::move(dir)),
     transports_(std::move(transports)) {
+  std::vector<tier_policy::registered> tiers;
+  for (auto& [tier, impl] : transports_)
+    tiers.push_back({tier, impl.get()});
+  peers_ = std::make_unique<detail::peers>(
+    *this, dir_.get(), tier_policy{std::move(tiers), config_.preferred_tiers},
+    authenticator{::getuid(), config_.allowed_uids, config_.allowed_gids});
+  router_ = std::make_unique<detail::router>(*this, dir_.get(), *peers_);
   auto threads = config_.worker_threads;
   if (threads == 0)
     threads = std::max(2u, std::thread::hardware_concurrency());
@@ -244,15 +252,8 @@ node_impl::~node_impl() {
     slot->state = slot_state::released;
   bindings.clear();
   // Links go last: the actors above may have talked through them.
-  std::vector<caf::actor_addr> proxies;
-  {
-    std::unique_lock guard{mu_};
-    proxies.swap(proxies_);
-    links_.clear();
-    for (auto& [name, slot] : remote_names_)
-      slot->state = slot_state::released;
-    remote_names_.clear();
-  }
+  auto proxies = peers_->stop();
+  router_->clear();
   for (auto& proxy : proxies)
     if (auto handle = caf::actor_cast<caf::actor>(proxy))
       drain_link(handle); // posts accepted before shutdown still leave
@@ -360,8 +361,7 @@ void node_impl::release_locked(const std::shared_ptr<name_slot>& slot) {
   if (dir_ && slot->node.empty()) {
     dir_->release_name(slot->name);
     // Peers that cached the name learn at once that it is gone.
-    for (auto& [peer, entry] : links_)
-      announce_release(entry.proxy, slot->name);
+    peers_->announce_release(slot->name);
   }
 }
 
@@ -422,7 +422,7 @@ expected<route> node_impl::resolve(destination to, const message& msg,
     return resolve_locked(to);
   }();
   if (!result && result.code() == errc::not_found && dir_ && !to.ref())
-    result = resolve_remote(to.name());
+    result = router_->resolve(to.name());
   if (!result)
     report_dead_letter(result.code() == errc::unavailable
                            && to.name().find('@') == std::string_view::npos
@@ -474,7 +474,7 @@ std::vector<route> node_impl::match(std::string_view pattern) const {
       if (held.second == config_.name || !wanted(held.first))
         continue;
       auto self = const_cast<node_impl*>(this); // resolving caches routes
-      if (auto remote = self->resolve_remote(held.first + "@" + held.second))
+      if (auto remote = self->router_->resolve(held.first + "@" + held.second))
         result.push_back(std::move(*remote));
     }
   }
@@ -516,7 +516,7 @@ expected<void> node_impl::monitor(destination to, monitor_fn on_down,
   auto slot = slot_locked(to);
   if (!slot && slot.code() == errc::not_found && dir_ && !to.ref()) {
     guard.unlock();
-    auto remote = resolve_remote(to.name());
+    auto remote = router_->resolve(to.name());
     if (!remote)
       return std::move(remote).error();
     watch_remote(remote->handle, remote->slot->name, std::move(on_down));
@@ -759,7 +759,7 @@ expected<node> node::start(node_config config) {
     if (config.join_directory) {
       auto path = config.directory.empty() ? detail::default_directory()
                                            : config.directory;
-      auto joined = detail::directory::join(path, config.name);
+      auto joined = detail::file_directory::join(path, config.name);
       if (!joined)
         return std::move(joined).error();
       dir = std::move(*joined);

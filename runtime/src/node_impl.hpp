@@ -1,7 +1,15 @@
 #pragma once
 
 // The node's private state: the CAF actor system, the name registry, the
-// type registry, the dead-letter office and supervision.
+// type registry, the dead-letter office and supervision; it owns the seams
+// for other nodes (directory.hpp, peers.hpp, router.hpp, tier_policy.hpp,
+// authenticator.hpp) and the links reach it through remote.hpp.
+//
+// Locks, in the only order in which two are ever held together:
+//   mu_ (names) -> peers' mu_ (release_locked announces a released name).
+// types_mu_, record_mu_, hook_mu_, the router's locks and the directory's
+// are each taken alone (publish_record lets go of types_mu_ before it
+// takes record_mu_).
 
 #include <array>
 #include <atomic>
@@ -28,63 +36,14 @@
 #include "courier/node.hpp"
 #include "courier/v1/control.pb.h"
 #include "deadline_timer.hpp"
+#include "binding.hpp"
 #include "directory.hpp"
 #include "letter.hpp"
+#include "peers.hpp"
 #include "remote.hpp"
+#include "router.hpp"
 
 namespace courier::detail {
-
-using monitor_fn = std::function<void(const down_notice&)>;
-
-/// A monitor; `watcher` is set when an actor watches, so that entries of
-/// watchers that are gone can be pruned.
-struct monitor_entry {
-  monitor_fn fn;
-  caf::actor_addr watcher;
-};
-
-enum class slot_state : std::uint8_t { running, restarting, released };
-
-/// A name binding. It outlives the incarnations of its actor: a supervisor
-/// restart puts a new actor into the same slot.
-struct name_slot {
-  name_slot(node_impl& owner, std::string name, actor_factory factory,
-            spawn_options options)
-    : owner(owner),
-      name(std::move(name)),
-      factory(std::move(factory)),
-      options(std::move(options)) {
-  }
-
-  node_impl& owner;
-  const std::string name;
-  /// The node holding the actor when it lives elsewhere; empty when local.
-  std::string node;
-  /// Elsewhere: the bytes waiting for the route there (link_info::backlog);
-  /// set under node_impl::mu_ with `current`. Here: the posts waiting in the
-  /// actor's mailbox (counted, not weighed), set at spawn.
-  std::shared_ptr<detail::backlog> backlog;
-  /// Elsewhere: the link to that node (set with `backlog`).
-  std::shared_ptr<link_info> link;
-  const actor_factory factory;
-  const spawn_options options;
-  /// Set by a spawn from a plain thread, which waits for it: fulfilled once
-  /// the first incarnation has made its behavior and published the types
-  /// it handles (taken by that incarnation).
-  std::shared_ptr<std::promise<void>> started;
-
-  // Written under node_impl::mu_; read without it by actor_ref::bound(),
-  // which must work even after the node is gone.
-  std::atomic<slot_state> state{slot_state::running};
-
-  // Guarded by node_impl::mu_.
-  caf::actor current;
-  bool stop_requested = false;
-  bool failed = false;
-  std::string failure;
-  std::deque<deadline::clock::time_point> restarts;
-  std::vector<monitor_entry> monitors;
-};
 
 /// Where the answer to a request goes: through CAF to a requester in this
 /// process, or back over the link the request came by.
@@ -127,38 +86,6 @@ struct responder_state {
   reply_path path;
   bool done = false;
 };
-
-/// Transparent hashing, so lookups by string_view do not allocate.
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view x) const noexcept {
-    return std::hash<std::string_view>{}(x);
-  }
-};
-
-template <class T>
-using string_map = std::unordered_map<std::string, T, string_hash,
-                                      std::equal_to<>>;
-
-/// Where a name resolves to: the binding and its current actor.
-struct route {
-  std::shared_ptr<name_slot> slot;
-  caf::actor handle;
-  /// See name_slot::backlog and node_impl::charge_backlog.
-  std::shared_ptr<detail::backlog> backlog = {};
-  /// Elsewhere: the link the route takes (name_slot::link).
-  std::shared_ptr<link_info> link = {};
-};
-
-/// Matches `text` against a glob pattern with '*' (any run) and '?' (one
-/// character).
-bool glob_match(std::string_view pattern, std::string_view text) noexcept;
-
-/// True for a well-formed actor or node name.
-bool valid_name(std::string_view name) noexcept;
-
-/// `name` in single quotes, for messages.
-std::string quoted(std::string_view name);
 
 /// Files one target's outcome into a broadcast result.
 void classify(broadcast_result& result, std::string name,
@@ -254,7 +181,7 @@ public:
   /// encode messages they were not compiled with).
   expected<void> import_types(std::string_view node_name);
 
-  // -- other nodes --------------------------------------------------------------
+  // -- other nodes ------------------------------------------------------------
 
   /// This node's record as published.
   v1::NodeRecord record() const;
@@ -262,18 +189,28 @@ public:
   /// Resolves a name held by this node only (for inbound envelopes).
   expected<route> resolve_local(std::string_view name);
 
+  /// The links to other nodes.
+  detail::peers& peers() noexcept {
+    return *peers_;
+  }
+
+  /// Where names held by other nodes resolve to.
+  detail::router& router() noexcept {
+    return *router_;
+  }
+
   /// The binding that stands for a remote sender ("actor@node").
   std::shared_ptr<name_slot> remote_sender(std::string_view actor,
-                                           const std::string& node);
+                                           const std::string& node) {
+    return router_->remote_sender(actor, node);
+  }
 
   /// Registers an inbound link (the first link with a node serves outbound
   /// traffic to it; later ones only their own).
   void adopt_link(const std::string& node, caf::actor proxy,
                   std::shared_ptr<link_info> info);
 
-  /// Opens another link to `node` on `tier`, beside the route's own, for
-  /// messages that ask for that tier. Not a route of its own: the route's
-  /// proxy owns it and is the only one that writes to it.
+  /// See peers::open_side_link.
   expected<caf::actor> open_side_link(const std::string& node,
                                       const std::string& tier);
 
@@ -306,8 +243,10 @@ public:
   /// Forgets a remote name its node released.
   void forget_remote_name(const std::string& actor, const std::string& node);
 
-  /// Accepts a link a transport accepted (on its I/O thread).
-  void accept(std::unique_ptr<link> conn, std::string tier);
+  /// Bumps the routing generation: a binding or a route changed.
+  void routes_changed() noexcept {
+    generation_.fetch_add(1, std::memory_order_release);
+  }
 
   std::vector<node_info> nodes() const;
   std::vector<name_info> machine_names(std::string_view pattern) const;
@@ -371,12 +310,6 @@ private:
 
   expected<route> resolve_locked(destination to) const;
 
-  /// Finds a name held by another node of this machine and the link to it.
-  expected<route> resolve_remote(std::string_view name);
-
-  /// The proxy of the link to `node`, connecting if needed.
-  expected<caf::actor> link_to(const std::string& node);
-
   /// Rewrites this node's record in the directory.
   void publish_record();
 
@@ -402,33 +335,12 @@ private:
   mutable std::shared_mutex types_mu_;
   string_map<const google::protobuf::Message*> types_; // prototypes
 
-  // Other nodes. Guarded by mu_ unless noted.
-  struct link_entry {
-    caf::actor proxy;
-    std::shared_ptr<link_info> info;
-    /// Links opened beside it for per-message tiers, shown in routes().
-    std::vector<std::shared_ptr<link_info>> side;
-  };
-
-  /// Connects to `peer` on `preferred` first, then by the automatic choice;
-  /// `info` gets the tier and the reason for it.
-  expected<std::unique_ptr<link>> connect_peer(const v1::NodeRecord& peer,
-                                               std::string_view preferred,
-                                               link_info& info);
-
-  /// Checks that `conn` is served by `peer` and starts its proxy: the route
-  /// to the peer, or (`route` false) a side link of the route.
-  expected<caf::actor> start_link(const v1::NodeRecord& peer,
-                                  std::unique_ptr<link> conn,
-                                  std::shared_ptr<link_info> info, bool route);
+  // Other nodes. The directory and the transports outlive the peers and
+  // the router, which use them.
   std::unique_ptr<directory> dir_; // thread-safe itself
   std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports_;
-  string_map<link_entry> links_;
-  std::vector<caf::actor_addr> proxies_; // every proxy ever, for shutdown
-  string_map<std::shared_ptr<name_slot>> remote_names_;
-  std::mutex connect_mu_; // one outbound connect at a time
-  std::mutex senders_mu_;
-  string_map<std::shared_ptr<name_slot>> remote_senders_; // by senders_mu_
+  std::unique_ptr<detail::peers> peers_;
+  std::unique_ptr<detail::router> router_;
 
   mutable std::mutex record_mu_;
   v1::NodeRecord record_;                        // guarded by record_mu_

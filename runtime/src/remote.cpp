@@ -1186,7 +1186,6 @@ private:
     if (env.type_name != hello.GetDescriptor()->full_name()
         || !core_->parse(frame, hello))
       return protocol_error("a first message that is not a Hello");
-    const auto& creds = conn_->peer();
     const auto& claimed = hello.node();
     std::string refusal;
     if (hello.protocol() != protocol_version)
@@ -1194,12 +1193,10 @@ private:
                 + " is not spoken here";
     else if (!valid_name(claimed.name()))
       refusal = "a malformed node name";
-    else if (static_cast<unsigned>(claimed.uid()) != creds.uid
-             || claimed.pid() != creds.pid)
-      refusal = "the hello claims uid " + std::to_string(claimed.uid())
-                + " pid " + std::to_string(claimed.pid())
-                + " but the kernel says uid " + std::to_string(creds.uid)
-                + " pid " + std::to_string(creds.pid);
+    else if (auto vouched
+             = owner_.peers().auth().vouches_for(conn_->peer(), claimed);
+             !vouched)
+      refusal = vouched.error().message();
     if (refusal.empty()) {
       peer_ = claimed;
       info_->peer = peer_.name();

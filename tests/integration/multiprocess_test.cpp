@@ -53,7 +53,7 @@ TEST_CASE("without shared memory on both sides a route takes the named pipe "
   REQUIRE(routes.size() == 1);
   CHECK(routes[0].tier == "pipe");
   CHECK(routes[0].note
-        == "same user; shared memory is not configured on both sides");
+        == "same user; shm is not configured on both sides");
 }
 
 TEST_CASE("every error of the foundation crosses processes",

@@ -60,13 +60,13 @@ struct link_pair {
     made = factory(limits);
     REQUIRE(made);
     client = std::move(*made);
-    REQUIRE(server->listen(dir.path() + "/test.sock",
-                           [this](std::unique_ptr<courier::link> conn) {
-                             conn->start(received);
-                             accepted.push(std::move(conn));
-                           }));
-    auto conn = client->connect(dir.path() + "/test.sock",
-                                deadline{std::chrono::seconds{5}});
+    auto address = server->listen(listen_context{"test", dir.path()},
+                                  [this](std::unique_ptr<courier::link> conn) {
+                                    conn->start(received);
+                                    accepted.push(std::move(conn));
+                                  });
+    REQUIRE(address);
+    auto conn = client->connect(*address, deadline{std::chrono::seconds{5}});
     REQUIRE(conn);
     sender = std::move(*conn);
     sender->start(replies);

@@ -245,8 +245,11 @@ private:
   auto transport = make_transport(policy);
   std::unique_ptr<courier::link> accepted;
   std::promise<void> linked;
+  // The shm tier listens on <local_dir>/<node>.shm: "echo" makes `endpoint`.
+  auto dir = endpoint.substr(0, endpoint.rfind('/'));
   auto listening = transport->listen(
-    endpoint, [&](std::unique_ptr<courier::link> link) {
+    courier::listen_context{"echo", dir},
+    [&](std::unique_ptr<courier::link> link) {
       accepted = std::move(link);
       accepted->start(std::make_shared<echo_events>(*accepted));
       linked.set_value();

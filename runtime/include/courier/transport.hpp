@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,11 +18,74 @@
 
 namespace courier {
 
-/// The peer process of a link, as reported by the kernel (SO_PEERCRED).
-struct peer_credentials {
+/// The peer process of a link, as the kernel reports it (SO_PEERCRED on a
+/// local socket).
+struct kernel_credentials {
   int pid = -1;
   unsigned uid = ~0u;
   unsigned gid = ~0u;
+};
+
+/// The peer of a link, as a certificate names it (mutual TLS): its subject
+/// and subject alternative names.
+struct certificate_identity {
+  std::string subject;
+  std::vector<std::string> alt_names;
+};
+
+/// Who is at the other end of a link. A transport fills in what it can
+/// vouch for: kernel credentials on local sockets, a certificate on TLS
+/// links, nothing on a plain network socket. The runtime's authenticator
+/// turns it into a principal and checks it (runtime/src/authenticator.hpp).
+struct peer_identity {
+  std::optional<kernel_credentials> kernel;
+  std::optional<certificate_identity> certificate;
+
+  /// For log lines and refusals: "uid 1000 (pid 42)", "certificate CN=x",
+  /// or "an unauthenticated peer".
+  std::string describe() const;
+};
+
+/// The identity of the process at the other end of a connected local
+/// socket (SO_PEERCRED); empty if the kernel does not say.
+peer_identity kernel_peer_of(int socket_fd);
+
+/// Where a node runs, as its record in the directory says: what a
+/// transport needs to judge whether it can reach it. A host is a machine id,
+/// a boot id and a network namespace.
+struct node_place {
+  std::string name;
+  std::string host_id;
+  std::string boot_id;
+  std::string netns;
+  std::string session;
+  int pid = -1;
+  unsigned uid = ~0u;
+  unsigned gid = ~0u;
+
+  bool same_host(const node_place& other) const noexcept {
+    return host_id == other.host_id && boot_id == other.boot_id
+           && netns == other.netns;
+  }
+};
+
+/// Whether, and how well, a transport reaches a peer node.
+struct reach_result {
+  /// 0: cannot reach it. Otherwise higher is better; the tier policy tries
+  /// the reachable tiers best first.
+  unsigned rank = 0;
+  /// Why, in a few words ("same user, same machine", "another user (uid
+  /// 1000)"): shown by routes() as the note of the route.
+  std::string reason;
+};
+
+/// Where a transport listens, given by the node.
+struct listen_context {
+  /// The node's name, unique within the directory.
+  std::string node;
+  /// A folder private to the node's directory in which local tiers may
+  /// create their endpoints (sockets); empty when the directory has none.
+  std::string local_dir;
 };
 
 /// A large frame read in two strings: `bulk`, the run of its bytes that
@@ -175,7 +239,8 @@ public:
   /// follows. Idempotent.
   virtual void close() = 0;
 
-  virtual const peer_credentials& peer() const noexcept = 0;
+  /// The peer, as the transport vouches for it; fixed before start().
+  virtual const peer_identity& peer() const noexcept = 0;
 };
 
 /// The link a transport hands out when the link's state is shared with
@@ -228,7 +293,7 @@ public:
     impl_->close();
   }
 
-  const peer_credentials& peer() const noexcept override {
+  const peer_identity& peer() const noexcept override {
     return impl_->peer();
   }
 
@@ -247,6 +312,11 @@ struct transport_limits {
 
 /// One tier: accepts and opens links.
 ///
+/// Adding a tier is a folder under transports/ with a transport like this:
+/// reach() says which peers it serves and how well, listen() gives the
+/// address format, and one line registers its factory in
+/// node_config::transports. Nothing in the runtime names a tier.
+///
 /// Thread safety: all member functions are thread-safe.
 class transport {
 public:
@@ -255,15 +325,21 @@ public:
   /// The tier's name, e.g. "pipe".
   virtual std::string_view name() const noexcept = 0;
 
-  /// Accepts links at `endpoint` (for "pipe", a socket path). Each accepted
-  /// link is handed to `on_accept` on the transport's I/O thread, not yet
-  /// started.
-  virtual expected<void>
-  listen(const std::string& endpoint,
+  /// Whether, and how well, links of this tier reach `peer` from `self`.
+  /// Decided from the two places alone, without I/O.
+  virtual reach_result reach(const node_place& self,
+                             const node_place& peer) const = 0;
+
+  /// Accepts links, and returns the address that other nodes connect() to
+  /// (published in the node's record). Each accepted link is handed to
+  /// `on_accept` on the transport's I/O thread, not yet started.
+  virtual expected<std::string>
+  listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) = 0;
 
-  /// Opens a link to `endpoint`; may block until `until`.
-  virtual expected<std::unique_ptr<link>> connect(const std::string& endpoint,
+  /// Opens a link to `address`, as the peer's listen() returned it; may
+  /// block until `until`.
+  virtual expected<std::unique_ptr<link>> connect(const std::string& address,
                                                   deadline until) = 0;
 
   /// Stops accepting and lets closing links finish writing (bounded);

@@ -27,20 +27,6 @@ namespace {
 namespace asio = boost::asio;
 using stream = asio::local::stream_protocol;
 
-peer_credentials credentials_of(stream::socket& socket) {
-  peer_credentials out;
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
-                   &len)
-      == 0) {
-    out.pid = cred.pid;
-    out.uid = cred.uid;
-    out.gid = cred.gid;
-  }
-  return out;
-}
-
 /// One frame on its way out: its length prefix, its body, and how many of
 /// their bytes are written already.
 struct outbound_frame {
@@ -100,7 +86,7 @@ public:
   pipe_link(stream::socket socket, const transport_limits& limits)
     : socket_(std::move(socket)),
       limits_(limits),
-      peer_(credentials_of(socket_)),
+      peer_(kernel_peer_of(socket_.native_handle())),
       in_(read_buffer_size) {
   }
 
@@ -199,7 +185,7 @@ public:
     });
   }
 
-  const peer_credentials& peer() const noexcept override {
+  const peer_identity& peer() const noexcept override {
     return peer_;
   }
 
@@ -486,7 +472,7 @@ private:
 
   stream::socket socket_;
   transport_limits limits_;
-  peer_credentials peer_;
+  peer_identity peer_;
   std::shared_ptr<link_events> events_;   // I/O thread only
   std::vector<char> in_;                  // I/O thread only
   std::size_t in_begin_ = 0;              // I/O thread only
@@ -531,9 +517,28 @@ public:
     return "pipe";
   }
 
-  expected<void>
-  listen(const std::string& endpoint,
+  /// Every node of the same machine (boot and network namespace): same
+  /// user, another user or another login session alike; whether the peer
+  /// may link is the authenticator's call, on its credentials.
+  reach_result reach(const node_place& self,
+                     const node_place& peer) const override {
+    if (!self.same_host(peer))
+      return {0, "another host"};
+    if (peer.uid != self.uid)
+      return {10, "another user (uid " + std::to_string(peer.uid) + ")"};
+    if (peer.session != self.session)
+      return {10, "another login session"};
+    return {10, "same user"};
+  }
+
+  /// Listens on <local_dir>/<node>.sock.
+  expected<std::string>
+  listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) override {
+    if (where.local_dir.empty())
+      return error{errc::failed_precondition,
+                   "the pipe tier needs a directory for its socket"};
+    auto endpoint = where.local_dir + "/" + where.node + ".sock";
     if (endpoint.size() >= sizeof(sockaddr_un::sun_path))
       return error{errc::invalid_argument,
                    "the socket path '" + endpoint + "' is too long"};
@@ -551,7 +556,7 @@ public:
     endpoint_ = endpoint;
     on_accept_ = std::move(on_accept);
     asio::post(io_, [this] { accept_next(); });
-    return {};
+    return endpoint;
   }
 
   expected<std::unique_ptr<link>> connect(const std::string& endpoint,

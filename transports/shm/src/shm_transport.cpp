@@ -95,18 +95,6 @@ expected<int> receive_ring(int sock, deadline until) {
   return fds.front();
 }
 
-peer_credentials credentials_of(int sock) {
-  peer_credentials out;
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    out.pid = cred.pid;
-    out.uid = cred.uid;
-    out.gid = cred.gid;
-  }
-  return out;
-}
-
 using clock_type = std::chrono::steady_clock;
 
 /// One link: our producer into the peer's ring, our consumer of the peer's.
@@ -116,7 +104,7 @@ using clock_type = std::chrono::steady_clock;
 class shm_link final : public link,
                        public std::enable_shared_from_this<shm_link> {
 public:
-  shm_link(int sock, peer_credentials peer, producer out, consumer in,
+  shm_link(int sock, peer_identity peer, producer out, consumer in,
            const transport_options& options, const transport_limits& limits)
     : sock_(sock),
       peer_(peer),
@@ -260,7 +248,7 @@ public:
     (void)n;
   }
 
-  const peer_credentials& peer() const noexcept override {
+  const peer_identity& peer() const noexcept override {
     return peer_;
   }
 
@@ -466,7 +454,7 @@ private:
   }
 
   int sock_;
-  peer_credentials peer_;
+  peer_identity peer_;
   producer out_;
   consumer in_;
   transport_options options_;
@@ -518,12 +506,12 @@ expected<std::shared_ptr<shm_link>> establish(int sock, bool connector,
                                           const transport_options& options,
                                           const transport_limits& limits,
                                           deadline until) {
-  auto peer = credentials_of(sock);
-  if (peer.uid != ::getuid()) {
+  auto peer = kernel_peer_of(sock);
+  if (!peer.kernel || peer.kernel->uid != ::getuid()) {
     ::close(sock); // shared memory only between processes of one user
     return error{errc::permission_denied,
-                 "shared memory is only for this user; uid "
-                   + std::to_string(peer.uid) + " is not"};
+                 "shared memory is only for this user; "
+                   + peer.describe() + " is not"};
   }
   auto fail = [&](error why) -> expected<std::shared_ptr<shm_link>> {
     ::close(sock);
@@ -578,9 +566,25 @@ public:
     return "shm";
   }
 
-  expected<void>
-  listen(const std::string& endpoint,
+  /// Nodes of the same user on the same host only: the rings are memory
+  /// the peer maps, and no other user's process may touch them.
+  reach_result reach(const node_place& self,
+                     const node_place& peer) const override {
+    if (!self.same_host(peer))
+      return {0, "another host"};
+    if (peer.uid != self.uid)
+      return {0, "another user (uid " + std::to_string(peer.uid) + ")"};
+    return {20, "same user, same machine"};
+  }
+
+  /// Listens for ring handovers on <local_dir>/<node>.shm.
+  expected<std::string>
+  listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) override {
+    if (where.local_dir.empty())
+      return error{errc::failed_precondition,
+                   "the shm tier needs a directory for its socket"};
+    auto endpoint = where.local_dir + "/" + where.node + ".shm";
     sockaddr_un addr{};
     if (endpoint.size() >= sizeof addr.sun_path)
       return error{errc::invalid_argument,
@@ -596,7 +600,7 @@ public:
     endpoint_ = endpoint;
     on_accept_ = std::move(on_accept);
     acceptor_ = std::thread{[this] { accept_loop(); }};
-    return {};
+    return endpoint;
   }
 
   expected<std::unique_ptr<link>> connect(const std::string& endpoint,

@@ -1,7 +1,8 @@
-#include "directory.hpp"
+#include "file_directory.hpp"
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -123,6 +124,9 @@ process_identity process_identity::current() {
     id.session = "sid-" + std::to_string(::getsid(0));
   id.boot_id = read_first_line("/proc/sys/kernel/random/boot_id");
   id.host_id = read_first_line("/etc/machine-id");
+  struct stat netns {};
+  if (::stat("/proc/self/ns/net", &netns) == 0)
+    id.netns = std::to_string(netns.st_ino);
   return id;
 }
 
@@ -132,8 +136,8 @@ std::string default_directory() {
   return ::geteuid() == 0 ? "/run/courier" : "/tmp/courier";
 }
 
-expected<std::unique_ptr<directory>> directory::join(std::string path,
-                                                     std::string node) {
+expected<std::unique_ptr<file_directory>>
+file_directory::join(std::string path, std::string node) {
   if (path.empty())
     return error{errc::invalid_argument, "an empty directory path"};
   // Shared by every user of the machine: world-writable and sticky, so that
@@ -161,10 +165,14 @@ expected<std::unique_ptr<directory>> directory::join(std::string path,
     if (::fstat(fd, &held) == 0 && ::stat(lock_path.c_str(), &current) == 0
         && held.st_ino == current.st_ino && held.st_dev == current.st_dev) {
       ::fchmod(fd, 0644);
-      auto dir = std::unique_ptr<directory>{
-        new directory(std::move(path), std::move(node), fd)};
-      // Files of an earlier incarnation under the same name are stale.
-      ::unlink(dir->socket_path(dir->node_).c_str());
+      auto dir = std::unique_ptr<file_directory>{
+        new file_directory(std::move(path), std::move(node), fd)};
+      // Endpoints of an earlier incarnation under the same name are stale.
+      std::string data;
+      v1::NodeRecord stale;
+      if (read_file(dir->path_ + "/nodes/" + dir->node_ + ".pb", data)
+          && stale.ParseFromString(data))
+        dir->remove_endpoints(stale);
       return dir;
     }
     ::close(fd); // reaped under our feet: try again with a fresh file
@@ -172,36 +180,67 @@ expected<std::unique_ptr<directory>> directory::join(std::string path,
   return error{errc::unavailable, "cannot claim " + lock_path};
 }
 
-directory::~directory() {
+file_directory::~file_directory() {
   for (auto& [actor, owner] : names())
     if (owner == node_)
       release_name(actor);
-  ::unlink(socket_path(node_).c_str());
-  ::unlink(endpoint(node_, "shm").c_str());
+  {
+    std::lock_guard guard{mu_};
+    remove_endpoints(published_);
+  }
   ::unlink((path_ + "/nodes/" + node_ + ".pb").c_str());
   ::unlink((path_ + "/nodes/" + node_ + ".lock").c_str());
   ::close(lock_fd_); // releases the flock
 }
 
-std::string directory::socket_path(std::string_view node) const {
-  return path_ + "/sockets/" + std::string{node} + ".sock";
+std::string file_directory::local_dir() const {
+  return path_ + "/sockets";
 }
 
-std::string directory::endpoint(std::string_view node,
-                                std::string_view tier) const {
-  if (tier == "pipe")
-    return socket_path(node);
-  return path_ + "/sockets/" + std::string{node} + "." + std::string{tier};
+std::string file_directory::access_warning() const {
+  // Other users reach a node through files under the directory: every
+  // folder above them must let them pass (the x bit for others).
+  std::string at = path_;
+  while (!at.empty()) {
+    struct stat st {};
+    if (::stat(at.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o",
+                    static_cast<unsigned>(st.st_mode & 07777));
+      return "the directory " + path_ + " lies under " + at + " (mode "
+             + mode + "): nodes of other users cannot reach this node";
+    }
+    auto slash = at.find_last_of('/');
+    if (slash == std::string::npos || slash == 0)
+      break;
+    at.resize(slash);
+  }
+  return {};
 }
 
-expected<void> directory::publish(const v1::NodeRecord& record) {
+void file_directory::remove_endpoints(const v1::NodeRecord& record) const {
+  auto inside = local_dir() + "/";
+  for (const auto& endpoint : record.endpoints())
+    if (endpoint.address().starts_with(inside)
+        && endpoint.address().find("/..") == std::string::npos)
+      ::unlink(endpoint.address().c_str());
+}
+
+expected<void> file_directory::publish(const v1::NodeRecord& record) {
   std::string data;
   if (!record.SerializeToString(&data))
     return error{errc::internal, "cannot serialize the node record"};
+  std::lock_guard guard{mu_};
+  published_ = record;
   return write_atomically(path_ + "/nodes/" + node_ + ".pb", data, 0644);
 }
 
-bool directory::alive(std::string_view node) const {
+void file_directory::suspect(std::string_view node) {
+  if (!alive(node))
+    reap(node);
+}
+
+bool file_directory::alive(std::string_view node) const {
   auto lock_path = path_ + "/nodes/" + std::string{node} + ".lock";
   int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -211,7 +250,7 @@ bool directory::alive(std::string_view node) const {
   return held;
 }
 
-void directory::reap(std::string_view node) {
+void file_directory::reap(std::string_view node) {
   auto name = std::string{node};
   auto lock_path = path_ + "/nodes/" + name + ".lock";
   int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -227,15 +266,18 @@ void directory::reap(std::string_view node) {
     if (read_file(file, owner) && owner == name)
       ::unlink(file.c_str());
   }
-  ::unlink(socket_path(name).c_str());
-  ::unlink(endpoint(name, "shm").c_str());
+  std::string data;
+  v1::NodeRecord record;
+  if (read_file(path_ + "/nodes/" + name + ".pb", data)
+      && record.ParseFromString(data))
+    remove_endpoints(record);
   ::unlink((path_ + "/nodes/" + name + ".pb").c_str());
   ::unlink(lock_path.c_str());
   if (fd >= 0)
     ::close(fd);
 }
 
-expected<void> directory::claim_name(std::string_view actor) {
+expected<void> file_directory::claim_name(std::string_view actor) {
   auto file = path_ + "/names/" + std::string{actor};
   // Write the owner into a private file, then link() it into place: the
   // claim is atomic and a reader never sees a half-written name file.
@@ -267,14 +309,14 @@ expected<void> directory::claim_name(std::string_view actor) {
                "cannot claim the name '" + std::string{actor} + "'"};
 }
 
-void directory::release_name(std::string_view actor) {
+void file_directory::release_name(std::string_view actor) {
   auto file = path_ + "/names/" + std::string{actor};
   std::string owner;
   if (read_file(file, owner) && owner == node_)
     ::unlink(file.c_str());
 }
 
-expected<std::string> directory::owner_of(std::string_view actor) {
+expected<std::string> file_directory::owner_of(std::string_view actor) {
   std::string owner;
   if (!read_file(path_ + "/names/" + std::string{actor}, owner)
       || owner.empty())
@@ -288,7 +330,7 @@ expected<std::string> directory::owner_of(std::string_view actor) {
   return owner;
 }
 
-expected<v1::NodeRecord> directory::read_node(std::string_view node) {
+expected<v1::NodeRecord> file_directory::read_node(std::string_view node) {
   auto name = std::string{node};
   if (name != node_ && !alive(name)) {
     reap(name);
@@ -302,7 +344,7 @@ expected<v1::NodeRecord> directory::read_node(std::string_view node) {
   return record;
 }
 
-std::vector<v1::NodeRecord> directory::nodes() {
+std::vector<v1::NodeRecord> file_directory::nodes() {
   std::vector<v1::NodeRecord> out;
   for (auto& file : list_dir(path_ + "/nodes")) {
     if (!ends_with(file, ".lock"))
@@ -314,7 +356,7 @@ std::vector<v1::NodeRecord> directory::nodes() {
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> directory::names() {
+std::vector<std::pair<std::string, std::string>> file_directory::names() {
   std::vector<std::pair<std::string, std::string>> out;
   for (auto& actor : list_dir(path_ + "/names")) {
     std::string owner;

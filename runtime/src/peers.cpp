@@ -1,0 +1,190 @@
+#include "peers.hpp"
+
+#include <algorithm>
+
+#include "directory.hpp"
+#include "node_impl.hpp"
+
+namespace courier::detail {
+
+peers::peers(node_impl& owner, directory* dir, tier_policy policy,
+             authenticator auth)
+  : owner_(owner),
+    dir_(dir),
+    policy_(std::move(policy)),
+    auth_(std::move(auth)) {
+}
+
+void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
+  const auto& name = owner_.name();
+  auto admitted = auth_.admit(conn->peer(), name);
+  if (!admitted) {
+    // Refused before a single byte is read from the peer; it is told why.
+    const auto& why = admitted.error().message();
+    owner_.log(log_level::warning, "refused a " + tier + " link: " + why);
+    v1::HelloAck ack;
+    *ack.mutable_node()->mutable_name() = name;
+    ack.mutable_refused()->set_code(
+      static_cast<std::uint32_t>(errc::permission_denied));
+    ack.mutable_refused()->set_message(why);
+    v1::Envelope env;
+    env.set_kind(v1::KIND_SYSTEM);
+    env.mutable_sender()->set_node(name);
+    env.set_type_name(v1::HelloAck::descriptor()->full_name());
+    ack.SerializeToString(env.mutable_payload());
+    (void)conn->write(env.SerializeAsString());
+    conn->close(); // after that one frame
+    return;
+  }
+  auto info = std::make_shared<link_info>();
+  info->tier = tier;
+  info->note = admitted->same_user ? "accepted from this user"
+                                   : "accepted from " + admitted->name;
+  std::unique_lock guard{mu_};
+  if (stopping_) {
+    conn->close();
+    return;
+  }
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt);
+  proxies_.push_back(proxy.address());
+}
+
+expected<peer_link> peers::link_to(const std::string& node) {
+  auto existing = [&]() -> std::optional<peer_link> {
+    std::shared_lock guard{mu_};
+    if (auto i = links_.find(node); i != links_.end())
+      return peer_link{i->second.proxy, i->second.info};
+    return std::nullopt;
+  };
+  if (auto found = existing())
+    return std::move(*found);
+  std::lock_guard connecting{connect_mu_};
+  if (auto found = existing())
+    return std::move(*found);
+  if (dir_ == nullptr)
+    return error{errc::unavailable, "this node joined no directory"};
+  auto peer = dir_->read_node(node);
+  if (!peer)
+    return std::move(peer).error();
+  auto made = policy_.connect(
+    place_of(owner_.record()), *peer, policy_.preferred_for(node), false,
+    deadline{owner_.config().handshake_timeout},
+    [this](log_level level, std::string_view line) { owner_.log(level, line); });
+  if (!made) {
+    dir_->suspect(node);
+    return error{errc::unavailable, "node " + quoted(node)
+                                      + " is unreachable: "
+                                      + made.error().message()};
+  }
+  auto info = std::make_shared<link_info>();
+  info->peer = node;
+  info->tier = std::move(made->tier);
+  info->note = std::move(made->note);
+  auto proxy = start_link(*peer, std::move(made->conn), info, true);
+  if (!proxy)
+    return std::move(proxy).error();
+  return peer_link{std::move(*proxy), std::move(info)};
+}
+
+expected<caf::actor> peers::open_side_link(const std::string& node,
+                                           const std::string& tier) {
+  if (dir_ == nullptr)
+    return error{errc::unavailable, "this node joined no directory"};
+  auto peer = dir_->read_node(node);
+  if (!peer)
+    return std::move(peer).error();
+  auto made = policy_.connect(
+    place_of(owner_.record()), *peer, tier, true,
+    deadline{owner_.config().handshake_timeout},
+    [this](log_level level, std::string_view line) { owner_.log(level, line); });
+  if (!made)
+    return std::move(made).error();
+  auto info = std::make_shared<link_info>();
+  info->peer = node;
+  info->tier = tier;
+  info->note = "asked for by messages";
+  return start_link(*peer, std::move(made->conn), std::move(info), false);
+}
+
+expected<caf::actor> peers::start_link(const v1::NodeRecord& peer,
+                                       std::unique_ptr<link> conn,
+                                       std::shared_ptr<link_info> info,
+                                       bool route) {
+  const auto& node = peer.name();
+  // Is the endpoint really served by that node? (Nobody else could have put
+  // it there in a sticky directory, but the kernel's word is cheap.)
+  if (auto served = auth_.vouches_for(conn->peer(), peer); !served) {
+    owner_.log(log_level::warning, "the endpoint of node " + quoted(node)
+                                     + " is not served by that node ("
+                                     + served.error().message()
+                                     + "); not using it");
+    return error{errc::permission_denied,
+                 "the endpoint of node " + quoted(node)
+                   + " is not served by that node"};
+  }
+  std::unique_lock guard{mu_};
+  if (stopping_)
+    return error{errc::unavailable, "node " + quoted(owner_.name())
+                                      + " is shutting down"};
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, peer);
+  proxies_.push_back(proxy.address());
+  if (route) {
+    links_[node] = entry{proxy, std::move(info), {}};
+    owner_.routes_changed();
+  } else if (auto i = links_.find(node); i != links_.end()) {
+    i->second.side.push_back(std::move(info));
+  }
+  return proxy;
+}
+
+void peers::adopt(const std::string& node, caf::actor proxy,
+                  std::shared_ptr<link_info> info) {
+  std::unique_lock guard{mu_};
+  if (links_.try_emplace(node, entry{std::move(proxy), std::move(info), {}})
+        .second)
+    owner_.routes_changed();
+}
+
+bool peers::drop(const std::string& node, const caf::actor& proxy) {
+  std::unique_lock guard{mu_};
+  auto i = links_.find(node);
+  if (i == links_.end() || i->second.proxy != proxy)
+    return false;
+  links_.erase(i);
+  owner_.routes_changed();
+  return true;
+}
+
+void peers::announce_release(const std::string& name) {
+  std::shared_lock guard{mu_};
+  for (auto& [peer, link] : links_)
+    detail::announce_release(link.proxy, name);
+}
+
+std::vector<route_info> peers::routes() const {
+  std::vector<route_info> out;
+  {
+    std::shared_lock guard{mu_};
+    for (auto& [peer, link] : links_) {
+      out.push_back({peer, link.info->tier, link.info->note,
+                     link.info->messages_out.load(),
+                     link.info->messages_in.load()});
+      for (auto& side : link.side)
+        if (side->open.load())
+          out.push_back({peer, side->tier, side->note, side->messages_out.load(),
+                         side->messages_in.load()});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& x, const auto& y) { return x.peer < y.peer; });
+  return out;
+}
+
+std::vector<caf::actor_addr> peers::stop() {
+  std::unique_lock guard{mu_};
+  stopping_ = true;
+  links_.clear();
+  return std::exchange(proxies_, {});
+}
+
+} // namespace courier::detail
