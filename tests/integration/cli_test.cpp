@@ -1,6 +1,7 @@
 // The courier CLI against live nodes.
 
 #include <algorithm>
+#include <filesystem>
 
 #include <sys/wait.h>
 
@@ -236,3 +237,33 @@ TEST_CASE("courier nodes hides the CLI's own node in text and JSON alike",
   CHECK(nodes[0]["name"] == "peer");
   CHECK(nodes[0]["pid"] == peer->pid());
 }
+
+#ifdef COURIER_ECHO_NODE
+TEST_CASE("the echo_node example answers the CLI and leaves nothing behind "
+          "on SIGTERM",
+          "[cli][integration][examples]") {
+  temp_dir dir;
+  child_process echo{
+    {"env", "COURIER_DIR=" + dir.path(), COURIER_ECHO_NODE, "echo-test"}};
+  // Each probe is a whole CLI run; the deadline bounds them all.
+  REQUIRE(eventually(
+    [&] {
+      return courier_cli(dir, {"find", "echo"}).out == "echo  echo-test\n";
+    },
+    std::chrono::seconds{30}));
+  auto reply = courier_cli(
+    dir, {"send", "echo", "echo.Text", R"({"text": "hello, courier"})"});
+  CHECK(reply.status == 0);
+  CHECK(reply.out == "{\"text\":\"hello, courier\"}\n");
+  echo.kill(SIGTERM);
+  auto status = echo.wait_exit(std::chrono::seconds{10});
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  std::vector<std::string> left;
+  for (auto& entry : std::filesystem::recursive_directory_iterator{dir.path()})
+    if (!entry.is_directory())
+      left.push_back(entry.path().string());
+  CHECK(left.empty());
+}
+#endif
