@@ -72,6 +72,20 @@ bool valid_type_name(std::string_view name) noexcept {
   });
 }
 
+/// The error for a destination this node does not hold: invalid_argument
+/// when `name` ("actor" or "actor@node") is malformed, as no node can hold
+/// it; else not_found, saying `why`.
+error unheld(std::string_view name, std::string why) {
+  auto at = name.find('@');
+  if (valid_name(name.substr(0, at))
+      && (at == std::string_view::npos || valid_name(name.substr(at + 1))))
+    return error{errc::not_found, std::move(why)};
+  return error{errc::invalid_argument,
+               quoted(name)
+                 + " is not a valid name: a name is 1 to 255 letters, "
+                   "digits, '_', '-' and '.', not starting with '.' "
+                   "('actor@node' names the node too)"};
+}
 
 } // namespace
 
@@ -397,12 +411,12 @@ node_impl::slot_locked(destination to) const {
     auto node_name = name.substr(at + 1);
     name = name.substr(0, at);
     if (node_name != config_.name)
-      return error{errc::not_found,
-                   "no node named " + quoted(node_name) + " is known"};
+      return unheld(to.name(),
+                    "no node named " + quoted(node_name) + " is known");
   }
   auto i = names_.find(name);
   if (i == names_.end())
-    return error{errc::not_found, "no actor named " + quoted(name)};
+    return unheld(to.name(), "no actor named " + quoted(name));
   return i->second;
 }
 
@@ -428,6 +442,7 @@ expected<route> node_impl::resolve(destination to, const message& msg,
                            && to.name().find('@') == std::string_view::npos
                          ? dead_letter_reason::restarting
                        : result.code() == errc::not_found
+                             || result.code() == errc::invalid_argument
                          ? dead_letter_reason::no_such_name
                          : dead_letter_reason::unreachable,
                        to.name(), msg, sender);

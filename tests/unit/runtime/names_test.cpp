@@ -36,6 +36,24 @@ TEST_CASE("a malformed actor name is refused with invalid_argument",
   CHECK(n->spawn("billing.invoices-2_b", adder));
 }
 
+TEST_CASE("a malformed name given to find, post or send is refused with "
+          "invalid_argument, not not_found",
+          "[runtime]") {
+  quiet_node n;
+  for (auto bad : {"bad!name", "has space", "[", "ok@bad!node", "@"}) {
+    INFO(bad);
+    auto found = n->find(bad);
+    CHECK(found.code() == errc::invalid_argument);
+    CHECK(found.error().message().find("not a valid name")
+          != std::string::npos);
+    CHECK(n->post(bad, ping(1)).code() == errc::invalid_argument);
+    CHECK(n->send(bad, ping(1), 1s).code() == errc::invalid_argument);
+  }
+  CHECK(n->find("nobody").code() == errc::not_found);
+  CHECK(n->find("nobody@elsewhere").code() == errc::not_found);
+  CHECK(n->dead_letters(dead_letter_reason::no_such_name) == 10);
+}
+
 TEST_CASE("a name is released when its actor stops and can be claimed again",
           "[runtime]") {
   quiet_node n;
