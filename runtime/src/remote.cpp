@@ -799,8 +799,11 @@ public:
         congested_ = false;
         advance();
       },
-      // Queued behind every letter sent before the node began to stop.
+      // Queued behind every letter sent before the node began to stop. A
+      // tombstone has nothing left to tell anyone once its node stops.
       [this](drain_msg&) {
+        if (gone_)
+          return quit();
         close_with(error{errc::unavailable, "the node is shutting down"},
                    false);
       },

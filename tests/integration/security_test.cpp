@@ -68,3 +68,19 @@ TEST_CASE("an allowed uid does not open the door to others",
   local_node here{dir, "here"};
   CHECK(here->send("echo.g", ping(1), 5s).code() == errc::permission_denied);
 }
+
+TEST_CASE("a node whose link was refused stops at once",
+          "[pipe][security][integration]") {
+  if (::geteuid() != 0)
+    return; // needs root to switch users
+  temp_dir dir;
+  auto guest = start_test_node(dir, "guest", {"echo.g"}, as_nobody());
+  local_node here{dir, "here"};
+  CHECK(here->send("echo.g", ping(1), 5s).code() == errc::permission_denied);
+  // The refused link's proxy stays a second as a tombstone for letters on
+  // their way; a node that stops does not wait for it (the CLI took a
+  // second to exit after every refusal).
+  auto began = std::chrono::steady_clock::now();
+  here.instance.reset();
+  CHECK(std::chrono::steady_clock::now() - began < 500ms);
+}
