@@ -218,9 +218,13 @@ node_impl::node_impl(
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
-  if (config_.scheduler == scheduler_policy::sharing) {
+  auto policy = config_.scheduler;
+  if (policy == scheduler_policy::automatic)
+    policy = transports_.empty() ? scheduler_policy::work_stealing
+                                 : scheduler_policy::latency;
+  if (policy == scheduler_policy::sharing) {
     caf_config_.set("scheduler.policy", caf::atom("sharing"));
-  } else if (config_.scheduler == scheduler_policy::latency) {
+  } else if (policy == scheduler_policy::latency) {
     // The transports outlive the system (members destroyed in reverse).
     std::vector<std::function<bool()>> pollers;
     for (auto& [tier, impl] : transports_)

@@ -2,7 +2,8 @@
 // AF_UNIX sockets.
 //
 //   courier_bench_pipe [--runs N] [--rounds N] [--tier pipe|shm]
-//                      [--scheduler sharing|work_stealing] [--spin-us N]
+//                      [--scheduler automatic|sharing|work_stealing|latency]
+//                      [--spin-us N]
 //                      [--workers N]
 //                      [--no-yield]
 //                      [--rtt-size N] [--rtt-only] [--fan-in N]
@@ -24,6 +25,7 @@
 // over the named pipe, alternating runs (the ratio is shm / pipe).
 // Output: JSON lines with medians, then medians of per-run ratios.
 
+#include <fstream>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -179,8 +181,9 @@ double raw_oneway(raw_peer& peer, std::size_t size, int count) {
 
 // -- Courier --------------------------------------------------------------------
 
-/// --scheduler sharing|work_stealing (default: sharing, the latency choice).
-courier::scheduler_policy policy = courier::scheduler_policy::sharing;
+/// --scheduler sharing|work_stealing|latency (default: the node's default,
+/// automatic, which is latency for nodes with transports).
+courier::scheduler_policy policy = courier::scheduler_policy::automatic;
 
 const char* scheduler_name() {
   switch (policy) {
@@ -190,8 +193,10 @@ const char* scheduler_name() {
       return "sharing";
     case courier::scheduler_policy::latency:
       return "latency";
+    case courier::scheduler_policy::automatic:
+      return "automatic";
   }
-  return "sharing";
+  return "automatic";
 }
 
 /// --tier pipe|shm: the tier the Courier route takes (default pipe).
@@ -540,6 +545,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--scheduler") == 0
         && std::strcmp(argv[i + 1], "latency") == 0)
       policy = courier::scheduler_policy::latency;
+    if (std::strcmp(argv[i], "--scheduler") == 0
+        && std::strcmp(argv[i + 1], "sharing") == 0)
+      policy = courier::scheduler_policy::sharing;
     if (std::strcmp(argv[i], "--tier") == 0)
       tier = argv[i + 1];
     if (std::strcmp(argv[i], "--spin-us") == 0)
@@ -559,6 +567,35 @@ int main(int argc, char** argv) {
   char self_path[4096];
   auto n = ::readlink("/proc/self/exe", self_path, sizeof self_path - 1);
   self_path[n > 0 ? n : 0] = '\0';
+
+  // --idle-cpu SECONDS: after a burst of round trips, how much CPU two
+  // linked nodes burn while nothing happens (both processes, in % of one
+  // core). The raw twin, an idle socket, burns none.
+  if (auto idle = arg(argc, argv, "--idle-cpu", 0); idle > 0) {
+    courier_peer peer{self_path};
+    (void)courier_rtt(peer, rounds, 0);
+    auto cpu_of = [](pid_t pid) {
+      std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+      std::string field;
+      unsigned long ticks = 0;
+      for (int i = 1; i <= 15 && in >> field; ++i)
+        if (i == 14 || i == 15) // utime, stime
+          ticks += std::stoul(field);
+      return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    };
+    auto before_self = cpu_of(::getpid());
+    auto before_peer = cpu_of(peer.pid);
+    std::this_thread::sleep_for(std::chrono::seconds{idle});
+    auto self_pct = 100 * (cpu_of(::getpid()) - before_self) / idle;
+    auto peer_pct = 100 * (cpu_of(peer.pid) - before_peer) / idle;
+    json_line line;
+    line.add("scenario", std::string{"idle_cpu"}).add("tier", tier);
+    line.add("scheduler", std::string{scheduler_name()});
+    line.add("seconds", static_cast<double>(idle));
+    line.add("client_cpu_percent", self_pct).add("server_cpu_percent", peer_pct);
+    std::cout << line.str() << std::endl;
+    return 0;
+  }
 
   // --shm-vs-pipe: actor-to-actor round trips over shared memory and over
   // the named pipe, alternating runs in one process: the median of the

@@ -54,7 +54,7 @@ struct post_options {
   std::string tier;
 };
 
-/// How the node's scheduler threads find work (CAF 0.17's two policies).
+/// How the node's scheduler threads find work.
 enum class scheduler_policy : std::uint8_t {
   /// Per-thread queues with stealing; idle threads poll, sleeping between
   /// polls (up to 50 us, later 10 ms). Best in-process throughput; a
@@ -69,8 +69,13 @@ enum class scheduler_policy : std::uint8_t {
   /// what its rings received), yielding its CPU as it does, and only then
   /// sleeps: a message from another process reaches its actor with no
   /// thread woken. The lowest round trips between processes; costs CPU
-  /// while idle. See docs/benchmarks.md.
+  /// for idle_spin after the last message, none once asleep. See
+  /// docs/benchmarks.md.
   latency,
+  /// The default: latency for a node with transports (it talks to other
+  /// processes), work_stealing for a node without (all its traffic is in
+  /// process).
+  automatic,
 };
 
 /// Severity of a line in the runtime's log.
@@ -115,7 +120,7 @@ struct node_config {
   int recursion_limit = 100;
   /// Scheduler threads; 0 picks the number of cores (at least 2).
   std::size_t worker_threads = 0;
-  scheduler_policy scheduler = scheduler_policy::work_stealing;
+  scheduler_policy scheduler = scheduler_policy::automatic;
   /// How long an idle scheduler thread polls before it sleeps, with
   /// scheduler_policy::latency.
   std::chrono::microseconds idle_spin{200};
