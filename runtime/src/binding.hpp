@@ -26,11 +26,22 @@ struct link_info;
 
 using monitor_fn = std::function<void(const down_notice&)>;
 
+/// What a monitor_handle names: a flag that demonitor() sets, and where
+/// the monitor is registered, to remove it from there.
+struct monitor_token {
+  std::atomic<bool> cancelled{false};
+  /// Set for a monitor of an actor here.
+  std::weak_ptr<name_slot> slot;
+  /// Set for a monitor of an actor on another node: the link's proxy.
+  caf::actor_addr proxy;
+};
+
 /// A monitor; `watcher` is set when an actor watches, so that entries of
 /// watchers that are gone can be pruned.
 struct monitor_entry {
   monitor_fn fn;
   caf::actor_addr watcher;
+  std::shared_ptr<monitor_token> token;
 };
 
 enum class slot_state : std::uint8_t { running, restarting, released };

@@ -386,6 +386,8 @@ void node_impl::release_locked(const std::shared_ptr<name_slot>& slot) {
 void node_impl::notify(std::vector<monitor_entry>& monitors,
                        const down_notice& notice) {
   for (auto& entry : monitors) {
+    if (entry.token && entry.token->cancelled.load())
+      continue;
     try {
       entry.fn(notice);
     } catch (const std::exception& ex) {
@@ -527,10 +529,17 @@ expected<void> node_impl::stop(destination to) {
   return {};
 }
 
-expected<void> node_impl::monitor(destination to, monitor_fn on_down,
-                                  caf::actor_addr watcher) {
+expected<monitor_handle> node_impl::monitor(destination to,
+                                            monitor_fn on_down,
+                                            caf::actor_addr watcher) {
   if (!on_down)
     return error{errc::invalid_argument, "monitor needs a callback"};
+  auto token = std::make_shared<monitor_token>();
+  auto watch_over_there = [&](const caf::actor& proxy, std::string name) {
+    token->proxy = proxy.address();
+    watch_remote(proxy, std::move(name), std::move(on_down), token);
+    return handle_of(std::move(token));
+  };
   std::unique_lock guard{mu_};
   auto slot = slot_locked(to);
   if (!slot && slot.code() == errc::not_found && dir_ && !to.ref()) {
@@ -538,15 +547,13 @@ expected<void> node_impl::monitor(destination to, monitor_fn on_down,
     auto remote = router_->resolve(to.name());
     if (!remote)
       return std::move(remote).error();
-    watch_remote(remote->handle, remote->slot->name, std::move(on_down));
-    return {};
+    return watch_over_there(remote->handle, remote->slot->name);
   }
   if (slot && !(*slot)->node.empty()) { // a ref to a remote binding
     auto proxy = (*slot)->current;
     auto name = (*slot)->name;
     guard.unlock();
-    watch_remote(proxy, std::move(name), std::move(on_down));
-    return {};
+    return watch_over_there(proxy, std::move(name));
   }
   if (!slot)
     return std::move(slot).error();
@@ -556,8 +563,23 @@ expected<void> node_impl::monitor(destination to, monitor_fn on_down,
     std::erase_if(monitors, [](const monitor_entry& entry) {
       return entry.watcher && !caf::actor_cast<caf::actor>(entry.watcher);
     });
-  monitors.push_back({std::move(on_down), std::move(watcher)});
-  return {};
+  token->slot = *slot;
+  monitors.push_back({std::move(on_down), std::move(watcher), token});
+  return handle_of(std::move(token));
+}
+
+void node_impl::demonitor(const monitor_handle& handle) {
+  const auto& token = token_of(handle);
+  if (!token || token->cancelled.exchange(true))
+    return;
+  if (auto slot = token->slot.lock()) {
+    std::unique_lock guard{mu_};
+    std::erase_if(slot->monitors, [&](const monitor_entry& entry) {
+      return entry.token == token;
+    });
+  } else if (auto proxy = caf::actor_cast<caf::actor>(token->proxy)) {
+    unwatch_remote(proxy, token);
+  }
 }
 
 void node_impl::mark_failed(name_slot& slot, std::string reason) {
@@ -950,9 +972,14 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
   return result;
 }
 
-expected<void> node::monitor(destination name,
-                             std::function<void(const down_notice&)> on_down) {
+expected<monitor_handle>
+node::monitor(destination name,
+              std::function<void(const down_notice&)> on_down) {
   return impl_->monitor(name, std::move(on_down));
+}
+
+void node::demonitor(const monitor_handle& handle) {
+  impl_->demonitor(handle);
 }
 
 std::vector<node_info> node::nodes() const {

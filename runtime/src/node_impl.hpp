@@ -157,8 +157,22 @@ public:
   /// `handle` is null for a restarting one.
   std::vector<route> match(std::string_view pattern) const;
 
-  expected<void> monitor(destination name, monitor_fn on_down,
-                         caf::actor_addr watcher = {});
+  expected<monitor_handle> monitor(destination name, monitor_fn on_down,
+                                   caf::actor_addr watcher = {});
+
+  /// See node::demonitor.
+  void demonitor(const monitor_handle& handle);
+
+  /// The token inside a handle.
+  static const std::shared_ptr<monitor_token>&
+  token_of(const monitor_handle& handle) noexcept {
+    return handle.token_;
+  }
+
+  static monitor_handle
+  handle_of(std::shared_ptr<monitor_token> token) noexcept {
+    return monitor_handle{std::move(token)};
+  }
 
   /// Marks the slot failed with `reason`; the shell then quits.
   void mark_failed(name_slot& slot, std::string reason);

@@ -17,6 +17,10 @@ namespace courier::detail {
 
 namespace {
 
+/// Monitors a peer may hold on actors of this node through one link; one
+/// more closes the link (each costs the node a monitor entry).
+constexpr std::size_t max_served_watches = std::size_t{1} << 16;
+
 /// Bumped whenever the link protocol changes incompatibly.
 /// Version 2: barriers (Barrier/BarrierAck) for moving a route between links.
 constexpr std::uint32_t protocol_version = 2;
@@ -45,6 +49,11 @@ struct closed_msg {
 struct watch_msg {
   std::string name;
   std::function<void(const down_notice&)> fn;
+  std::shared_ptr<monitor_token> token;
+};
+
+struct unwatch_msg {
+  std::shared_ptr<monitor_token> token;
 };
 
 struct local_down_msg {
@@ -88,6 +97,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::frame_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::frames_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::closed_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::watch_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::unwatch_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::local_down_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::released_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::tick_msg)
@@ -783,6 +793,7 @@ public:
       [this](answer_msg& msg) { on_answer(msg); },
       [this](closed_msg& closed) { lost(closed.reason); },
       [this](watch_msg& watch) { watch_peer(watch); },
+      [this](unwatch_msg& unwatch) { unwatch_peer(unwatch); },
       [this](local_down_msg& down) { report_down(down); },
       [this](released_msg& released) {
         v1::NameReleased msg;
@@ -1230,8 +1241,11 @@ private:
       v1::Monitor watch;
       if (!parse_payload(watch))
         return protocol_error("a malformed Monitor");
-      auto me = caf::actor_cast<caf::actor>(this);
       auto id = watch.watch_id();
+      if (served_.size() >= max_served_watches)
+        return protocol_error("more than "
+                              + std::to_string(max_served_watches)
+                              + " monitors");
       auto watched = owner_.monitor(
         watch.name(),
         [proxy = address(), id](const down_notice& notice) {
@@ -1243,6 +1257,16 @@ private:
         local_down_msg gone{id, down_notice{watch.name(), down_reason::stopped,
                                             watched.error().message(), false}};
         report_down(gone);
+      } else {
+        served_[id] = std::move(*watched);
+      }
+    } else if (type == v1::Demonitor::descriptor()->full_name()) {
+      v1::Demonitor unwatch;
+      if (!parse_payload(unwatch))
+        return protocol_error("a malformed Demonitor");
+      if (auto i = served_.find(unwatch.watch_id()); i != served_.end()) {
+        owner_.demonitor(i->second);
+        served_.erase(i);
       }
     } else if (type == v1::DownNotice::descriptor()->full_name()) {
       v1::DownNotice down;
@@ -1252,7 +1276,10 @@ private:
       if (i == watches_.end())
         return;
       auto fn = std::move(i->second.fn);
+      auto cancelled = i->second.token->cancelled.load();
       watches_.erase(i);
+      if (cancelled)
+        return;
       auto reason = down.reason() <= static_cast<std::uint32_t>(
                                        down_reason::unreachable)
                       ? static_cast<down_reason>(down.reason())
@@ -1288,19 +1315,37 @@ private:
 
   void watch_peer(watch_msg& watch) {
     if (tombstone_) {
-      watch.fn(down_notice{watch.name, down_reason::node_down,
-                           tombstone_->message(), false});
+      if (!watch.token->cancelled.load())
+        watch.fn(down_notice{watch.name, down_reason::node_down,
+                             tombstone_->message(), false});
       return;
     }
     auto id = ++next_watch_;
-    watches_.emplace(id, remote_watch{watch.name, std::move(watch.fn)});
+    watches_.emplace(id, remote_watch{watch.name, std::move(watch.fn),
+                                      std::move(watch.token)});
     v1::Monitor msg;
     msg.set_name(watch.name);
     msg.set_watch_id(id);
     write_system(msg);
   }
 
+  /// A watch cancelled by demonitor: forgotten here, and over there.
+  void unwatch_peer(const unwatch_msg& unwatch) {
+    auto i = std::find_if(watches_.begin(), watches_.end(),
+                          [&](const auto& w) {
+                            return w.second.token == unwatch.token;
+                          });
+    if (i == watches_.end())
+      return;
+    v1::Demonitor msg;
+    msg.set_watch_id(i->first);
+    watches_.erase(i);
+    if (!gone_)
+      write_system(msg);
+  }
+
   void report_down(const local_down_msg& down) {
+    served_.erase(down.watch_id);
     v1::DownNotice msg;
     msg.set_name(down.notice.name);
     msg.set_watch_id(down.watch_id);
@@ -1368,7 +1413,8 @@ private:
                                ? why.message()
                                : text});
     for (auto& [id, watch] : watches_)
-      watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
+      if (!watch.token->cancelled.load())
+        watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
     watches_.clear();
     info_->open.store(false);
     // No barrier will come back over a dead link: nothing more to wait for.
@@ -1400,6 +1446,7 @@ private:
   struct remote_watch {
     std::string name;
     std::function<void(const down_notice&)> fn;
+    std::shared_ptr<monitor_token> token;
   };
 
   node_impl& owner_;
@@ -1412,6 +1459,8 @@ private:
   std::optional<error> tombstone_;
   std::uint64_t next_watch_ = 0;
   std::unordered_map<std::uint64_t, remote_watch> watches_;
+  /// The peer's monitors of actors here, by its watch id (for Demonitor).
+  std::unordered_map<std::uint64_t, monitor_handle> served_;
   std::shared_ptr<link_core> core_;
 
   // Link choice (see "choosing the link").
@@ -1448,8 +1497,15 @@ bool request_direct(link_info& info, letter& msg,
 }
 
 void watch_remote(const caf::actor& proxy, std::string name,
-                  std::function<void(const down_notice&)> fn) {
-  caf::anon_send(proxy, watch_msg{std::move(name), std::move(fn)});
+                  std::function<void(const down_notice&)> fn,
+                  std::shared_ptr<monitor_token> token) {
+  caf::anon_send(proxy,
+                 watch_msg{std::move(name), std::move(fn), std::move(token)});
+}
+
+void unwatch_remote(const caf::actor& proxy,
+                    std::shared_ptr<monitor_token> token) {
+  caf::anon_send(proxy, unwatch_msg{std::move(token)});
 }
 
 void drain_link(const caf::actor& proxy) {

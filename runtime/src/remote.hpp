@@ -58,9 +58,15 @@ caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
                             std::shared_ptr<link_info> info,
                             std::optional<v1::NodeRecord> peer);
 
-/// Asks a proxy to watch an actor on its peer; `fn` runs once.
+/// Asks a proxy to watch an actor on its peer; `fn` runs once, unless
+/// `token` is cancelled first.
 void watch_remote(const caf::actor& proxy, std::string name,
-                  std::function<void(const down_notice&)> fn);
+                  std::function<void(const down_notice&)> fn,
+                  std::shared_ptr<monitor_token> token);
+
+/// Asks a proxy to drop a watch (demonitor), here and on its peer.
+void unwatch_remote(const caf::actor& proxy,
+                    std::shared_ptr<monitor_token> token);
 
 /// Asks a proxy to send what it has queued, close its link and stop.
 void drain_link(const caf::actor& proxy);

@@ -390,14 +390,24 @@ responder shell::take_reply() {
   return responder{std::move(state)};
 }
 
-expected<void> shell::watch(destination to, monitor_fn on_down) {
-  return owner().monitor(
+expected<monitor_handle> shell::watch(destination to, monitor_fn on_down) {
+  // The notice runs inside this actor, later: it checks the token again
+  // there, so that a demonitor() in between wins.
+  auto token = std::make_shared<std::shared_ptr<monitor_token>>();
+  auto watched = owner().monitor(
     to,
-    [me = address(), fn = std::move(on_down)](const down_notice& notice) {
+    [me = address(), fn = std::move(on_down),
+     token](const down_notice& notice) {
       if (auto self = caf::actor_cast<caf::actor>(me))
-        caf::anon_send(self, deferred_call{[fn, notice] { fn(notice); }});
+        caf::anon_send(self, deferred_call{[fn, notice, token] {
+                         if (!*token || !(*token)->cancelled.load())
+                           fn(notice);
+                       }});
     },
     address());
+  if (watched)
+    *token = node_impl::token_of(*watched);
+  return watched;
 }
 
 void shell::defer(std::function<void()> fn) {
@@ -526,9 +536,13 @@ responder context::take_reply() {
   return self_->take_reply();
 }
 
-expected<void> context::monitor(destination to,
-                                std::function<void(const down_notice&)> fn) {
+expected<monitor_handle>
+context::monitor(destination to, std::function<void(const down_notice&)> fn) {
   return self_->watch(to, std::move(fn));
+}
+
+void context::demonitor(const monitor_handle& handle) {
+  self_->owner().demonitor(handle);
 }
 
 void context::stop() {

@@ -54,7 +54,7 @@ public:
 
   responder take_reply();
 
-  expected<void> watch(destination to, monitor_fn on_down);
+  expected<monitor_handle> watch(destination to, monitor_fn on_down);
 
   /// Runs `fn` inside this actor, after the current message.
   void defer(std::function<void()> fn);

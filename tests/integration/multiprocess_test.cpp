@@ -294,6 +294,25 @@ TEST_CASE("a remote monitor sees an actor that stops on purpose",
     [&] { return here->send("quitter", ping(1), 5s).code() == errc::not_found; }));
 }
 
+TEST_CASE("a remote monitor cancelled with demonitor stays silent",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"quitter", "echo.b"});
+  local_node here{dir, "here"};
+  probe<down_notice> cancelled;
+  probe<down_notice> kept;
+  auto dropped = here->monitor("quitter",
+                               [&](const down_notice& d) { cancelled.push(d); });
+  REQUIRE(dropped);
+  REQUIRE(here->monitor("quitter", [&](const down_notice& d) { kept.push(d); }));
+  here->demonitor(*dropped);
+  REQUIRE(here->post("quitter", tpb::Quit{}));
+  REQUIRE(kept.wait_for_count(1));
+  CHECK(kept.items().front().reason == down_reason::stopped);
+  REQUIRE(here->send("echo.b", ping(1), 5s)); // a round trip later
+  CHECK(cancelled.items().empty());
+}
+
 TEST_CASE("a node leaves nothing behind in its directory when it exits",
           "[pipe][integration]") {
   temp_dir dir;

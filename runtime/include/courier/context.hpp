@@ -202,9 +202,14 @@ public:
   responder take_reply();
 
   /// Watches `to`: `on_down` runs once, inside this actor, when the watched
-  /// actor stops. Fails with not_found if nobody holds the name.
-  expected<void> monitor(destination to,
-                         std::function<void(const down_notice&)> on_down);
+  /// actor stops, unless demonitor() cancels it first. Fails with not_found
+  /// if nobody holds the name.
+  expected<monitor_handle>
+  monitor(destination to, std::function<void(const down_notice&)> on_down);
+
+  /// Cancels a monitor: its callback will not run in this actor after this
+  /// returns. Idempotent.
+  void demonitor(const monitor_handle& handle);
 
   /// Stops this actor after the current message; monitors see `stopped` and
   /// no supervisor restarts it.

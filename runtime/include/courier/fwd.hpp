@@ -29,6 +29,7 @@ namespace detail {
 
 class node_impl;
 class shell;
+struct monitor_token;
 struct name_slot;
 struct responder_state;
 

@@ -117,9 +117,15 @@ public:
   }
 
   /// Watches `name`: `on_down` runs once, on a runtime thread, when its
-  /// actor stops. Fails with not_found if nobody holds the name.
-  expected<void> monitor(destination name,
-                         std::function<void(const down_notice&)> on_down);
+  /// actor stops, unless demonitor() cancels it first. Fails with not_found
+  /// if nobody holds the name.
+  expected<monitor_handle>
+  monitor(destination name, std::function<void(const down_notice&)> on_down);
+
+  /// Cancels a monitor: once this returns, its callback does not start
+  /// (one already running finishes). Idempotent; an empty handle is
+  /// ignored. A monitor of an actor on another node is also dropped there.
+  void demonitor(const monitor_handle& handle);
 
   /// The live nodes of this machine's directory (this one included), sorted;
   /// empty when the node did not join a directory.

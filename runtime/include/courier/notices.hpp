@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "courier/error.hpp"
+#include "courier/fwd.hpp"
 #include "courier/message.hpp"
 
 namespace courier {
@@ -28,6 +30,30 @@ struct down_notice {
   std::string detail;
   /// True when a supervisor will restart the actor under the same name.
   bool restarting = false;
+};
+
+/// A monitor, to cancel it with demonitor(). Empty by default. Copies
+/// name the same monitor.
+///
+/// Thread safety: a handle may be copied and used from any thread.
+class monitor_handle {
+public:
+  monitor_handle() noexcept = default;
+
+  explicit operator bool() const noexcept {
+    return token_ != nullptr;
+  }
+
+private:
+  friend class node;
+  friend class context;
+  friend class detail::node_impl;
+
+  explicit monitor_handle(std::shared_ptr<detail::monitor_token> token) noexcept
+    : token_(std::move(token)) {
+  }
+
+  std::shared_ptr<detail::monitor_token> token_;
 };
 
 /// Why a message reached nobody.

@@ -84,3 +84,48 @@ TEST_CASE("a monitor set by an actor runs inside that actor", "[runtime]") {
   REQUIRE(notices.wait_for_count(1));
   CHECK(notices.items().front() == "watcher saw target stopped 1");
 }
+
+TEST_CASE("a cancelled monitor gets no notice, and the others still do",
+          "[runtime]") {
+  quiet_node n;
+  REQUIRE(n->spawn("quitter", [](context& ctx) {
+    return behavior{[&ctx](const tpb::Quit&) { ctx.stop(); }};
+  }));
+  probe<down_notice> cancelled;
+  probe<down_notice> kept;
+  auto first = n->monitor("quitter",
+                          [&](const down_notice& d) { cancelled.push(d); });
+  REQUIRE(first);
+  REQUIRE(*first);
+  REQUIRE(n->monitor("quitter", [&](const down_notice& d) { kept.push(d); }));
+  n->demonitor(*first);
+  n->demonitor(*first);          // idempotent
+  n->demonitor(monitor_handle{}); // an empty handle is ignored
+  REQUIRE(n->post("quitter", tpb::Quit{}));
+  REQUIRE(kept.wait_for_count(1));
+  // Both would have run in the same pass, the cancelled one first.
+  CHECK(cancelled.items().empty());
+}
+
+TEST_CASE("an actor cancels its monitor with demonitor", "[runtime]") {
+  quiet_node n;
+  REQUIRE(n->spawn("quitter", [](context& ctx) {
+    return behavior{[&ctx](const tpb::Quit&) { ctx.stop(); }};
+  }));
+  probe<std::string> notices;
+  REQUIRE(n->spawn("watcher", [&](context& ctx) {
+    auto dropped = ctx.monitor("quitter", [&](const down_notice&) {
+      notices.push("cancelled one");
+    });
+    if (dropped)
+      ctx.demonitor(*dropped);
+    (void)ctx.monitor("quitter",
+                      [&](const down_notice&) { notices.push("kept one"); });
+    return behavior{[](const tpb::Ping&) {}};
+  }));
+  REQUIRE(n->post("quitter", tpb::Quit{}));
+  REQUIRE(notices.wait_for_count(1));
+  // The watcher handles its notices in order: had the cancelled one come,
+  // it would have come first.
+  CHECK(notices.items() == std::vector<std::string>{"kept one"});
+}
