@@ -306,8 +306,15 @@ public:
   /// Forgets a remote name its node released.
   void forget_remote_name(const std::string& actor, const std::string& node);
 
-  /// Accepts a link a transport accepted (on its I/O thread).
+  /// Accepts a link a transport accepted (on its I/O thread): closes it at
+  /// once when max_half_open_links links have not said hello yet.
   void accept(std::unique_ptr<link> conn, std::string tier);
+
+  /// An accepted link has said hello, or is gone before it did: one
+  /// half-open link less (see accept).
+  void end_half_open() noexcept {
+    half_open_.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   std::vector<node_info> nodes() const;
   std::vector<name_info> machine_names(std::string_view pattern) const;
@@ -392,6 +399,8 @@ private:
   mutable std::shared_mutex mu_;
   string_map<std::shared_ptr<name_slot>> names_;
   bool stopping_ = false;
+  // Accepted links that have not said hello yet (see accept).
+  std::atomic<std::size_t> half_open_{0};
   // Bumped under mu_ (exclusive) on every binding change; read lock-free.
   std::atomic<std::uint64_t> generation_{0};
   // Incarnations whose exit bookkeeping (on_exit) has not finished; the
