@@ -944,15 +944,19 @@ public:
       },
       // Queued behind every letter sent before the node began to stop.
       [this](drain_msg&) {
+        if (!hello_done_ && !gone_ && !held_.empty()) {
+          drain_after_hello_ = true; // what waits for the hello goes first
+          return;
+        }
         close_with(error{errc::unavailable, "the node is shutting down"},
                    false);
       },
       [this](flush_msg&) {
         auto promise = make_response_promise();
-        if (gone_ || !core_->dirty())
-          promise.deliver(flushed_msg{});
+        if (!hello_done_ && !gone_) // letters wait for the hello: after them
+          early_flushes_.push_back(std::move(promise));
         else
-          flushes_.emplace(write_barrier(), std::move(promise));
+          flush(std::move(promise));
       },
     };
   }
@@ -1146,6 +1150,14 @@ private:
                         && writer_.empty());
   }
 
+  /// Answers a flush_msg once the peer has taken what was written so far.
+  void flush(caf::response_promise promise) {
+    if (gone_ || !core_->dirty())
+      promise.deliver(flushed_msg{});
+    else
+      flushes_.emplace(write_barrier(), std::move(promise));
+  }
+
   std::uint64_t write_barrier() {
     v1::Barrier barrier;
     barrier.set_id(++next_barrier_);
@@ -1329,6 +1341,11 @@ private:
       core_->open(peer_.name());
       allow_direct();
       advance(); // what waited for the hello
+      for (auto& promise : std::exchange(early_flushes_, {}))
+        flush(std::move(promise));
+      if (drain_after_hello_)
+        close_with(error{errc::unavailable, "the node is shutting down"},
+                   false);
       return;
     }
     v1::Hello hello;
@@ -1529,6 +1546,9 @@ private:
     for (auto& [id, flush] : flushes_)
       flush.deliver(flushed_msg{});
     flushes_.clear();
+    for (auto& flush : early_flushes_)
+      flush.deliver(flushed_msg{});
+    early_flushes_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text};
@@ -1570,6 +1590,7 @@ private:
   bool half_open_; // accepted, no hello yet: see end_half_open()
   v1::NodeRecord peer_;
   bool hello_done_ = false;
+  bool drain_after_hello_ = false; // see drain_msg
   bool gone_ = false;
   std::optional<error> tombstone_;
   std::uint64_t next_watch_ = 0;
@@ -1589,6 +1610,7 @@ private:
   bool congested_ = false; // our link's queue is full: see own_link_writable
   bool corked_ = false;    // an uncork_msg is on its way: see write_letter
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
+  std::vector<caf::response_promise> early_flushes_; // before the hello
 };
 
 } // namespace
