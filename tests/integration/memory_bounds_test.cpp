@@ -85,8 +85,12 @@ TEST_CASE("a peer that does not read its answers loses its link",
   CHECK(peer.hung_up(15s));
   CHECK(node.process->wait_for_line_containing("does not read its answers"));
   // Its link's queue and the answers held for it: two budgets, and slack
-  // for the requests in flight and the allocator.
+  // for the requests in flight and the allocator. (Not under
+  // AddressSanitizer: its quarantine keeps the 120 MiB of requests and
+  // answers freed meanwhile resident.)
+#ifndef __SANITIZE_ADDRESS__
   CHECK(node.growth() < 2 * budget + 16 * mib);
+#endif
   // The echo actor and the node's other links go on.
   still_serves(dir, "echo.m");
 }
