@@ -63,6 +63,13 @@ public:
     settle();
   }
 
+  /// Adds `bytes` to the backlog, given back with the rest. Needs a
+  /// backlog.
+  void add(std::size_t bytes) noexcept {
+    backlog_->bytes.fetch_add(bytes, std::memory_order_relaxed);
+    bytes_ += bytes;
+  }
+
   void settle() noexcept {
     if (!backlog_)
       return;

@@ -262,6 +262,12 @@ public:
     generation_.fetch_add(1, std::memory_order_release);
   }
 
+  /// An accepted link has said hello, or is gone before it did: one
+  /// half-open link less (see peers::accept).
+  void end_half_open() noexcept {
+    peers_->end_half_open();
+  }
+
   std::vector<node_info> nodes() const;
   std::vector<name_info> machine_names(std::string_view pattern) const;
   std::vector<route_info> routes() const;

@@ -36,15 +36,30 @@ void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
     conn->close(); // after that one frame
     return;
   }
+  // Each link that has not said hello holds a read buffer and a hello-sized
+  // frame at most (docs/operations.md): their number is bounded too.
+  if (half_open_.fetch_add(1, std::memory_order_relaxed)
+      >= max_half_open_links) {
+    end_half_open();
+    owner_.log(log_level::warning,
+               "closed a new " + tier + " link from "
+                 + conn->peer().describe() + " at once: "
+                 + std::to_string(max_half_open_links)
+                 + " accepted links have not said hello yet (the limit)");
+    conn->close();
+    return;
+  }
   auto info = std::make_shared<link_info>();
   info->tier = tier;
   info->note = admitted->same_user ? "accepted from this user"
                                    : "accepted from " + admitted->name;
   std::unique_lock guard{mu_};
   if (stopping_) {
+    end_half_open();
     conn->close();
     return;
   }
+  // The proxy ends the half-open count (end_half_open) at the hello.
   auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt);
   proxies_.push_back(proxy.address());
 }

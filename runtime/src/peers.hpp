@@ -11,6 +11,7 @@
 // announce_release(), which takes mu_ here; nothing here calls out with
 // mu_ held. connect_mu_ is taken before mu_.
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -63,8 +64,15 @@ public:
 
   /// Takes a link a transport accepted (on its I/O thread): refused at
   /// once, with the reason told to the peer, unless the authenticator
-  /// admits it; otherwise its proxy waits for the hello.
+  /// admits it; closed at once when max_half_open_links accepted links
+  /// have not said hello yet; otherwise its proxy waits for the hello.
   void accept(std::unique_ptr<link> conn, const std::string& tier);
+
+  /// An accepted link has said hello, or is gone before it did: one
+  /// half-open link less (see accept).
+  void end_half_open() noexcept {
+    half_open_.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   /// Registers an accepted link whose hello named `node` as the route to
   /// it, unless there is one already.
@@ -106,6 +114,8 @@ private:
   string_map<entry> links_;              // guarded by mu_
   std::vector<caf::actor_addr> proxies_; // guarded by mu_; every one ever
   bool stopping_ = false;                // guarded by mu_
+  // Accepted links that have not said hello yet (see accept).
+  std::atomic<std::size_t> half_open_{0};
 };
 
 } // namespace courier::detail

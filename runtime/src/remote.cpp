@@ -10,6 +10,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include <google/protobuf/descriptor.h>
+
 #include "frame.hpp"
 #include "node_impl.hpp"
 
@@ -23,7 +25,45 @@ constexpr std::size_t max_served_watches = std::size_t{1} << 16;
 
 /// Bumped whenever the link protocol changes incompatibly.
 /// Version 2: barriers (Barrier/BarrierAck) for moving a route between links.
-constexpr std::uint32_t protocol_version = 2;
+/// Version 3: the Hello and HelloAck are at most hello_frame_limit bytes
+/// (their records leave out type_files), and the connector writes nothing
+/// but its Hello until it has read the HelloAck.
+constexpr std::uint32_t protocol_version = 3;
+
+/// What one frame from a link is charged in the link's inbound budget
+/// beyond the bytes that payload holds (see link_core::held_size): the
+/// letter, mailbox element and message object around it, and what a flat
+/// payload may hold beyond its wire bytes (its object and at most 16
+/// string headers). Tiny messages are thus counted at what they cost.
+constexpr std::size_t message_overhead = 1024;
+
+/// Whether a message has unknown fields, which Protobuf keeps (a field
+/// unknown here costs 16 bytes and more for its 2 bytes on the wire), read
+/// without reflection (GetUnknownFields() costs ~35 ns).
+struct unknown_fields_peek : google::protobuf::MessageLite {
+  static bool present(const google::protobuf::MessageLite& msg) {
+    return (msg.*(&unknown_fields_peek::_internal_metadata_))
+      .have_unknown_fields();
+  }
+};
+
+/// True if a parsed `type` holds at most its wire bytes plus
+/// message_overhead when it has no unknown fields: a generated type of at
+/// most 16 fields, none repeated, map or message, without extensions.
+bool flat_type(const google::protobuf::Descriptor& type) {
+  if (type.field_count() > 16 || type.extension_range_count() > 0
+      || type.file()->pool()
+           != google::protobuf::DescriptorPool::generated_pool())
+    return false;
+  for (int i = 0; i < type.field_count(); ++i) {
+    const auto* field = type.field(i);
+    if (field->is_repeated()
+        || field->cpp_type()
+             == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE)
+      return false;
+  }
+  return true;
+}
 
 /// Letters a proxy holds back while it moves writes to another link or waits
 /// for room in its link's queue; more are refused (resource_exhausted)
@@ -88,6 +128,12 @@ struct flushed_msg {};
 struct answer_msg {
   std::shared_ptr<frame> out; // shared: CAF wants copyable messages
   std::shared_ptr<backlog_charge> charge;
+  std::shared_ptr<backlog_charge> owed; // link_core::answers_waiting()
+};
+
+/// Answers owed to the peer would pass their budget: it does not read them.
+struct overrun_msg {
+  std::size_t waiting; // bytes of answers waiting in the proxy
 };
 
 } // namespace
@@ -108,6 +154,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::drain_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::answer_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::overrun_msg)
 
 namespace courier::detail {
 
@@ -200,6 +247,7 @@ public:
     : owner_(owner),
       node_name_(owner.name()),
       max_frame_(owner.config().limits.max_frame),
+      budget_(owner.config().limits.max_queued),
       info_(std::move(info)),
       conn_(&conn) {
   }
@@ -210,6 +258,19 @@ public:
 
   const std::shared_ptr<bulk_pool>& bulks() const noexcept {
     return bulks_;
+  }
+
+  /// The link's budget: limits.max_queued bytes of messages brought and not
+  /// yet handled (inbound()), and as much again of answers waiting in the
+  /// proxy for room in the link (answers_waiting()).
+  std::size_t budget() const noexcept {
+    return budget_;
+  }
+
+  /// Bytes of answers to the peer waiting in the proxy (or on their way to
+  /// it) for room in the link.
+  const std::shared_ptr<backlog>& answers_waiting() const noexcept {
+    return answers_;
   }
 
   caf::actor proxy() const {
@@ -356,6 +417,23 @@ public:
   /// until the actor has handled it.
   void deliver(const inbound_frame& frame, backlog_charge& charge);
 
+  /// The bytes a payload parsed from `wire` bytes holds, for the inbound
+  /// budget: `wire` for a flat type (flat_type()) without unknown fields,
+  /// which holds at most that plus message_overhead; otherwise what
+  /// Protobuf counts (SpaceUsedLong: ~65 ns for a small message, so only
+  /// for payloads that may hold much more than their wire bytes).
+  std::size_t held_size(const google::protobuf::Message& prototype,
+                        const google::protobuf::Message& payload,
+                        std::size_t wire) {
+    if (&prototype != flat_prototype_.load(std::memory_order_relaxed)) {
+      if (!flat_type(*prototype.GetDescriptor()))
+        return payload.SpaceUsedLong();
+      flat_prototype_.store(&prototype, std::memory_order_relaxed);
+    }
+    return unknown_fields_peek::present(payload) ? payload.SpaceUsedLong()
+                                                 : wire;
+  }
+
   /// An answer to a request sent over the link.
   void complete(const inbound_frame& frame);
 
@@ -421,10 +499,15 @@ private:
   node_impl& owner_;
   const std::string node_name_;
   const std::size_t max_frame_;
+  const std::size_t budget_;
   std::shared_ptr<link_info> info_;
   caf::actor_addr proxy_; // set by bind() before the link starts
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
   const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
+  const std::shared_ptr<backlog> answers_ = std::make_shared<backlog>();
+  std::atomic<bool> overrun_{false}; // an overrun_msg went to the proxy
+  // The last payload type found flat (held_size): most links carry few.
+  std::atomic<const google::protobuf::Message*> flat_prototype_{nullptr};
   std::string peer_; // written before open_, read after it
   std::mutex read_mu_; // held while a frame is handled here; see lose()
   std::atomic<bool> open_{false};
@@ -492,10 +575,31 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
                     + std::string{env.type_name},
                   dead_letter_reason::unhandled_type);
   auto payload = new_payload(frame, **prototype);
+  const auto wire = frame.bulk == nullptr
+                      ? frame.payload.size()
+                      : frame.split.before.size() + frame.split.header.size()
+                          + frame.bulk->size() + frame.split.after.size();
   if (!parse(frame, *payload))
     return refuse(errc::invalid_argument,
                   "the payload is not a valid " + std::string{env.type_name},
                   dead_letter_reason::malformed);
+  // The inbound budget counts what the message holds until it is handled,
+  // not its wire bytes (repeated empty elements take 20 times more).
+  if (auto held = held_size(**prototype, *payload, wire); held > wire) {
+    if (held > budget_) {
+      owner_.log(log_level::warning,
+                 "refused a " + std::string{env.type_name} + " from node '"
+                   + peer_ + "': parsed, it holds " + std::to_string(held)
+                   + " bytes, over the link's budget of "
+                   + std::to_string(budget_) + " (limits.max_queued)");
+      return refuse(errc::resource_exhausted,
+                    "the payload holds " + std::to_string(held)
+                      + " bytes parsed, over the link's budget of "
+                      + std::to_string(budget_),
+                    dead_letter_reason::malformed);
+    }
+    charge.add(held - wire);
+  }
   deadline until;
   if (env.timeout_ns > 0)
     until = deadline{std::chrono::nanoseconds{
@@ -596,10 +700,20 @@ void link_core::answer(std::uint64_t id, reply_msg reply) {
   if (!proxy)
     return; // the link is gone
   auto bytes = std::max<std::size_t>(out.size(), 1);
+  // Answers the peer does not read count against the link: past the
+  // budget, the link closes (overrun_msg) and the answer is dropped with it.
+  auto owed = answers_->bytes.fetch_add(bytes, std::memory_order_relaxed);
+  if (owed > 0 && owed + bytes > budget_) {
+    answers_->bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    if (!overrun_.exchange(true))
+      caf::anon_send(proxy, overrun_msg{owed});
+    return;
+  }
   waiting->bytes.fetch_add(bytes, std::memory_order_relaxed);
   caf::anon_send(proxy,
                  answer_msg{std::make_shared<frame>(std::move(out)),
-                            std::make_shared<backlog_charge>(waiting, bytes)});
+                            std::make_shared<backlog_charge>(waiting, bytes),
+                            std::make_shared<backlog_charge>(answers_, bytes)});
 }
 
 bool link_core::request_here(letter& msg, caf::strong_actor_ptr requester,
@@ -638,13 +752,18 @@ namespace {
 /// (wants_more()).
 class bridge final : public link_events {
 public:
+  /// What a frame of `size` bytes is charged when it arrives.
+  static std::size_t charged(std::size_t size) noexcept {
+    return size + message_overhead;
+  }
+
   bridge(std::shared_ptr<link_core> core, std::size_t limit)
     : core_(std::move(core)), inbound_(core_->inbound()), limit_(limit) {
   }
 
   void on_frame(std::string frame) override {
-    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
-    if (core_->read_here(frame, nullptr, 0, frame.size())) {
+    inbound_->bytes.fetch_add(charged(frame.size()), std::memory_order_relaxed);
+    if (core_->read_here(frame, nullptr, 0, charged(frame.size()))) {
       // Only large strings are worth reading into again (link::recycle);
       // small ones skip the link's lock, which answer writers take too.
       if (frame.capacity() >= bulk_threshold)
@@ -655,11 +774,11 @@ public:
   }
 
   bool on_frame_here(std::string_view frame) override {
-    inbound_->bytes.fetch_add(frame.size(), std::memory_order_relaxed);
-    if (core_->read_here(frame, nullptr, 0, frame.size()))
+    inbound_->bytes.fetch_add(charged(frame.size()), std::memory_order_relaxed);
+    if (core_->read_here(frame, nullptr, 0, charged(frame.size())))
       return true;
     // on_frame() follows, and counts it again.
-    inbound_->bytes.fetch_sub(frame.size(), std::memory_order_relaxed);
+    inbound_->bytes.fetch_sub(charged(frame.size()), std::memory_order_relaxed);
     return false;
   }
 
@@ -673,7 +792,7 @@ public:
   }
 
   void on_split_frame(split_frame frame) override {
-    auto size = frame.size();
+    auto size = charged(frame.size());
     inbound_->bytes.fetch_add(size, std::memory_order_relaxed);
     if (core_->read_here(frame.rest, &frame.bulk, frame.bulk_at, size)) {
       core_->bulks()->give(std::move(frame.bulk)); // unless a payload took it
@@ -686,11 +805,12 @@ public:
   void on_frames(std::vector<std::string>& frames) override {
     std::size_t bytes = 0;
     for (auto& frame : frames)
-      bytes += frame.size();
+      bytes += charged(frame.size());
     inbound_->bytes.fetch_add(bytes, std::memory_order_relaxed);
     std::size_t done = 0;
     while (done < frames.size()
-           && core_->read_here(frames[done], nullptr, 0, frames[done].size()))
+           && core_->read_here(frames[done], nullptr, 0,
+                               charged(frames[done].size())))
       ++done;
     if (done == frames.size())
       return;
@@ -745,6 +865,7 @@ public:
       conn_(std::move(conn)),
       info_(std::move(info)),
       outbound_(peer.has_value()),
+      half_open_(!outbound_),
       core_(std::move(core)) {
     if (peer)
       peer_ = std::move(*peer);
@@ -758,11 +879,14 @@ public:
       if (auto alive = caf::actor_cast<caf::actor>(proxy))
         caf::anon_send(alive, resume_reading_msg{});
     };
+    // Until the hello, the peer may send a hello-sized frame and no more.
+    conn_->limit_frames(hello_frame_limit);
     conn_->start(
       std::make_shared<bridge>(core_, owner_.config().limits.max_queued));
     if (outbound_) {
       v1::Hello hello;
       *hello.mutable_node() = owner_.record();
+      hello.mutable_node()->clear_type_files(); // in the directory
       hello.set_protocol(protocol_version);
       write_system(hello);
     }
@@ -771,8 +895,9 @@ public:
       [this](letter& msg) { on_letter(msg); },
       [this](frame_msg& frame) {
         // The charge settles here, unless a letter took it.
-        backlog_charge charge{core_->inbound(),
-                              frame.bytes.size() + frame.bulk.size()};
+        backlog_charge charge{
+          core_->inbound(),
+          bridge::charged(frame.bytes.size() + frame.bulk.size())};
         if (frame.bulk.empty()) {
           inbound(frame.bytes, nullptr, 0, charge);
           conn_->recycle(std::move(frame.bytes));
@@ -785,13 +910,31 @@ public:
       },
       [this](frames_msg& batch) {
         for (auto& frame : batch.frames) {
-          backlog_charge charge{core_->inbound(), frame.size()};
+          backlog_charge charge{core_->inbound(),
+                                bridge::charged(frame.size())};
           inbound(frame, nullptr, 0, charge);
         }
         core_->handled();
       },
       [this](answer_msg& msg) { on_answer(msg); },
-      [this](closed_msg& closed) { lost(closed.reason); },
+      [this](overrun_msg& msg) {
+        auto why = "node '" + peer_.name() + "' does not read its answers: "
+                   + std::to_string(msg.waiting)
+                   + " bytes of them wait, and the link's budget is "
+                   + std::to_string(core_->budget())
+                   + " (limits.max_queued); closing the link";
+        owner_.log(log_level::warning, why);
+        close_with(error{errc::resource_exhausted, why});
+      },
+      [this](closed_msg& closed) {
+        if (closed.reason.code() == errc::resource_exhausted) // over a limit
+          owner_.log(log_level::warning,
+                     "closed the link with "
+                       + (peer_.name().empty() ? std::string{"a new peer"}
+                                               : "node '" + peer_.name() + "'")
+                       + ": " + closed.reason.message());
+        lost(closed.reason);
+      },
       [this](watch_msg& watch) { watch_peer(watch); },
       [this](unwatch_msg& unwatch) { unwatch_peer(unwatch); },
       [this](local_down_msg& down) { report_down(down); },
@@ -815,20 +958,25 @@ public:
       [this](drain_msg&) {
         if (gone_)
           return quit();
+        if (!hello_done_ && !held_.empty()) {
+          drain_after_hello_ = true; // what waits for the hello goes first
+          return;
+        }
         close_with(error{errc::unavailable, "the node is shutting down"},
                    false);
       },
       [this](flush_msg&) {
         auto promise = make_response_promise();
-        if (gone_ || !core_->dirty())
-          promise.deliver(flushed_msg{});
+        if (!hello_done_ && !gone_) // letters wait for the hello: after them
+          early_flushes_.push_back(std::move(promise));
         else
-          flushes_.emplace(write_barrier(), std::move(promise));
+          flush(std::move(promise));
       },
     };
   }
 
   void on_exit() override {
+    end_half_open();
     // Whatever is still pending will never be answered.
     core_->lose();
     core_->allow_direct(false);
@@ -872,7 +1020,7 @@ private:
   }
 
   void on_letter(letter& msg) {
-    if (held_.empty() && !switching_) {
+    if (held_.empty() && !switching_ && hello_done_) {
       auto tier = tier_for(msg);
       if (tier == writer_) {
         if (!tier.empty()) {
@@ -911,6 +1059,7 @@ private:
       write_answer(msg);
       return;
     }
+    // Counted in link_core::answers_waiting() while held.
     held_.push_back(
       held_letter{letter{}, std::nullopt, 0,
                   std::make_shared<answer_msg>(std::move(msg))});
@@ -921,6 +1070,7 @@ private:
     if (conn_->write(std::move(*msg.out)))
       core_->mark_dirty();
     msg.charge->settle(); // a failure closes the link
+    msg.owed->settle();
   }
 
   /// False, and congested_ until the link says otherwise, while our link's
@@ -941,9 +1091,10 @@ private:
     return std::nullopt;
   }
 
-  /// Sends held letters until one needs a change of link.
+  /// Sends held letters until one needs a change of link; none before the
+  /// hello is done (the peer takes nothing larger until then).
   void advance() {
-    while (!switching_ && !held_.empty()) {
+    while (!switching_ && !held_.empty() && (hello_done_ || gone_)) {
       auto& front = held_.front();
       auto tier = front.answer ? std::string{} : tier_for(front.msg);
       if (tier != writer_) {
@@ -1011,6 +1162,14 @@ private:
   void allow_direct() {
     core_->allow_direct(hello_done_ && !gone_ && !switching_
                         && writer_.empty());
+  }
+
+  /// Answers a flush_msg once the peer has taken what was written so far.
+  void flush(caf::response_promise promise) {
+    if (gone_ || !core_->dirty())
+      promise.deliver(flushed_msg{});
+    else
+      flushes_.emplace(write_barrier(), std::move(promise));
   }
 
   std::uint64_t write_barrier() {
@@ -1191,9 +1350,16 @@ private:
                                   + "' refused the link: "
                                   + ack.refused().message()});
       }
+      conn_->limit_frames(owner_.config().limits.max_frame);
       hello_done_ = true;
       core_->open(peer_.name());
       allow_direct();
+      advance(); // what waited for the hello
+      for (auto& promise : std::exchange(early_flushes_, {}))
+        flush(std::move(promise));
+      if (drain_after_hello_)
+        close_with(error{errc::unavailable, "the node is shutting down"},
+                   false);
       return;
     }
     v1::Hello hello;
@@ -1218,6 +1384,8 @@ private:
     }
     v1::HelloAck ack;
     *ack.mutable_node() = owner_.record();
+    ack.mutable_node()->clear_type_files(); // in the directory
+    end_half_open();
     if (!refusal.empty()) {
       ack.mutable_refused()->set_code(
         static_cast<std::uint32_t>(errc::permission_denied));
@@ -1226,6 +1394,8 @@ private:
       owner_.log(log_level::warning, "refused a link: " + refusal);
       return close_with(error{errc::permission_denied, refusal});
     }
+    // Raised before the peer can read the ack and send more.
+    conn_->limit_frames(owner_.config().limits.max_frame);
     write_system(ack);
     hello_done_ = true;
     core_->open(peer_.name());
@@ -1396,6 +1566,7 @@ private:
     if (gone_)
       return;
     gone_ = true;
+    end_half_open();
     core_->lose();
     allow_direct();
     auto text = peer_.name().empty()
@@ -1421,6 +1592,9 @@ private:
     for (auto& [id, flush] : flushes_)
       flush.deliver(flushed_msg{});
     flushes_.clear();
+    for (auto& flush : early_flushes_)
+      flush.deliver(flushed_msg{});
+    early_flushes_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text};
@@ -1438,6 +1612,13 @@ private:
       quit();
   }
 
+  /// An accepted link said hello, or is gone before it did
+  /// (node_impl::accept counts them); once.
+  void end_half_open() {
+    if (std::exchange(half_open_, false))
+      owner_.end_half_open();
+  }
+
   void fail_pending(const error& why) {
     for (auto& request : core_->take_all())
       request.answer(reply_msg{nullptr, why.code(), why.message()});
@@ -1453,8 +1634,10 @@ private:
   std::unique_ptr<link> conn_;
   std::shared_ptr<link_info> info_;
   const bool outbound_;
+  bool half_open_; // accepted, no hello yet: see end_half_open()
   v1::NodeRecord peer_;
   bool hello_done_ = false;
+  bool drain_after_hello_ = false; // see drain_msg
   bool gone_ = false;
   std::optional<error> tombstone_;
   std::uint64_t next_watch_ = 0;
@@ -1476,6 +1659,7 @@ private:
   bool congested_ = false; // our link's queue is full: see own_link_writable
   bool corked_ = false;    // an uncork_msg is on its way: see write_letter
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
+  std::vector<caf::response_promise> early_flushes_; // before the hello
 };
 
 } // namespace

@@ -25,6 +25,16 @@ namespace courier::detail {
 class node_impl;
 class link_core;
 
+/// The largest frame a link accepts before its handshake is done: the Hello
+/// or the HelloAck, whose node records leave out their type files
+/// (docs/wire-format.md). Links are lowered to it (link::limit_frames)
+/// before they start, and raised to limits.max_frame after the hello.
+inline constexpr std::size_t hello_frame_limit = std::size_t{16} << 10;
+
+/// Accepted links that may wait for their hello at once, per node; more are
+/// closed as they come (docs/operations.md).
+inline constexpr std::size_t max_half_open_links = 32;
+
 /// What `courier routes` shows of one link.
 struct link_info {
   std::string peer;

@@ -2,93 +2,13 @@
 // what no Courier node would. The node drops that connection, says why in
 // its log, and keeps serving everyone else.
 
-#include <sys/socket.h>
-#include <sys/un.h>
-
-#include "courier/v1/control.pb.h"
-#include "courier/v1/envelope.pb.h"
 #include "local_node.hpp"
+#include "raw_peer.hpp"
 
 using namespace courier;
 using namespace courier::testing;
 
 namespace {
-
-/// A raw client socket on a node's endpoint.
-class raw_client {
-public:
-  explicit raw_client(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr),
-                           sizeof addr)
-                 == 0;
-  }
-
-  ~raw_client() {
-    ::close(fd_);
-  }
-
-  bool connected() const {
-    return connected_;
-  }
-
-  void send_bytes(const std::string& bytes) {
-    auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    (void)n; // the peer may have closed already: that is what we test
-  }
-
-  void send_frame(const std::string& body) {
-    auto size = static_cast<std::uint32_t>(body.size());
-    std::string header{static_cast<char>(size), static_cast<char>(size >> 8),
-                       static_cast<char>(size >> 16),
-                       static_cast<char>(size >> 24)};
-    send_bytes(header + body);
-  }
-
-  /// Reads until the node closes the connection; false on timeout.
-  bool closed_by_peer(std::chrono::milliseconds timeout = 5s) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    char buf[4096];
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        return false;
-      pollfd pfd{fd_, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      auto n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0)
-        return true;
-      received_.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-
-  const std::string& received() const {
-    return received_;
-  }
-
-private:
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string received_;
-};
-
-std::string hello_frame(int pid, unsigned uid) {
-  v1::Hello hello;
-  hello.set_protocol(2); // the link protocol spoken by this build (remote.cpp)
-  hello.mutable_node()->set_name("intruder");
-  hello.mutable_node()->set_pid(pid);
-  hello.mutable_node()->set_uid(uid);
-  v1::Envelope env;
-  env.set_kind(v1::KIND_SYSTEM);
-  env.set_type_name("courier.v1.Hello");
-  hello.SerializeToString(env.mutable_payload());
-  return env.SerializeAsString();
-}
 
 struct server {
   explicit server(const temp_dir& dir) : node{dir, "server"} {

@@ -2,13 +2,17 @@
 //
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
 //                     [--flood NAME] [--flood-big NAME] [--latency]
-//                     [ACTOR...]
+//                     [--max-queued BYTES] [--log-stdout] [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node, a Blob
 // back as it came), adder,
 // sloth (parks Hold and Ping), counter (Ping posts counted in order;
 // Add answers Sum{count * 1000000 + out_of_order}), quitter (parks Hold,
-// answers Ping with the number parked, Quit stops it).
+// answers Ping with the number parked, Quit stops it), gate (takes Tree
+// posts, and keeps the first one until the process is asked to end, so
+// that the others wait in its mailbox).
+// --max-queued sets limits.max_queued; --log-stdout prints the node's log
+// lines to stdout, each as "log: <line>".
 // --flood NAME posts Pings numbered from 0 to NAME without pause, from a
 // thread of its own, until the process ends (a sender killed mid-stream).
 // --flood-big NAME does the same with 64 KiB Pings and no calls, posting
@@ -17,7 +21,9 @@
 // or it is killed. Everything it logs goes to stderr.
 
 #include <atomic>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +89,18 @@ behavior counter(context&) {
   };
 }
 
+// The gate's latch: open once the test asks the process to end.
+std::mutex gate_mu;
+std::condition_variable gate_cv;
+bool gate_open = false;
+
+behavior gate(context&) {
+  return {[](const tpb::Tree&) {
+    std::unique_lock guard{gate_mu};
+    gate_cv.wait_for(guard, 120s, [] { return gate_open; });
+  }};
+}
+
 behavior quitter(context& ctx) {
   auto parked = std::make_shared<std::vector<responder>>();
   return {
@@ -116,6 +134,14 @@ int main(int argc, char** argv) {
       config.transports = {{"pipe", pipe::factory()}};
     else if (arg == "--latency")
       config.scheduler = scheduler_policy::latency;
+    else if (arg == "--max-queued" && i + 1 < argc)
+      config.limits.max_queued = std::stoull(argv[++i]);
+    else if (arg == "--log-stdout")
+      config.log = [](log_level, std::string_view line) {
+        static std::mutex mu;
+        std::lock_guard guard{mu};
+        std::cout << "log: " << line << std::endl;
+      };
     else if (arg == "--flood" && i + 1 < argc)
       flood_target = argv[++i];
     else if (arg == "--flood-big" && i + 1 < argc) {
@@ -142,6 +168,8 @@ int main(int argc, char** argv) {
       factory = counter;
     else if (name == "quitter")
       factory = quitter;
+    else if (name == "gate")
+      factory = gate;
     else {
       std::cerr << "test node: unknown actor kind " << name << std::endl;
       return 2;
@@ -197,6 +225,11 @@ int main(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
   }
   done = true;
+  {
+    std::lock_guard guard{gate_mu};
+    gate_open = true;
+  }
+  gate_cv.notify_all();
   if (flood.joinable())
     flood.join();
   return 0;

@@ -148,6 +148,25 @@ public:
     }
   }
 
+  /// Reads stdout until a line that contains `part`; false on timeout or
+  /// EOF.
+  bool wait_for_line_containing(const std::string& part,
+                                std::chrono::milliseconds timeout
+                                = std::chrono::seconds{10}) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+        auto line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        if (line.find(part) != std::string::npos)
+          return true;
+        continue;
+      }
+      if (read_some(until) != read_result::data)
+        return false;
+    }
+  }
+
   /// Reads stdout until the child closes it; false on timeout.
   bool read_all(std::string& out, std::chrono::milliseconds timeout
                                   = std::chrono::seconds{20}) {

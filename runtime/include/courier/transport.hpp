@@ -219,6 +219,15 @@ public:
   virtual void resume_reading() {
   }
 
+  /// Sets the largest frame this link accepts from the peer from now on:
+  /// `max_frame`, capped at transport_limits::max_frame. A frame announced
+  /// larger closes the link (on_closed with resource_exhausted) before its
+  /// body is buffered. The runtime lowers it before start() (a link that
+  /// has not said hello may send only a hello-sized frame) and raises it
+  /// once the handshake is done. Callable from any thread; frames already
+  /// being read keep the limit they were read with.
+  virtual void limit_frames(std::size_t max_frame) = 0;
+
   /// Hands back the string of a frame that on_frame() delivered, once it is
   /// read, for a later frame to be read into: no fresh memory to allocate
   /// and touch for every large frame. Optional: links may drop it.
@@ -235,8 +244,9 @@ public:
     return true;
   }
 
-  /// Closes the link once the frames queued so far are written; on_closed
-  /// follows. Idempotent.
+  /// Closes the link once the frames queued so far are written, or after a
+  /// few seconds at most (a peer that does not read cannot keep a closing
+  /// link, and what it queued, alive); on_closed follows. Idempotent.
   virtual void close() = 0;
 
   /// The peer, as the transport vouches for it; fixed before start().
@@ -279,6 +289,10 @@ public:
 
   void resume_reading() override {
     impl_->resume_reading();
+  }
+
+  void limit_frames(std::size_t max_frame) override {
+    impl_->limit_frames(max_frame);
   }
 
   void recycle(std::string buffer) override {

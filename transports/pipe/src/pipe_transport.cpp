@@ -7,6 +7,7 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 namespace courier::pipe {
@@ -72,6 +74,10 @@ struct outbound_frame {
 /// straight into its own string.
 constexpr std::size_t read_buffer_size = std::size_t{64} << 10;
 
+/// How long a closing link may take to write what it queued; then it shuts
+/// with the rest unwritten (a peer that stopped reading).
+constexpr auto close_linger = std::chrono::seconds{2};
+
 /// Frames (or bytes) handed to one gathering write.
 constexpr std::size_t max_batch_frames = 64;
 constexpr std::size_t max_batch_bytes = std::size_t{1} << 20;
@@ -86,6 +92,7 @@ public:
   pipe_link(stream::socket socket, const transport_limits& limits)
     : socket_(std::move(socket)),
       limits_(limits),
+      frame_limit_(limits.max_frame),
       peer_(kernel_peer_of(socket_.native_handle())),
       in_(read_buffer_size) {
   }
@@ -146,6 +153,11 @@ public:
     });
   }
 
+  void limit_frames(std::size_t max_frame) override {
+    frame_limit_.store(std::min(max_frame, limits_.max_frame),
+                       std::memory_order_release);
+  }
+
   void recycle(std::string buffer) override {
     if (buffer.capacity() < read_buffer_size)
       return; // small frames come out of in_
@@ -180,8 +192,19 @@ public:
         }
         idle = !self->writing_;
       }
-      if (idle)
+      if (idle) {
         self->shut(error{errc::cancelled, "closed locally"});
+        return;
+      }
+      // Bounded: a peer that does not read cannot keep the link, and what
+      // is queued for it, alive.
+      self->linger_.emplace(self->socket_.get_executor());
+      self->linger_->expires_after(close_linger);
+      self->linger_->async_wait([self](boost::system::error_code ec) {
+        if (!ec)
+          self->shut(error{errc::cancelled, "closed locally (unwritten "
+                                            "frames dropped)"});
+      });
     });
   }
 
@@ -331,12 +354,13 @@ private:
       std::size_t size = std::uint32_t{at[0]} | std::uint32_t{at[1]} << 8
                          | std::uint32_t{at[2]} << 16
                          | std::uint32_t{at[3]} << 24;
-      if (size > limits_.max_frame) {
+      if (auto limit = frame_limit_.load(std::memory_order_acquire);
+          size > limit) {
         deliver_ready(); // the frames before it were fine
         return shut(error{errc::resource_exhausted,
                           "the peer sent a frame of " + std::to_string(size)
                             + " bytes, over the limit of "
-                            + std::to_string(limits_.max_frame)});
+                            + std::to_string(limit)});
       }
       auto have = in_end_ - in_begin_ - 4;
       if (have >= size) {
@@ -452,6 +476,8 @@ private:
     if (shut_)
       return;
     shut_ = true;
+    if (linger_)
+      linger_->cancel();
     {
       std::lock_guard guard{mu_};
       closed_ = true;
@@ -472,8 +498,10 @@ private:
 
   stream::socket socket_;
   transport_limits limits_;
+  std::atomic<std::size_t> frame_limit_; // see limit_frames()
   peer_identity peer_;
   std::shared_ptr<link_events> events_;   // I/O thread only
+  std::optional<asio::steady_timer> linger_; // I/O thread only: see close()
   std::vector<char> in_;                  // I/O thread only
   std::size_t in_begin_ = 0;              // I/O thread only
   std::size_t in_end_ = 0;                // I/O thread only

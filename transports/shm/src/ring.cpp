@@ -437,14 +437,20 @@ expected<consumer> consumer::open(segment memory, ring_options options) {
 
 consumer::consumer(segment memory, ring_options options,
                    std::uint64_t read) noexcept
-  : memory_(std::move(memory)), options_(options), read_(read),
+  : memory_(std::move(memory)), options_(options),
+    message_cap_(options.max_message_size), read_(read),
     written_seen_(read) {}
+
+void consumer::limit_messages(std::size_t max_size) noexcept {
+  options_.max_message_size = std::min(max_size, message_cap_);
+}
 
 consumer& consumer::operator=(consumer&& other) noexcept {
   if (this != &other) {
     close();
     memory_ = std::move(other.memory_);
     options_ = other.options_;
+    message_cap_ = other.message_cap_;
     read_ = other.read_;
     written_seen_ = other.written_seen_;
     assembling_ = other.assembling_;

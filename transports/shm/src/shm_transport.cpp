@@ -112,7 +112,9 @@ public:
       in_(std::move(in)),
       options_(options),
       limits_(limits),
-      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      frame_limit_(limits.max_frame),
+      applied_limit_(limits.max_frame) {
   }
 
   ~shm_link() override {
@@ -163,7 +165,10 @@ public:
     // One writer at a time (read_mu_): no read-modify-write needed.
     polls_.store(polls_.load(std::memory_order_relaxed) + 1,
                  std::memory_order_relaxed);
+    apply_frame_limit();
     auto got = in_.try_read(poll_buf_);
+    if (!got && refuse_frame(got.error()))
+      return false;
     if (!got || !*got)
       return false; // errors are the reader thread's to report
     deliver(poll_buf_);
@@ -209,6 +214,11 @@ public:
       return true;
     wants_room_ = true; // the writer thread calls on_writable()
     return false;
+  }
+
+  void limit_frames(std::size_t max_frame) override {
+    frame_limit_.store(std::min(max_frame, limits_.max_frame),
+                       std::memory_order_release);
   }
 
   void pause_reading() override {
@@ -346,6 +356,29 @@ private:
 
   // -- reading ------------------------------------------------------------------
 
+  /// Makes the next read take limit_frames() into account (under read_mu_).
+  void apply_frame_limit() {
+    auto limit = frame_limit_.load(std::memory_order_acquire);
+    if (limit != applied_limit_) {
+      in_.limit_messages(limit);
+      applied_limit_ = limit;
+    }
+  }
+
+  /// For a read that failed with `why` (under read_mu_): true, and the link
+  /// closes, if it was a frame over a limit lowered by limit_frames(); the
+  /// ring skips frames over transport_limits::max_frame and reads on.
+  bool refuse_frame(const error& why) {
+    if (why.code() != errc::resource_exhausted
+        || applied_limit_ >= limits_.max_frame)
+      return false;
+    refusal_ = error{errc::resource_exhausted,
+                     "the peer sent a frame over the limit of "
+                       + std::to_string(applied_limit_) + " bytes"};
+    close();
+    return true;
+  }
+
   /// Hands over the frame read into `buf` (under read_mu_): a large one
   /// with its bulk apart if the receiver asks, copied into a string it
   /// handed back earlier (no fresh memory to fault in).
@@ -395,6 +428,7 @@ private:
         }
       }
       std::lock_guard guard{read_mu_};
+      apply_frame_limit();
       auto got = in_.try_read(buf);
       if (got && !*got && in_.mid_message()) { // the rest is on its way
         auto rest = in_.read(buf, deadline::never());
@@ -408,6 +442,8 @@ private:
         }
         continue;
       }
+      if (refuse_frame(got.error()))
+        break;
       if (got.code() == errc::resource_exhausted)
         continue; // too large: skipped by the ring, the rest goes on
       if (got.code() == errc::cancelled)
@@ -422,6 +458,8 @@ private:
       std::lock_guard guard{read_mu_};
       done_ = true; // no poller delivers after this
       events = events_;
+      if (refusal_)
+        reason = *refusal_;
     }
     {
       std::lock_guard guard{write_mu_};
@@ -465,6 +503,9 @@ private:
   bool done_ = false;                    // guarded by read_mu_
   std::vector<std::byte> poll_buf_;      // guarded by read_mu_
   std::atomic<std::uint64_t> polls_{0};  // written under read_mu_
+  std::atomic<std::size_t> frame_limit_;  // see limit_frames()
+  std::size_t applied_limit_;            // guarded by read_mu_
+  std::optional<error> refusal_;         // guarded by read_mu_
   std::mutex threads_mu_;
   std::mutex write_mu_;
   std::condition_variable queued_;       // with write_mu_: queue_ or closed_

@@ -261,6 +261,11 @@ public:
   [[nodiscard]] expected<void> wait_unread(deadline until,
                                            wait_policy policy) const;
 
+  /// Lowers (or raises again, up to the max_message_size it was opened
+  /// with) the largest message the next reads accept; larger ones fail as
+  /// in read(), without their bytes being kept. From the reading thread.
+  void limit_messages(std::size_t max_size) noexcept;
+
   /// True while a message's fragments are partly read (the rest is due).
   [[nodiscard]] bool mid_message() const noexcept {
     return assembling_ || discarding_;
@@ -290,6 +295,7 @@ private:
 
   segment memory_;
   ring_options options_;
+  std::size_t message_cap_ = 0;    // max_message_size as opened
   std::uint64_t read_ = 0;         // our read position
   std::uint64_t written_seen_ = 0; // the producer's position, last validated
   bool assembling_ = false;        // inside a message, keeping its fragments
