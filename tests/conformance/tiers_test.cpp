@@ -1,7 +1,9 @@
 // One suite, every tier: the same verbs, errors, order and limits whether
 // the actor lives in this node, in another process of this user (shared
-// memory), or behind the named pipe.
+// memory), behind the named pipe, or behind a tier added the way any new
+// one is (the fault wrapper, registered by name in node_config::transports).
 
+#include "fault_transport.hpp"
 #include "local_node.hpp"
 
 using namespace courier;
@@ -106,6 +108,31 @@ struct named_pipe {
   local_node here;
 };
 
+/// A tier added through the public path alone: the fault wrapper over the
+/// pipe, registered as "fault" on both nodes (and nothing else), with a
+/// plan that injects nothing. The suite must read the same over it.
+struct added_tier {
+  static constexpr const char* tier = "fault";
+
+  explicit added_tier(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", with_fault_only())},
+      here{dir, "here", [](node_config& config) {
+             config.transports = {
+               {"fault", fault_factory(pipe::factory(),
+                                       std::make_shared<fault_plan>())}};
+           }} {
+  }
+
+  static std::vector<std::string> with_fault_only() {
+    auto args = peer_actors;
+    args.insert(args.begin(), "--fault-only");
+    return args;
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
 template <class Tier>
 void check_tier(Tier& setup) {
   auto routes = setup.here->routes();
@@ -121,7 +148,7 @@ void check_tier(Tier& setup) {
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -132,7 +159,7 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -146,7 +173,7 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
                    in_process, shared_memory, polled_shared_memory,
-                   named_pipe) {
+                   named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -164,7 +191,7 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
                    "arrives whole and in order on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // 160 MiB posted as fast as the route takes them: more than the pipe's
@@ -196,7 +223,7 @@ TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -209,7 +236,7 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
                    "tier, both ways",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // Over the pipe, frames like these are read with their large field apart
@@ -244,7 +271,7 @@ TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
 TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
                    "process-crossing tier",
                    "[conformance]", shared_memory, polled_shared_memory,
-                   named_pipe) {
+                   named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   auto huge = ping(1, std::string(5u << 20, 'x'));
@@ -256,7 +283,7 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};
