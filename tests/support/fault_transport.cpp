@@ -11,7 +11,7 @@
 
 namespace courier::testing {
 
-// -- fault_plan -----------------------------------------------------------------
+// -- fault_plan ---------------------------------------------------------------
 
 void fault_plan::drop_next(std::size_t frames) {
   std::lock_guard guard{mu_};

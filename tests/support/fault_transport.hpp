@@ -81,7 +81,7 @@ public:
   bool refusing_connects() const;
   std::optional<unsigned> rank() const;
 
-  // -- what happened, for assertions --------------------------------------------
+  // -- what happened, for assertions ------------------------------------------
 
   std::size_t dropped() const;
   std::size_t cut() const;
