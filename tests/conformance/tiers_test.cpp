@@ -14,6 +14,13 @@ namespace {
 const std::vector<std::string> peer_actors{"echo.p", "adder", "sloth",
                                            "counter", "quitter"};
 
+/// The peer's actors, after a flag for courier_test_node.
+std::vector<std::string> peer_actors_with(const std::string& flag) {
+  auto args = peer_actors;
+  args.insert(args.begin(), flag);
+  return args;
+}
+
 /// The actors live in the local node itself.
 struct in_process {
   static constexpr const char* tier = "in-process";
@@ -32,24 +39,7 @@ struct in_process {
     }));
     REQUIRE(here->spawn("adder", adder));
     REQUIRE(here->spawn("sloth", sloth));
-    REQUIRE(here->spawn("counter", [](context&) {
-      auto next = std::make_shared<std::int64_t>(0);
-      auto count = std::make_shared<std::int64_t>(0);
-      auto wrong = std::make_shared<std::int64_t>(0);
-      return behavior{
-        [=](const tpb::Ping& p) {
-          if (p.seq() != *next)
-            ++*wrong;
-          *next = p.seq() + 1;
-          ++*count;
-        },
-        [=](const tpb::Add&) {
-          tpb::Sum out;
-          out.set_value(*count * 1000000 + *wrong);
-          return out;
-        },
-      };
-    }));
+    REQUIRE(here->spawn("counter", order_counter));
   }
 
   local_node here;
@@ -73,16 +63,10 @@ struct polled_shared_memory {
   static constexpr const char* tier = "shm";
 
   explicit polled_shared_memory(const temp_dir& dir)
-    : peer{start_test_node(dir, "peer", with_latency())},
+    : peer{start_test_node(dir, "peer", peer_actors_with("--latency"))},
       here{dir, "here", [](node_config& config) {
              config.scheduler = scheduler_policy::latency;
            }} {
-  }
-
-  static std::vector<std::string> with_latency() {
-    auto args = peer_actors;
-    args.insert(args.begin(), "--latency");
-    return args;
   }
 
   std::unique_ptr<child_process> peer;
@@ -94,14 +78,8 @@ struct named_pipe {
   static constexpr const char* tier = "pipe";
 
   explicit named_pipe(const temp_dir& dir)
-    : peer{start_test_node(dir, "peer", with_pipe_only())},
+    : peer{start_test_node(dir, "peer", peer_actors_with("--pipe-only"))},
       here{dir, "here", {}, false} {
-  }
-
-  static std::vector<std::string> with_pipe_only() {
-    auto args = peer_actors;
-    args.insert(args.begin(), "--pipe-only");
-    return args;
   }
 
   std::unique_ptr<child_process> peer;
@@ -115,18 +93,12 @@ struct added_tier {
   static constexpr const char* tier = "fault";
 
   explicit added_tier(const temp_dir& dir)
-    : peer{start_test_node(dir, "peer", with_fault_only())},
+    : peer{start_test_node(dir, "peer", peer_actors_with("--fault-only"))},
       here{dir, "here", [](node_config& config) {
              config.transports = {
                {"fault", fault_factory(pipe::factory(),
                                        std::make_shared<fault_plan>())}};
            }} {
-  }
-
-  static std::vector<std::string> with_fault_only() {
-    auto args = peer_actors;
-    args.insert(args.begin(), "--fault-only");
-    return args;
   }
 
   std::unique_ptr<child_process> peer;

@@ -36,38 +36,12 @@ struct faulty_node {
   }
 
   bool logged(const std::string& part) {
-    return eventually([&] {
-      for (auto& line : here.lines->items())
-        if (line.find(part) != std::string::npos)
-          return true;
-      return false;
-    });
+    return testing::logged(*here.lines, part);
   }
 
   std::shared_ptr<fault_plan> plan = std::make_shared<fault_plan>();
   local_node here;
 };
-
-/// Counts Pings and whether they came in order; Add answers
-/// Sum{count * 1000000 + out_of_order}.
-behavior counter(context&) {
-  auto next = std::make_shared<std::int64_t>(0);
-  auto count = std::make_shared<std::int64_t>(0);
-  auto wrong = std::make_shared<std::int64_t>(0);
-  return {
-    [=](const tpb::Ping& p) {
-      if (p.seq() != *next)
-        ++*wrong;
-      *next = p.seq() + 1;
-      ++*count;
-    },
-    [=](const tpb::Add&) {
-      tpb::Sum out;
-      out.set_value(*count * 1000000 + *wrong);
-      return out;
-    },
-  };
-}
 
 /// A client and a server with an adder, linked over the fault tier (the
 /// first send made the link).
@@ -85,6 +59,34 @@ struct linked_pair {
   faulty_node server;
   faulty_node client;
 };
+
+/// Spawns "recorder" on `at`: it answers every Ping, keeping its seq in the
+/// probe returned.
+std::shared_ptr<probe<std::int64_t>> spawn_recorder(node& at) {
+  auto pings = std::make_shared<probe<std::int64_t>>();
+  REQUIRE(at.spawn("recorder", [pings](context&) {
+    return behavior{[pings](const tpb::Ping& ping) {
+      pings->push(ping.seq());
+      return tpb::Pong{};
+    }};
+  }));
+  return pings;
+}
+
+/// Fails the client's next write with `why`, and checks that the send whose
+/// write it was fails with `code` at once, not at its deadline, and that the
+/// route serves the next send.
+void check_failed_write(linked_pair& p, error why, errc code) {
+  p.client.plan->fail_writes(1, std::move(why));
+  auto start = std::chrono::steady_clock::now();
+  auto failed = p.client->send("adder", add(1, 1), 10s);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(failed.code() == code);
+  CHECK(p.client.plan->failed() == 1);
+  auto sum = p.client->send<tpb::Sum>("adder", add(2, 3), 5s);
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 5);
+}
 
 std::chrono::milliseconds since(clock_type::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -124,13 +126,7 @@ TEST_CASE("a frame cut in the middle closes the link: pending requests fail "
       parked->push(1);
     }};
   }));
-  auto pings = std::make_shared<probe<std::int64_t>>();
-  REQUIRE(p.server->spawn("recorder", [pings](context&) {
-    return behavior{[pings](const tpb::Ping& ping) {
-      pings->push(ping.seq());
-      return tpb::Pong{};
-    }};
-  }));
+  auto pings = spawn_recorder(*p.server.here.instance);
   REQUIRE(p.client->spawn("watched", adder));
   // Each side watches an actor of the other.
   auto client_saw = std::make_shared<probe<down_notice>>();
@@ -233,15 +229,9 @@ TEST_CASE("a failed write makes a send fail with the write's error at once, "
           "and the link stays up",
           "[faults][fault-tier][integration]") {
   linked_pair p;
-  p.client.plan->fail_writes(1);
-  auto start = clock_type::now();
-  auto failed = p.client->send("adder", add(1, 1), 10s);
-  CHECK(since(start) < 5s);
-  CHECK(failed.code() == errc::resource_exhausted);
-  CHECK(p.client.plan->failed() == 1);
-  auto sum = p.client->send<tpb::Sum>("adder", add(2, 3), 5s);
-  REQUIRE(sum);
-  CHECK((*sum)->value() == 5);
+  check_failed_write(p,
+                     error{errc::resource_exhausted, "the queue is full"},
+                     errc::resource_exhausted);
   CHECK(p.client->routes().size() == 1);
 }
 
@@ -249,15 +239,9 @@ TEST_CASE("a write failing with unavailable closes the link and fails the "
           "send at once with unavailable",
           "[faults][fault-tier][integration]") {
   linked_pair p;
-  p.client.plan->fail_writes(1, error{errc::unavailable, "injected"});
-  auto start = clock_type::now();
-  auto failed = p.client->send("adder", add(1, 1), 10s);
-  CHECK(since(start) < 5s);
-  CHECK(failed.code() == errc::unavailable);
-  // The route links anew.
-  auto sum = p.client->send<tpb::Sum>("adder", add(2, 3), 5s);
-  REQUIRE(sum);
-  CHECK((*sum)->value() == 5);
+  // The route links anew for the next send.
+  check_failed_write(p, error{errc::unavailable, "the link broke"},
+                     errc::unavailable);
 }
 
 TEST_CASE("a post whose write fails is counted as a dead letter, not lost "
@@ -292,7 +276,7 @@ TEST_CASE("delayed frames keep their order per sender and receiver, also "
           "while the delay changes",
           "[faults][fault-tier][integration]") {
   linked_pair p;
-  REQUIRE(p.server->spawn("counter", counter));
+  REQUIRE(p.server->spawn("counter", order_counter));
   constexpr int count = 300;
   for (int i = 0; i < count; ++i) {
     // Longer and shorter delays in turn: a frame written later with a
@@ -319,13 +303,7 @@ TEST_CASE("no frame cut in the middle is delivered, wherever the cut falls",
   // (default) Ping. Nothing in the envelope tells a cut frame from a whole
   // one; only the transport's framing does.
   linked_pair p;
-  auto pings = std::make_shared<probe<std::int64_t>>();
-  REQUIRE(p.server->spawn("recorder", [pings](context&) {
-    return behavior{[pings](const tpb::Ping& ping) {
-      pings->push(ping.seq());
-      return tpb::Pong{};
-    }};
-  }));
+  auto pings = spawn_recorder(*p.server.here.instance);
   // Each text one byte longer moves the cut by half a byte: across the
   // envelope's head, field by field.
   for (int size = 0; size < 160; ++size) {
