@@ -1,7 +1,9 @@
 // One suite, every tier: the same verbs, errors, order and limits whether
 // the actor lives in this node, in another process of this user (shared
-// memory), or behind the named pipe.
+// memory), behind the named pipe, or behind a tier added the way any new
+// one is (the fault wrapper, registered by name in node_config::transports).
 
+#include "fault_transport.hpp"
 #include "local_node.hpp"
 
 using namespace courier;
@@ -11,6 +13,13 @@ namespace {
 
 const std::vector<std::string> peer_actors{"echo.p", "adder", "sloth",
                                            "counter", "quitter"};
+
+/// The peer's actors, after a flag for courier_test_node.
+std::vector<std::string> peer_actors_with(const std::string& flag) {
+  auto args = peer_actors;
+  args.insert(args.begin(), flag);
+  return args;
+}
 
 /// The actors live in the local node itself.
 struct in_process {
@@ -30,24 +39,7 @@ struct in_process {
     }));
     REQUIRE(here->spawn("adder", adder));
     REQUIRE(here->spawn("sloth", sloth));
-    REQUIRE(here->spawn("counter", [](context&) {
-      auto next = std::make_shared<std::int64_t>(0);
-      auto count = std::make_shared<std::int64_t>(0);
-      auto wrong = std::make_shared<std::int64_t>(0);
-      return behavior{
-        [=](const tpb::Ping& p) {
-          if (p.seq() != *next)
-            ++*wrong;
-          *next = p.seq() + 1;
-          ++*count;
-        },
-        [=](const tpb::Add&) {
-          tpb::Sum out;
-          out.set_value(*count * 1000000 + *wrong);
-          return out;
-        },
-      };
-    }));
+    REQUIRE(here->spawn("counter", order_counter));
   }
 
   local_node here;
@@ -71,16 +63,10 @@ struct polled_shared_memory {
   static constexpr const char* tier = "shm";
 
   explicit polled_shared_memory(const temp_dir& dir)
-    : peer{start_test_node(dir, "peer", with_latency())},
+    : peer{start_test_node(dir, "peer", peer_actors_with("--latency"))},
       here{dir, "here", [](node_config& config) {
              config.scheduler = scheduler_policy::latency;
            }} {
-  }
-
-  static std::vector<std::string> with_latency() {
-    auto args = peer_actors;
-    args.insert(args.begin(), "--latency");
-    return args;
   }
 
   std::unique_ptr<child_process> peer;
@@ -92,14 +78,27 @@ struct named_pipe {
   static constexpr const char* tier = "pipe";
 
   explicit named_pipe(const temp_dir& dir)
-    : peer{start_test_node(dir, "peer", with_pipe_only())},
+    : peer{start_test_node(dir, "peer", peer_actors_with("--pipe-only"))},
       here{dir, "here", {}, false} {
   }
 
-  static std::vector<std::string> with_pipe_only() {
-    auto args = peer_actors;
-    args.insert(args.begin(), "--pipe-only");
-    return args;
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
+/// A tier added through the public path alone: the fault wrapper over the
+/// pipe, registered as "fault" on both nodes (and nothing else), with a
+/// plan that injects nothing. The suite must read the same over it.
+struct added_tier {
+  static constexpr const char* tier = "fault";
+
+  explicit added_tier(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", peer_actors_with("--fault-only"))},
+      here{dir, "here", [](node_config& config) {
+             config.transports = {
+               {"fault", fault_factory(pipe::factory(),
+                                       std::make_shared<fault_plan>())}};
+           }} {
   }
 
   std::unique_ptr<child_process> peer;
@@ -121,7 +120,7 @@ void check_tier(Tier& setup) {
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -132,7 +131,7 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -146,7 +145,7 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
                    in_process, shared_memory, polled_shared_memory,
-                   named_pipe) {
+                   named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -164,7 +163,7 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
                    "arrives whole and in order on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // 160 MiB posted as fast as the route takes them: more than the pipe's
@@ -196,7 +195,7 @@ TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -209,7 +208,7 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
                    "tier, both ways",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   // Over the pipe, frames like these are read with their large field apart
@@ -244,7 +243,7 @@ TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
 TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
                    "process-crossing tier",
                    "[conformance]", shared_memory, polled_shared_memory,
-                   named_pipe) {
+                   named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   auto huge = ping(1, std::string(5u << 20, 'x'));
@@ -256,7 +255,7 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe) {
+                   polled_shared_memory, named_pipe, added_tier) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};

@@ -28,12 +28,7 @@ struct server {
   }
 
   bool logged(const std::string& part) {
-    return eventually([&] {
-      for (auto& line : node.lines->items())
-        if (line.find(part) != std::string::npos)
-          return true;
-      return false;
-    }, 5s);
+    return testing::logged(*node.lines, part, 5s);
   }
 
   local_node node;

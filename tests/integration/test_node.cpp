@@ -1,8 +1,9 @@
 // A node for integration tests, run as a separate process.
 //
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
-//                     [--flood NAME] [--flood-big NAME] [--latency]
-//                     [--max-queued BYTES] [--log-stdout] [ACTOR...]
+//                     [--fault-only] [--flood NAME] [--flood-big NAME]
+//                     [--latency] [--max-queued BYTES] [--log-stdout]
+//                     [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node, a Blob
 // back as it came), adder,
@@ -17,6 +18,8 @@
 // thread of its own, until the process ends (a sender killed mid-stream).
 // --flood-big NAME does the same with 64 KiB Pings and no calls, posting
 // again whenever the route says it is full (resource_exhausted).
+// --fault-only registers one tier, "fault": the fault wrapper over the pipe
+// (tests/support/fault_transport.hpp), with a plan that injects nothing.
 // It prints "ready" once its actors are up, then serves until stdin closes
 // or it is killed. Everything it logs goes to stderr.
 
@@ -32,6 +35,7 @@
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
 #include "courier_test/v1/test.pb.h"
+#include "fault_transport.hpp"
 
 using namespace courier;
 using namespace std::chrono_literals;
@@ -132,6 +136,10 @@ int main(int argc, char** argv) {
       config.allowed_uids.push_back(std::stoul(argv[++i]));
     else if (arg == "--pipe-only")
       config.transports = {{"pipe", pipe::factory()}};
+    else if (arg == "--fault-only")
+      config.transports = {
+        {"fault", testing::fault_factory(
+                    pipe::factory(), std::make_shared<testing::fault_plan>())}};
     else if (arg == "--latency")
       config.scheduler = scheduler_policy::latency;
     else if (arg == "--max-queued" && i + 1 < argc)

@@ -82,6 +82,19 @@ inline void capture_log(node_config& config,
   };
 }
 
+/// Waits until a line of `lines` contains `part`; false on timeout.
+inline bool logged(const probe<std::string>& lines, const std::string& part,
+                   std::chrono::milliseconds timeout = patience) {
+  return eventually(
+    [&] {
+      for (auto& line : lines.items())
+        if (line.find(part) != std::string::npos)
+          return true;
+      return false;
+    },
+    timeout);
+}
+
 /// A node whose log lines are kept for assertions instead of printed.
 struct quiet_node {
   explicit quiet_node(std::string name = "",
@@ -136,6 +149,27 @@ inline behavior adder(context& ctx) {
       tpb::Pong out;
       out.set_seq(p.seq());
       out.set_from(ctx.name());
+      return out;
+    },
+  };
+}
+
+/// Counts Pings and whether they came in order (by seq, from 0); Add
+/// answers Sum{count * 1000000 + out_of_order}.
+inline behavior order_counter(context&) {
+  auto next = std::make_shared<std::int64_t>(0);
+  auto count = std::make_shared<std::int64_t>(0);
+  auto wrong = std::make_shared<std::int64_t>(0);
+  return {
+    [=](const tpb::Ping& p) {
+      if (p.seq() != *next)
+        ++*wrong;
+      *next = p.seq() + 1;
+      ++*count;
+    },
+    [=](const tpb::Add&) {
+      tpb::Sum out;
+      out.set_value(*count * 1000000 + *wrong);
       return out;
     },
   };
