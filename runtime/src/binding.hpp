@@ -15,6 +15,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
+#include <caf/error.hpp>
 
 #include "courier/node.hpp"
 #include "letter.hpp"
@@ -118,5 +119,10 @@ bool valid_name(std::string_view name) noexcept;
 
 /// `name` in single quotes, for messages.
 std::string quoted(std::string_view name);
+
+/// Maps a CAF error seen by a requester to Courier's vocabulary. For a
+/// remote target, a receiver that is gone is its link, not the actor.
+error from_caf(const caf::error& err, std::string_view target,
+               bool remote = false);
 
 } // namespace courier::detail

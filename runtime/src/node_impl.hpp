@@ -39,6 +39,7 @@
 #include "binding.hpp"
 #include "directory.hpp"
 #include "letter.hpp"
+#include "link_host.hpp"
 #include "peers.hpp"
 #include "remote.hpp"
 #include "router.hpp"
@@ -100,12 +101,7 @@ expected<message> to_outcome(reply_msg& reply);
 /// A CAF request timeout for a deadline.
 caf::duration to_caf(deadline until);
 
-/// Maps a CAF error seen by a requester to Courier's vocabulary. For a
-/// remote target, a receiver that is gone is its link, not the actor.
-error from_caf(const caf::error& err, std::string_view target,
-               bool remote = false);
-
-class node_impl {
+class node_impl final : public link_host {
 public:
   node_impl(node_config config, std::unique_ptr<directory> dir,
             std::vector<std::pair<std::string, std::unique_ptr<transport>>>
@@ -116,18 +112,18 @@ public:
   /// system actor. Called once, right after construction.
   expected<void> open();
 
-  const node_config& config() const noexcept {
+  const node_config& config() const noexcept override {
     return config_;
   }
 
   node_impl(const node_impl&) = delete;
   node_impl& operator=(const node_impl&) = delete;
 
-  const std::string& name() const noexcept {
+  const std::string& name() const noexcept override {
     return config_.name;
   }
 
-  caf::actor_system& system() noexcept {
+  caf::actor_system& system() noexcept override {
     return *system_;
   }
 
@@ -158,10 +154,10 @@ public:
   std::vector<route> match(std::string_view pattern) const;
 
   expected<monitor_handle> monitor(destination name, monitor_fn on_down,
-                                   caf::actor_addr watcher = {});
+                                   caf::actor_addr watcher = {}) override;
 
   /// See node::demonitor.
-  void demonitor(const monitor_handle& handle);
+  void demonitor(const monitor_handle& handle) override;
 
   /// The token inside a handle.
   static const std::shared_ptr<monitor_token>&
@@ -187,7 +183,7 @@ public:
 
   /// The prototype of a type known here (registered, or linked into the
   /// program); not_found otherwise.
-  expected<const google::protobuf::Message*> prototype(std::string_view type);
+  expected<const google::protobuf::Message*> prototype(std::string_view type) override;
 
   void register_handled_types(const behavior& handlers);
 
@@ -198,10 +194,15 @@ public:
   // -- other nodes ------------------------------------------------------------
 
   /// This node's record as published.
-  v1::NodeRecord record() const;
+  v1::NodeRecord record() const override;
 
   /// Resolves a name held by this node only (for inbound envelopes).
-  expected<route> resolve_local(std::string_view name);
+  expected<route> resolve_local(std::string_view name) override;
+
+  expected<void> vouches_for(const peer_identity& peer,
+                             const v1::NodeRecord& claimed) const override {
+    return peers_->auth().vouches_for(peer, claimed);
+  }
 
   /// The links to other nodes.
   detail::peers& peers() noexcept {
@@ -215,18 +216,18 @@ public:
 
   /// The binding that stands for a remote sender ("actor@node").
   std::shared_ptr<name_slot> remote_sender(std::string_view actor,
-                                           const std::string& node) {
+                                           const std::string& node) override {
     return router_->remote_sender(actor, node);
   }
 
   /// Registers an inbound link (the first link with a node serves outbound
   /// traffic to it; later ones only their own).
   void adopt_link(const std::string& node, caf::actor proxy,
-                  std::shared_ptr<link_info> info);
+                  std::shared_ptr<link_info> info) override;
 
   /// See peers::open_side_link.
   expected<caf::actor> open_side_link(const std::string& node,
-                                      const std::string& tier);
+                                      const std::string& tier) override;
 
   /// Refuses post options this node cannot honour (priority over 7, a tier
   /// it does not have).
@@ -252,10 +253,11 @@ public:
                                 const message& payload) const;
 
   /// Forgets a link that closed, and every route through it.
-  void drop_link(const std::string& node, const caf::actor& proxy);
+  void drop_link(const std::string& node, const caf::actor& proxy) override;
 
   /// Forgets a remote name its node released.
-  void forget_remote_name(const std::string& actor, const std::string& node);
+  void forget_remote_name(const std::string& actor,
+                          const std::string& node) override;
 
   /// Bumps the routing generation: a binding or a route changed.
   void routes_changed() noexcept {
@@ -264,7 +266,7 @@ public:
 
   /// An accepted link has said hello, or is gone before it did: one
   /// half-open link less (see peers::accept).
-  void end_half_open() noexcept {
+  void end_half_open() noexcept override {
     peers_->end_half_open();
   }
 
@@ -275,7 +277,7 @@ public:
   // -- dead letters -----------------------------------------------------------
 
   void report_dead_letter(dead_letter_reason reason, std::string_view target,
-                          const message& msg, const name_slot* sender);
+                          const message& msg, const name_slot* sender) override;
 
   void on_dead_letter(std::function<void(const dead_letter&)> hook);
 
@@ -299,11 +301,11 @@ public:
     return timer_;
   }
 
-  void log(log_level level, std::string_view line) const;
+  void log(log_level level, std::string_view line) const override;
 
   /// Builds a letter for `msg`; the node is its dead-letter office.
   letter make_letter(letter_kind kind, message msg, const route& to,
-                     std::shared_ptr<name_slot> sender, deadline expires) {
+                     std::shared_ptr<name_slot> sender, deadline expires) override {
     return letter{kind, std::move(msg), to.slot, std::move(sender), expires,
                   this};
   }

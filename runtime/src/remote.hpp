@@ -22,7 +22,7 @@
 
 namespace courier::detail {
 
-class node_impl;
+class link_host;
 class link_core;
 
 /// The largest frame a link accepts before its handshake is done: the Hello
@@ -64,7 +64,7 @@ bool request_direct(link_info& info, letter& msg,
 /// Spawns the proxy for a link. `peer` is the peer's record when we
 /// connected (outbound), or empty when it connected to us (inbound: the
 /// proxy waits for its Hello).
-caf::actor spawn_link_proxy(node_impl& owner, std::unique_ptr<link> conn,
+caf::actor spawn_link_proxy(link_host& owner, std::unique_ptr<link> conn,
                             std::shared_ptr<link_info> info,
                             std::optional<v1::NodeRecord> peer);
 
