@@ -1,4 +1,5 @@
 #include "frame.hpp"
+#include "frame_fields.hpp"
 
 #include <climits>
 #include <cstring>
@@ -61,14 +62,13 @@ void frame::alias(const char* data, std::size_t size) {
 
 namespace courier::detail {
 
+using namespace wire;
+
 namespace {
 
 using google::protobuf::io::CodedInputStream;
 using google::protobuf::io::CodedOutputStream;
 
-/// Envelope.payload is field 4, length-delimited.
-constexpr std::uint32_t payload_field = 4;
-constexpr std::uint32_t payload_tag = (payload_field << 3) | 2;
 
 /// Where the payload field lies in a frame, found by walking its top-level
 /// fields without parsing them.
@@ -79,45 +79,8 @@ struct payload_span {
   int count = 0;
 };
 
-std::size_t position(const CodedInputStream& in) {
-  return static_cast<std::size_t>(in.CurrentPosition());
-}
 
-/// Skips the value of a field whose tag was just read, except a length-
-/// delimited one's (whose length is read into `length`); false for a
-/// malformed value, a group, or one past the end.
-bool skip_value(CodedInputStream& in, std::uint32_t tag, std::uint32_t& length) {
-  length = 0;
-  switch (tag & 7) {
-    case 0: { // varint
-      std::uint64_t ignored;
-      return in.ReadVarint64(&ignored);
-    }
-    case 1: // fixed64
-      return in.Skip(8);
-    case 2: // length-delimited
-      return in.ReadVarint32(&length);
-    case 5: // fixed32
-      return in.Skip(4);
-    default: // groups have no place in an envelope, nor are they split
-      return false;
-  }
-}
 
-/// Reads fields up to the next length-delimited one and returns its tag and
-/// length, the stream then at its bytes; `at` is where its tag starts. False
-/// at the end (`tag` then 0) or on bytes that are no fields.
-bool next_delimited(CodedInputStream& in, std::uint32_t& tag,
-                    std::uint32_t& length, std::size_t& at) {
-  for (;;) {
-    at = position(in);
-    tag = in.ReadTag();
-    if (tag == 0 || !skip_value(in, tag, length))
-      return false;
-    if ((tag & 7) == 2)
-      return true;
-  }
-}
 
 bool find_payload(const std::uint8_t* data, std::size_t size,
                   payload_span& out) {
@@ -136,27 +99,11 @@ bool find_payload(const std::uint8_t* data, std::size_t size,
   }
 }
 
-bool merge(v1::Envelope& env, const std::uint8_t* data, std::size_t size) {
-  if (size == 0)
-    return true;
-  CodedInputStream in{data, static_cast<int>(size)};
-  return env.MergePartialFromCodedStream(&in) && in.ConsumedEntireMessage();
-}
 
 /// Payloads from this size on are serialized around their large string and
 /// bytes fields, which the frame refers to instead of copying.
 constexpr std::size_t aliasing_threshold = bulk_threshold;
 
-/// Parses `bytes` into `msg`, merging, without the initialization check.
-bool merge_partial(std::string_view bytes, google::protobuf::Message& msg,
-                   int recursion_limit) {
-  if (bytes.empty())
-    return true;
-  CodedInputStream in{reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                      static_cast<int>(bytes.size())};
-  in.SetRecursionLimit(recursion_limit);
-  return msg.MergePartialFromCodedStream(&in) && in.ConsumedEntireMessage();
-}
 
 /// Serializes into a frame: owned chunks for the small fields, references
 /// for the large ones (Protobuf decides, by what is left of the chunk).
@@ -510,17 +457,23 @@ struct courier_head {
 };
 
 template <class Head>
-bool encode_with(const Head& env, const google::protobuf::Message* payload,
-                 frame& out, std::shared_ptr<const void> keep_alive) {
+expected<void> encode_with(const Head& env,
+                           const google::protobuf::Message* payload, frame& out,
+                           std::shared_ptr<const void> keep_alive) {
   out = frame{};
   auto head = env.size();
   std::size_t size = 0;
   if (payload != nullptr) {
     if (!payload->IsInitialized())
-      return false;
+      return error{errc::invalid_argument,
+                   "cannot serialize " + payload->GetDescriptor()->full_name()
+                     + ": required fields are missing ("
+                     + payload->InitializationErrorString() + ")"};
     size = payload->ByteSizeLong();
     if (size > INT_MAX)
-      return false;
+      return error{errc::resource_exhausted,
+                   "a payload of " + std::to_string(size)
+                     + " bytes is over Protobuf's 2 GiB"};
   }
   if (payload != nullptr && keep_alive && size >= aliasing_threshold) {
     auto* at = reinterpret_cast<std::uint8_t*>(out.extend(head + 6));
@@ -533,10 +486,10 @@ bool encode_with(const Head& env, const google::protobuf::Message* payload,
       coded.EnableAliasing(true);
       payload->SerializeWithCachedSizes(&coded);
       if (coded.HadError())
-        return false;
+        return error{errc::internal, "serializing the payload failed"};
     }
     out.keep_alive(std::move(keep_alive));
-    return true;
+    return {};
   }
   // Small payloads: one buffer, one pass.
   std::string bytes;
@@ -549,21 +502,54 @@ bool encode_with(const Head& env, const google::protobuf::Message* payload,
     bytes.resize(static_cast<std::size_t>(end - at));
   }
   out = frame{std::move(bytes)};
-  return true;
+  return {};
 }
+
 
 } // namespace
 
-bool encode_frame(const v1::Envelope& env,
-                  const google::protobuf::Message* payload, frame& out,
-                  std::shared_ptr<const void> keep_alive) {
+expected<void> encode_frame(const v1::Envelope& env,
+                            const google::protobuf::Message* payload,
+                            frame& out,
+                            std::shared_ptr<const void> keep_alive) {
   return encode_with(protobuf_head{env}, payload, out, std::move(keep_alive));
 }
 
-bool encode_frame(const envelope_head& head,
-                  const google::protobuf::Message* payload, frame& out,
-                  std::shared_ptr<const void> keep_alive) {
+expected<void> encode_frame(const envelope_head& head,
+                            const google::protobuf::Message* payload,
+                            frame& out,
+                            std::shared_ptr<const void> keep_alive) {
+  if (head.has_durable_fields())
+    return encode_frame(envelope_from(head), payload, out,
+                        std::move(keep_alive));
   return encode_with(courier_head{head}, payload, out, std::move(keep_alive));
+}
+
+v1::Envelope envelope_from(const envelope_head& h) {
+  v1::Envelope env;
+  env.set_target(std::string{h.target});
+  if (h.has_sender) {
+    env.mutable_sender()->set_node(std::string{h.sender_node});
+    env.mutable_sender()->set_actor(std::string{h.sender_actor});
+  }
+  env.set_type_name(std::string{h.type_name});
+  env.set_message_id(h.message_id);
+  env.set_correlation_id(h.correlation_id);
+  env.set_kind(static_cast<v1::Kind>(h.kind));
+  env.set_timeout_ns(h.timeout_ns);
+  env.set_priority(h.priority);
+  env.set_delivery(static_cast<v1::DeliveryClass>(h.delivery));
+  env.set_created_unix_ns(h.created_unix_ns);
+  env.set_time_to_reach_queue_ns(h.time_to_reach_queue_ns);
+  env.set_time_to_be_received_ns(h.time_to_be_received_ns);
+  env.set_producer_id(h.producer_id);
+  env.set_producer_epoch(h.producer_epoch);
+  env.set_sequence(h.sequence);
+  if (h.has_error) {
+    env.mutable_error()->set_code(h.error_code);
+    env.mutable_error()->set_message(std::string{h.error_message});
+  }
+  return env;
 }
 
 envelope_head head_of(const v1::Envelope& env) {
@@ -582,40 +568,50 @@ envelope_head head_of(const v1::Envelope& env) {
   h.has_error = env.has_error();
   h.error_code = env.error().code();
   h.error_message = env.error().message();
+  h.delivery = env.delivery();
+  h.time_to_reach_queue_ns = env.time_to_reach_queue_ns();
+  h.time_to_be_received_ns = env.time_to_be_received_ns();
+  h.producer_id = env.producer_id();
+  h.producer_epoch = env.producer_epoch();
+  h.sequence = env.sequence();
   return h;
 }
 
-bool decode_frame(std::string_view frame, envelope_head& head,
-                  v1::Envelope& spare, std::string_view& payload) {
+expected<void> decode_frame(std::string_view frame, envelope_head& head,
+                            v1::Envelope& spare, std::string_view& payload) {
   head = envelope_head{};
   payload = {};
   if (read_head(frame, head, payload))
-    return true;
+    return {};
   head = envelope_head{};
-  if (!decode_frame(frame, spare, payload))
-    return false;
+  if (auto decoded = decode_frame(frame, spare, payload); !decoded)
+    return decoded;
   head = head_of(spare);
-  return true;
+  return {};
 }
 
-bool decode_frame(std::string_view frame, v1::Envelope& env,
-                  std::string_view& payload) {
+expected<void> decode_frame(std::string_view frame, v1::Envelope& env,
+                            std::string_view& payload) {
   env.Clear();
   payload = {};
   if (frame.size() > INT_MAX)
-    return false;
+    return not_an_envelope("over 2 GiB");
   const auto* data = reinterpret_cast<const std::uint8_t*>(frame.data());
   payload_span span;
   if (!find_payload(data, frame.size(), span))
-    return false;
+    return not_an_envelope("a field's tag or length is malformed or runs "
+                           "past the end");
   if (span.count > 1) { // the last one counts: let Protobuf sort it out
     if (!env.ParseFromArray(frame.data(), static_cast<int>(frame.size())))
-      return false;
+      return not_an_envelope("Protobuf refuses its fields");
     payload = env.payload();
-    return true;
+    return {};
   }
-  if (span.count == 0)
-    return merge(env, data, frame.size());
+  if (span.count == 0) {
+    if (!merge(env, data, frame.size()))
+      return not_an_envelope("Protobuf refuses its fields");
+    return {};
+  }
   // The payload last, as we write it: one parse, from a flat array, which
   // Protobuf does without a stream adaptor.
   bool parsed =
@@ -624,71 +620,9 @@ bool decode_frame(std::string_view frame, v1::Envelope& env,
       : merge(env, data, span.field_begin)
           && merge(env, data + span.data_end, frame.size() - span.data_end);
   if (!parsed)
-    return false;
+    return not_an_envelope("Protobuf refuses its fields");
   payload = frame.substr(span.data_begin, span.data_end - span.data_begin);
-  return true;
-}
-
-bulk_span find_bulk(std::string_view head, std::size_t frame_size) {
-  if (frame_size > INT_MAX || head.size() > frame_size)
-    return {};
-  CodedInputStream in{reinterpret_cast<const std::uint8_t*>(head.data()),
-                      static_cast<int>(head.size())};
-  bulk_span out;
-  std::uint32_t tag;
-  std::uint32_t length;
-  // The envelope's fields, up to the payload, which must come last.
-  for (;;) {
-    if (!next_delimited(in, tag, length, out.payload_field))
-      return {};
-    if (tag == payload_tag) {
-      out.payload_begin = position(in);
-      if (out.payload_begin + length != frame_size)
-        return {};
-      break;
-    }
-    if (!in.Skip(static_cast<int>(length)))
-      return {};
-  }
-  // The payload's fields, up to the first large one.
-  for (;;) {
-    if (!next_delimited(in, tag, length, out.field_begin))
-      return {};
-    if (length >= bulk_threshold) {
-      out.begin = position(in);
-      if (out.begin + length > frame_size)
-        return {};
-      out.size = length;
-      return out;
-    }
-    if (!in.Skip(static_cast<int>(length)))
-      return {};
-  }
-}
-
-bool decode_split_frame(std::string_view rest, std::size_t bulk_at,
-                        std::size_t bulk_size, v1::Envelope& env,
-                        split_payload& payload) {
-  env.Clear();
-  payload = {};
-  if (bulk_at > rest.size())
-    return false;
-  auto span = find_bulk(rest.substr(0, bulk_at), rest.size() + bulk_size);
-  if (span.size == 0 || span.begin != bulk_at || span.size != bulk_size)
-    return false;
-  if (!merge(env, reinterpret_cast<const std::uint8_t*>(rest.data()),
-             span.payload_field))
-    return false;
-  env.clear_payload(); // an earlier payload field: the last one counts
-  payload.before = rest.substr(span.payload_begin,
-                               span.field_begin - span.payload_begin);
-  payload.header = rest.substr(span.field_begin, bulk_at - span.field_begin);
-  payload.after = rest.substr(bulk_at);
-  CodedInputStream in{
-    reinterpret_cast<const std::uint8_t*>(payload.header.data()),
-    static_cast<int>(payload.header.size())};
-  payload.field = static_cast<int>(in.ReadTag() >> 3);
-  return true;
+  return {};
 }
 
 bool parse_payload(std::string_view bytes, google::protobuf::Message& msg,
@@ -700,98 +634,6 @@ bool parse_payload(std::string_view bytes, google::protobuf::Message& msg,
            && msg.IsInitialized();
   msg.Clear();
   return merge_partial(bytes, msg, recursion_limit) && msg.IsInitialized();
-}
-
-bool parse_split_payload(const split_payload& payload, std::string& bulk,
-                         google::protobuf::Message& msg, int recursion_limit) {
-  using google::protobuf::FieldDescriptor;
-  using google::protobuf::FileDescriptor;
-  msg.Clear();
-  const auto* field = msg.GetDescriptor()->FindFieldByNumber(payload.field);
-  bool adopt = field != nullptr
-               && (field->type() == FieldDescriptor::TYPE_BYTES
-                   || field->type() == FieldDescriptor::TYPE_STRING);
-  if (!adopt) { // another kind of field, or one unknown here: join
-    std::string whole;
-    whole.reserve(payload.before.size() + payload.header.size() + bulk.size()
-                  + payload.after.size());
-    whole.append(payload.before).append(payload.header).append(bulk);
-    whole.append(payload.after);
-    return parse_payload(whole, msg, recursion_limit);
-  }
-  // Parsing the parts one after the other is parsing the whole: fields merge
-  // in order, the last of a singular field counts.
-  if (field->type() == FieldDescriptor::TYPE_STRING
-      && field->file()->syntax() == FileDescriptor::SYNTAX_PROTO3
-      && !google::protobuf::internal::IsStructurallyValidUTF8(
-        bulk.data(), static_cast<int>(bulk.size())))
-    return false; // as Protobuf refuses it
-  if (!merge_partial(payload.before, msg, recursion_limit))
-    return false;
-  const auto* reflection = msg.GetReflection();
-  if (field->is_repeated())
-    reflection->AddString(&msg, field, std::move(bulk));
-  else
-    reflection->SetString(&msg, field, std::move(bulk));
-  bulk.clear();
-  return merge_partial(payload.after, msg, recursion_limit)
-         && msg.IsInitialized();
-}
-
-std::string bulk_pool::take() {
-  std::lock_guard guard{mu_};
-  if (spare_.empty())
-    return {};
-  auto out = std::move(spare_.back());
-  spare_.pop_back();
-  return out;
-}
-
-void bulk_pool::give(std::string bulk) {
-  if (bulk.capacity() < bulk_threshold)
-    return;
-  std::lock_guard guard{mu_};
-  if (spare_.size() < 2)
-    spare_.push_back(std::move(bulk));
-}
-
-namespace {
-
-/// Takes the storage of string field `field` out of `msg`, which is about to
-/// be deleted: the adopted bulk, if it is still there.
-std::string reclaim_bulk(google::protobuf::Message& msg, int field_number) {
-  using google::protobuf::FieldDescriptor;
-  const auto* field = msg.GetDescriptor()->FindFieldByNumber(field_number);
-  if (field == nullptr || field->is_repeated()
-      || (field->type() != FieldDescriptor::TYPE_BYTES
-          && field->type() != FieldDescriptor::TYPE_STRING))
-    return {};
-  const auto* reflection = msg.GetReflection();
-  if (!reflection->HasField(msg, field))
-    return {};
-  std::string scratch;
-  const auto& held = reflection->GetStringReference(msg, field, &scratch);
-  if (&held == &scratch || held.capacity() < bulk_threshold)
-    return {}; // not a string of the message's own, or not a bulk
-  // The message's own string, reached through Reflection, which only hands
-  // out const references to singular fields; nobody reads it any more.
-  std::string out;
-  out.swap(const_cast<std::string&>(held));
-  return out;
-}
-
-} // namespace
-
-std::shared_ptr<google::protobuf::Message>
-new_bulk_owner(const google::protobuf::Message& prototype, int field,
-               std::weak_ptr<bulk_pool> pool) {
-  return std::shared_ptr<google::protobuf::Message>{
-    prototype.New(),
-    [field, pool = std::move(pool)](google::protobuf::Message* msg) {
-      if (auto alive = pool.lock())
-        alive->give(reclaim_bulk(*msg, field));
-      delete msg;
-    }};
 }
 
 } // namespace courier::detail

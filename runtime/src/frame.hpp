@@ -13,16 +13,20 @@
 
 #include <google/protobuf/message.h>
 
+#include "courier/error.hpp"
 #include "courier/frame.hpp"
 #include "courier/v1/envelope.pb.h"
 
 namespace courier::detail {
 
-/// The envelope fields of the frames Courier writes for letters and answers
-/// (docs/wire-format.md), strings as views: into the frame they were read
-/// from, or into what the frame is written from. The hot path encodes and
-/// decodes these by hand, to the same bytes as Protobuf, without building
-/// an Envelope (docs/benchmarks.md: that took half of a frame's cost).
+/// Every envelope field but the payload (docs/wire-format.md), strings as
+/// views: into the frame they were read from, or into what the frame is
+/// written from. Express letters and answers use the fields up to
+/// error_message, which the hot path encodes and decodes by hand, to the
+/// same bytes as Protobuf, without building an Envelope (docs/benchmarks.md:
+/// that took half of a frame's cost). A head that sets any of the others
+/// (durable delivery, its lifetimes, the producer's numbering) goes through
+/// Protobuf both ways.
 struct envelope_head {
   std::string_view target;
   bool has_sender = false;
@@ -38,37 +42,58 @@ struct envelope_head {
   bool has_error = false;
   std::uint32_t error_code = 0;
   std::string_view error_message;
+  // Durable delivery and ordering (docs/wire-format.md, "Durable fields").
+  std::int32_t delivery = 0; // a v1::DeliveryClass
+  std::uint64_t time_to_reach_queue_ns = 0;
+  std::uint64_t time_to_be_received_ns = 0;
+  std::uint64_t producer_id = 0;
+  std::uint32_t producer_epoch = 0;
+  std::uint64_t sequence = 0;
+
+  /// True if a field the hand codec leaves to Protobuf is set.
+  bool has_durable_fields() const noexcept {
+    return delivery != 0 || time_to_reach_queue_ns != 0
+           || time_to_be_received_ns != 0 || producer_id != 0
+           || producer_epoch != 0 || sequence != 0;
+  }
 };
 
 /// The head of `env`, viewing its strings.
 envelope_head head_of(const v1::Envelope& env);
 
+/// The Envelope with the fields of `head` (copies), its payload empty.
+v1::Envelope envelope_from(const envelope_head& head);
+
 /// Writes `env` (its payload field empty) and then `payload`, if any, as
 /// its payload field into `out`. With `keep_alive` (the owner of `payload`),
 /// the large string and bytes fields of a large payload stay where they are
-/// and `out` refers to them, holding `keep_alive`. False when `payload`
-/// lacks required fields or is over 2 GiB.
-bool encode_frame(const v1::Envelope& env,
-                  const google::protobuf::Message* payload, frame& out,
-                  std::shared_ptr<const void> keep_alive = {});
+/// and `out` refers to them, holding `keep_alive`. Fails with
+/// invalid_argument when `payload` lacks required fields, and with
+/// resource_exhausted when it is over 2 GiB; the text says which.
+expected<void> encode_frame(const v1::Envelope& env,
+                            const google::protobuf::Message* payload,
+                            frame& out,
+                            std::shared_ptr<const void> keep_alive = {});
 
 /// As above, the envelope given by its head: the same bytes as Protobuf
 /// writes for the Envelope with those fields.
-bool encode_frame(const envelope_head& head,
-                  const google::protobuf::Message* payload, frame& out,
-                  std::shared_ptr<const void> keep_alive = {});
+expected<void> encode_frame(const envelope_head& head,
+                            const google::protobuf::Message* payload,
+                            frame& out,
+                            std::shared_ptr<const void> keep_alive = {});
 
 /// As decode_frame below, into a head that views `frame`. A frame with
-/// fields other than the head's is parsed by Protobuf into `spare`, which
-/// the head then views. Accepts and refuses what Protobuf does.
-bool decode_frame(std::string_view frame, envelope_head& head,
-                  v1::Envelope& spare, std::string_view& payload);
+/// fields other than the hand codec's is parsed by Protobuf into `spare`,
+/// which the head then views. Accepts and refuses what Protobuf does.
+expected<void> decode_frame(std::string_view frame, envelope_head& head,
+                            v1::Envelope& spare, std::string_view& payload);
 
 /// Parses `frame` into `env` except for the payload field, which `payload`
 /// then views inside `frame` (or inside `env`, for the rare frame that
-/// repeats the field). False for bytes that are not an envelope.
-bool decode_frame(std::string_view frame, v1::Envelope& env,
-                  std::string_view& payload);
+/// repeats the field). Fails with invalid_argument, saying why, for bytes
+/// that are not an envelope.
+expected<void> decode_frame(std::string_view frame, v1::Envelope& env,
+                            std::string_view& payload);
 
 // -- large frames, read in two strings ------------------------------------------
 //
@@ -106,11 +131,12 @@ struct split_payload {
 
 /// Parses a frame read in two strings (`rest`, the frame without its bulk of
 /// `bulk_size` bytes, which was at `bulk_at`) into `env` except for the
-/// payload, which `payload` views in `rest`. False unless the bulk is the one
-/// find_bulk() finds, and for bytes that are not an envelope.
-bool decode_split_frame(std::string_view rest, std::size_t bulk_at,
-                        std::size_t bulk_size, v1::Envelope& env,
-                        split_payload& payload);
+/// payload, which `payload` views in `rest`. Fails (invalid_argument, with
+/// the reason) unless the bulk is the one find_bulk() finds, and for bytes
+/// that are not an envelope.
+expected<void> decode_split_frame(std::string_view rest, std::size_t bulk_at,
+                                  std::size_t bulk_size, v1::Envelope& env,
+                                  split_payload& payload);
 
 /// Parses a payload with its bulk into `msg` (cleared first), as Protobuf
 /// parses the whole, with nesting up to `recursion_limit`. A bulk that is a

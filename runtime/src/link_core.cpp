@@ -168,15 +168,16 @@ frame link_core::answer_frame(std::uint64_t id, const reply_msg& reply) const {
     env.error_message = reply.text;
   }
   frame out;
-  if (!encode_frame(env, payload, out, reply.payload)) {
-    // A reply missing required fields: say so instead of a broken reply.
+  if (auto encoded = encode_frame(env, payload, out, reply.payload);
+      !encoded) {
+    // A reply that cannot be serialized: say why instead of a broken reply.
+    auto why = "the reply cannot be sent: " + encoded.error().message();
     env.type_name = {};
     env.kind = v1::KIND_ERROR;
     env.has_error = true;
     env.error_code = static_cast<std::uint32_t>(errc::internal);
-    env.error_message = "the reply cannot be serialized "
-                        "(missing required fields?)";
-    encode_frame(env, nullptr, out);
+    env.error_message = why;
+    (void)encode_frame(env, nullptr, out); // a head alone always encodes
   }
   return out;
 }

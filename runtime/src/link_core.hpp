@@ -244,15 +244,16 @@ public:
     return true;
   }
 
-  static bool decode(std::string_view bytes, std::string* bulk,
-                     std::size_t bulk_at, inbound_frame& out) {
+  static expected<void> decode(std::string_view bytes, std::string* bulk,
+                               std::size_t bulk_at, inbound_frame& out) {
     out.bulk = bulk;
     if (bulk == nullptr)
       return decode_frame(bytes, out.env, out.full, out.payload);
-    if (!decode_split_frame(bytes, bulk_at, bulk->size(), out.full, out.split))
-      return false;
-    out.env = head_of(out.full);
-    return true;
+    auto decoded = decode_split_frame(bytes, bulk_at, bulk->size(), out.full,
+                                      out.split);
+    if (decoded)
+      out.env = head_of(out.full);
+    return decoded;
   }
 
   /// Parses a frame's payload into `msg` (once per frame: a bulk moves into

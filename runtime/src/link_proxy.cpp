@@ -425,11 +425,9 @@ private:
     }
     const auto& env = *made;
     frame out;
-    if (!encode_frame(env, msg.payload.get(), out, msg.payload)) {
-      refuse(msg, std::move(promise),
-             error{errc::invalid_argument,
-                   "cannot serialize " + std::string{env.type_name}
-                     + " (missing required fields?)"});
+    if (auto encoded = encode_frame(env, msg.payload.get(), out, msg.payload);
+        !encoded) {
+      refuse(msg, std::move(promise), encoded.error());
       return;
     }
     if (is_request) { // before writing: the answer may come at once
@@ -499,8 +497,9 @@ private:
     if (gone_)
       return;
     inbound_frame frame;
-    if (!link_core::decode(bytes, bulk, bulk_at, frame))
-      return protocol_error("a frame that is not an envelope");
+    if (auto decoded = link_core::decode(bytes, bulk, bulk_at, frame);
+        !decoded)
+      return protocol_error(decoded.error().message());
     dispatch(frame, charge);
   }
 

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <random>
 
+#include <google/protobuf/descriptor.pb.h>
+
 #include "frame.hpp"
 #include "test_support.hpp"
 
@@ -167,7 +169,7 @@ TEST_CASE("a frame reader agrees with Protobuf on damaged and random bytes",
   auto check = [](const std::string& bytes) {
     v1::Envelope ours;
     std::string_view payload;
-    bool accepted = decode_frame(bytes, ours, payload);
+    bool accepted = decode_frame(bytes, ours, payload).has_value();
     v1::Envelope theirs;
     bool parsed = theirs.ParseFromString(bytes);
     if (!accepted)
@@ -639,7 +641,7 @@ TEST_CASE("the envelope head reader accepts and refuses what Protobuf does",
     envelope_head ours;
     v1::Envelope spare;
     std::string_view payload;
-    bool accepted = decode_frame(bytes, ours, spare, payload);
+    bool accepted = decode_frame(bytes, ours, spare, payload).has_value();
     v1::Envelope theirs;
     bool parsed = theirs.ParseFromString(bytes);
     if (!accepted) {
@@ -705,4 +707,76 @@ TEST_CASE("the envelope head reader accepts and refuses what Protobuf does",
     }
     check(bytes);
   }
+}
+
+TEST_CASE("an envelope head carries the durable and ordering fields both "
+          "ways, in Protobuf's bytes",
+          "[unit][frame]") {
+  courier::detail::envelope_head head;
+  head.target = "billing";
+  head.has_sender = true;
+  head.sender_node = "here";
+  head.type_name = "courier_test.v1.Ping";
+  head.message_id = 7;
+  head.kind = v1::KIND_POST;
+  head.priority = 5;
+  head.delivery = v1::DELIVERY_DURABLE;
+  head.created_unix_ns = 1'700'000'000'000'000'000;
+  head.time_to_reach_queue_ns = 30'000'000'000;
+  head.time_to_be_received_ns = 60'000'000'000;
+  head.producer_id = 0xfeedULL;
+  head.producer_epoch = 3;
+  head.sequence = 12345;
+  auto ping = testing::ping(9);
+  courier::frame out;
+  REQUIRE(encode_frame(head, &ping, out));
+  auto bytes = std::move(out).flatten();
+  // What Protobuf writes for the same envelope, payload last.
+  auto reference = courier::detail::envelope_from(head);
+  auto expected_bytes = reference.SerializeAsString();
+  *reference.mutable_payload() = ping.SerializeAsString();
+  v1::Envelope parsed;
+  REQUIRE(parsed.ParseFromString(bytes));
+  CHECK(parsed.SerializeAsString() == reference.SerializeAsString());
+  CHECK(bytes.starts_with(expected_bytes));
+
+  courier::detail::envelope_head back;
+  v1::Envelope spare;
+  std::string_view payload;
+  REQUIRE(decode_frame(bytes, back, spare, payload));
+  CHECK(back.delivery == v1::DELIVERY_DURABLE);
+  CHECK(back.time_to_reach_queue_ns == head.time_to_reach_queue_ns);
+  CHECK(back.time_to_be_received_ns == head.time_to_be_received_ns);
+  CHECK(back.producer_id == head.producer_id);
+  CHECK(back.producer_epoch == 3);
+  CHECK(back.sequence == 12345);
+  CHECK(back.created_unix_ns == head.created_unix_ns);
+  CHECK(back.target == "billing");
+  CHECK(payload == ping.SerializeAsString());
+}
+
+TEST_CASE("frame codec errors say why", "[unit][frame]") {
+  v1::Envelope env;
+  std::string_view payload;
+  auto truncated = decode_frame(std::string_view{"\x0a\x10" "abc", 5}, env,
+                                payload);
+  REQUIRE_FALSE(truncated);
+  CHECK(truncated.code() == errc::invalid_argument);
+  CHECK(truncated.error().message()
+        == "a frame that is not an envelope: a field's tag or length is "
+           "malformed or runs past the end");
+  // A payload without its required fields cannot be framed (proto2 types
+  // have them; proto3 ones do not): the text names the type.
+  courier::detail::envelope_head head;
+  head.kind = v1::KIND_POST;
+  google::protobuf::UninterpretedOption::NamePart missing; // two required
+  courier::frame out;
+  auto framed = encode_frame(head, &missing, out);
+  REQUIRE_FALSE(framed);
+  CHECK(framed.code() == errc::invalid_argument);
+  CHECK(framed.error().message().find(
+          "cannot serialize google.protobuf.UninterpretedOption.NamePart: "
+          "required fields are missing")
+        != std::string::npos);
+  CHECK(encode_frame(head, nullptr, out)); // a head alone always encodes
 }
