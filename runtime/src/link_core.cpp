@@ -182,6 +182,18 @@ frame link_core::answer_frame(std::uint64_t id, const reply_msg& reply) const {
   return out;
 }
 
+bool link_core::write_answer(link& conn, std::uint64_t id, frame out) const {
+  auto written = conn.write(std::move(out));
+  if (written || written.code() == errc::unavailable)
+    return static_cast<bool>(written); // closed: on_closed tells everyone
+  // The link stays, but would not take the answer (a transport's own
+  // limit): the requester learns why instead of waiting out its deadline.
+  return static_cast<bool>(conn.write(answer_frame(
+    id, reply_msg{nullptr, written.code(),
+                  "the reply could not be written: "
+                    + written.error().message()})));
+}
+
 void link_core::answer(std::uint64_t id, reply_msg reply) {
   auto out = answer_frame(id, reply);
   if (out.size() > max_frame_) // the requester learns why, not nothing
@@ -199,9 +211,9 @@ void link_core::answer(std::uint64_t id, reply_msg reply) {
       return; // the link is gone
     if (direct_ && waiting->bytes.load(std::memory_order_acquire) == 0
         && conn_->writable()) {
-      if (conn_->write(std::move(out)))
+      if (write_answer(*conn_, id, std::move(out)))
         dirty_.store(true, std::memory_order_release);
-      return; // a write that fails here closes the link
+      return;
     }
   }
   auto proxy = caf::actor_cast<caf::actor>(proxy_);
@@ -219,7 +231,7 @@ void link_core::answer(std::uint64_t id, reply_msg reply) {
   }
   waiting->bytes.fetch_add(bytes, std::memory_order_relaxed);
   caf::anon_send(proxy,
-                 answer_msg{std::make_shared<frame>(std::move(out)),
+                 answer_msg{id, std::make_shared<frame>(std::move(out)),
                             std::make_shared<backlog_charge>(waiting, bytes),
                             std::make_shared<backlog_charge>(answers_, bytes)});
 }

@@ -323,6 +323,11 @@ public:
   /// through the proxy, behind them.
   void answer(std::uint64_t id, reply_msg reply);
 
+  /// Writes the answer to request `id` to `conn`. One the link refuses
+  /// while it stays open becomes an error answer saying why; false if
+  /// nothing was written.
+  bool write_answer(link& conn, std::uint64_t id, frame out) const;
+
   /// The frame of an answer.
   frame answer_frame(std::uint64_t id, const reply_msg& reply) const;
 

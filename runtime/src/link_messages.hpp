@@ -72,6 +72,7 @@ struct flushed_msg {};
 
 /// An answer that queues behind the letters waiting in the proxy.
 struct answer_msg {
+  std::uint64_t id; // of the request answered
   std::shared_ptr<frame> out; // shared: CAF wants copyable messages
   std::shared_ptr<backlog_charge> charge;
   std::shared_ptr<backlog_charge> owed; // link_core::answers_waiting()

@@ -262,9 +262,9 @@ private:
   }
 
   void write_answer(answer_msg& msg) {
-    if (conn_->write(std::move(*msg.out)))
+    if (core_->write_answer(*conn_, msg.id, std::move(*msg.out)))
       core_->mark_dirty();
-    msg.charge->settle(); // a failure closes the link
+    msg.charge->settle();
     msg.owed->settle();
   }
 

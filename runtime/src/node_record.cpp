@@ -56,7 +56,7 @@ expected<void> node_impl::open() {
         warning);
   for (auto& [tier, impl] : transports_) {
     auto address = impl->listen(
-      listen_context{config_.name, dir_->local_dir()},
+      listen_context{config_.name, tier, dir_->local_dir()},
       [this, tier = tier](std::unique_ptr<link> conn) {
         peers_->accept(std::move(conn), tier);
       });

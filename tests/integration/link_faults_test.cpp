@@ -260,10 +260,10 @@ TEST_CASE("a post whose write fails is counted as a dead letter, not lost "
 
 TEST_CASE("a reply whose write fails reaches the requester as an error "
           "before its deadline",
-          "[faults][fault-tier][integration][!shouldfail]") {
-  // Fails today (see the report): link_core::answer() assumes that a
-  // failed write closes the link, so the answer is dropped and the
-  // requester waits out its deadline.
+          "[faults][fault-tier][integration]") {
+  // link_core::write_answer: an answer the link refuses while it stays open
+  // becomes an error answer (before, it was dropped and the requester
+  // waited out its deadline).
   linked_pair p;
   p.server.plan->fail_writes(1);
   auto start = clock_type::now();

@@ -339,20 +339,9 @@ public:
   expected<std::string>
   listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) override {
-    auto inner_where = where;
-    if (!where.local_dir.empty()) {
-      // A folder of our own, as open as the one it is in.
-      inner_where.local_dir = where.local_dir + "/" + name_;
-      struct stat parent {};
-      if (::stat(where.local_dir.c_str(), &parent) != 0
-          || (::mkdir(inner_where.local_dir.c_str(), 0700) != 0
-              && errno != EEXIST)
-          || ::chmod(inner_where.local_dir.c_str(), parent.st_mode & 07777)
-               != 0)
-        return error{errc::unavailable,
-                     "cannot make " + inner_where.local_dir};
-    }
-    return inner_->listen(inner_where,
+    // The inner tier names its endpoint after our registered name
+    // (listen_context::tier), beside a plain one of its kind.
+    return inner_->listen(where,
                           [this, on_accept = std::move(on_accept)](
                             std::unique_ptr<link> conn) {
                             on_accept(wrap(std::move(conn)));

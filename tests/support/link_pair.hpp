@@ -60,7 +60,7 @@ struct link_pair {
     made = factory(limits);
     REQUIRE(made);
     client = std::move(*made);
-    auto address = server->listen(listen_context{"test", dir.path()},
+    auto address = server->listen(listen_context{"test", "", dir.path()},
                                   [this](std::unique_ptr<courier::link> conn) {
                                     conn->start(received);
                                     accepted.push(std::move(conn));

@@ -248,7 +248,7 @@ private:
   // The shm tier listens on <local_dir>/<node>.shm: "echo" makes `endpoint`.
   auto dir = endpoint.substr(0, endpoint.rfind('/'));
   auto listening = transport->listen(
-    courier::listen_context{"echo", dir},
+    courier::listen_context{"echo", "", dir},
     [&](std::unique_ptr<courier::link> link) {
       accepted = std::move(link);
       accepted->start(std::make_shared<echo_events>(*accepted));

@@ -83,8 +83,12 @@ struct reach_result {
 struct listen_context {
   /// The node's name, unique within the directory.
   std::string node;
-  /// A folder private to the node's directory in which local tiers may
-  /// create their endpoints (sockets); empty when the directory has none.
+  /// The name the transport is registered under in this node.
+  std::string tier;
+  /// A folder of the node's directory in which local tiers may create their
+  /// endpoints (sockets); empty when the directory has none. Every tier of
+  /// every node shares it: a transport names its endpoints after `node`
+  /// and, when registered under another name than its own, `tier`.
   std::string local_dir;
 };
 

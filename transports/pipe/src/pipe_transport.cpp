@@ -559,14 +559,19 @@ public:
     return {10, "same user"};
   }
 
-  /// Listens on <local_dir>/<node>.sock.
+  /// Listens on <local_dir>/<node>.sock (<node>.<tier>.sock when registered
+  /// under another name than "pipe").
   expected<std::string>
   listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) override {
     if (where.local_dir.empty())
       return error{errc::failed_precondition,
                    "the pipe tier needs a directory for its socket"};
-    auto endpoint = where.local_dir + "/" + where.node + ".sock";
+    auto endpoint = where.local_dir + "/" + where.node
+                    + (where.tier.empty() || where.tier == name()
+                         ? std::string{}
+                         : "." + where.tier)
+                    + ".sock";
     if (endpoint.size() >= sizeof(sockaddr_un::sun_path))
       return error{errc::invalid_argument,
                    "the socket path '" + endpoint + "' is too long"};

@@ -618,14 +618,19 @@ public:
     return {20, "same user, same machine"};
   }
 
-  /// Listens for ring handovers on <local_dir>/<node>.shm.
+  /// Listens for ring handovers on <local_dir>/<node>.shm (<node>.<tier>.shm
+  /// when registered under another name than "shm").
   expected<std::string>
   listen(const listen_context& where,
          std::function<void(std::unique_ptr<link>)> on_accept) override {
     if (where.local_dir.empty())
       return error{errc::failed_precondition,
                    "the shm tier needs a directory for its socket"};
-    auto endpoint = where.local_dir + "/" + where.node + ".shm";
+    auto endpoint = where.local_dir + "/" + where.node
+                    + (where.tier.empty() || where.tier == name()
+                         ? std::string{}
+                         : "." + where.tier)
+                    + ".shm";
     sockaddr_un addr{};
     if (endpoint.size() >= sizeof addr.sun_path)
       return error{errc::invalid_argument,
