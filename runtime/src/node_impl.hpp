@@ -1,7 +1,8 @@
 #pragma once
 
-// The node's private state: the CAF actor system, the name registry, the
-// type registry, the dead-letter office and supervision; it owns the seams
+// The node's private state: the CAF actor system, the name registry and
+// supervision (registry.cpp), the type registry and the dead-letter office
+// (node_impl.cpp), its record (node_record.cpp); it owns the seams
 // for other nodes (directory.hpp, peers.hpp, router.hpp, tier_policy.hpp,
 // authenticator.hpp) and the links reach it through remote.hpp.
 //
@@ -87,21 +88,9 @@ struct responder_state {
   bool done = false;
 };
 
-/// Files one target's outcome into a broadcast result.
-void classify(broadcast_result& result, std::string name,
-              expected<message> outcome);
-
-/// Sorts every list of a broadcast result by name.
-void sort_result(broadcast_result& result);
-
-/// The outcome carried by a reply.
-expected<message> to_outcome(reply_msg& reply);
-
-/// A CAF request timeout for a deadline.
-caf::duration to_caf(deadline until);
-
 /// Maps a CAF error seen by a requester to Courier's vocabulary. For a
-/// remote target, a receiver that is gone is its link, not the actor.
+/// remote target, a receiver that is gone is its link, not the actor. The
+/// verbs decide `remote` from the target's binding (verbs.hpp outcome_of).
 error from_caf(const caf::error& err, std::string_view target,
                bool remote = false);
 
