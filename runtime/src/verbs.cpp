@@ -10,7 +10,8 @@
 
 namespace courier::detail {
 
-// -- route_cache ------------------------------------------------------------------
+// -- route_cache
+// ------------------------------------------------------------------
 
 expected<const route*> route_cache::resolve(node_impl& node, destination to,
                                             const message& msg,
@@ -26,8 +27,9 @@ expected<const route*> route_cache::resolve(node_impl& node, destination to,
   // Read the generation first: a change racing with the lookup below then
   // makes the new entry stale rather than wrong.
   auto generation = node.generation();
-  auto i = std::find_if(routes_.begin(), routes_.end(),
-                        [&](const cached_route& x) { return x.name == to.name(); });
+  auto i
+    = std::find_if(routes_.begin(), routes_.end(),
+                   [&](const cached_route& x) { return x.name == to.name(); });
   if (i != routes_.end() && i->generation == generation)
     return &i->target;
   if (i != routes_.end())
@@ -52,7 +54,8 @@ const std::shared_ptr<name_slot>& no_binding() noexcept {
   return none;
 }
 
-// -- post -------------------------------------------------------------------------
+// -- post
+// -------------------------------------------------------------------------
 
 expected<void> post(node_impl& node, const verb_caller& from, destination to,
                     message msg, post_options options) {
@@ -76,11 +79,13 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   return {};
 }
 
-// -- requests ---------------------------------------------------------------------
+// -- requests
+// ---------------------------------------------------------------------
 
-expected<started_request> start_request(node_impl& node, const verb_caller& from,
-                                        destination to, message msg,
-                                        deadline until, bool direct) {
+expected<started_request> start_request(node_impl& node,
+                                        const verb_caller& from, destination to,
+                                        message msg, deadline until,
+                                        bool direct) {
   if (!msg)
     return error{errc::invalid_argument, "cannot request with a null message"};
   auto target = from.routes.resolve(node, to, msg, from.binding.get());
@@ -89,7 +94,8 @@ expected<started_request> start_request(node_impl& node, const verb_caller& from
   return start_request(node, from, **target, std::move(msg), until, direct);
 }
 
-expected<started_request> start_request(node_impl& node, const verb_caller& from,
+expected<started_request> start_request(node_impl& node,
+                                        const verb_caller& from,
                                         const route& to, message msg,
                                         deadline until, bool direct) {
   COURIER_RUNTIME_ASSERT(from.self != nullptr, "a request needs an actor");
@@ -139,7 +145,8 @@ error from_caf(const caf::error& err, std::string_view target, bool remote) {
   return {errc::internal, quoted(target) + ": " + caf::to_string(err)};
 }
 
-// -- broadcast ----------------------------------------------------------------------
+// -- broadcast
+// ----------------------------------------------------------------------
 
 broadcast_result refuse_broadcast(node_impl& node, const verb_caller& from,
                                   std::string_view pattern, const error& why) {

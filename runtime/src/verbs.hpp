@@ -43,8 +43,7 @@ class node_impl;
 /// asks the node).
 class route_cache {
 public:
-  explicit route_cache(std::size_t capacity) noexcept : capacity_(capacity) {
-  }
+  explicit route_cache(std::size_t capacity) noexcept : capacity_(capacity) {}
 
   /// Resolves `to` for a message `msg` sent by `sender` (null: a plain
   /// thread); a failure is reported as a dead letter (node_impl::resolve).
@@ -108,12 +107,14 @@ struct started_request {
 /// (the deadline had passed already). The caller then keeps the deadline
 /// and waits; `direct` lets a request to another node skip the link's
 /// proxy (deliver_request).
-expected<started_request> start_request(node_impl& node, const verb_caller& from,
-                                        destination to, message msg,
-                                        deadline until, bool direct);
+expected<started_request> start_request(node_impl& node,
+                                        const verb_caller& from, destination to,
+                                        message msg, deadline until,
+                                        bool direct);
 
 /// The same for a route already resolved (a broadcast's target).
-expected<started_request> start_request(node_impl& node, const verb_caller& from,
+expected<started_request> start_request(node_impl& node,
+                                        const verb_caller& from,
                                         const route& to, message msg,
                                         deadline until, bool direct);
 

@@ -174,8 +174,9 @@ TEST_CASE("a broadcast classifies its targets the same way from a thread "
   probe<broadcast_result> from_actor;
   REQUIRE(n->spawn("caller", [&](context& ctx) {
     return behavior{[&](const tpb::Add&) {
-      ctx.broadcast("t.*", ping(1), 300ms)
-        .then([&](broadcast_result result) { from_actor.push(result); });
+      ctx.broadcast("t.*", ping(1), 300ms).then([&](broadcast_result result) {
+        from_actor.push(result);
+      });
     }};
   }));
   REQUIRE(n->post("caller", add(0, 0)));
