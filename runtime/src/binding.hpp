@@ -121,7 +121,8 @@ bool valid_name(std::string_view name) noexcept;
 std::string quoted(std::string_view name);
 
 /// Maps a CAF error seen by a requester to Courier's vocabulary. For a
-/// remote target, a receiver that is gone is its link, not the actor.
+/// remote target, a receiver that is gone is its link, not the actor. The
+/// verbs decide `remote` from the target's binding (verbs.hpp outcome_of).
 error from_caf(const caf::error& err, std::string_view target,
                bool remote = false);
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
@@ -105,62 +106,31 @@ public:
   virtual void deliver(reply_msg reply) = 0;
 };
 
-/// One message on its way to an in-process actor. It carries the payload
-/// object itself (shared, immutable) and tracks its own delivery: a letter
-/// destroyed before a handler consumed it is reported as a dead letter
-/// (actor_stopped), which is how messages drained from a dead actor's mailbox
-/// get counted without hooking into CAF.
-class letter {
+/// A backlog_charge held by a letter: moved with the letter, never copied
+/// (a copy of a letter holds none).
+class letter_charge : public backlog_charge {
 public:
-  letter() noexcept = default;
+  using backlog_charge::backlog_charge;
 
-  letter(letter_kind kind, message payload, std::shared_ptr<name_slot> target,
-         std::shared_ptr<name_slot> sender, deadline expires,
-         node_impl* office) noexcept
-    : payload(std::move(payload)),
-      target(std::move(target)),
-      sender(std::move(sender)),
-      expires(expires),
-      kind(kind),
-      office_(office) {
+  letter_charge() noexcept = default;
+  letter_charge(letter_charge&&) noexcept = default;
+  letter_charge& operator=(letter_charge&&) noexcept = default;
+
+  /// A copy starts empty: the bytes stay with the original.
+  letter_charge(const letter_charge&) noexcept : backlog_charge() {
   }
 
-  letter(letter&& other) noexcept
-    : payload(std::move(other.payload)),
-      target(std::move(other.target)),
-      sender(std::move(other.sender)),
-      expires(other.expires),
-      tier(std::move(other.tier)),
-      reply_to(std::move(other.reply_to)),
-      kind(other.kind),
-      priority(other.priority),
-      charge(std::move(other.charge)),
-      office_(std::exchange(other.office_, nullptr)) {
+  letter_charge& operator=(const letter_charge&) = delete;
+
+  letter_charge& operator=(backlog_charge&& other) noexcept {
+    backlog_charge::operator=(std::move(other));
+    return *this;
   }
+};
 
-  letter& operator=(letter&& other) noexcept;
-
-  /// CAF requires copyable message types; a copy never reports itself.
-  letter(const letter& other)
-    : payload(other.payload),
-      target(other.target),
-      sender(other.sender),
-      expires(other.expires),
-      tier(other.tier),
-      reply_to(other.reply_to),
-      kind(other.kind),
-      priority(other.priority) {
-  }
-
-  letter& operator=(const letter&) = delete;
-
-  ~letter();
-
-  /// Marks the letter as handled (or reported): it will not report itself.
-  void consume() noexcept {
-    office_ = nullptr;
-  }
-
+/// What a letter carries: every field, listed once. Moved and copied as a
+/// whole by letter's special members.
+struct letter_fields {
   message payload;
   std::shared_ptr<name_slot> target;
   std::shared_ptr<name_slot> sender;
@@ -172,12 +142,93 @@ public:
   std::shared_ptr<reply_sink> reply_to;
   letter_kind kind = letter_kind::post;
   std::uint8_t priority = default_priority;
-  /// Held while the letter waits for its route to another node; a copy
-  /// holds none.
-  backlog_charge charge;
+  /// Held while the letter waits for its route to another node or in an
+  /// actor's mailbox; a copy holds none.
+  letter_charge charge;
+};
+
+/// The node a letter reports to if it dies unconsumed. Moving hands the
+/// duty over; a copy has none (only the original may report).
+class dead_letter_duty {
+public:
+  dead_letter_duty() noexcept = default;
+
+  explicit dead_letter_duty(node_impl* office) noexcept : office_(office) {
+  }
+
+  dead_letter_duty(dead_letter_duty&& other) noexcept
+    : office_(std::exchange(other.office_, nullptr)) {
+  }
+
+  dead_letter_duty& operator=(dead_letter_duty&& other) noexcept {
+    office_ = std::exchange(other.office_, nullptr);
+    return *this;
+  }
+
+  dead_letter_duty(const dead_letter_duty&) noexcept {
+  }
+
+  dead_letter_duty& operator=(const dead_letter_duty&) = delete;
+
+  /// The office, once: later calls return null.
+  node_impl* take() noexcept {
+    return std::exchange(office_, nullptr);
+  }
 
 private:
   node_impl* office_ = nullptr;
+};
+
+/// One message on its way to an in-process actor. It carries the payload
+/// object itself (shared, immutable) and tracks its own delivery: a letter
+/// destroyed before a handler consumed it is reported as a dead letter
+/// (actor_stopped), once, which is how messages drained from a dead actor's
+/// mailbox get counted without hooking into CAF. CAF requires copyable
+/// message types; a copy never reports itself and holds no charge.
+class letter : public letter_fields {
+public:
+  letter() noexcept = default;
+
+  letter(letter_kind kind, message payload, std::shared_ptr<name_slot> target,
+         std::shared_ptr<name_slot> sender, deadline expires,
+         node_impl* office) noexcept
+    : duty_(office) {
+    letter_fields::payload = std::move(payload);
+    letter_fields::target = std::move(target);
+    letter_fields::sender = std::move(sender);
+    letter_fields::expires = expires;
+    letter_fields::kind = kind;
+  }
+
+  letter(letter&&) noexcept = default;
+  letter(const letter&) = default;
+
+  /// Reports this letter first if it was still owed a delivery.
+  letter& operator=(letter&& other) noexcept {
+    if (this != &other) {
+      report_unconsumed();
+      letter_fields::operator=(std::move(other));
+      duty_ = std::move(other.duty_);
+    }
+    return *this;
+  }
+
+  letter& operator=(const letter&) = delete;
+
+  ~letter() {
+    report_unconsumed();
+  }
+
+  /// Marks the letter as handled (or reported): it will not report itself.
+  void consume() noexcept {
+    duty_.take();
+  }
+
+private:
+  /// Reports the letter as a dead letter (actor_stopped) unless consumed.
+  void report_unconsumed() noexcept;
+
+  dead_letter_duty duty_;
 };
 
 /// A function to run inside an actor (continuations that must not run on

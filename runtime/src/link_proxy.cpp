@@ -388,7 +388,7 @@ private:
           promise.deliver(std::move(reply));
         },
         [promise = *promise, target](caf::error& err) mutable {
-          auto why = from_caf(err, target);
+          auto why = from_caf(err, target, true); // the side link died
           promise.deliver(reply_msg{nullptr, why.code(), why.message()});
         });
   }

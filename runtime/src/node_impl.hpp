@@ -1,7 +1,8 @@
 #pragma once
 
-// The node's private state: the CAF actor system, the name registry, the
-// type registry, the dead-letter office and supervision; it owns the seams
+// The node's private state: the CAF actor system, the name registry and
+// supervision (registry.cpp), the type registry and the dead-letter office
+// (node_impl.cpp), its record (node_record.cpp); it owns the seams
 // for other nodes (directory.hpp, peers.hpp, router.hpp, tier_policy.hpp,
 // authenticator.hpp) and the links reach it through remote.hpp.
 //
@@ -87,19 +88,6 @@ struct responder_state {
   reply_path path;
   bool done = false;
 };
-
-/// Files one target's outcome into a broadcast result.
-void classify(broadcast_result& result, std::string name,
-              expected<message> outcome);
-
-/// Sorts every list of a broadcast result by name.
-void sort_result(broadcast_result& result);
-
-/// The outcome carried by a reply.
-expected<message> to_outcome(reply_msg& reply);
-
-/// A CAF request timeout for a deadline.
-caf::duration to_caf(deadline until);
 
 class node_impl final : public link_host {
 public:

@@ -18,9 +18,6 @@ const message& empty_reply() {
   return instance;
 }
 
-/// Priorities 6 and 7 use CAF's urgent lane.
-constexpr std::uint8_t urgent_priority = 6;
-
 thread_local shell* running_shell = nullptr;
 
 /// Marks this thread as running an actor's code for a scope.
@@ -79,7 +76,6 @@ void shell::on_exit() {
                                "'" + slot_->name + "' stopped before replying"});
   open_responders_.clear();
   routes_.clear();
-  ref_route_ = route{};
   // Destroy the user's state now, on the actor's own thread.
   behavior_ = behavior{};
 }
@@ -168,152 +164,66 @@ void shell::answer(reply_path path, expected<message> outcome) {
   path.deliver(std::move(reply));
 }
 
-expected<const route*> shell::resolve(destination to, const message& msg) {
-  if (to.ref() != nullptr) { // a ref skips the name lookup: nothing to cache
-    auto found = owner().resolve(to, msg, slot_.get());
-    if (!found)
-      return std::move(found).error();
-    ref_route_ = std::move(*found);
-    return &ref_route_;
-  }
-  // Read the generation first: a change racing with the lookup below then
-  // makes the new entry stale rather than wrong.
-  auto generation = owner().generation();
-  auto i = std::find_if(routes_.begin(), routes_.end(),
-                        [&](const cached_route& x) { return x.name == to.name(); });
-  if (i != routes_.end() && i->generation == generation)
-    return &i->target;
-  if (i != routes_.end())
-    routes_.erase(i);
-  auto found = owner().resolve(to, msg, slot_.get());
-  if (!found)
-    return std::move(found).error();
-  routes_.insert(routes_.begin(),
-                 {std::string{to.name()}, generation, std::move(*found)});
-  if (routes_.size() > route_cache_size)
-    routes_.pop_back();
-  return &routes_.front().target;
-}
-
 const std::string& shell::current_sender() const noexcept {
   static const std::string none;
   return current_ && current_->sender ? current_->sender->name : none;
 }
 
 expected<void> shell::post_to(destination to, message msg,
-                              const post_options& opts) {
-  if (!msg)
-    return error{errc::invalid_argument, "cannot post a null message"};
-  auto target = resolve(to, msg);
-  if (!target)
-    return std::move(target).error();
-  if (auto checked = owner().check_post_options(opts); !checked)
-    return checked;
-  const route& dest = **target;
-  auto charge = owner().charge_backlog(dest, msg);
-  if (!charge)
-    return std::move(charge).error();
-  auto envelope = owner().make_letter(letter_kind::post, std::move(msg), dest,
-                                      slot_, opts.expires);
-  envelope.charge = std::move(*charge);
-  envelope.priority = opts.priority;
-  envelope.tier = opts.tier;
-  if (opts.priority >= urgent_priority)
-    send<caf::message_priority::high>(dest.handle, std::move(envelope));
-  else
-    send(dest.handle, std::move(envelope));
-  return {};
+                              post_options opts) {
+  return post(owner(), caller(), to, std::move(msg), std::move(opts));
 }
 
 void shell::request_to(destination to, message msg, deadline until,
                        reply_callback on_outcome) {
-  if (!msg) {
-    defer([cb = std::move(on_outcome)] {
-      cb(error{errc::invalid_argument, "cannot request with a null message"});
-    });
-    return;
-  }
-  auto target = resolve(to, msg);
-  if (!target) {
-    defer([cb = std::move(on_outcome), err = std::move(target).error()] {
+  await_answer(start_request(owner(), caller(), to, std::move(msg), until,
+                             true),
+               until, std::move(on_outcome));
+}
+
+void shell::await_answer(expected<started_request> started, deadline until,
+                         reply_callback on_outcome) {
+  if (!started) {
+    defer([cb = std::move(on_outcome), err = std::move(started).error()] {
       cb(err);
     });
     return;
   }
-  request_route(**target, std::move(msg), until, std::move(on_outcome));
-}
-
-void shell::request_route(const route& to, message msg, deadline until,
-                          reply_callback on_outcome) {
-  if (until.expired()) {
-    defer([cb = std::move(on_outcome), name = to.slot->name] {
-      cb(error{errc::deadline_exceeded,
-               "the deadline had passed before asking '" + name + "'"});
-    });
-    return;
-  }
-  auto envelope = owner().make_letter(letter_kind::request, std::move(msg), to,
-                                      slot_, until);
-  // Both continuations need the callback; share it rather than copy the
-  // user's captures.
-  auto cb = std::make_shared<reply_callback>(std::move(on_outcome));
-  if (!to.slot->node.empty()) {
-    request_remote(to, std::move(envelope), until, std::move(cb));
-    return;
-  }
-  request(to.handle, to_caf(until), std::move(envelope))
-    .then(
-      [this, cb](reply_msg& reply) {
-        guarded("a reply continuation", [&] { (*cb)(to_outcome(reply)); });
-      },
-      [this, cb, name = to.slot->name,
-       remote = !to.slot->node.empty()](caf::error& err) {
-        guarded("a reply continuation",
-                [&] { (*cb)(from_caf(err, name, remote)); });
-      });
-}
-
-void shell::request_remote(const route& to, letter envelope, deadline until,
-                           std::shared_ptr<reply_callback> cb) {
-  // The deadline is the node's timer's, not CAF's: CAF's clock wakes its
-  // thread for every request. The link's proxy answers every request it
-  // holds by its deadline at the latest, so the CAF request ends too.
+  // The answer and the node's timer race; the first one wins.
   struct outcome {
-    std::shared_ptr<reply_callback> cb;
+    reply_callback cb;
     bool done = false;
   };
-  auto state = std::make_shared<outcome>(outcome{std::move(cb)});
+  auto state = std::make_shared<outcome>(outcome{std::move(on_outcome)});
   auto finish = [this, state](expected<message> result) {
     if (state->done)
       return;
     state->done = true;
-    guarded("a reply continuation", [&] { (*state->cb)(std::move(result)); });
+    guarded("a reply continuation", [&] { state->cb(std::move(result)); });
   };
-  auto on_reply = [finish](reply_msg& reply) { finish(to_outcome(reply)); };
-  auto on_error = [finish, name = to.slot->name](caf::error& err) {
-    finish(from_caf(err, name, true));
-  };
-  // Straight to the link from this thread when its proxy holds nothing
-  // back; the answer comes as the response to a CAF request of ours.
-  auto id = new_request_id(caf::message_priority::normal);
-  if (to.link
-      && request_direct(*to.link, envelope,
-                        caf::actor_cast<caf::strong_actor_ptr>(this), id)) {
-    add_multiplexed_response_handler(id.response_id(),
-                                     caf::behavior{on_reply, on_error});
-  } else {
-    envelope.charge = owner().charge_request(to, envelope.payload);
-    request(to.handle, caf::infinite, std::move(envelope))
-      .then(on_reply, on_error);
+  auto target = std::move(started->target);
+  add_multiplexed_response_handler(
+    started->id.response_id(),
+    caf::behavior{[finish](reply_msg& reply) { finish(outcome_of(reply)); },
+                  [finish, target](caf::error& err) {
+                    finish(outcome_of(err, *target));
+                  }});
+  if (target->node.empty()) {
+    request_response_timeout(to_caf(until), started->id);
+    return;
   }
+  // To another node, the deadline is the node's timer's, not CAF's: CAF's
+  // clock wakes its thread for every request. The link's proxy answers
+  // every request it holds by its deadline at the latest, so the CAF
+  // request ends too.
   if (until.is_never())
     return;
-  // The timer holds the request weakly: once the reply came and CAF let go
-  // of the continuation, the entry is dead weight that the timer drops.
+  // The timer holds the request weakly: once the answer came and CAF let
+  // go of the continuation, the entry is dead weight that the timer drops.
   std::weak_ptr<outcome> weak = state;
   owner().timer().at(
     until.at(), weak,
-    [self = address(), weak, name = to.slot->name] {
+    [self = address(), weak, name = target->name] {
       auto me = caf::actor_cast<caf::actor>(self);
       if (!me)
         return;
@@ -322,56 +232,39 @@ void shell::request_remote(const route& to, letter envelope, deadline until,
                        if (!state || state->done)
                          return;
                        state->done = true;
-                       (*state->cb)(error{errc::deadline_exceeded,
-                                          "no reply from " + quoted(name)
-                                            + " before the deadline"});
+                       state->cb(error{errc::deadline_exceeded,
+                                       "no reply from " + quoted(name)
+                                         + " before the deadline"});
                      }});
     });
 }
 
 void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
                          std::function<void(broadcast_result)> on_done) {
-  if (!msg) {
-    broadcast_result refused;
-    for (auto& target : owner().match(pattern))
-      if (target.slot != slot_)
-        refused.failed.push_back(
-          {target.slot->name,
-           error{errc::invalid_argument, "cannot broadcast a null message"}});
-    defer([fn = std::move(on_done), refused = std::move(refused)]() mutable {
-      fn(std::move(refused));
-    });
-    return;
-  }
   struct collector {
     broadcast_result result;
     std::size_t pending = 0;
     std::function<void(broadcast_result)> on_done;
   };
-  auto state = std::make_shared<collector>();
-  state->on_done = std::move(on_done);
+  auto plan = plan_broadcast(owner(), caller(), pattern, msg);
+  auto state = std::make_shared<collector>(
+    collector{std::move(plan.known), 0, std::move(on_done)});
   auto finish = [this, state] {
     sort_result(state->result);
     guarded("a broadcast continuation",
             [&] { state->on_done(std::move(state->result)); });
   };
-  for (auto& target : owner().match(pattern)) {
-    if (target.slot == slot_)
-      continue;
-    if (!target.handle) {
-      state->result.dead.push_back(target.slot->name);
-      continue;
-    }
-    ++state->pending;
-    request_route(target, msg, until,
-                  [state, finish, name = target.slot->name](
-                    expected<message> outcome) {
-                    classify(state->result, name, std::move(outcome));
-                    if (--state->pending == 0)
-                      finish();
-                  });
-  }
-  if (state->pending == 0)
+  state->pending = plan.targets.size();
+  for (auto& target : plan.targets)
+    await_answer(start_request(owner(), caller(), target, msg, until, true),
+                 until,
+                 [state, finish, name = target.slot->name](
+                   expected<message> outcome) {
+                   classify(state->result, name, std::move(outcome));
+                   if (--state->pending == 0)
+                     finish();
+                 });
+  if (plan.targets.empty())
     defer(finish);
 }
 
@@ -520,7 +413,7 @@ const std::string& context::node_name() const noexcept {
 
 expected<void> context::post(destination to, message msg,
                              post_options options) {
-  return self_->post_to(to, std::move(msg), options);
+  return self_->post_to(to, std::move(msg), std::move(options));
 }
 
 pending_request context::request(destination to, message msg, deadline until) {

@@ -13,6 +13,7 @@
 
 #include "courier/context.hpp"
 #include "node_impl.hpp"
+#include "verbs.hpp"
 
 namespace courier::detail {
 
@@ -42,8 +43,7 @@ public:
   // (Named *_to and so on: CAF's own send, request and monitor must stay
   // visible in this class.)
 
-  expected<void> post_to(destination to, message msg,
-                         const post_options& opts);
+  expected<void> post_to(destination to, message msg, post_options opts);
 
   /// Sends a request; `on_outcome` runs inside this actor exactly once.
   void request_to(destination to, message msg, deadline until,
@@ -74,23 +74,16 @@ private:
 
   void answer(reply_path path, expected<message> outcome);
 
-  void request_route(const route& to, message msg, deadline until,
-                     reply_callback on_outcome);
+  /// This actor as the caller of a verb.
+  verb_caller caller() noexcept {
+    return verb_caller{slot_, routes_, this};
+  }
 
-  /// A request through a link's proxy, its deadline kept by the node's
-  /// timer.
-  void request_remote(const route& to, letter envelope, deadline until,
-                      std::shared_ptr<reply_callback> cb);
-
-  /// Resolves through this actor's route cache; the pointer stays valid
-  /// until the next call.
-  expected<const route*> resolve(destination to, const message& msg);
-
-  struct cached_route {
-    std::string name;
-    std::uint64_t generation;
-    route target;
-  };
+  /// Waits, without blocking, for the answer to a request the verbs
+  /// started: `on_outcome` runs inside this actor exactly once, with the
+  /// answer, the error that stopped the request, or deadline_exceeded.
+  void await_answer(expected<started_request> started, deadline until,
+                    reply_callback on_outcome);
 
   std::shared_ptr<name_slot> slot_;
   courier::context ctx_;
@@ -101,11 +94,8 @@ private:
   // runs so that a throw answers `internal` before unwinding drops it.
   std::shared_ptr<responder_state> current_responder_;
   std::vector<std::weak_ptr<responder_state>> open_responders_;
-  // The names this actor talked to lately, most recent first. Small: a
-  // linear scan beats hashing.
-  std::vector<cached_route> routes_;
-  static constexpr std::size_t route_cache_size = 8;
-  route ref_route_; // the last route resolved from an actor_ref
+  // The names this actor talked to lately.
+  route_cache routes_{8};
 };
 
 } // namespace courier::detail

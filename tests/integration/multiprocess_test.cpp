@@ -246,6 +246,45 @@ TEST_CASE("broadcast reaches the actors of every node on the machine",
   CHECK(result.failed[0].reason.code() == errc::unimplemented);
 }
 
+TEST_CASE("a broadcast whose remote target's link closes counts it dead, "
+          "from a thread and from an actor",
+          "[pipe][integration]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"echo.b", "sloth"});
+  local_node here{dir, "here"};
+  REQUIRE(here->send("echo.b", ping(1), 5s)); // the link is up
+  auto written = [&] {
+    auto routes = here->routes();
+    return routes.empty() ? std::uint64_t{0} : routes[0].messages_out;
+  };
+  auto before = written();
+  probe<broadcast_result> from_actor;
+  REQUIRE(here->spawn("caller", [&](context& ctx) {
+    return behavior{[&](const tpb::Add&) {
+      ctx.broadcast("sloth", ping(2), 10s)
+        .then([&](broadcast_result result) { from_actor.push(result); });
+    }};
+  }));
+  REQUIRE(here->post("caller", add(0, 0)));
+  auto from_thread = std::async(std::launch::async, [&] {
+    return here->broadcast("sloth", ping(3), 10s);
+  });
+  // Both requests are on the link, parked by the sloth, when it closes.
+  REQUIRE(eventually([&] { return written() >= before + 2; }));
+  peer->kill(SIGKILL);
+  REQUIRE(from_actor.wait_for_count(1));
+  REQUIRE(from_thread.wait_for(patience) == std::future_status::ready);
+  auto in_thread = from_thread.get();
+  auto in_actor = from_actor.items().front();
+  for (auto* result : {&in_thread, &in_actor}) {
+    CHECK(result->dead == std::vector<std::string>{"sloth"});
+    CHECK(result->replied.empty());
+    CHECK(result->failed.empty());
+    CHECK(result->timed_out.empty());
+  }
+  REQUIRE(peer->wait_exit(5s));
+}
+
 TEST_CASE("a SIGKILLed node is reported down within 100 ms and its entries "
           "are reclaimed",
           "[pipe][integration]") {
