@@ -16,8 +16,7 @@
 #include <pthread.h>
 
 #include "courier/courier.hpp"
-#include "courier/pipe/pipe_transport.hpp"
-#include "courier/shm/shm_transport.hpp"
+#include "courier/transports.hpp"
 #include "echo/echo.pb.h"
 
 namespace {
@@ -30,8 +29,7 @@ courier::behavior echoer(courier::context&) {
 courier::node_config config_for(std::string name) {
   courier::node_config config;
   config.name = std::move(name);
-  config.transports
-    = {{"pipe", courier::pipe::factory()}, {"shm", courier::shm::factory()}};
+  config.transports = courier::local_transports(); // shm and the pipe
   config.log = [](courier::log_level level, std::string_view line) {
     if (level >= courier::log_level::warning)
       std::cerr << "echo_node: " << line << "\n";

@@ -76,17 +76,11 @@ expected<peer_link> peers::link_to(const std::string& node) {
   std::lock_guard connecting{connect_mu_};
   if (auto found = existing())
     return std::move(*found);
-  if (dir_ == nullptr)
-    return error{errc::unavailable, "this node joined no directory"};
-  auto peer = dir_->read_node(node);
-  if (!peer)
-    return std::move(peer).error();
-  auto made = policy_.connect(
-    place_of(owner_.record()), *peer, policy_.preferred_for(node), false,
-    deadline{owner_.config().handshake_timeout},
-    [this](log_level level, std::string_view line) { owner_.log(level, line); });
+  v1::NodeRecord peer;
+  auto made = connect(node, policy_.preferred_for(node), false, peer);
   if (!made) {
-    dir_->suspect(node);
+    if (dir_ != nullptr)
+      dir_->suspect(node);
     return error{errc::unavailable, "node " + quoted(node)
                                       + " is unreachable: "
                                       + made.error().message()};
@@ -95,30 +89,38 @@ expected<peer_link> peers::link_to(const std::string& node) {
   info->peer = node;
   info->tier = std::move(made->tier);
   info->note = std::move(made->note);
-  auto proxy = start_link(*peer, std::move(made->conn), info, true);
+  auto proxy = start_link(peer, std::move(made->conn), info, true);
   if (!proxy)
     return std::move(proxy).error();
   return peer_link{std::move(*proxy), std::move(info)};
 }
 
-expected<caf::actor> peers::open_side_link(const std::string& node,
-                                           const std::string& tier) {
+expected<connected_link> peers::connect(const std::string& node,
+                                        std::string_view preferred, bool only,
+                                        v1::NodeRecord& peer) {
   if (dir_ == nullptr)
     return error{errc::unavailable, "this node joined no directory"};
-  auto peer = dir_->read_node(node);
-  if (!peer)
-    return std::move(peer).error();
-  auto made = policy_.connect(
-    place_of(owner_.record()), *peer, tier, true,
+  auto record = dir_->read_node(node);
+  if (!record)
+    return std::move(record).error();
+  peer = std::move(*record);
+  return policy_.connect(
+    place_of(owner_.record()), peer, preferred, only,
     deadline{owner_.config().handshake_timeout},
     [this](log_level level, std::string_view line) { owner_.log(level, line); });
+}
+
+expected<caf::actor> peers::open_side_link(const std::string& node,
+                                           const std::string& tier) {
+  v1::NodeRecord peer;
+  auto made = connect(node, tier, true, peer);
   if (!made)
     return std::move(made).error();
   auto info = std::make_shared<link_info>();
   info->peer = node;
   info->tier = tier;
   info->note = "asked for by messages";
-  return start_link(*peer, std::move(made->conn), std::move(info), false);
+  return start_link(peer, std::move(made->conn), std::move(info), false);
 }
 
 expected<caf::actor> peers::start_link(const v1::NodeRecord& peer,

@@ -92,6 +92,12 @@ public:
   std::vector<caf::actor_addr> stop();
 
 private:
+  /// Reads `node`'s record into `peer` and connects to it through the tier
+  /// policy (`only`: on `preferred` alone).
+  expected<connected_link> connect(const std::string& node,
+                                   std::string_view preferred, bool only,
+                                   v1::NodeRecord& peer);
+
   /// Checks that `conn` is served by `peer` and starts its proxy: the route
   /// to the peer, or (`route` false) a side link of the route.
   expected<caf::actor> start_link(const v1::NodeRecord& peer,

@@ -92,8 +92,10 @@ struct node_config {
   /// /tmp/courier for other users (see docs/directory.md).
   std::string directory;
   /// Tiers this node uses to reach and accept other nodes, by name, e.g.
-  /// `{{"pipe", courier::pipe::factory()}}` (courier/transports.hpp has
-  /// the defaults). Without any, other nodes are unreachable.
+  /// `{{"pipe", courier::pipe::factory()}}`; courier::local_transports()
+  /// (courier/transports.hpp, target courier::transports) registers the
+  /// tiers that ship with Courier. The tier policy ranks them per peer by
+  /// what each says it reaches. Without any, other nodes are unreachable.
   std::vector<std::pair<std::string, transport_factory>> transports;
   /// Tier overrides per peer node: (glob pattern of node names, tier name);
   /// the first match picks the tier a new route tries first, before the

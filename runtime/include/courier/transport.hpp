@@ -90,6 +90,17 @@ struct listen_context {
   /// every node shares it: a transport names its endpoints after `node`
   /// and, when registered under another name than its own, `tier`.
   std::string local_dir;
+
+  /// The path of a local endpoint in local_dir for a transport named
+  /// `own_name`: <node><suffix>, or <node>.<tier><suffix> when registered
+  /// under another name.
+  std::string local_endpoint(std::string_view own_name,
+                             std::string_view suffix) const {
+    auto path = local_dir + "/" + node;
+    if (!tier.empty() && tier != own_name)
+      path.append(".").append(tier);
+    return path.append(suffix);
+  }
 };
 
 /// A large frame read in two strings: `bulk`, the run of its bytes that

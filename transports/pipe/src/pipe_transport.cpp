@@ -567,11 +567,7 @@ public:
     if (where.local_dir.empty())
       return error{errc::failed_precondition,
                    "the pipe tier needs a directory for its socket"};
-    auto endpoint = where.local_dir + "/" + where.node
-                    + (where.tier.empty() || where.tier == name()
-                         ? std::string{}
-                         : "." + where.tier)
-                    + ".sock";
+    auto endpoint = where.local_endpoint(name(), ".sock");
     if (endpoint.size() >= sizeof(sockaddr_un::sun_path))
       return error{errc::invalid_argument,
                    "the socket path '" + endpoint + "' is too long"};

@@ -626,11 +626,7 @@ public:
     if (where.local_dir.empty())
       return error{errc::failed_precondition,
                    "the shm tier needs a directory for its socket"};
-    auto endpoint = where.local_dir + "/" + where.node
-                    + (where.tier.empty() || where.tier == name()
-                         ? std::string{}
-                         : "." + where.tier)
-                    + ".shm";
+    auto endpoint = where.local_endpoint(name(), ".shm");
     sockaddr_un addr{};
     if (endpoint.size() >= sizeof addr.sun_path)
       return error{errc::invalid_argument,
