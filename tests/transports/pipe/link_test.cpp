@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -214,4 +215,40 @@ TEST_CASE("the outbound queue is bounded", "[pipe]") {
   REQUIRE_FALSE(written);
   CHECK(written.code() == errc::resource_exhausted);
   REQUIRE(pair.received->frames.wait_for_count(accepted));
+}
+
+TEST_CASE("frames read by polling threads and the I/O thread at once arrive "
+          "whole and in order, large ones cut where asked",
+          "[pipe]") {
+  // The latency scheduler's idle threads call transport::poll(), which reads
+  // the sockets beside the I/O thread: both take turns on one stream.
+  linked_pair pair{{}, [](recorder& r) {
+    r.split_rule = [](std::string_view head, std::size_t size) {
+      if (head.size() < 8)
+        return frame_range{0, 0};
+      return frame_range{8, (size - 8) / 2};
+    };
+  }};
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> polled{0};
+  std::vector<std::thread> pollers;
+  for (int t = 0; t < 2; ++t)
+    pollers.emplace_back([&] {
+      while (!done.load())
+        if (pair.server->poll())
+          polled.fetch_add(1);
+    });
+  constexpr std::uint32_t count = 3000;
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(pair.sender->write(make_frame(3, i)));
+  bool all = pair.received->frames.wait_for_count(count);
+  done = true;
+  for (auto& poller : pollers)
+    poller.join();
+  REQUIRE(all);
+  auto frames = pair.received->frames.items();
+  for (std::uint32_t i = 0; i < count; ++i)
+    REQUIRE(frames[i] == make_frame(3, i));
+  CHECK(polled.load() > 0); // the pollers did read some
+  CHECK(pair.received->closed.items().empty());
 }

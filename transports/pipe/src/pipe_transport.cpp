@@ -82,7 +82,8 @@ constexpr auto close_linger = std::chrono::seconds{2};
 constexpr std::size_t max_batch_frames = 64;
 constexpr std::size_t max_batch_bytes = std::size_t{1} << 20;
 
-/// One AF_UNIX connection. Reads happen on the I/O thread. A write goes
+/// One AF_UNIX connection. Reads happen on the I/O thread, or on a
+/// scheduler thread that polls the tier (see "reading"). A write goes
 /// straight to the socket from the writer's thread when nothing is queued
 /// (no hop to the I/O thread); otherwise it joins the queue, which the I/O
 /// thread writes in batches, one gathering write for many frames.
@@ -99,8 +100,9 @@ public:
 
   void start(std::shared_ptr<link_events> events) override {
     asio::post(socket_.get_executor(), [self = shared_from_this(), events] {
+      std::lock_guard guard{self->read_mu_};
       self->events_ = std::move(events);
-      self->read_more();
+      self->arm();
     });
   }
 
@@ -141,15 +143,17 @@ public:
   }
 
   void pause_reading() override {
-    asio::post(socket_.get_executor(),
-               [self = shared_from_this()] { ++self->pauses_; });
+    std::lock_guard guard{read_mu_};
+    ++pauses_;
   }
 
   void resume_reading() override {
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      if (--self->pauses_ == 0 && std::exchange(self->read_waits_, false)
-          && !self->shut_)
-        self->read_more();
+      std::lock_guard guard{self->read_mu_};
+      if (--self->pauses_ == 0) {
+        self->read_waits_ = false;
+        self->arm(); // also reads what a poller left when it paused
+      }
     });
   }
 
@@ -213,6 +217,8 @@ public:
   }
 
 private:
+  friend class pipe_transport; // poll_once()
+
   // -- writing ------------------------------------------------------------------
 
   /// With the I/O thread not writing: writes the queue from this thread, in
@@ -325,42 +331,148 @@ private:
   }
 
   // -- reading ------------------------------------------------------------------
+  //
+  // The I/O thread waits until the socket is readable (async_wait) and then
+  // receives what is there without blocking; so do the scheduler threads
+  // that poll the tier (scheduler_policy::latency, pipe_transport::poll),
+  // which then hand frames to actors with no thread woken. Either way under
+  // read_mu_: one reader at a time, so frames reach the receiver one at a
+  // time and in order. Only the I/O thread arms waits and shuts the link;
+  // a poller that meets the end of the stream or a bad frame leaves it to
+  // the I/O thread (post).
 
-  void read_more() {
+  /// I/O thread, under read_mu_: waits for input, unless paused, shut,
+  /// failed or waiting already.
+  void arm() {
+    if (shut_ || failed_ || armed_)
+      return;
     if (pauses_ > 0) {
-      read_waits_ = true; // resume_reading() reads on
+      read_waits_ = true; // resume_reading() arms again
       return;
     }
+    armed_ = true;
+    socket_.async_wait(stream::socket::wait_read,
+                       [self = shared_from_this()](
+                         boost::system::error_code ec) {
+                         self->on_readable(ec);
+                       });
+  }
+
+  /// I/O thread: the socket has input (or an error).
+  void on_readable(boost::system::error_code ec) {
+    std::optional<error> failure;
+    {
+      std::lock_guard guard{read_mu_};
+      armed_ = false;
+      if (shut_ || failed_)
+        return; // failed_: a poller posted the shut
+      if (ec)
+        failure = from_asio(ec);
+      else
+        failure = receive();
+      if (!failure)
+        arm();
+    }
+    if (failure)
+      shut(std::move(*failure));
+  }
+
+  /// A scheduler thread polling: receives what the socket holds, if no one
+  /// else is reading; true if a frame was handed over.
+  bool poll_once() {
+    std::unique_lock guard{read_mu_, std::try_to_lock};
+    if (!guard.owns_lock() || !events_ || shut_ || failed_ || pauses_ > 0)
+      return false;
+    auto before = handed_;
+    if (auto failure = receive())
+      asio::post(socket_.get_executor(),
+                 [self = shared_from_this(), why = std::move(*failure)] {
+                   self->shut(why);
+                 });
+    return handed_ != before;
+  }
+
+  /// Under read_mu_: receives and hands over whatever the socket holds now,
+  /// without blocking, until it holds no more or the receiver pauses. A
+  /// failure (the end of the stream, a read error, a frame over the limit)
+  /// marks the link failed and is returned, for the I/O thread to shut it.
+  std::optional<error> receive() {
+    while (pauses_ == 0) {
+      std::optional<error> failure;
+      auto got = targets_.empty() ? receive_buffered(failure)
+                                  : receive_large(failure);
+      if (failure) {
+        failed_ = true;
+        return failure;
+      }
+      if (!got)
+        return std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  /// Receives into `parts` without blocking: the bytes received, 0 when the
+  /// socket holds none; sets `failure` at the end of the stream or on an
+  /// error.
+  std::size_t receive_into(iovec* parts, std::size_t count,
+                           std::optional<error>& failure) {
+    msghdr msg{};
+    msg.msg_iov = parts;
+    msg.msg_iovlen = count;
+    for (;;) {
+      auto n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+      if (n > 0)
+        return static_cast<std::size_t>(n);
+      if (n == 0) {
+        failure = error{errc::unavailable, "the peer closed the link"};
+        return 0;
+      }
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+      failure = errno == ECONNRESET || errno == EPIPE
+                  ? error{errc::unavailable, "the peer closed the link"}
+                  : error{errc::unavailable,
+                          std::string{"link error: "} + std::strerror(errno)};
+      return 0;
+    }
+  }
+
+  /// Receives into the read buffer and hands over the whole frames in it;
+  /// false when the socket held nothing.
+  bool receive_buffered(std::optional<error>& failure) {
     if (in_begin_ > 0) { // keep the unparsed tail at the front
       std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
       in_end_ -= in_begin_;
       in_begin_ = 0;
     }
-    socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-        if (ec)
-          return self->shut(from_asio(ec));
-        self->in_end_ += n;
-        self->parse();
-      });
+    iovec part{in_.data() + in_end_, in_.size() - in_end_};
+    auto n = receive_into(&part, 1, failure);
+    if (n == 0)
+      return false;
+    in_end_ += n;
+    parse(failure);
+    return true;
   }
 
-  /// Hands over every whole frame in the buffer, then reads more.
-  void parse() {
+  /// Hands over every whole frame in the buffer; a frame larger than the
+  /// buffer is then read on its own (targets_).
+  void parse(std::optional<error>& failure) {
+    const auto limit = frame_limit_.load(std::memory_order_acquire);
     while (in_end_ - in_begin_ >= 4) {
       const auto* at = reinterpret_cast<const unsigned char*>(in_.data())
                        + in_begin_;
       std::size_t size = std::uint32_t{at[0]} | std::uint32_t{at[1]} << 8
                          | std::uint32_t{at[2]} << 16
                          | std::uint32_t{at[3]} << 24;
-      if (auto limit = frame_limit_.load(std::memory_order_acquire);
-          size > limit) {
+      if (size > limit) {
         deliver_ready(); // the frames before it were fine
-        return shut(error{errc::resource_exhausted,
-                          "the peer sent a frame of " + std::to_string(size)
-                            + " bytes, over the limit of "
-                            + std::to_string(limit)});
+        failure = error{errc::resource_exhausted,
+                        "the peer sent a frame of " + std::to_string(size)
+                          + " bytes, over the limit of "
+                          + std::to_string(limit)};
+        return;
       }
       auto have = in_end_ - in_begin_ - 4;
       if (have >= size) {
@@ -370,40 +482,37 @@ private:
       }
       if (4 + size <= in_.size())
         break; // it will fit: read more
-      // Larger than the buffer: read the rest straight into the frame, in
-      // a recycled string if there is one (its bytes need no clearing);
-      // its bulk, if the receiver wants it apart, into a string of its own.
       deliver_ready();
-      if (events_) {
-        auto cut = events_->split({in_.data() + in_begin_ + 4, have}, size);
-        if (cut.size > 0 && cut.at <= have && cut.size <= size - cut.at)
-          return read_split(size, have, cut);
-      }
-      {
-        std::lock_guard guard{spare_mu_};
-        big_ = std::exchange(spare_, {});
-      }
-      big_.resize(size);
-      std::memcpy(big_.data(), in_.data() + in_begin_ + 4, have);
-      in_begin_ = in_end_ = 0;
-      asio::async_read(socket_, asio::buffer(big_.data() + have, size - have),
-                       [self = shared_from_this()](
-                         boost::system::error_code ec, std::size_t) {
-                         if (ec)
-                           return self->shut(from_asio(ec));
-                         self->deliver(std::exchange(self->big_, {}));
-                         if (!self->shut_)
-                           self->read_more();
-                       });
+      start_large(size, have);
       return;
     }
     deliver_ready();
-    read_more();
   }
 
-  /// Reads the frame of `size` bytes whose first `have` bytes are at
-  /// in_begin_ + 4 as two strings: the run `cut`, and the rest.
-  void read_split(std::size_t size, std::size_t have, frame_range cut) {
+  /// Starts reading a frame of `size` bytes, larger than the buffer, whose
+  /// first `have` bytes are at in_begin_ + 4: straight into a string of its
+  /// own (a recycled one if there is one: its bytes need no clearing), or,
+  /// if the receiver wants its bulk apart, into two strings.
+  void start_large(std::size_t size, std::size_t have) {
+    const char* head = in_.data() + in_begin_ + 4;
+    if (events_) {
+      auto cut = events_->split({head, have}, size);
+      if (cut.size > 0 && cut.at <= have && cut.size <= size - cut.at)
+        return start_split(size, have, cut);
+    }
+    {
+      std::lock_guard guard{spare_mu_};
+      big_ = std::exchange(spare_, {});
+    }
+    big_.resize(size);
+    std::memcpy(big_.data(), head, have);
+    in_begin_ = in_end_ = 0;
+    split_reading_ = false;
+    targets_ = {iovec{big_.data() + have, size - have}};
+  }
+
+  /// As start_large, in two strings: the run `cut`, and the rest.
+  void start_split(std::size_t size, std::size_t have, frame_range cut) {
     const char* head = in_.data() + in_begin_ + 4;
     split_ = split_frame{};
     split_.bulk_at = cut.at;
@@ -422,21 +531,46 @@ private:
     std::memcpy(split_.rest.data() + cut.at, head + cut.at + bulk_read,
                 rest_read - cut.at);
     in_begin_ = in_end_ = 0;
-    std::array<asio::mutable_buffer, 2> unread{
-      asio::buffer(split_.bulk.data() + bulk_read, cut.size - bulk_read),
-      asio::buffer(split_.rest.data() + rest_read,
-                   split_.rest.size() - rest_read)};
-    asio::async_read(socket_, unread,
-                     [self = shared_from_this()](boost::system::error_code ec,
-                                                 std::size_t) {
-                       if (ec)
-                         return self->shut(from_asio(ec));
-                       self->hand_over([&](link_events& events) {
-                         events.on_split_frame(std::exchange(self->split_, {}));
-                       });
-                       if (!self->shut_)
-                         self->read_more();
-                     });
+    split_reading_ = true;
+    targets_.clear();
+    if (bulk_read < cut.size)
+      targets_.push_back(
+        iovec{split_.bulk.data() + bulk_read, cut.size - bulk_read});
+    if (rest_read < split_.rest.size())
+      targets_.push_back(iovec{split_.rest.data() + rest_read,
+                               split_.rest.size() - rest_read});
+    if (targets_.empty())
+      finish_large();
+  }
+
+  /// Receives the rest of a large frame; false when the socket held
+  /// nothing.
+  bool receive_large(std::optional<error>& failure) {
+    auto n = receive_into(targets_.data(), targets_.size(), failure);
+    if (n == 0)
+      return false;
+    while (n > 0) {
+      auto& front = targets_.front();
+      auto step = std::min(n, front.iov_len);
+      front.iov_base = static_cast<char*>(front.iov_base) + step;
+      front.iov_len -= step;
+      n -= step;
+      if (front.iov_len == 0)
+        targets_.erase(targets_.begin());
+    }
+    if (targets_.empty())
+      finish_large();
+    return true;
+  }
+
+  /// Hands over the large frame just read.
+  void finish_large() {
+    if (split_reading_)
+      hand_over([&](link_events& events) {
+        events.on_split_frame(std::exchange(split_, {}));
+      });
+    else
+      deliver(std::exchange(big_, {}));
   }
 
   /// Hands what was read to the receiver with `fn(link_events&)`, then
@@ -446,6 +580,7 @@ private:
     if (!events_)
       return;
     fn(*events_);
+    ++handed_;
     if (!events_->wants_more())
       ++pauses_;
   }
@@ -473,26 +608,36 @@ private:
 
   /// Closes once and reports once.
   void shut(error reason) {
-    if (shut_)
-      return;
-    shut_ = true;
+    {
+      std::lock_guard guard{read_mu_};
+      if (shut_)
+        return;
+      shut_ = true;
+    }
     if (linger_)
       linger_->cancel();
     {
       std::lock_guard guard{mu_};
       closed_ = true;
     }
-    // Closing with unread input makes Linux reset the peer's side, and a
-    // reset can swallow our last frames (a refusal, say). Discard what is
-    // waiting, unread and unparsed, first; bounded by the socket buffer.
-    char sink[4096];
-    for (int i = 0; i < 64; ++i)
-      if (::recv(socket_.native_handle(), sink, sizeof sink, MSG_DONTWAIT) <= 0)
-        break;
-    boost::system::error_code ignored;
-    socket_.shutdown(stream::socket::shutdown_both, ignored);
-    socket_.close(ignored);
-    if (auto events = std::move(events_))
+    std::shared_ptr<link_events> events;
+    {
+      // No poller reads from here on (they check shut_ under read_mu_).
+      std::lock_guard guard{read_mu_};
+      // Closing with unread input makes Linux reset the peer's side, and a
+      // reset can swallow our last frames (a refusal, say). Discard what is
+      // waiting, unread and unparsed, first; bounded by the socket buffer.
+      char sink[4096];
+      for (int i = 0; i < 64; ++i)
+        if (::recv(socket_.native_handle(), sink, sizeof sink, MSG_DONTWAIT)
+            <= 0)
+          break;
+      boost::system::error_code ignored;
+      socket_.shutdown(stream::socket::shutdown_both, ignored);
+      socket_.close(ignored);
+      events = std::move(events_);
+    }
+    if (events)
       events->on_closed(reason);
   }
 
@@ -500,18 +645,26 @@ private:
   transport_limits limits_;
   std::atomic<std::size_t> frame_limit_; // see limit_frames()
   peer_identity peer_;
-  std::shared_ptr<link_events> events_;   // I/O thread only
   std::optional<asio::steady_timer> linger_; // I/O thread only: see close()
-  std::vector<char> in_;                  // I/O thread only
-  std::size_t in_begin_ = 0;              // I/O thread only
-  std::size_t in_end_ = 0;                // I/O thread only
-  std::string big_;                       // I/O thread only
-  split_frame split_;                     // I/O thread only: being read
-  std::vector<std::string> ready_;        // I/O thread only: frames read
-  int pauses_ = 0;                        // I/O thread only: see pause_reading
-  bool read_waits_ = false;               // I/O thread only: a read to resume
-  bool shut_ = false;                     // I/O thread only
   bool closing_ = false;                  // I/O thread only
+  // The reading side, guarded by read_mu_ (see "reading"). events_ is set
+  // and cleared by the I/O thread under it, which may read it without.
+  std::mutex read_mu_;
+  std::shared_ptr<link_events> events_;
+  std::vector<char> in_;
+  std::size_t in_begin_ = 0;
+  std::size_t in_end_ = 0;
+  std::string big_;                // a large frame being read
+  split_frame split_;              // or a large frame in two strings
+  bool split_reading_ = false;     // which of the two
+  std::vector<iovec> targets_;     // what is left of it to read
+  std::vector<std::string> ready_; // frames read, to hand over
+  std::uint64_t handed_ = 0;       // hand-overs so far (poll_once)
+  int pauses_ = 0;                 // see pause_reading
+  bool read_waits_ = false;        // arm() once resumed
+  bool armed_ = false;             // an async_wait is pending
+  bool failed_ = false;            // receive() failed: the I/O thread shuts
+  bool shut_ = false;              // written by the I/O thread
   std::mutex mu_;
   std::deque<outbound_frame> pending_;    // guarded by mu_
   std::vector<outbound_frame> batch_;     // guarded by mu_; being written
@@ -598,7 +751,18 @@ public:
       return error{errc::unavailable,
                    "cannot connect to " + endpoint + ": " + ec.message()};
     auto impl = std::make_shared<pipe_link>(std::move(socket), limits_);
+    track(impl);
     return std::unique_ptr<link>{new shared_link<pipe_link>(std::move(impl))};
+  }
+
+  /// Receives, on the calling thread, what the links' sockets hold.
+  bool poll() override {
+    auto links = std::atomic_load(&links_);
+    bool any = false;
+    for (const auto& weak : *links)
+      if (auto link = weak.lock())
+        any |= link->poll_once();
+    return any;
   }
 
   void stop() override {
@@ -629,13 +793,31 @@ private:
         return;
       if (!ec) {
         auto impl = std::make_shared<pipe_link>(std::move(socket), limits_);
+        track(impl);
         on_accept_(std::unique_ptr<link>{new shared_link<pipe_link>(std::move(impl))});
       }
       accept_next();
     });
   }
 
+  /// Adds a link to those poll() reads (and forgets the links gone).
+  void track(const std::shared_ptr<pipe_link>& link) {
+    std::lock_guard guard{track_mu_};
+    auto next = std::make_shared<std::vector<std::weak_ptr<pipe_link>>>();
+    for (const auto& weak : *links_)
+      if (!weak.expired())
+        next->push_back(weak);
+    next->push_back(link);
+    std::atomic_store(&links_,
+                      std::shared_ptr<const std::vector<std::weak_ptr<pipe_link>>>{
+                        std::move(next)});
+  }
+
   transport_limits limits_;
+  std::mutex track_mu_; // one track() at a time
+  // What poll() reads: replaced whole, read without a lock.
+  std::shared_ptr<const std::vector<std::weak_ptr<pipe_link>>> links_
+    = std::make_shared<const std::vector<std::weak_ptr<pipe_link>>>();
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   stream::acceptor acceptor_{io_};
