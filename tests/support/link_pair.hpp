@@ -47,11 +47,14 @@ public:
 };
 
 /// `sender` writes to `receiver` (the accepted end); `received` records what
-/// the receiver reads, `replies` what the sender reads.
+/// the receiver reads, `replies` what the sender reads. `before_start`, if
+/// set, is called with the accepted link before its start() (as the runtime
+/// calls link::limit_frames() there).
 struct link_pair {
-  explicit link_pair(const transport_factory& factory,
-                     const transport_limits& limits = {},
-                     const std::function<void(recorder&)>& setup = {}) {
+  explicit link_pair(
+    const transport_factory& factory, const transport_limits& limits = {},
+    const std::function<void(recorder&)>& setup = {},
+    std::function<void(courier::link&)> before_start = {}) {
     if (setup)
       setup(*received);
     auto made = factory(limits);
@@ -61,7 +64,11 @@ struct link_pair {
     REQUIRE(made);
     client = std::move(*made);
     auto address = server->listen(listen_context{"test", "", dir.path()},
-                                  [this](std::unique_ptr<courier::link> conn) {
+                                  [this, before_start = std::move(
+                                           before_start)](
+                                    std::unique_ptr<courier::link> conn) {
+                                    if (before_start)
+                                      before_start(*conn);
                                     conn->start(received);
                                     accepted.push(std::move(conn));
                                   });
