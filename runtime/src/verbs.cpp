@@ -10,8 +10,7 @@
 
 namespace courier::detail {
 
-// -- route_cache
-// ------------------------------------------------------------------
+// -- route_cache --------------------------------------------------------------
 
 expected<const route*> route_cache::resolve(node_impl& node, destination to,
                                             const message& msg,
@@ -54,8 +53,7 @@ const std::shared_ptr<name_slot>& no_binding() noexcept {
   return none;
 }
 
-// -- post
-// -------------------------------------------------------------------------
+// -- post ---------------------------------------------------------------------
 
 expected<void> post(node_impl& node, const verb_caller& from, destination to,
                     message msg, post_options options) {
@@ -79,8 +77,7 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   return {};
 }
 
-// -- requests
-// ---------------------------------------------------------------------
+// -- requests -----------------------------------------------------------------
 
 expected<started_request> start_request(node_impl& node,
                                         const verb_caller& from, destination to,
@@ -145,8 +142,7 @@ error from_caf(const caf::error& err, std::string_view target, bool remote) {
   return {errc::internal, quoted(target) + ": " + caf::to_string(err)};
 }
 
-// -- broadcast
-// ----------------------------------------------------------------------
+// -- broadcast ----------------------------------------------------------------
 
 broadcast_result refuse_broadcast(node_impl& node, const verb_caller& from,
                                   std::string_view pattern, const error& why) {

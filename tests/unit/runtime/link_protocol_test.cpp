@@ -467,3 +467,24 @@ TEST_CASE("before the hello a link takes one hello-sized frame that is a "
     CHECK(std::chrono::steady_clock::now() - began >= 250ms);
   }
 }
+
+TEST_CASE("a peer that holds more than 65536 monitors through one link "
+          "loses it",
+          "[runtime][link][security]") {
+  linked_pair pair;
+  REQUIRE(pair.b.adopted.wait_for_count(1));
+  // Each Monitor costs b a monitor entry: past the cap, b closes the link
+  // (a protocol error, logged) instead of holding more.
+  constexpr std::size_t cap = std::size_t{1} << 16;
+  for (std::size_t i = 0; i <= cap; ++i)
+    watch_remote(pair.a_proxy, "worker", [](const down_notice&) {},
+                 std::make_shared<monitor_token>());
+  REQUIRE(pair.b.dropped.wait_for_count(1, 30s));
+  CHECK(pair.b.watched.items().size() == cap);
+  REQUIRE(eventually([&] {
+    for (auto& line : pair.b.logged.items())
+      if (line.find("more than 65536 monitors") != std::string::npos)
+        return true;
+    return false;
+  }));
+}

@@ -78,6 +78,10 @@ constexpr std::size_t read_buffer_size = std::size_t{64} << 10;
 /// with the rest unwritten (a peer that stopped reading).
 constexpr auto close_linger = std::chrono::seconds{2};
 
+/// Receives one reader makes in a row (each at most read_buffer_size, or
+/// the rest of a large frame) before it lets others have the thread.
+constexpr int max_receives_per_turn = 16;
+
 /// Frames (or bytes) handed to one gathering write.
 constexpr std::size_t max_batch_frames = 64;
 constexpr std::size_t max_batch_bytes = std::size_t{1} << 20;
@@ -143,8 +147,11 @@ public:
   }
 
   void pause_reading() override {
-    std::lock_guard guard{read_mu_};
-    ++pauses_;
+    // Posted: a reader calling it from inside a hand-over holds read_mu_.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      std::lock_guard guard{self->read_mu_};
+      ++self->pauses_;
+    });
   }
 
   void resume_reading() override {
@@ -392,12 +399,15 @@ private:
     return handed_ != before;
   }
 
-  /// Under read_mu_: receives and hands over whatever the socket holds now,
-  /// without blocking, until it holds no more or the receiver pauses. A
-  /// failure (the end of the stream, a read error, a frame over the limit)
-  /// marks the link failed and is returned, for the I/O thread to shut it.
+  /// Under read_mu_: receives and hands over what the socket holds now,
+  /// without blocking, until it holds no more, the receiver pauses, or
+  /// max_receives_per_turn receives were made (a peer that writes without
+  /// pause then holds neither a polling thread nor the I/O thread, whose
+  /// other links and writes wait behind it). A failure (the end of the
+  /// stream, a read error, a frame over the limit) marks the link failed and
+  /// is returned, for the I/O thread to shut it.
   std::optional<error> receive() {
-    while (pauses_ == 0) {
+    for (int turn = 0; turn < max_receives_per_turn && pauses_ == 0; ++turn) {
       std::optional<error> failure;
       auto got = targets_.empty() ? receive_buffered(failure)
                                   : receive_large(failure);
