@@ -10,6 +10,8 @@ packages=(
   libboost-dev libboost-system-dev
   catch2
   libcli11-dev nlohmann-json3-dev
+  libssl-dev openssl libtomlplusplus-dev
+  etcd-server nftables iproute2 util-linux
 )
 
 missing=()
