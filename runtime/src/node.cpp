@@ -3,10 +3,13 @@
 // plain thread as the caller. Also the small public classes with nothing
 // of their own to hide (actor_ref, behavior).
 
+#include <cstdio>
+
 #include <unistd.h>
 
 #include <caf/scoped_actor.hpp>
 
+#include "etcd_directory.hpp"
 #include "file_directory.hpp"
 #include "node_impl.hpp"
 #include "shell.hpp"
@@ -47,6 +50,40 @@ expected<message> wait_for_answer(caf::scoped_actor& self,
   return outcome;
 }
 
+/// The cluster registry named by config.registry, with `local` (the
+/// machine's directory) for the local tiers' folder.
+expected<std::unique_ptr<detail::directory>>
+join_registry(const node_config& config,
+              std::unique_ptr<detail::file_directory> local) {
+  detail::etcd_directory_options options;
+  options.url = config.registry;
+  options.node = config.name;
+  options.lease = config.registry_lease;
+  options.timeout = config.registry_timeout;
+  // The node's log sink, as node_impl::log writes it (the directory comes
+  // first, so it cannot use the node's).
+  options.log = [sink = config.log, name = config.name](log_level level,
+                                                        std::string_view line) {
+    if (sink) {
+      try {
+        sink(level, line);
+      } catch (...) {
+        // A log sink must not take the runtime down.
+      }
+      return;
+    }
+    if (level >= log_level::warning)
+      std::fprintf(stderr, "courier[%s] %s: %.*s\n", name.c_str(),
+                   level == log_level::warning ? "warning" : "error",
+                   static_cast<int>(line.size()), line.data());
+  };
+  auto joined = detail::etcd_directory::join(std::move(options),
+                                             std::move(local));
+  if (!joined)
+    return std::move(joined).error();
+  return std::unique_ptr<detail::directory>{std::move(*joined)};
+}
+
 } // namespace
 
 const std::string& actor_ref::name() const noexcept {
@@ -78,7 +115,14 @@ expected<node> node::start(node_config config) {
       auto joined = detail::file_directory::join(path, config.name);
       if (!joined)
         return std::move(joined).error();
-      dir = std::move(*joined);
+      if (config.registry.empty()) {
+        dir = std::move(*joined);
+      } else {
+        auto registry = join_registry(config, std::move(*joined));
+        if (!registry)
+          return std::move(registry).error();
+        dir = std::move(*registry);
+      }
     }
     std::vector<std::pair<std::string, std::unique_ptr<transport>>> tiers;
     for (auto& [tier, factory] : config.transports) {

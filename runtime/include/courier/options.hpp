@@ -91,6 +91,24 @@ struct node_config {
   /// The directory; empty picks $COURIER_DIR, else /run/courier for root and
   /// /tmp/courier for other users (see docs/directory.md).
   std::string directory;
+  // -- the cluster registry (etcd); docs/directory.md, "The etcd registry" --
+  /// Where node records and actor names live cluster-wide:
+  /// "etcd://host:port[,host:port...][/prefix/]" (an etcd 3.4+ cluster's
+  /// client URLs, tried in turn; keys under /courier/v1/ unless a prefix is
+  /// given). Node and actor names are then unique across every node of the
+  /// registry, and a node that stops renewing its lease is down for all.
+  /// The node still takes its local folder from `directory` (its local
+  /// tiers' sockets, and its name there). Empty: the machine's directory
+  /// alone. Ignored when join_directory is false.
+  std::string registry;
+  /// The TTL of the node's lease in the registry, renewed every third of
+  /// it: how long a frozen or cut-off node stays registered. Whole seconds
+  /// (rounded up, at least 1; etcd may raise it to its minimum).
+  std::chrono::milliseconds registry_lease{5000};
+  /// The deadline of each call to the registry (connect, request, answer).
+  /// An unreachable registry fails node::start with unavailable.
+  std::chrono::milliseconds registry_timeout{2000};
+  // -- end of the cluster registry --------------------------------------------
   /// Tiers this node uses to reach and accept other nodes, by name, e.g.
   /// `{{"pipe", courier::pipe::factory()}}`; courier::local_transports()
   /// (courier/transports.hpp, target courier::transports) registers the
