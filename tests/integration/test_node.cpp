@@ -3,7 +3,7 @@
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
 //                     [--fault-only] [--flood NAME] [--flood-big NAME]
 //                     [--latency] [--max-queued BYTES] [--log-stdout]
-//                     [ACTOR...]
+//                     [--registry URL] [--lease MS] [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node, a Blob
 // back as it came), adder,
@@ -12,6 +12,8 @@
 // answers Ping with the number parked, Quit stops it), gate (takes Tree
 // posts, and keeps the first one until the process is asked to end, so
 // that the others wait in its mailbox).
+// --registry sets node_config::registry (an etcd URL) and --lease its
+// registry_lease in milliseconds.
 // --max-queued sets limits.max_queued; --log-stdout prints the node's log
 // lines to stdout, each as "log: <line>".
 // --flood NAME posts Pings numbered from 0 to NAME without pause, from a
@@ -144,6 +146,10 @@ int main(int argc, char** argv) {
       config.scheduler = scheduler_policy::latency;
     else if (arg == "--max-queued" && i + 1 < argc)
       config.limits.max_queued = std::stoull(argv[++i]);
+    else if (arg == "--registry" && i + 1 < argc)
+      config.registry = argv[++i];
+    else if (arg == "--lease" && i + 1 < argc)
+      config.registry_lease = std::chrono::milliseconds{std::stoll(argv[++i])};
     else if (arg == "--log-stdout")
       config.log = [](log_level, std::string_view line) {
         static std::mutex mu;
