@@ -16,6 +16,8 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base64.hpp"
+
 namespace courier::detail {
 
 namespace asio = boost::asio;
@@ -26,71 +28,6 @@ using json = nlohmann::json;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-// -- base64 (RFC 4648, with padding), as the gateway maps bytes fields -------
-
-constexpr char base64_digits[] =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string to_base64(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    auto n = (std::uint32_t{static_cast<unsigned char>(in[i])} << 16)
-             | (std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8)
-             | std::uint32_t{static_cast<unsigned char>(in[i + 2])};
-    for (int shift : {18, 12, 6, 0})
-      out.push_back(base64_digits[(n >> shift) & 63]);
-  }
-  if (auto left = in.size() - i; left > 0) {
-    std::uint32_t n = std::uint32_t{static_cast<unsigned char>(in[i])} << 16;
-    if (left == 2)
-      n |= std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
-    out.push_back(base64_digits[(n >> 18) & 63]);
-    out.push_back(base64_digits[(n >> 12) & 63]);
-    out.push_back(left == 2 ? base64_digits[(n >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-int base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+' || c == '-')
-    return 62;
-  if (c == '/' || c == '_')
-    return 63;
-  return -1;
-}
-
-std::optional<std::string> from_base64(std::string_view in) {
-  while (!in.empty() && in.back() == '=')
-    in.remove_suffix(1);
-  if (in.size() % 4 == 1)
-    return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = base64_value(c);
-    if (v < 0)
-      return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
 
 // -- JSON fields -----------------------------------------------------------
 // The gateway writes int64 fields as strings and leaves out fields that
@@ -208,72 +145,6 @@ beast::error_code run_step(asio::io_context& ioc, Start&& start,
 
 } // namespace
 
-// -- URLs ---------------------------------------------------------------------
-
-std::string etcd_endpoint::text() const {
-  if (host.find(':') != std::string::npos)
-    return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
-expected<etcd_target> parse_etcd_url(std::string_view url) {
-  auto bad = [&](const std::string& why) {
-    return error{errc::invalid_argument, "the registry '" + std::string{url}
-                                           + "' is not etcd://host:port[,"
-                                             "host:port...][/prefix/]: "
-                                           + why};
-  };
-  constexpr std::string_view scheme = "etcd://";
-  if (!url.starts_with(scheme))
-    return bad("it does not start with etcd://");
-  auto rest = url.substr(scheme.size());
-  etcd_target target;
-  auto slash = rest.find('/');
-  auto hosts = rest.substr(0, slash);
-  target.prefix = slash == std::string_view::npos
-                    ? std::string{"/courier/v1/"}
-                    : std::string{rest.substr(slash)};
-  if (target.prefix.back() != '/')
-    target.prefix.push_back('/');
-  while (!hosts.empty()) {
-    auto comma = hosts.find(',');
-    auto item = hosts.substr(0, comma);
-    hosts = comma == std::string_view::npos ? std::string_view{}
-                                            : hosts.substr(comma + 1);
-    auto colon = item.rfind(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return bad("'" + std::string{item} + "' has no host:port");
-    auto host = item.substr(0, colon);
-    if (host.front() == '[' && host.back() == ']')
-      host = host.substr(1, host.size() - 2);
-    auto port_text = item.substr(colon + 1);
-    unsigned port = 0;
-    auto [end, ec] = std::from_chars(
-      port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size()
-        || port == 0 || port > 65535)
-      return bad("'" + std::string{port_text} + "' is not a port");
-    target.endpoints.push_back(
-      {std::string{host}, static_cast<std::uint16_t>(port)});
-  }
-  if (target.endpoints.empty())
-    return bad("no endpoint");
-  return target;
-}
-
-std::string etcd_prefix_end(std::string_view prefix) {
-  std::string end{prefix};
-  while (!end.empty()) {
-    auto& last = reinterpret_cast<unsigned char&>(end.back());
-    if (last < 0xff) {
-      ++last;
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0'); // every key
-}
-
 // -- the client ---------------------------------------------------------------
 
 struct etcd_client::state {
@@ -385,7 +256,20 @@ expected<json> etcd_client::state::call(const char* path, const json& body) {
   http::response_parser<http::string_body> parser;
   parser.header_limit(16u << 10);
   parser.body_limit(max_response);
+  // The head first: Beast 1.74 reading head and body in one go (eager)
+  // loses the body_limit error of a too large Content-Length, and would
+  // read the whole body.
   if (!ec) {
+    stream.expires_at(until);
+    ec = run_step(ioc, [&](auto handler) {
+      http::async_read_header(stream, buffer, parser, std::move(handler));
+    });
+  }
+  if (!ec) {
+    if (auto length = parser.content_length(); length && *length > max_response)
+      ec = http::error::body_limit;
+  }
+  if (!ec && !parser.is_done()) {
     stream.expires_at(until);
     ec = run_step(ioc, [&](auto handler) {
       http::async_read(stream, buffer, parser, std::move(handler));

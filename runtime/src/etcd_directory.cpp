@@ -173,10 +173,10 @@ expected<void> etcd_directory::publish(const v1::NodeRecord& record) {
                                         "lapsed; registering again)"};
   auto replaced = client_->replace_if_lease(node_key(options_.node), data,
                                             lease);
-  if (!replaced)
+  if (!replaced && replaced.code() != errc::not_found)
     return error{replaced.code(), "cannot publish the node record: "
                                     + replaced.error().message()};
-  if (!*replaced) {
+  if (!replaced || !*replaced) { // not_found: etcd knows no such lease
     {
       std::lock_guard guard{mu_};
       poked_ = true;
@@ -463,6 +463,15 @@ void etcd_directory::reregister() {
       held_.erase(actor);
     }
   }
+  std::string now_published;
+  {
+    std::lock_guard guard{mu_};
+    now_published = published_;
+  }
+  // A publish that failed while the node was out: write it now.
+  if (!now_published.empty() && now_published != record)
+    (void)client_->replace_if_lease(node_key(options_.node), now_published,
+                                    lease);
   log(log_level::warning, "node " + quoted(options_.node)
                             + " is registered again");
 }

@@ -8,6 +8,8 @@
 
 #include <sys/socket.h>
 
+#include "base64.hpp"
+#include "etcd_client.hpp"
 #include "etcd_directory.hpp"
 #include "etcd_server.hpp"
 #include "file_directory.hpp"
@@ -29,7 +31,7 @@ std::unique_ptr<etcd_directory>
 join_registry(const etcd_server& etcd, const temp_dir& dir,
               const std::string& node,
               std::shared_ptr<probe<std::string>> lines = nullptr,
-              std::chrono::milliseconds lease = 1s) {
+              std::chrono::milliseconds lease = 3s) {
   auto local = file_directory::join(dir.path(), node);
   REQUIRE(local);
   etcd_directory_options options;
@@ -95,7 +97,174 @@ bool has_node(const std::vector<node_info>& nodes, const std::string& name) {
   return false;
 }
 
+/// A loopback HTTP server that answers every request with `answer` (a
+/// hostile or broken "etcd"), until it goes away.
+class canned_http_server {
+public:
+  explicit canned_http_server(std::string answer)
+    : answer_(std::move(answer)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread{[this] { serve(); }};
+  }
+
+  ~canned_http_server() {
+    done_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+
+  std::string url() const {
+    return "etcd://127.0.0.1:" + std::to_string(port_);
+  }
+
+private:
+  void serve() {
+    while (!done_) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, 20) != 1) // wakes to see done_
+        continue;
+      int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0)
+        continue;
+      std::string request;
+      char buf[4096];
+      // The request's head and its (small) JSON body.
+      while (request.find("}") == std::string::npos) {
+        pollfd in{conn, POLLIN, 0};
+        if (::poll(&in, 1, 1000) != 1)
+          break;
+        auto n = ::recv(conn, buf, sizeof buf, 0);
+        if (n <= 0)
+          break;
+        request.append(buf, static_cast<std::size_t>(n));
+      }
+      std::size_t sent = 0;
+      while (sent < answer_.size()) {
+        auto n = ::send(conn, answer_.data() + sent, answer_.size() - sent,
+                        MSG_NOSIGNAL);
+        if (n <= 0)
+          break;
+        sent += static_cast<std::size_t>(n);
+      }
+      ::close(conn);
+    }
+  }
+
+  std::string answer_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+expected<node> start_on(const temp_dir& dir, const std::string& url) {
+  node_config config;
+  config.name = "victim";
+  config.directory = dir.path();
+  config.registry = url;
+  config.registry_timeout = 1s;
+  return node::start(config);
+}
+
 } // namespace
+
+TEST_CASE("registry URLs are parsed, and bad ones refused with a reason",
+          "[registry]") {
+  using courier::detail::parse_etcd_url;
+  auto one = parse_etcd_url("etcd://127.0.0.1:2379");
+  REQUIRE(one);
+  REQUIRE(one->endpoints.size() == 1);
+  CHECK(one->endpoints[0].host == "127.0.0.1");
+  CHECK(one->endpoints[0].port == 2379);
+  CHECK(one->prefix == "/courier/v1/");
+  auto many = parse_etcd_url("etcd://a:1,[::1]:2,b.example:3/team/x");
+  REQUIRE(many);
+  REQUIRE(many->endpoints.size() == 3);
+  CHECK(many->endpoints[1].host == "::1");
+  CHECK(many->endpoints[1].text() == "[::1]:2");
+  CHECK(many->endpoints[2].port == 3);
+  CHECK(many->prefix == "/team/x/");
+  for (auto bad : {"http://127.0.0.1:2379", "etcd://", "etcd://host",
+                   "etcd://host:0", "etcd://host:65536", "etcd://host:12x",
+                   "etcd://:2379"}) {
+    INFO(bad);
+    auto parsed = parse_etcd_url(bad);
+    CHECK(parsed.code() == errc::invalid_argument);
+  }
+  CHECK(courier::detail::etcd_prefix_end("/courier/v1/") == "/courier/v10");
+}
+
+TEST_CASE("keys and values cross the gateway as base64", "[registry]") {
+  using courier::detail::from_base64;
+  using courier::detail::to_base64;
+  CHECK(to_base64("") == "");
+  CHECK(to_base64("f") == "Zg==");
+  CHECK(to_base64("fo") == "Zm8=");
+  CHECK(to_base64("foo") == "Zm9v");
+  std::string every;
+  for (int c = 0; c < 256; ++c)
+    every.push_back(static_cast<char>(c));
+  for (std::size_t n = 0; n <= every.size(); n += 37) {
+    auto part = every.substr(0, n);
+    CHECK(from_base64(to_base64(part)) == part);
+  }
+  CHECK(from_base64("Zm9v") == std::optional<std::string>{"foo"});
+  CHECK(from_base64("Zm8") == std::optional<std::string>{"fo"});
+  CHECK_FALSE(from_base64("Zm9v!"));
+  CHECK_FALSE(from_base64("Z"));
+}
+
+TEST_CASE("a registry answering garbage fails node::start with an error, "
+          "not a crash",
+          "[registry][integration]") {
+  temp_dir dir;
+  SECTION("not JSON") {
+    canned_http_server server{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                              "Connection: close\r\n\r\nhello"};
+    auto started = start_on(dir, server.url());
+    REQUIRE_FALSE(started);
+    CHECK(started.code() == errc::internal);
+  }
+  SECTION("JSON of the wrong shape") {
+    std::string body = R"({"header":{},"ID":{"not":"a number"}})";
+    canned_http_server server{"HTTP/1.1 200 OK\r\nContent-Length: "
+                              + std::to_string(body.size())
+                              + "\r\nConnection: close\r\n\r\n" + body};
+    auto started = start_on(dir, server.url());
+    REQUIRE_FALSE(started);
+    CHECK(started.code() == errc::internal);
+    CHECK(started.error().message().find("malformed") != std::string::npos);
+  }
+  SECTION("an answer larger than the bound") {
+    // 17 MiB, over the 16 MiB bound: the client stops reading at the bound.
+    canned_http_server server{"HTTP/1.1 200 OK\r\nContent-Length: "
+                              + std::to_string(17u << 20)
+                              + "\r\nConnection: close\r\n\r\n{"
+                              + std::string((17u << 20) - 1, ' ')};
+    auto started = start_on(dir, server.url());
+    REQUIRE_FALSE(started);
+    INFO(started.error().message());
+    CHECK(started.code() == errc::resource_exhausted);
+  }
+  SECTION("an HTTP error without a body") {
+    canned_http_server server{"HTTP/1.1 503 Service Unavailable\r\n"
+                              "Content-Length: 0\r\nConnection: close\r\n"
+                              "\r\n"};
+    auto started = start_on(dir, server.url());
+    REQUIRE_FALSE(started);
+    CHECK(started.code() == errc::unavailable);
+    CHECK(started.error().message().find("503") != std::string::npos);
+  }
+}
 
 TEST_CASE("two nodes on one registry claim, find and list names, and a post "
           "by name reaches the other node",
@@ -215,7 +384,7 @@ TEST_CASE("a node frozen past its lease is down for the others, and notices "
   etcd_server etcd;
   temp_dir dir;
   auto frozen = start_registry_node(etcd, dir, "sleeper",
-                                    {"--log-stdout", "echo.z"}, 1s);
+                                    {"--log-stdout", "echo.z"}, 2s);
   auto observer = join_registry(etcd, dir, "observer");
   local_node here{dir, "waker",
                   [&](node_config& config) { use_registry(config, etcd); }};
@@ -229,7 +398,7 @@ TEST_CASE("a node frozen past its lease is down for the others, and notices "
       child.kill(SIGCONT); // whatever happens, let it end normally
     }
   } resume_later{*frozen};
-  // Its lease lapses within about a second: its record and names vanish.
+  // Its lease lapses within about two seconds: its record and names vanish.
   REQUIRE(eventually_slow([&] {
     return observer->read_node("sleeper").code() == errc::not_found;
   }));
@@ -334,4 +503,53 @@ TEST_CASE("with etcd killed, registry calls fail within their deadline and "
   observer.reset(); // its revoke fails within the deadline
   here.reset();
   CHECK(clock_type::now() - began < 5s);
+}
+
+TEST_CASE("after etcd restarts the watch comes back and registrations stay",
+          "[registry][integration]") {
+  etcd_server etcd;
+  temp_dir dir;
+  auto lines = std::make_shared<probe<std::string>>();
+  auto a = join_registry(etcd, dir, "steady", lines);
+  auto b = join_registry(etcd, dir, "reader");
+  REQUIRE(a->claim_name("anchor"));
+  REQUIRE(eventually_slow([&] { return b->cache_trusted(); }));
+  REQUIRE(b->owner_of("anchor").value() == "steady");
+  etcd.restart(true);
+  // The watch broke and reconnected; renewals go on; the lease survived.
+  CHECK(logged(*lines, "the registry watch broke"));
+  REQUIRE(eventually_slow([&] { return a->cache_trusted(); }));
+  REQUIRE(eventually_slow([&] { return b->cache_trusted(); }));
+  CHECK(b->owner_of("anchor").value() == "steady");
+  CHECK(b->read_node("steady"));
+  CHECK(a->lease_losses() == 0);
+  // And the cache follows changes again.
+  a->release_name("anchor");
+  CHECK(eventually_slow(
+    [&] { return b->owner_of("anchor").code() == errc::not_found; }));
+}
+
+TEST_CASE("after etcd loses its data every node registers again with its "
+          "names",
+          "[registry][integration]") {
+  etcd_server etcd;
+  temp_dir dir;
+  auto lines = std::make_shared<probe<std::string>>();
+  auto a = join_registry(etcd, dir, "phoenix", lines);
+  REQUIRE(a->claim_name("ember"));
+  REQUIRE(a->claim_name("ash"));
+  etcd.restart(false); // a fresh, empty etcd on the same port
+  CHECK(logged(*lines, "lapsed"));
+  CHECK(eventually_slow([&] { return a->lease_losses() >= 1; }));
+  auto b = join_registry(etcd, dir, "witness");
+  REQUIRE(eventually_slow([&] {
+    auto owner = b->owner_of("ember");
+    return owner && *owner == "phoenix";
+  }));
+  CHECK(b->owner_of("ash").value() == "phoenix");
+  CHECK(b->read_node("phoenix").value().name() == "phoenix");
+  CHECK(logged(*lines, "is registered again"));
+  // It claims and releases as before.
+  REQUIRE(a->claim_name("smoke"));
+  CHECK(b->owner_of("smoke").value() == "phoenix");
 }

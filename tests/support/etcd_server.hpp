@@ -107,7 +107,8 @@ public:
       peer_port_ = free_loopback_port();
       if (client_port_ == peer_port_)
         continue;
-      spawn(attempt);
+      data_generation_ = attempt;
+      spawn(data_generation_);
       if (wait_healthy(std::chrono::seconds{30}))
         return;
       last = log_tail();
@@ -149,6 +150,18 @@ public:
     pid_ = -1;
   }
 
+  /// Kills etcd and starts it again on the same ports, with its data
+  /// (`keep_data`) or with none, as a member that lost its disk would.
+  /// Throws if it does not come back healthy.
+  void restart(bool keep_data) {
+    kill();
+    if (!keep_data)
+      ++data_generation_;
+    spawn(data_generation_);
+    if (!wait_healthy(std::chrono::seconds{30}))
+      throw std::runtime_error("etcd did not restart: " + log_tail());
+  }
+
   /// The last lines etcd logged (for failure messages).
   std::string log_tail() const {
     std::string text;
@@ -163,13 +176,13 @@ public:
   }
 
 private:
-  void spawn(int attempt) {
+  void spawn(int generation) {
     auto client = "http://127.0.0.1:" + std::to_string(client_port_);
     auto peer = "http://127.0.0.1:" + std::to_string(peer_port_);
     std::vector<std::string> argv{
       "/usr/bin/etcd",
       "--name", "courier-test",
-      "--data-dir", dir_ + "/data-" + std::to_string(attempt),
+      "--data-dir", dir_ + "/data-" + std::to_string(generation),
       "--listen-client-urls", client,
       "--advertise-client-urls", client,
       "--listen-peer-urls", peer,
@@ -233,6 +246,7 @@ private:
   std::uint16_t client_port_ = 0;
   std::uint16_t peer_port_ = 0;
   pid_t pid_ = -1;
+  int data_generation_ = 0; // names the data dir: data-<n>
 };
 
 } // namespace courier::testing
