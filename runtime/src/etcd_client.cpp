@@ -47,8 +47,8 @@ std::int64_t int_field(const json& object, const char* name) {
   if (it->is_string()) {
     const auto& text = it->get_ref<const std::string&>();
     std::int64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                     value);
+    auto [end, ec]
+      = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec == std::errc{} && end == text.data() + text.size())
       return value;
   }
@@ -177,11 +177,10 @@ struct etcd_client::state {
                 const std::string& body) const;
 };
 
-expected<void> etcd_client::state::connect(beast::tcp_stream& stream,
-                                           asio::io_context& ioc,
-                                           clock_type::time_point until,
-                                           std::size_t& which,
-                                           const std::atomic<bool>* interrupted) {
+expected<void>
+etcd_client::state::connect(beast::tcp_stream& stream, asio::io_context& ioc,
+                            clock_type::time_point until, std::size_t& which,
+                            const std::atomic<bool>* interrupted) {
   std::string tried;
   auto first = preferred.load();
   for (std::size_t n = 0; n < endpoints.size(); ++n) {
@@ -191,10 +190,9 @@ expected<void> etcd_client::state::connect(beast::tcp_stream& stream,
       if (clock_type::now() >= until) {
         tried += (tried.empty() ? "" : "; ") + target.endpoint.text()
                  + ": no time left";
-        return error{errc::unavailable,
-                     "cannot reach etcd within "
-                       + std::to_string(timeout.count()) + " ms (" + tried
-                       + ")"};
+        return error{errc::unavailable, "cannot reach etcd within "
+                                          + std::to_string(timeout.count())
+                                          + " ms (" + tried + ")"};
       }
       stream.expires_at(until);
       auto ec = run_step(
@@ -224,8 +222,8 @@ error etcd_client::state::failure(const etcd_endpoint& from, unsigned status,
   if (answer.is_object()) {
     auto message = answer.find("message");
     auto code = answer.find("code");
-    if (message != answer.end() && message->is_string()
-        && code != answer.end() && code->is_number_integer())
+    if (message != answer.end() && message->is_string() && code != answer.end()
+        && code->is_number_integer())
       return error{errc_of(code->get<std::int64_t>()),
                    "etcd at " + from.text() + ": "
                      + message->get<std::string>()};
@@ -276,10 +274,9 @@ expected<json> etcd_client::state::call(const char* path, const json& body) {
     });
   }
   if (ec == beast::error::timeout)
-    return error{errc::unavailable, "etcd at " + from.text()
-                                      + " did not answer within "
-                                      + std::to_string(timeout.count())
-                                      + " ms"};
+    return error{errc::unavailable,
+                 "etcd at " + from.text() + " did not answer within "
+                   + std::to_string(timeout.count()) + " ms"};
   if (ec == http::error::body_limit)
     return error{errc::resource_exhausted,
                  "etcd at " + from.text() + " answered more than "
@@ -299,8 +296,7 @@ expected<json> etcd_client::state::call(const char* path, const json& body) {
 }
 
 etcd_client::etcd_client(std::unique_ptr<state> st) noexcept
-  : st_(std::move(st)) {
-}
+  : st_(std::move(st)) {}
 
 etcd_client::~etcd_client() = default;
 
@@ -314,9 +310,9 @@ etcd_client::make(std::vector<etcd_endpoint> endpoints,
   tcp::resolver resolver{ioc};
   for (auto& endpoint : endpoints) {
     beast::error_code ec;
-    auto results = resolver.resolve(endpoint.host,
-                                    std::to_string(endpoint.port),
-                                    tcp::resolver::numeric_service, ec);
+    auto results
+      = resolver.resolve(endpoint.host, std::to_string(endpoint.port),
+                         tcp::resolver::numeric_service, ec);
     if (ec)
       return error{errc::unavailable, "cannot resolve the etcd endpoint "
                                         + endpoint.text() + ": "
@@ -365,8 +361,8 @@ etcd_client::grant_lease(std::chrono::seconds ttl) {
     [](const json& answer) -> expected<result> {
       auto id = int_field(answer, "ID");
       if (id == 0)
-        return error{errc::unavailable, "etcd granted no lease: "
-                                          + answer.value("error", "")};
+        return error{errc::unavailable,
+                     "etcd granted no lease: " + answer.value("error", "")};
       return result{id, std::chrono::seconds{int_field(answer, "TTL")}};
     });
 }
@@ -428,26 +424,25 @@ expected<etcd_create> etcd_client::create(const std::string& key,
       if (out.created)
         return out;
       for (auto& response : array_field(answer, "responses"))
-        for (auto& kv : array_field(object_field(response, "response_range"),
-                                    "kvs"))
+        for (auto& kv :
+             array_field(object_field(response, "response_range"), "kvs"))
           out.existing = kv_of(kv);
       return out;
     });
 }
 
 expected<bool> etcd_client::replace_if_lease(const std::string& key,
-                                              const std::string& value,
-                                              std::int64_t lease) {
+                                             const std::string& value,
+                                             std::int64_t lease) {
   auto key64 = to_base64(key);
-  json request{
-    {"compare", json::array({{{"key", key64},
-                              {"result", "EQUAL"},
-                              {"target", "LEASE"},
-                              {"lease", text_of(lease)}}})},
-    {"success", json::array({{{"request_put",
-                               {{"key", key64},
-                                {"value", to_base64(value)},
-                                {"lease", text_of(lease)}}}}})}};
+  json request{{"compare", json::array({{{"key", key64},
+                                         {"result", "EQUAL"},
+                                         {"target", "LEASE"},
+                                         {"lease", text_of(lease)}}})},
+               {"success", json::array({{{"request_put",
+                                          {{"key", key64},
+                                           {"value", to_base64(value)},
+                                           {"lease", text_of(lease)}}}}})}};
   return parse_answer<bool>(st_->call("/v3/kv/txn", request),
                             [](const json& answer) -> expected<bool> {
                               return bool_field(answer, "succeeded");
@@ -455,15 +450,14 @@ expected<bool> etcd_client::replace_if_lease(const std::string& key,
 }
 
 expected<bool> etcd_client::delete_if_value(const std::string& key,
-                                             const std::string& value) {
+                                            const std::string& value) {
   auto key64 = to_base64(key);
   json request{
     {"compare", json::array({{{"key", key64},
                               {"result", "EQUAL"},
                               {"target", "VALUE"},
                               {"value", to_base64(value)}}})},
-    {"success",
-     json::array({{{"request_delete_range", {{"key", key64}}}}})}};
+    {"success", json::array({{{"request_delete_range", {{"key", key64}}}}})}};
   return parse_answer<bool>(st_->call("/v3/kv/txn", request),
                             [](const json& answer) -> expected<bool> {
                               return bool_field(answer, "succeeded");
@@ -478,8 +472,8 @@ expected<etcd_watch_update> watch_update_of(const json& line) {
   if (!line.is_object())
     throw malformed{"a watch message is not an object"};
   if (auto err = line.find("error"); err != line.end()) {
-    auto message = err->is_object() ? err->value("message", std::string{})
-                                     : err->dump();
+    auto message
+      = err->is_object() ? err->value("message", std::string{}) : err->dump();
     return error{errc::unavailable, "etcd ended the watch: " + message};
   }
   auto& result = object_field(line, "result");
@@ -532,18 +526,18 @@ etcd_client::watch(const std::string& key, const std::string& range_end,
   auto until = clock_type::now() + st_->timeout;
   beast::tcp_stream stream{ioc};
   std::size_t which = 0;
-  if (auto connected = st_->connect(stream, ioc, until, which,
-                                    &st_->watch_interrupted);
+  if (auto connected
+      = st_->connect(stream, ioc, until, which, &st_->watch_interrupted);
       !connected)
     return connected.error();
   auto& from = st_->endpoints[which].endpoint;
   http::request<http::string_body> request{http::verb::post, "/v3/watch", 11};
   request.set(http::field::host, from.text());
   request.set(http::field::content_type, "application/json");
-  request.body() = json{{"create_request",
-                         {{"key", to_base64(key)},
-                          {"range_end", to_base64(range_end)}}}}
-                     .dump();
+  request.body()
+    = json{{"create_request",
+            {{"key", to_base64(key)}, {"range_end", to_base64(range_end)}}}}
+        .dump();
   request.prepare_payload();
   const auto* flag = &st_->watch_interrupted;
   stream.expires_at(until);
@@ -569,8 +563,7 @@ etcd_client::watch(const std::string& key, const std::string& range_end,
   if (st_->watch_interrupted)
     return interrupted();
   if (ec)
-    return error{errc::unavailable, "the watch on etcd at " + from.text()
-                                      + ": "
+    return error{errc::unavailable, "the watch on etcd at " + from.text() + ": "
                                       + (ec == beast::error::timeout
                                            ? std::string{"no answer in time"}
                                            : ec.message())};
@@ -594,9 +587,8 @@ etcd_client::watch(const std::string& key, const std::string& range_end,
     if (st_->watch_interrupted)
       return interrupted();
     if (ec && ec != http::error::need_buffer)
-      return error{errc::unavailable,
-                   "the watch on etcd at " + from.text() + " broke: "
-                     + ec.message()};
+      return error{errc::unavailable, "the watch on etcd at " + from.text()
+                                        + " broke: " + ec.message()};
     pending.append(chunk, sizeof chunk - parser.get().body().size);
     if (status != 200) {
       if (pending.size() > st_->max_response)
@@ -605,8 +597,8 @@ etcd_client::watch(const std::string& key, const std::string& range_end,
     }
     for (auto nl = pending.find('\n'); nl != std::string::npos;
          nl = pending.find('\n')) {
-      auto line = json::parse(std::string_view{pending}.substr(0, nl), nullptr,
-                              false);
+      auto line
+        = json::parse(std::string_view{pending}.substr(0, nl), nullptr, false);
       pending.erase(0, nl + 1);
       if (line.is_discarded())
         return error{errc::internal, "etcd at " + from.text()
@@ -616,8 +608,8 @@ etcd_client::watch(const std::string& key, const std::string& range_end,
       try {
         update = watch_update_of(line);
       } catch (const malformed& bad) {
-        return error{errc::internal, "a malformed watch message from etcd: "
-                                      + bad.what};
+        return error{errc::internal,
+                     "a malformed watch message from etcd: " + bad.what};
       } catch (const json::exception& bad) {
         return error{errc::internal,
                      std::string{"a malformed watch message from etcd: "}

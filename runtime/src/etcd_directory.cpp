@@ -32,11 +32,8 @@ etcd_directory::etcd_directory(etcd_directory_options options,
                                std::unique_ptr<file_directory> local,
                                std::unique_ptr<etcd_client> client,
                                std::string prefix)
-  : options_(std::move(options)),
-    local_(std::move(local)),
-    client_(std::move(client)),
-    prefix_(std::move(prefix)) {
-}
+  : options_(std::move(options)), local_(std::move(local)),
+    client_(std::move(client)), prefix_(std::move(prefix)) {}
 
 expected<std::unique_ptr<etcd_directory>>
 etcd_directory::join(etcd_directory_options options,
@@ -52,19 +49,17 @@ etcd_directory::join(etcd_directory_options options,
   if (!client)
     return std::move(client).error();
   auto url = options.url;
-  auto dir = std::unique_ptr<etcd_directory>{
-    new etcd_directory(std::move(options), std::move(local),
-                       std::move(*client), target->prefix)};
+  auto dir = std::unique_ptr<etcd_directory>{new etcd_directory(
+    std::move(options), std::move(local), std::move(*client), target->prefix)};
   v1::NodeRecord first; // until the node publishes its own
   first.set_name(dir->options_.node);
   first.set_pid(::getpid());
   if (auto registered = dir->register_node(first.SerializeAsString());
       !registered)
-    return error{registered.code(), "the registry " + url + ": "
-                                      + registered.error().message()};
-  dir->keep_alive_thread_ = std::thread{[d = dir.get()] {
-    d->keep_alive_loop();
-  }};
+    return error{registered.code(),
+                 "the registry " + url + ": " + registered.error().message()};
+  dir->keep_alive_thread_
+    = std::thread{[d = dir.get()] { d->keep_alive_loop(); }};
   dir->watch_thread_ = std::thread{[d = dir.get()] { d->watch_loop(); }};
   return dir;
 }
@@ -155,7 +150,8 @@ std::string etcd_directory::access_warning() const {
   return local_->access_warning();
 }
 
-// -- writes ---------------------------------------------------------------------
+// -- writes
+// ---------------------------------------------------------------------
 
 expected<void> etcd_directory::publish(const v1::NodeRecord& record) {
   std::string data;
@@ -171,8 +167,8 @@ expected<void> etcd_directory::publish(const v1::NodeRecord& record) {
     return error{errc::unavailable, "node " + quoted(options_.node)
                                       + " is not registered (its lease "
                                         "lapsed; registering again)"};
-  auto replaced = client_->replace_if_lease(node_key(options_.node), data,
-                                            lease);
+  auto replaced
+    = client_->replace_if_lease(node_key(options_.node), data, lease);
   if (!replaced && replaced.code() != errc::not_found)
     return error{replaced.code(), "cannot publish the node record: "
                                     + replaced.error().message()};
@@ -212,8 +208,7 @@ expected<void> etcd_directory::claim_name(std::string_view actor) {
       wake_.notify_all();
       return error{errc::unavailable, "cannot claim " + quoted(actor)
                                         + ": the lease of node "
-                                        + quoted(options_.node)
-                                        + " lapsed"};
+                                        + quoted(options_.node) + " lapsed"};
     }
     return error{created.code(), "cannot claim " + quoted(actor) + ": "
                                    + created.error().message()};
@@ -252,7 +247,8 @@ void etcd_directory::release_name(std::string_view actor) {
   }
 }
 
-// -- reads ----------------------------------------------------------------------
+// -- reads
+// ----------------------------------------------------------------------
 
 expected<std::string> etcd_directory::owner_of(std::string_view actor) {
   {
@@ -266,8 +262,8 @@ expected<std::string> etcd_directory::owner_of(std::string_view actor) {
     return error{read.code(), "cannot look up " + quoted(actor) + ": "
                                 + read.error().message()};
   if (read->kvs.empty())
-    return error{errc::not_found, "no actor named " + quoted(actor)
-                                    + " in the registry"};
+    return error{errc::not_found,
+                 "no actor named " + quoted(actor) + " in the registry"};
   auto owner = std::move(read->kvs.front().value);
   std::lock_guard guard{mu_};
   if (watch_up_ && renewals_ok_ && read->revision >= watch_revision_)
@@ -287,8 +283,8 @@ expected<v1::NodeRecord> etcd_directory::read_node(std::string_view node) {
     return error{read.code(), "cannot look up node " + quoted(node) + ": "
                                 + read.error().message()};
   if (read->kvs.empty())
-    return error{errc::not_found, "no live node named " + quoted(node)
-                                    + " in the registry"};
+    return error{errc::not_found,
+                 "no live node named " + quoted(node) + " in the registry"};
   v1::NodeRecord record;
   if (!record.ParseFromString(read->kvs.front().value))
     return error{errc::not_found,
@@ -304,8 +300,7 @@ std::vector<v1::NodeRecord> etcd_directory::nodes() {
   auto from = prefix_ + "nodes/";
   auto read = client_->range(from, etcd_prefix_end(from));
   if (!read) {
-    log(log_level::warning,
-        "cannot list the nodes: " + read.error().message());
+    log(log_level::warning, "cannot list the nodes: " + read.error().message());
     return out;
   }
   for (auto& kv : read->kvs) // sorted by key, so by node name
@@ -319,8 +314,7 @@ std::vector<std::pair<std::string, std::string>> etcd_directory::names() {
   auto from = prefix_ + "names/";
   auto read = client_->range(from, etcd_prefix_end(from));
   if (!read) {
-    log(log_level::warning,
-        "cannot list the names: " + read.error().message());
+    log(log_level::warning, "cannot list the names: " + read.error().message());
     return out;
   }
   for (auto& kv : read->kvs) // sorted by key, so by actor name
@@ -332,7 +326,8 @@ void etcd_directory::suspect(std::string_view node) {
   std::lock_guard guard{mu_};
   if (auto it = records_.find(node); it != records_.end())
     records_.erase(it);
-  std::erase_if(owners_, [&](const auto& entry) { return entry.second == node; });
+  std::erase_if(owners_,
+                [&](const auto& entry) { return entry.second == node; });
 }
 
 bool etcd_directory::cache_trusted() const {
@@ -428,11 +423,10 @@ void etcd_directory::reregister() {
   if (!registered) {
     // Logged once per outage; tried again each period.
     if (!reregister_failing_)
-      log(log_level::error, "cannot register node " + quoted(options_.node)
-                              + " again (" + registered.error().message()
-                              + "); trying again each "
-                              + std::to_string(ttl_.count() * 1000 / 3)
-                              + " ms");
+      log(log_level::error,
+          "cannot register node " + quoted(options_.node) + " again ("
+            + registered.error().message() + "); trying again each "
+            + std::to_string(ttl_.count() * 1000 / 3) + " ms");
     reregister_failing_ = true;
     return;
   }
@@ -472,8 +466,8 @@ void etcd_directory::reregister() {
   if (!now_published.empty() && now_published != record)
     (void)client_->replace_if_lease(node_key(options_.node), now_published,
                                     lease);
-  log(log_level::warning, "node " + quoted(options_.node)
-                            + " is registered again");
+  log(log_level::warning,
+      "node " + quoted(options_.node) + " is registered again");
 }
 
 void etcd_directory::retry_releases() {
@@ -490,7 +484,8 @@ void etcd_directory::retry_releases() {
   }
 }
 
-// -- the watch thread -----------------------------------------------------------
+// -- the watch thread
+// -----------------------------------------------------------
 
 void etcd_directory::watch_loop() {
   auto backoff = 100ms;

@@ -45,8 +45,8 @@ expected<etcd_target> parse_etcd_url(std::string_view url) {
       host = host.substr(1, host.size() - 2);
     auto port_text = item.substr(colon + 1);
     unsigned port = 0;
-    auto [end, ec] = std::from_chars(
-      port_text.data(), port_text.data() + port_text.size(), port);
+    auto [end, ec] = std::from_chars(port_text.data(),
+                                     port_text.data() + port_text.size(), port);
     if (ec != std::errc{} || end != port_text.data() + port_text.size()
         || port == 0 || port > 65535)
       return bad("'" + std::string{port_text} + "' is not a port");

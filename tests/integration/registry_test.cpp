@@ -101,8 +101,7 @@ bool has_node(const std::vector<node_info>& nodes, const std::string& name) {
 /// hostile or broken "etcd"), until it goes away.
 class canned_http_server {
 public:
-  explicit canned_http_server(std::string answer)
-    : answer_(std::move(answer)) {
+  explicit canned_http_server(std::string answer) : answer_(std::move(answer)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd_ >= 0);
     sockaddr_in addr{};
@@ -193,9 +192,9 @@ TEST_CASE("registry URLs are parsed, and bad ones refused with a reason",
   CHECK(many->endpoints[1].text() == "[::1]:2");
   CHECK(many->endpoints[2].port == 3);
   CHECK(many->prefix == "/team/x/");
-  for (auto bad : {"http://127.0.0.1:2379", "etcd://", "etcd://host",
-                   "etcd://host:0", "etcd://host:65536", "etcd://host:12x",
-                   "etcd://:2379"}) {
+  for (auto bad :
+       {"http://127.0.0.1:2379", "etcd://", "etcd://host", "etcd://host:0",
+        "etcd://host:65536", "etcd://host:12x", "etcd://:2379"}) {
     INFO(bad);
     auto parsed = parse_etcd_url(bad);
     CHECK(parsed.code() == errc::invalid_argument);
@@ -246,10 +245,9 @@ TEST_CASE("a registry answering garbage fails node::start with an error, "
   }
   SECTION("an answer larger than the bound") {
     // 17 MiB, over the 16 MiB bound: the client stops reading at the bound.
-    canned_http_server server{"HTTP/1.1 200 OK\r\nContent-Length: "
-                              + std::to_string(17u << 20)
-                              + "\r\nConnection: close\r\n\r\n{"
-                              + std::string((17u << 20) - 1, ' ')};
+    canned_http_server server{
+      "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(17u << 20)
+      + "\r\nConnection: close\r\n\r\n{" + std::string((17u << 20) - 1, ' ')};
     auto started = start_on(dir, server.url());
     REQUIRE_FALSE(started);
     INFO(started.error().message());
@@ -368,9 +366,8 @@ TEST_CASE("a released name is seen free through the cache and can be "
   CHECK(other->read_node("holder").value().name() == "holder");
   holder->release_name("ledger");
   // The watch drops the cached owner: the next lookup asks etcd again.
-  REQUIRE(eventually_slow([&] {
-    return other->owner_of("ledger").code() == errc::not_found;
-  }));
+  REQUIRE(eventually_slow(
+    [&] { return other->owner_of("ledger").code() == errc::not_found; }));
   CHECK(other->claim_name("ledger"));
   CHECK(holder->owner_of("ledger").value() == "other");
   // A release of a name held by another node changes nothing.
@@ -383,8 +380,8 @@ TEST_CASE("a node frozen past its lease is down for the others, and notices "
           "[registry][integration][slow]") {
   etcd_server etcd;
   temp_dir dir;
-  auto frozen = start_registry_node(etcd, dir, "sleeper",
-                                    {"--log-stdout", "echo.z"}, 2s);
+  auto frozen
+    = start_registry_node(etcd, dir, "sleeper", {"--log-stdout", "echo.z"}, 2s);
   auto observer = join_registry(etcd, dir, "observer");
   local_node here{dir, "waker",
                   [&](node_config& config) { use_registry(config, etcd); }};
@@ -399,9 +396,8 @@ TEST_CASE("a node frozen past its lease is down for the others, and notices "
     }
   } resume_later{*frozen};
   // Its lease lapses within about two seconds: its record and names vanish.
-  REQUIRE(eventually_slow([&] {
-    return observer->read_node("sleeper").code() == errc::not_found;
-  }));
+  REQUIRE(eventually_slow(
+    [&] { return observer->read_node("sleeper").code() == errc::not_found; }));
   CHECK(observer->owner_of("echo.z").code() == errc::not_found);
   CHECK_FALSE(has_node(here->nodes(), "sleeper"));
   CHECK_FALSE(has_name(here->machine_names("*"), "echo.z", "sleeper"));

@@ -179,6 +179,8 @@ private:
   void spawn(int generation) {
     auto client = "http://127.0.0.1:" + std::to_string(client_port_);
     auto peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+    // One flag and its value a line.
+    // clang-format off
     std::vector<std::string> argv{
       "/usr/bin/etcd",
       "--name", "courier-test",
@@ -193,6 +195,7 @@ private:
       "--election-timeout", "500",
       "--logger", "zap",
       "--log-outputs", "stderr"};
+    // clang-format on
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(a.data());
@@ -205,8 +208,8 @@ private:
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(),
-                           environ);
+    int rc
+      = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) {
       pid_ = -1;
@@ -226,8 +229,8 @@ private:
         pid_ = -1; // exited (a port taken meanwhile, say)
         return false;
       }
-      auto answer = http_get(client_port_, "/health",
-                             std::chrono::milliseconds{500});
+      auto answer
+        = http_get(client_port_, "/health", std::chrono::milliseconds{500});
       if (answer.find("\"health\":\"true\"") != std::string::npos)
         return true;
       // A poll interval: etcd offers nothing to block on until it is up.
