@@ -112,18 +112,13 @@ public:
       return error{errc::unavailable,
                    "cannot connect to " + endpoint + ": " + ec.message()};
     auto impl = make_link(io_, std::move(socket), limits_);
-    track(impl);
+    links_.track(impl);
     return std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))};
   }
 
   /// Receives, on the calling thread, what the links' sockets hold.
   bool poll() override {
-    auto links = std::atomic_load(&links_);
-    bool any = false;
-    for (const auto& weak : *links)
-      if (auto link = weak.lock())
-        any |= link->poll_once();
-    return any;
+    return links_.poll();
   }
 
   void stop() override {
@@ -154,7 +149,7 @@ private:
         return;
       if (!ec) {
         auto impl = make_link(io_, std::move(socket), limits_);
-        track(impl);
+        links_.track(impl);
         on_accept_(
           std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))});
       }
@@ -162,24 +157,8 @@ private:
     });
   }
 
-  /// Adds a link to those poll() reads (and forgets the links gone).
-  void track(const std::shared_ptr<stream_link>& link) {
-    std::lock_guard guard{track_mu_};
-    auto next = std::make_shared<std::vector<std::weak_ptr<stream_link>>>();
-    for (const auto& weak : *links_)
-      if (!weak.expired())
-        next->push_back(weak);
-    next->push_back(link);
-    std::atomic_store(&links_,
-                      std::shared_ptr<const std::vector<std::weak_ptr<stream_link>>>{
-                        std::move(next)});
-  }
-
   transport_limits limits_;
-  std::mutex track_mu_; // one track() at a time
-  // What poll() reads: replaced whole, read without a lock.
-  std::shared_ptr<const std::vector<std::weak_ptr<stream_link>>> links_
-    = std::make_shared<const std::vector<std::weak_ptr<stream_link>>>();
+  courier::stream::polled_links links_; // what poll() reads
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   stream::acceptor acceptor_{io_};

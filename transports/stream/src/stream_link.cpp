@@ -660,4 +660,26 @@ void stream_link::shut(error reason) {
     events->on_closed(reason);
 }
 
+// -- polled_links -------------------------------------------------------------------
+
+void polled_links::track(const std::shared_ptr<stream_link>& link) {
+  std::lock_guard guard{mu_};
+  auto next = std::make_shared<list>();
+  for (const auto& weak : *std::atomic_load(&links_))
+    if (!weak.expired())
+      next->push_back(weak);
+  next->push_back(link);
+  std::atomic_store(&links_, std::shared_ptr<const list>{std::move(next)});
+}
+
+bool polled_links::poll() {
+  auto links = std::atomic_load(&links_);
+  bool any = false;
+  for (const auto& weak : *links)
+    if (auto link = weak.lock())
+      any |= link->poll_once();
+  return any;
+}
+
 } // namespace courier::stream
+

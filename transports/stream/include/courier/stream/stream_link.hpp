@@ -193,4 +193,23 @@ private:
   std::string spare_; // guarded by spare_mu_: see recycle()
 };
 
+/// The links a tier's poll() reads: replaced whole on each change and read
+/// without a lock, so polling threads never wait for each other.
+///
+/// Thread safety: all member functions are thread-safe.
+class polled_links {
+public:
+  /// Adds a link (and forgets the links gone).
+  void track(const std::shared_ptr<stream_link>& link);
+
+  /// Receives, on the calling thread, what the links' sockets hold; true
+  /// if a frame was handed over.
+  bool poll();
+
+private:
+  using list = std::vector<std::weak_ptr<stream_link>>;
+  std::mutex mu_; // one track() at a time
+  std::shared_ptr<const list> links_ = std::make_shared<const list>();
+};
+
 } // namespace courier::stream
