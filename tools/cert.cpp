@@ -39,7 +39,8 @@ struct openssl_free {
 };
 
 using x509_ptr = std::unique_ptr<X509, openssl_free<X509, X509_free>>;
-using key_ptr = std::unique_ptr<EVP_PKEY, openssl_free<EVP_PKEY, EVP_PKEY_free>>;
+using key_ptr
+  = std::unique_ptr<EVP_PKEY, openssl_free<EVP_PKEY, EVP_PKEY_free>>;
 using bio_ptr = std::unique_ptr<BIO, openssl_free<BIO, BIO_free_all>>;
 using bignum_ptr = std::unique_ptr<BIGNUM, openssl_free<BIGNUM, BN_free>>;
 using extension_ptr
@@ -102,8 +103,7 @@ expected<void> check_free(std::initializer_list<fs::path> paths, bool force) {
     std::error_code ignored;
     if (fs::exists(fs::symlink_status(path, ignored)))
       return error{errc::already_exists,
-                   "'" + path.string()
-                     + "' exists; --force replaces it"};
+                   "'" + path.string() + "' exists; --force replaces it"};
   }
   return {};
 }
@@ -112,8 +112,8 @@ expected<void> check_free(std::initializer_list<fs::path> paths, bool force) {
 /// file with another mode).
 expected<void> write_file(const fs::path& path, const std::string& contents,
                           mode_t mode, bool force) {
-  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW
-              | (force ? O_TRUNC : O_EXCL);
+  int flags
+    = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL);
   int fd = ::open(path.c_str(), flags, mode);
   auto failed = [&path](const char* what) {
     int saved = errno;
@@ -226,16 +226,15 @@ expected<x509_ptr> new_certificate(const std::string& common_name,
     return openssl_failure("cannot make a certificate");
   // A random positive serial of 159 bits: unique without bookkeeping.
   bignum_ptr serial{BN_new()};
-  if (!serial || BN_rand(serial.get(), 159, BN_RAND_TOP_ANY,
-                         BN_RAND_BOTTOM_ANY) != 1
+  if (!serial
+      || BN_rand(serial.get(), 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1
       || BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get()))
            == nullptr)
     return openssl_failure("cannot pick a serial number");
   auto* subject = X509_get_subject_name(cert.get());
   if (X509_NAME_add_entry_by_txt(
         subject, "CN", MBSTRING_UTF8,
-        reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
-        0)
+        reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1, 0)
       != 1)
     return openssl_failure("cannot set the subject '" + common_name + "'");
   auto* issuer_name = issuer ? X509_get_subject_name(issuer) : subject;
@@ -271,9 +270,9 @@ constexpr std::chrono::seconds clock_skew{3600};
 
 expected<void> check_days(int days) {
   if (days < 1 || days > max_days)
-    return error{errc::invalid_argument,
-                 "--days must be between 1 and " + std::to_string(max_days)
-                   + ", not " + std::to_string(days)};
+    return error{errc::invalid_argument, "--days must be between 1 and "
+                                           + std::to_string(max_days) + ", not "
+                                           + std::to_string(days)};
   return {};
 }
 
@@ -301,8 +300,8 @@ expected<std::string> alt_names(const std::string& name,
     auto colon = san.find(':');
     auto kind = san.substr(0, colon == std::string::npos ? 0 : colon);
     auto value = colon == std::string::npos ? "" : san.substr(colon + 1);
-    bool plain = !value.empty()
-                 && value.find_first_of(", \t\n") == std::string::npos;
+    bool plain
+      = !value.empty() && value.find_first_of(", \t\n") == std::string::npos;
     if (kind == "IP") {
       unsigned char address[16];
       if (::inet_pton(AF_INET, value.c_str(), address) != 1
@@ -337,10 +336,10 @@ expected<authority> load_ca(const fs::path& folder) {
   for (const auto& path : {cert_path, key_path}) {
     std::error_code ignored;
     if (!fs::exists(path, ignored))
-      return error{errc::not_found,
-                   "no CA in '" + folder.string() + "': '" + path.string()
-                     + "' is missing (`courier cert ca --out "
-                     + folder.string() + "` makes one)"};
+      return error{errc::not_found, "no CA in '" + folder.string() + "': '"
+                                      + path.string()
+                                      + "' is missing (`courier cert ca --out "
+                                      + folder.string() + "` makes one)"};
   }
   authority ca{};
   {
@@ -348,7 +347,8 @@ expected<authority> load_ca(const fs::path& folder) {
     if (!in)
       return error{code_for(errno), "cannot read '" + cert_path.string()
                                       + "': " + openssl_reasons()};
-    ca.certificate.reset(PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr));
+    ca.certificate.reset(
+      PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr));
     if (!ca.certificate)
       return error{errc::invalid_argument,
                    "'" + cert_path.string()
@@ -359,8 +359,7 @@ expected<authority> load_ca(const fs::path& folder) {
     if (!in)
       return error{code_for(errno), "cannot read '" + key_path.string()
                                       + "': " + openssl_reasons()};
-    ca.key.reset(
-      PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
+    ca.key.reset(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
     if (!ca.key)
       return error{errc::invalid_argument,
                    "'" + key_path.string()
@@ -440,16 +439,16 @@ expected<written_files> make_node_certificate(const node_request& request) {
   auto key = new_key();
   if (!key)
     return std::move(key).error();
-  auto cert = new_certificate(
-    request.name, key->get(), ca->certificate.get(), ca->key.get(), valid,
-    {
-      {NID_basic_constraints, "critical,CA:FALSE"},
-      {NID_key_usage, "critical,digitalSignature"},
-      {NID_ext_key_usage, "serverAuth,clientAuth"},
-      {NID_subject_alt_name, *sans},
-      {NID_subject_key_identifier, "hash"},
-      {NID_authority_key_identifier, "keyid:always"},
-    });
+  auto cert = new_certificate(request.name, key->get(), ca->certificate.get(),
+                              ca->key.get(), valid,
+                              {
+                                {NID_basic_constraints, "critical,CA:FALSE"},
+                                {NID_key_usage, "critical,digitalSignature"},
+                                {NID_ext_key_usage, "serverAuth,clientAuth"},
+                                {NID_subject_alt_name, *sans},
+                                {NID_subject_key_identifier, "hash"},
+                                {NID_authority_key_identifier, "keyid:always"},
+                              });
   if (!cert)
     return std::move(cert).error();
   return write_pair(cert_path, key_path, cert->get(), key->get(),
@@ -491,8 +490,8 @@ expected<std::chrono::seconds> parse_offset(std::string_view text) {
   }
   rest.remove_suffix(1);
   long long count = 0;
-  auto [end, failed] = std::from_chars(rest.data(), rest.data() + rest.size(),
-                                       count);
+  auto [end, failed]
+    = std::from_chars(rest.data(), rest.data() + rest.size(), count);
   if (failed != std::errc{} || end != rest.data() + rest.size())
     return bad("a whole number before the unit");
   // A century either way: further is a typo, and would overflow time_t

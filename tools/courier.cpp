@@ -84,8 +84,7 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   }
   for (const auto& entry : offline_subcommands) {
     auto* sub = app.add_subcommand(entry.name, entry.help);
-    sub->callback(
-      [&offline, work = entry.setup(*sub)] { offline = work; });
+    sub->callback([&offline, work = entry.setup(*sub)] { offline = work; });
   }
   try {
     app.parse(argc, argv);
