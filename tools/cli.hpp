@@ -28,6 +28,8 @@ inline constexpr int exit_usage = 2;
 /// Options every subcommand takes, before or after its name.
 struct global_options {
   std::string dir;
+  /// The cluster registry (node_config::registry); empty: the directory.
+  std::string registry;
   bool json = false;
 };
 

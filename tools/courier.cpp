@@ -11,9 +11,12 @@
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
 //
-// --dir and --json may also follow the subcommand; each subcommand has
-// --help. Exit status: 0 success, 1 the operation failed (the reason is
-// printed on stderr as "courier: <code>: <text>"), 2 bad usage.
+// --registry etcd://HOST:PORT[,...] looks at the nodes and names of a
+// cluster registry (docs/directory.md) instead of the machine's directory.
+// --dir, --registry and --json may also follow the subcommand; each
+// subcommand has --help. Exit status: 0 success, 1 the operation failed
+// (the reason is printed on stderr as "courier: <code>: <text>"), 2 bad
+// usage.
 
 #include <iostream>
 #include <optional>
@@ -71,6 +74,9 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   app.add_option("--dir", global.dir,
                  "the node directory (default: $COURIER_DIR, else "
                  "/tmp/courier, or /run/courier for root)");
+  app.add_option("--registry", global.registry,
+                 "a cluster registry, etcd://HOST:PORT[,HOST:PORT...] "
+                 "(default: none, the node directory alone)");
   app.add_flag("--json", global.json, "print machine-readable JSON");
   // At most one subcommand; none is caught below, after CLI11 has named
   // any stray argument (it checks the count first).
@@ -104,6 +110,7 @@ expected<node> start_node(const global_options& global) {
   node_config config;
   config.name = "cli-" + std::to_string(::getpid());
   config.directory = global.dir;
+  config.registry = global.registry;
   config.transports = {{"pipe", pipe::factory()}};
   config.log = [](log_level level, std::string_view line) {
     if (level >= log_level::warning)

@@ -549,3 +549,31 @@ TEST_CASE("after etcd loses its data every node registers again with its "
   REQUIRE(a->claim_name("smoke"));
   CHECK(b->owner_of("smoke").value() == "phoenix");
 }
+
+TEST_CASE("the CLI lists and reaches the nodes of a registry",
+          "[registry][cli][integration]") {
+  etcd_server etcd;
+  temp_dir dir;
+  temp_dir elsewhere; // the CLI's own folder: what it sees comes from etcd
+  auto peer = start_registry_node(etcd, dir, "delta", {"adder"});
+  auto run = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{COURIER_CLI, "--registry", etcd.url()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    child_process cli{argv};
+    std::string out;
+    REQUIRE(cli.read_all(out));
+    auto status = cli.wait_exit(10s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    return std::pair{WEXITSTATUS(*status), out};
+  };
+  auto [listed, names] = run({"--dir", elsewhere.path(), "names"});
+  CHECK(listed == 0);
+  CHECK(names.find("adder") != std::string::npos);
+  CHECK(names.find("delta") != std::string::npos);
+  // Its socket lives in the peer's folder: the CLI reaches it from there.
+  auto [sent, reply] = run({"--dir", dir.path(), "send", "adder",
+                            "courier_test.v1.Add", R"({"a": "40", "b": 2})"});
+  CHECK(sent == 0);
+  CHECK(reply == "{\"value\":\"42\"}\n");
+}
