@@ -447,7 +447,17 @@ void etcd_directory::reregister() {
       lease_ = 0;
       return;
     }
-    if (!claimed->created && claimed->existing.value != options_.node) {
+    if (claimed->created) {
+      bool still_held = false;
+      {
+        std::lock_guard guard{mu_};
+        still_held = held_.contains(actor);
+      }
+      if (!still_held) // released meanwhile: do not keep it in etcd
+        (void)client_->delete_if_value(name_key(actor), options_.node);
+      continue;
+    }
+    if (claimed->existing.value != options_.node) {
       log(log_level::error,
           "the name " + quoted(actor) + " went to node "
             + quoted(claimed->existing.value)
