@@ -577,3 +577,21 @@ TEST_CASE("the CLI lists and reaches the nodes of a registry",
   CHECK(sent == 0);
   CHECK(reply == "{\"value\":\"42\"}\n");
 }
+
+TEST_CASE("of several registry endpoints a dead one is skipped",
+          "[registry][integration]") {
+  etcd_server etcd;
+  temp_dir dir;
+  auto dead = free_loopback_port();
+  node_config config;
+  config.name = "hopper";
+  config.directory = dir.path();
+  config.registry = "etcd://127.0.0.1:" + std::to_string(dead) + ",127.0.0.1:"
+                    + std::to_string(etcd.client_port());
+  config.registry_timeout = 1s;
+  auto started = node::start(config);
+  REQUIRE(started);
+  REQUIRE(started->spawn("adder.h", adder));
+  auto observer = join_registry(etcd, dir, "observer");
+  CHECK(observer->owner_of("adder.h").value() == "hopper");
+}
