@@ -586,8 +586,8 @@ TEST_CASE("of several registry endpoints a dead one is skipped",
   node_config config;
   config.name = "hopper";
   config.directory = dir.path();
-  config.registry = "etcd://127.0.0.1:" + std::to_string(dead) + ",127.0.0.1:"
-                    + std::to_string(etcd.client_port());
+  config.registry = "etcd://127.0.0.1:" + std::to_string(dead)
+                    + ",127.0.0.1:" + std::to_string(etcd.client_port());
   config.registry_timeout = 1s;
   auto started = node::start(config);
   REQUIRE(started);
