@@ -13,8 +13,9 @@
 //
 // Every subcommand but cert also takes --config FILE, settings for the
 // CLI's own node (docs/configuration.md). --dir, --config and --json may
-// also follow the subcommand; each subcommand has --help. Exit status: 0 success, 1 the operation failed (the reason is
-// printed on stderr as "courier: <code>: <text>"), 2 bad usage.
+// also follow the subcommand; each subcommand has --help. Exit status: 0
+// success, 1 the operation failed (the reason is printed on stderr as "courier:
+// <code>: <text>"), 2 bad usage.
 
 #include <iostream>
 #include <optional>
@@ -74,11 +75,12 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
                  "the node directory (default: $COURIER_DIR, else "
                  "/tmp/courier, or /run/courier for root)");
   app.add_flag("--json", global.json, "print machine-readable JSON");
-  app.add_option("--config", global.config,
-                 "settings of the CLI's own node from a TOML file "
-                 "(docs/configuration.md): its directory, tiers, limits; "
-                 "its name stays cli-<pid>, and --dir wins over its "
-                 "directory")
+  app
+    .add_option("--config", global.config,
+                "settings of the CLI's own node from a TOML file "
+                "(docs/configuration.md): its directory, tiers, limits; "
+                "its name stays cli-<pid>, and --dir wins over its "
+                "directory")
     ->type_name("FILE");
   // At most one subcommand; none is caught below, after CLI11 has named
   // any stray argument (it checks the count first).

@@ -1,9 +1,9 @@
 // From settings to a node_config: a transport per tier, the log, and the
 // file reading around parse.cpp.
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <algorithm>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -69,9 +69,9 @@ std::vector<std::string> buildable_tiers() {
 expected<node_config> make_node_config(node_settings settings) {
   auto config = std::move(settings.node);
   for (const auto& tier : settings.tiers) {
-    auto maker = std::find_if(
-      std::begin(tier_makers), std::end(tier_makers),
-      [&tier](const tier_maker& m) { return m.name == tier; });
+    auto maker
+      = std::find_if(std::begin(tier_makers), std::end(tier_makers),
+                     [&tier](const tier_maker& m) { return m.name == tier; });
     if (maker == std::end(tier_makers))
       return error{errc::unimplemented,
                    settings.source + ": [tiers." + tier + "]: this program "
@@ -79,18 +79,18 @@ expected<node_config> make_node_config(node_settings settings) {
     config.transports.emplace_back(tier, maker->make(settings));
   }
   if (settings.log_threshold) {
-    config.log = [threshold = *settings.log_threshold,
-                  who = config.name.empty() ? std::string{"courier"}
-                                            : config.name](
-                   log_level level, std::string_view line) {
-      if (level < threshold)
-        return;
-      // One write per line, so lines of several threads do not mix.
-      std::string text = who + ": " + level_name(level) + ": ";
-      text += line;
-      text += '\n';
-      std::cerr << text << std::flush;
-    };
+    config.log
+      = [threshold = *settings.log_threshold,
+         who = config.name.empty() ? std::string{"courier"} : config.name](
+          log_level level, std::string_view line) {
+          if (level < threshold)
+            return;
+          // One write per line, so lines of several threads do not mix.
+          std::string text = who + ": " + level_name(level) + ": ";
+          text += line;
+          text += '\n';
+          std::cerr << text << std::flush;
+        };
   }
   return config;
 }
@@ -98,12 +98,13 @@ expected<node_config> make_node_config(node_settings settings) {
 expected<node_settings> read_node_settings(const std::filesystem::path& file) {
   std::error_code failed;
   if (!std::filesystem::exists(file, failed))
-    return error{errc::not_found, "no configuration file '" + file.string()
-                                    + "'"};
+    return error{errc::not_found,
+                 "no configuration file '" + file.string() + "'"};
   if (std::filesystem::is_directory(file, failed))
     return error{errc::invalid_argument,
-                 "'" + file.string() + "' is a folder, not a configuration "
-                                       "file"};
+                 "'" + file.string()
+                   + "' is a folder, not a configuration "
+                     "file"};
   std::ifstream in{file, std::ios::binary};
   if (!in) {
     int saved = errno;

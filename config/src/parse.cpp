@@ -37,7 +37,7 @@ struct parse_state {
   node_settings settings;
   std::vector<pending_tier_check> preferred;
 
-  /// invalid_argument "source:line:column: 'key' what".
+  /// invalid_argument "source:line:column: key: what".
   error at(const toml::source_region& where, std::string_view key,
            std::string_view what) const {
     std::string text = source;
@@ -46,7 +46,7 @@ struct parse_state {
               + std::to_string(where.begin.column);
     text += ": ";
     if (!key.empty())
-      text += "'" + std::string{key} + "' ";
+      text += std::string{key} + ": ";
     text += what;
     return error{errc::invalid_argument, std::move(text)};
   }
@@ -116,9 +116,8 @@ expected<std::int64_t> read_integer(const parse_state& state,
     return wrong_type(state, value, key, "an integer");
   if (number->get() < min || number->get() > max)
     return state.at(value.source(), key,
-                    "is " + std::to_string(number->get())
-                      + "; it must be from " + std::to_string(min) + " to "
-                      + std::to_string(max));
+                    std::to_string(number->get()) + " is out of range: from "
+                      + std::to_string(min) + " to " + std::to_string(max));
   return number->get();
 }
 
@@ -135,21 +134,24 @@ read_duration(const parse_state& state, const toml::node& value,
     return state.at(value, key, parsed.error());
   if (*parsed < min)
     return state.at(value.source(), key,
-                    "is '" + text->get() + "'; it must be at least "
-                      + std::to_string(min.count()) + "us");
+                    "'" + text->get() + "' is too short: at least "
+                      + (min.count() % 1000 == 0
+                           ? std::to_string(min.count() / 1000) + "ms"
+                           : std::to_string(min.count()) + "us"));
   return *parsed;
 }
 
 /// A duration in whole milliseconds, at least one.
-expected<std::chrono::milliseconds>
-read_milliseconds(const parse_state& state, const toml::node& value,
-                  std::string_view key) {
+expected<std::chrono::milliseconds> read_milliseconds(const parse_state& state,
+                                                      const toml::node& value,
+                                                      std::string_view key) {
   auto parsed = read_duration(state, value, key, std::chrono::milliseconds{1});
   if (!parsed)
     return std::move(parsed).error();
   if (parsed->count() % 1000 != 0)
     return state.at(value.source(), key,
-                    "is not a whole number of milliseconds");
+                    "'" + value.as_string()->get()
+                      + "' is not a whole number of milliseconds");
   return std::chrono::duration_cast<std::chrono::milliseconds>(*parsed);
 }
 
@@ -159,7 +161,8 @@ expected<std::uint64_t> read_size(const parse_state& state,
                                   std::string_view key) {
   if (auto* number = value.as_integer()) {
     if (number->get() < 0)
-      return state.at(value.source(), key, "is negative");
+      return state.at(value.source(), key,
+                      std::to_string(number->get()) + " is negative");
     return static_cast<std::uint64_t>(number->get());
   }
   auto* text = value.as_string();
@@ -209,12 +212,11 @@ expected<void> read_table(parse_state& state, const toml::table& table,
                           Target& target) {
   for (const auto& [name, value] : table) {
     auto key = std::string{prefix} + std::string{name.str()};
-    auto row = std::find_if(fields.begin(), fields.end(),
-                            [&name](const auto& f) {
-                              return f.name == name.str();
-                            });
+    auto row
+      = std::find_if(fields.begin(), fields.end(),
+                     [&name](const auto& f) { return f.name == name.str(); });
     if (row == fields.end())
-      return state.at(name.source(), key, "is not a known key");
+      return state.at(name.source(), key, "unknown key");
     if (auto read = row->read(state, value, key, target); !read)
       return read;
   }
@@ -245,8 +247,8 @@ constexpr field<transport_limits> limit_fields[] = {
        return std::move(size).error();
      if (*size < min_frame)
        return state.at(value.source(), key,
-                       "is " + std::to_string(*size)
-                         + " bytes; a frame must hold at least "
+                       std::to_string(*size)
+                         + " bytes is too small: a frame holds at least "
                          + std::to_string(min_frame));
      limits.max_frame = *size;
      return {};
@@ -273,14 +275,14 @@ expected<std::string> read_tls_path(const parse_state& state,
   if (!text)
     return text;
   if (text->empty())
-    return state.at(value.source(), key, "is empty");
+    return state.at(value.source(), key, "an empty path");
   fs::path path = *text;
   if (path.is_relative() && !state.base.empty())
     path = state.base / path;
   std::error_code failed;
   if (!fs::is_regular_file(path, failed))
     return state.at(value.source(), key,
-                    "names '" + path.string() + "', which is not a file");
+                    "'" + path.string() + "' is not a file");
   return path.string();
 }
 
@@ -387,8 +389,8 @@ constexpr field<tcp::options> tcp_fields[] = {
    [](parse_state& state, const toml::node& value, const std::string& key,
       tcp::options& tcp) -> expected<void> {
      tcp::tls_files tls;
-     if (auto read = read_subtable<tcp::tls_files>(state, value, key,
-                                                   tls_fields, tls);
+     if (auto read
+         = read_subtable<tcp::tls_files>(state, value, key, tls_fields, tls);
          !read)
        return read;
      // Mutual TLS takes all three; one missing is a half-made setup.
@@ -397,9 +399,9 @@ constexpr field<tcp::options> tcp_fields[] = {
                                std::pair{"ca", &tls.ca}})
        if (path->empty())
          return state.at(value.source(), key,
-                         "lacks '" + std::string{name}
-                           + "': mutual TLS needs certificate, private_key "
-                             "and ca");
+                         "'" + std::string{name}
+                           + "' is missing: mutual TLS needs certificate, "
+                             "private_key and ca");
      tcp.tls = std::move(tls);
      return {};
    }},
@@ -422,18 +424,19 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
     if (std::find(std::begin(tier_names), std::end(tier_names), name.str())
         == std::end(tier_names))
       return state.at(name.source(), tier_key,
-                      "is not a known tier (shm, pipe, tcp)");
+                      "not a known tier (shm, pipe, tcp)");
     if (name.str() == "tcp") {
       tcp::options tcp;
-      if (auto read = read_subtable<tcp::options>(state, tier, tier_key,
-                                                  tcp_fields, tcp);
+      if (auto read
+          = read_subtable<tcp::options>(state, tier, tier_key, tcp_fields, tcp);
           !read)
         return read;
       if (tcp.unreachable_after <= tcp.heartbeat)
         return state.at(tier.source(), tier_key + ".unreachable_after",
-                        "must be longer than heartbeat ("
+                        std::to_string(tcp.unreachable_after.count())
+                          + "ms is not longer than heartbeat ("
                           + std::to_string(tcp.heartbeat.count())
-                          + "ms), or every quiet link is cut");
+                          + "ms): every quiet link would be cut");
       state.settings.tcp = std::move(tcp);
     } else {
       // shm and pipe have no settings: [tiers.shm] only registers the tier.
@@ -443,8 +446,8 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
       for (const auto& [setting, ignored] : *settings)
         return state.at(setting.source(),
                         tier_key + "." + std::string{setting.str()},
-                        "is not a setting: the " + std::string{name.str()}
-                          + " tier has none");
+                        "unknown key: the " + std::string{name.str()}
+                          + " tier has no settings");
     }
   }
   for (auto name : tier_names)
@@ -455,8 +458,7 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
 
 // -- the top level -----------------------------------------------------------
 
-expected<void> read_preferred_tiers(parse_state& state,
-                                    const toml::node& value,
+expected<void> read_preferred_tiers(parse_state& state, const toml::node& value,
                                     const std::string& key) {
   auto* list = value.as_array();
   if (!list)
@@ -478,14 +480,15 @@ expected<void> read_preferred_tiers(parse_state& state,
       if (name.str() == "nodes") {
         if (!valid_pattern(*text))
           return state.at(item.source(), item_key,
-                          "is not a pattern of node names: letters, "
-                          "digits, '_', '-', '.', '*' and '?'");
+                          "'" + *text
+                            + "' is not a pattern of node names: letters, "
+                              "digits, '_', '-', '.', '*' and '?'");
         nodes = std::move(*text);
       } else if (name.str() == "tier") {
         state.preferred.push_back({*text, item_key, item.source()});
         tier = std::move(*text);
       } else {
-        return state.at(name.source(), item_key, "is not a known key");
+        return state.at(name.source(), item_key, "unknown key");
       }
     }
     if (nodes.empty() || tier.empty())
@@ -498,9 +501,10 @@ expected<void> read_preferred_tiers(parse_state& state,
 }
 
 template <class Enum, std::size_t N>
-expected<Enum> read_choice(const parse_state& state, const toml::node& value,
-                           std::string_view key,
-                           const std::pair<std::string_view, Enum> (&choices)[N]) {
+expected<Enum>
+read_choice(const parse_state& state, const toml::node& value,
+            std::string_view key,
+            const std::pair<std::string_view, Enum> (&choices)[N]) {
   auto text = read_string(state, value, key);
   if (!text)
     return std::move(text).error();
@@ -511,7 +515,7 @@ expected<Enum> read_choice(const parse_state& state, const toml::node& value,
     names += (names.empty() ? "" : ", ") + std::string{name};
   }
   return state.at(value.source(), key,
-                  "is '" + *text + "', not one of " + names);
+                  "'" + *text + "' is not one of " + names);
 }
 
 constexpr std::pair<std::string_view, scheduler_policy> schedulers[] = {
@@ -537,9 +541,9 @@ constexpr field<node_settings> node_fields[] = {
        return std::move(text).error();
      if (!text->empty() && !valid_name(*text))
        return state.at(value.source(), key,
-                       "is '" + *text
-                         + "', not a node name: letters, digits, '_', '-', "
-                           "'.', not starting with '.'");
+                       "'" + *text
+                         + "' is not a node name: letters, digits, '_', "
+                           "'-', '.', not starting with '.'");
      settings.node.name = std::move(*text);
      return {};
    }},
@@ -574,8 +578,8 @@ constexpr field<node_settings> node_fields[] = {
        return read;
      if (limits.max_queued < 2 * limits.max_frame)
        return state.at(value.source(), key + ".max_queued",
-                       "is " + std::to_string(limits.max_queued)
-                         + " bytes; it must be at least twice max_frame ("
+                       std::to_string(limits.max_queued)
+                         + " bytes is less than twice max_frame ("
                          + std::to_string(2 * limits.max_frame) + ")");
      return {};
    }},
@@ -687,8 +691,8 @@ expected<node_settings> parse_node_settings(std::string_view toml,
   } catch (const toml::parse_error& failed) {
     return state.at(failed.source(), "", failed.description());
   }
-  if (auto read = read_table<node_settings>(state, root, "", node_fields,
-                                            state.settings);
+  if (auto read
+      = read_table<node_settings>(state, root, "", node_fields, state.settings);
       !read)
     return std::move(read).error();
   // Whole-file checks: a preferred tier must be one the file registers.
@@ -697,12 +701,12 @@ expected<node_settings> parse_node_settings(std::string_view toml,
     if (std::find(std::begin(tier_names), std::end(tier_names), check.tier)
         == std::end(tier_names))
       return state.at(check.where, check.key,
-                      "is '" + check.tier
-                        + "', not a known tier (shm, pipe, tcp)");
+                      "'" + check.tier
+                        + "' is not a known tier (shm, pipe, tcp)");
     if (std::find(tiers.begin(), tiers.end(), check.tier) == tiers.end())
       return state.at(check.where, check.key,
-                      "is '" + check.tier
-                        + "', which is not a tier of this node: add [tiers."
+                      "'" + check.tier
+                        + "' is not a tier of this node; add [tiers."
                         + check.tier + "]");
   }
   return std::move(state.settings);

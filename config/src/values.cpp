@@ -12,14 +12,13 @@ namespace {
 /// does not have that shape or the number overflows.
 bool split_number(std::string_view text, std::uint64_t& number,
                   std::string_view& unit) {
-  auto digits_end = std::find_if(text.begin(), text.end(), [](char c) {
-    return c < '0' || c > '9';
-  });
+  auto digits_end = std::find_if(text.begin(), text.end(),
+                                 [](char c) { return c < '0' || c > '9'; });
   auto digits = static_cast<std::size_t>(digits_end - text.begin());
   if (digits == 0)
     return false;
-  auto [end, failed] = std::from_chars(text.data(), text.data() + digits,
-                                       number);
+  auto [end, failed]
+    = std::from_chars(text.data(), text.data() + digits, number);
   if (failed != std::errc{})
     return false;
   unit = text.substr(digits);
@@ -42,8 +41,9 @@ expected<std::chrono::microseconds> parse_duration(std::string_view text) {
   std::string_view unit;
   if (!split_number(text, number, unit))
     return error{errc::invalid_argument,
-                 quoted + " is not a duration: a whole number and a unit "
-                          "(us, ms, s, m, h), e.g. \"500ms\" or \"2s\""};
+                 quoted
+                   + " is not a duration: a whole number and a unit "
+                     "(us, ms, s, m, h), e.g. \"500ms\" or \"2s\""};
   std::uint64_t per_unit = 0;
   if (unit == "us")
     per_unit = 1;
@@ -72,9 +72,10 @@ expected<std::uint64_t> parse_size(std::string_view text) {
   std::string_view unit;
   if (!split_number(text, number, unit))
     return error{errc::invalid_argument,
-                 quoted + " is not a size: a whole number of bytes, or a "
-                          "string with a unit (B, KiB, MiB, GiB), e.g. "
-                          "\"4MiB\""};
+                 quoted
+                   + " is not a size: a whole number of bytes, or a "
+                     "string with a unit (B, KiB, MiB, GiB), e.g. "
+                     "\"4MiB\""};
   std::uint64_t per_unit = 0;
   if (unit == "B")
     per_unit = 1;
@@ -115,8 +116,8 @@ expected<void> check_address(std::string_view text, bool port_zero_ok) {
     port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || failed != std::errc{}
       || end != port_text.data() + port_text.size() || port > 65535)
-    return bad("the port is a number from " + std::string{port_zero_ok ? "0" : "1"}
-               + " to 65535");
+    return bad("the port is a number from "
+               + std::string{port_zero_ok ? "0" : "1"} + " to 65535");
   if (port == 0 && !port_zero_ok)
     return bad("other nodes cannot dial port 0");
   return {};
