@@ -474,6 +474,8 @@ expected<void> read_preferred_tiers(parse_state& state, const toml::node& value,
     std::string tier;
     for (const auto& [name, item] : *entry) {
       auto item_key = key + "." + std::string{name.str()};
+      if (name.str() != "nodes" && name.str() != "tier")
+        return state.at(name.source(), item_key, "unknown key");
       auto text = read_string(state, item, item_key);
       if (!text)
         return std::move(text).error();
@@ -484,11 +486,9 @@ expected<void> read_preferred_tiers(parse_state& state, const toml::node& value,
                             + "' is not a pattern of node names: letters, "
                               "digits, '_', '-', '.', '*' and '?'");
         nodes = std::move(*text);
-      } else if (name.str() == "tier") {
+      } else {
         state.preferred.push_back({*text, item_key, item.source()});
         tier = std::move(*text);
-      } else {
-        return state.at(name.source(), item_key, "unknown key");
       }
     }
     if (nodes.empty() || tier.empty())
