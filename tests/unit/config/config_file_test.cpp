@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cert.hpp"
 #include "courier/config/config_file.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
 using namespace courier;
 using namespace courier::testing;
+namespace cert = courier::cert;
 namespace fs = std::filesystem;
 
 namespace {
@@ -396,4 +398,64 @@ TEST_CASE("a node started from a configuration file spawns and posts to "
   CHECK(refusal.code() == errc::resource_exhausted);
   CHECK(accepted >= 100);
   CHECK(accepted <= 101); // one may already be in the handler
+}
+
+TEST_CASE("two nodes started from configuration files talk over mutual TLS "
+          "with certificates from courier cert",
+          "[config][unit][tcp]") {
+  auto buildable = buildable_tiers();
+  if (std::find(buildable.begin(), buildable.end(), "tcp") == buildable.end()) {
+    WARN("this build has no tcp tier; nothing to try");
+    return;
+  }
+  temp_dir dir;
+  auto certs = dir.path() + "/certs";
+  cert::ca_request ca;
+  ca.out = certs;
+  REQUIRE(cert::make_ca(ca));
+  for (auto name : {"tls-a", "tls-b"}) {
+    cert::node_request request;
+    request.name = name;
+    request.ca = certs;
+    request.out = certs;
+    REQUIRE(cert::make_node_certificate(request));
+  }
+  // Only the tcp tier: the route between them cannot take another.
+  auto file_for = [&](const std::string& name) {
+    auto path = dir.path() + "/" + name + ".toml";
+    write_file(path, "name = \"" + name + "\"\ndirectory = \"" + dir.path()
+                       + "\"\n[tiers.tcp]\nlisten = \"127.0.0.1:0\"\n"
+                         "[tiers.tcp.tls]\ncertificate = \"certs/"
+                       + name + ".pem\"\nprivate_key = \"certs/" + name
+                       + ".key\"\nca = \"certs/ca.pem\"\n");
+    return path;
+  };
+  auto config_a = load_node_config(file_for("tls-a"));
+  auto config_b = load_node_config(file_for("tls-b"));
+  REQUIRE(config_a);
+  REQUIRE(config_b);
+  auto a = node::start(std::move(*config_a));
+  INFO((a ? "" : a.error().to_string()));
+  REQUIRE(a);
+  auto b = node::start(std::move(*config_b));
+  INFO((b ? "" : b.error().to_string()));
+  REQUIRE(b);
+  REQUIRE(a->spawn("adder", [](context&) {
+    return behavior{[](const tpb::Add& add) {
+      tpb::Sum sum;
+      sum.set_value(add.a() + add.b());
+      return sum;
+    }};
+  }));
+  tpb::Add add;
+  add.set_a(40);
+  add.set_b(2);
+  auto sum = b->send<tpb::Sum>("adder", add, 10s);
+  INFO((sum ? "" : sum.error().to_string()));
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 42);
+  auto routes = b->routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].peer == "tls-a");
+  CHECK(routes[0].tier == "tcp");
 }
