@@ -459,3 +459,34 @@ TEST_CASE("two nodes started from configuration files talk over mutual TLS "
   CHECK(routes[0].peer == "tls-a");
   CHECK(routes[0].tier == "tcp");
 }
+
+TEST_CASE("the example file of docs/configuration.md loads",
+          "[config][unit][docs]") {
+  std::ifstream in{std::string{COURIER_SOURCE_DIR} + "/docs/configuration.md"};
+  REQUIRE(in);
+  std::string doc{std::istreambuf_iterator<char>{in}, {}};
+  auto section = doc.find("## An example");
+  REQUIRE(section != std::string::npos);
+  auto start = doc.find("```toml\n", section);
+  REQUIRE(start != std::string::npos);
+  start += 8;
+  auto end = doc.find("```", start);
+  REQUIRE(end != std::string::npos);
+  auto example = doc.substr(start, end - start);
+
+  // Its TLS files, relative to where the file would be.
+  temp_dir dir;
+  fs::create_directories(dir.path() + "/certs");
+  fs::create_directories(dir.path() + "/ca");
+  for (auto file : {"certs/billing.pem", "certs/billing.key", "ca/ca.pem"})
+    write_file(dir.path() + "/" + file, "placeholder");
+  auto settings = parse_node_settings(example, "configuration.md", dir.path());
+  INFO((settings ? "" : settings.error().to_string()));
+  REQUIRE(settings);
+  CHECK(settings->node.name == "billing");
+  CHECK(settings->node.max_mailbox == 100000);
+  CHECK(settings->tiers == std::vector<std::string>{"shm", "pipe", "tcp"});
+  REQUIRE(settings->tcp);
+  REQUIRE(settings->tcp->tls);
+  CHECK(settings->tcp->tls->ca == dir.path() + "/ca/ca.pem");
+}
