@@ -2,8 +2,9 @@
 // value, every error placed at its file, line and column.
 //
 // A key is one entry in a table below: its name, as node_config has it,
-// and the function that reads it. A field added to node_config gets a line
-// here and a row in docs/configuration.md.
+// and the function that reads it (reader.hpp has the typed readers). A
+// field added to node_config gets a line here and a row in
+// docs/configuration.md.
 
 #include <algorithm>
 #include <limits>
@@ -13,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "courier/config/config_file.hpp"
+#include "reader.hpp"
 #include "values.hpp"
 
 namespace courier {
@@ -20,219 +22,6 @@ namespace courier {
 namespace {
 
 using namespace config_detail;
-namespace fs = std::filesystem;
-
-/// Where a later check points: a value's key and its place.
-struct pending_tier_check {
-  std::string tier;
-  std::string key;
-  toml::source_region where;
-};
-
-/// What the reading functions share: the file's name and folder, the
-/// settings they fill in, and checks that wait for the whole file.
-struct parse_state {
-  std::string source;
-  fs::path base;
-  node_settings settings;
-  std::vector<pending_tier_check> preferred;
-
-  /// invalid_argument "source:line:column: key: what".
-  error at(const toml::source_region& where, std::string_view key,
-           std::string_view what) const {
-    std::string text = source;
-    if (where.begin.line != 0)
-      text += ":" + std::to_string(where.begin.line) + ":"
-              + std::to_string(where.begin.column);
-    text += ": ";
-    if (!key.empty())
-      text += std::string{key} + ": ";
-    text += what;
-    return error{errc::invalid_argument, std::move(text)};
-  }
-
-  /// The same error, at a value, from a reason values.cpp gave.
-  error at(const toml::node& value, std::string_view key,
-           const error& reason) const {
-    return at(value.source(), key, reason.message());
-  }
-};
-
-std::string_view type_name(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    default:
-      return "nothing";
-  }
-}
-
-error wrong_type(const parse_state& state, const toml::node& value,
-                 std::string_view key, std::string_view expected_type) {
-  return state.at(value.source(), key,
-                  "expects " + std::string{expected_type} + ", not "
-                    + std::string{type_name(value.type())});
-}
-
-// -- typed values ------------------------------------------------------------
-
-expected<std::string> read_string(const parse_state& state,
-                                  const toml::node& value,
-                                  std::string_view key) {
-  if (auto* text = value.as_string())
-    return text->get();
-  return wrong_type(state, value, key, "a string");
-}
-
-expected<bool> read_bool(const parse_state& state, const toml::node& value,
-                         std::string_view key) {
-  if (auto* flag = value.as_boolean())
-    return flag->get();
-  return wrong_type(state, value, key, "a boolean (true or false)");
-}
-
-expected<std::int64_t> read_integer(const parse_state& state,
-                                    const toml::node& value,
-                                    std::string_view key, std::int64_t min,
-                                    std::int64_t max) {
-  auto* number = value.as_integer();
-  if (!number)
-    return wrong_type(state, value, key, "an integer");
-  if (number->get() < min || number->get() > max)
-    return state.at(value.source(), key,
-                    std::to_string(number->get()) + " is out of range: from "
-                      + std::to_string(min) + " to " + std::to_string(max));
-  return number->get();
-}
-
-/// A duration of at least `min`: a string with a unit (values.hpp).
-expected<std::chrono::microseconds>
-read_duration(const parse_state& state, const toml::node& value,
-              std::string_view key, std::chrono::microseconds min) {
-  auto* text = value.as_string();
-  if (!text)
-    return wrong_type(state, value, key,
-                      "a duration as a string with a unit, e.g. \"500ms\"");
-  auto parsed = parse_duration(text->get());
-  if (!parsed)
-    return state.at(value, key, parsed.error());
-  if (*parsed < min)
-    return state.at(value.source(), key,
-                    "'" + text->get() + "' is too short: at least "
-                      + (min.count() % 1000 == 0
-                           ? std::to_string(min.count() / 1000) + "ms"
-                           : std::to_string(min.count()) + "us"));
-  return *parsed;
-}
-
-/// A duration in whole milliseconds, at least one.
-expected<std::chrono::milliseconds> read_milliseconds(const parse_state& state,
-                                                      const toml::node& value,
-                                                      std::string_view key) {
-  auto parsed = read_duration(state, value, key, std::chrono::milliseconds{1});
-  if (!parsed)
-    return std::move(parsed).error();
-  if (parsed->count() % 1000 != 0)
-    return state.at(value.source(), key,
-                    "'" + value.as_string()->get()
-                      + "' is not a whole number of milliseconds");
-  return std::chrono::duration_cast<std::chrono::milliseconds>(*parsed);
-}
-
-/// A byte count: an integer, or a string with a unit (values.hpp).
-expected<std::uint64_t> read_size(const parse_state& state,
-                                  const toml::node& value,
-                                  std::string_view key) {
-  if (auto* number = value.as_integer()) {
-    if (number->get() < 0)
-      return state.at(value.source(), key,
-                      std::to_string(number->get()) + " is negative");
-    return static_cast<std::uint64_t>(number->get());
-  }
-  auto* text = value.as_string();
-  if (!text)
-    return wrong_type(state, value, key,
-                      "a size: an integer (bytes) or a string such as "
-                      "\"4MiB\"");
-  auto parsed = parse_size(text->get());
-  if (!parsed)
-    return state.at(value, key, parsed.error());
-  return *parsed;
-}
-
-expected<std::vector<unsigned>> read_ids(const parse_state& state,
-                                         const toml::node& value,
-                                         std::string_view key) {
-  auto* list = value.as_array();
-  if (!list)
-    return wrong_type(state, value, key, "an array of integers");
-  std::vector<unsigned> ids;
-  for (const auto& element : *list) {
-    // 2^32 - 1 is (uid_t) -1, "no user" to the kernel.
-    auto id = read_integer(state, element, key, 0,
-                           std::numeric_limits<unsigned>::max() - 1);
-    if (!id)
-      return std::move(id).error();
-    ids.push_back(static_cast<unsigned>(*id));
-  }
-  return ids;
-}
-
-/// One row per key of a table: its name and the function that reads it.
-template <class Target>
-struct field {
-  std::string_view name;
-  expected<void> (*read)(parse_state& state, const toml::node& value,
-                         const std::string& key, Target& target);
-};
-
-/// Reads every key of `table` with its row in `fields`; an unknown key is
-/// an error at the key. `prefix` is the table's dotted path ("" at the
-/// top, "tiers.tcp." below).
-template <class Target>
-expected<void> read_table(parse_state& state, const toml::table& table,
-                          std::string_view prefix,
-                          std::span<const field<Target>> fields,
-                          Target& target) {
-  for (const auto& [name, value] : table) {
-    auto key = std::string{prefix} + std::string{name.str()};
-    auto row
-      = std::find_if(fields.begin(), fields.end(),
-                     [&name](const auto& f) { return f.name == name.str(); });
-    if (row == fields.end())
-      return state.at(name.source(), key, "unknown key");
-    if (auto read = row->read(state, value, key, target); !read)
-      return read;
-  }
-  return {};
-}
-
-template <class Target>
-expected<void> read_subtable(parse_state& state, const toml::node& value,
-                             const std::string& key,
-                             std::span<const field<Target>> fields,
-                             Target& target) {
-  auto* table = value.as_table();
-  if (!table)
-    return wrong_type(state, value, key, "a table");
-  return read_table(state, *table, key + ".", fields, target);
-}
 
 // -- [limits] ----------------------------------------------------------------
 
@@ -498,24 +287,6 @@ expected<void> read_preferred_tiers(parse_state& state, const toml::node& value,
                                                      std::move(tier));
   }
   return {};
-}
-
-template <class Enum, std::size_t N>
-expected<Enum>
-read_choice(const parse_state& state, const toml::node& value,
-            std::string_view key,
-            const std::pair<std::string_view, Enum> (&choices)[N]) {
-  auto text = read_string(state, value, key);
-  if (!text)
-    return std::move(text).error();
-  std::string names;
-  for (const auto& [name, choice] : choices) {
-    if (name == *text)
-      return choice;
-    names += (names.empty() ? "" : ", ") + std::string{name};
-  }
-  return state.at(value.source(), key,
-                  "'" + *text + "' is not one of " + names);
 }
 
 constexpr std::pair<std::string_view, scheduler_policy> schedulers[] = {
