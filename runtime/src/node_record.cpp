@@ -235,9 +235,13 @@ std::vector<node_info> node_impl::nodes() const {
     return out;
   for (auto& record : dir_->nodes()) {
     node_info info{record.name(), record.pid(), record.uid(), record.session(),
-                   {}};
-    for (auto& endpoint : record.endpoints())
+                   {}, {},
+                   record.host_id() + "/" + record.boot_id() + "/"
+                     + record.netns()};
+    for (auto& endpoint : record.endpoints()) {
       info.tiers.push_back(endpoint.tier());
+      info.addresses.push_back(endpoint.address());
+    }
     out.push_back(std::move(info));
   }
   return out;
