@@ -336,6 +336,15 @@ constexpr field<node_settings> node_fields[] = {
      settings.node.directory = std::move(*text);
      return {};
    }},
+  {"host",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto text = read_string(state, value, key);
+     if (!text)
+       return std::move(text).error();
+     settings.node.host = std::move(*text);
+     return {};
+   }},
   {"preferred_tiers",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings&) { return read_preferred_tiers(state, value, key); }},
