@@ -31,6 +31,9 @@ struct global_options {
   /// The cluster registry (node_config::registry); empty: the directory.
   std::string registry;
   bool json = false;
+  /// A node configuration file (docs/configuration.md) for the CLI's own
+  /// node; empty for the defaults.
+  std::string config;
 };
 
 /// A subcommand's work once the CLI's node is up; returns the exit status.

@@ -41,9 +41,16 @@ expected<void> node_impl::open() {
     record_.set_uid(identity.uid);
     record_.set_gid(identity.gid);
     record_.set_session(identity.session);
-    record_.set_boot_id(identity.boot_id);
-    record_.set_host_id(identity.host_id);
-    record_.set_netns(identity.netns);
+    if (config_.host.empty()) {
+      record_.set_boot_id(identity.boot_id);
+      record_.set_host_id(identity.host_id);
+      record_.set_netns(identity.netns);
+    } else {
+      // A configured host stands for all three.
+      record_.set_host_id(config_.host);
+      record_.set_boot_id("configured");
+      record_.set_netns("configured");
+    }
     record_.set_started_unix_ns(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::system_clock::now().time_since_epoch())

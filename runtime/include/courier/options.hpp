@@ -134,6 +134,11 @@ struct node_config {
   /// is read from the peer.
   std::vector<unsigned> allowed_uids;
   std::vector<unsigned> allowed_gids;
+  /// This node's host, when the machine's own word is not the one wanted:
+  /// nodes that name the same host are on one host for the tier policy.
+  /// Empty: the machine id, boot id and network namespace (so nodes in two
+  /// network namespaces are on two hosts).
+  std::string host;
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.
