@@ -448,12 +448,35 @@ constexpr field<node_settings> node_fields[] = {
   {"tiers",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings&) { return read_tiers(state, value, key); }},
-  // Being added in parallel; each is a row here once node_config has it:
-  // - "registry" (string, the etcd endpoints) and "registry_lease" (a
-  //   duration, read_milliseconds) for node_config::registry and
-  //   node_config::registry_lease, the cluster-wide directory;
-  // - "rules" (an array of tables: principal pattern, actor pattern, verbs)
-  //   for node_config::rules, the authorization rules.
+  {"registry",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto text = read_string(state, value, key);
+     if (!text)
+       return std::move(text).error();
+     settings.node.registry = std::move(*text);
+     return {};
+   }},
+  {"registry_lease",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto ms = read_milliseconds(state, value, key);
+     if (!ms)
+       return std::move(ms).error();
+     settings.node.registry_lease = *ms;
+     return {};
+   }},
+  {"registry_timeout",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto ms = read_milliseconds(state, value, key);
+     if (!ms)
+       return std::move(ms).error();
+     settings.node.registry_timeout = *ms;
+     return {};
+   }},
+  // To come: "rules" (an array of tables: principal pattern, actor pattern,
+  // verbs) for node_config::rules, the authorization rules.
 };
 
 } // namespace

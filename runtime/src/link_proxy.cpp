@@ -761,10 +761,19 @@ private:
       return;
     gone_ = true;
     end_half_open();
-    if (!peer_.name().empty() && why.code() != errc::cancelled)
-      owner_.log(log_level::warning, "lost the link with node "
-                                       + quoted(peer_.name()) + ": "
-                                       + why.message());
+    // A peer gone silent, refused or misbehaving is worth a warning; one
+    // that closed (it stopped, or we did) is ordinary.
+    if (!peer_.name().empty() && why.code() != errc::cancelled) {
+      auto code = why.code();
+      auto level = code == errc::deadline_exceeded
+                       || code == errc::resource_exhausted
+                       || code == errc::invalid_argument
+                       || code == errc::permission_denied
+                     ? log_level::warning
+                     : log_level::info;
+      owner_.log(level, "lost the link with node " + quoted(peer_.name())
+                          + ": " + why.message());
+    }
     core_->lose();
     allow_direct();
     auto text = peer_.name().empty()
