@@ -151,6 +151,11 @@ public:
   /// All dead letters since the node started.
   std::uint64_t dead_letters() const noexcept;
 
+  /// Messages, monitors and broadcasts from other nodes that the rules
+  /// refused (node_config::rules) since the node started. Refused messages
+  /// are not dead letters: they never reached an actor.
+  std::uint64_t refusals() const noexcept;
+
 private:
   explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;
 
