@@ -446,12 +446,12 @@ TEST_CASE("a monitor across the link gets its peer's down notice once, and "
 TEST_CASE("a monitor the peer may not take is refused over there, counted "
           "once, and its watcher told why",
           "[runtime][link][security]") {
+  probe<down_notice> downs; // outlives the pair: its loss notifies watches
   linked_pair pair{std::make_shared<const link_access>(
     "uid:1000",
     std::vector<access_rule>{{"uid:1000", "worker.*", verbs::monitor}},
     false)};
   REQUIRE(pair.b.adopted.wait_for_count(1));
-  probe<down_notice> downs;
   watch_remote(pair.a_proxy, "admin",
                [&](const down_notice& d) { downs.push(d); },
                std::make_shared<monitor_token>());
