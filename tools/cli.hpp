@@ -38,6 +38,11 @@ using command = std::function<int(node& self, const global_options& global)>;
 /// reads them once parsing is done.
 using command_setup = command (*)(CLI::App& sub);
 
+/// The work of a subcommand that needs no node (`cert`): the CLI starts
+/// none for it.
+using offline_command = std::function<int(const global_options& global)>;
+using offline_setup = offline_command (*)(CLI::App& sub);
+
 // -- subcommands (lookup_commands.cpp, message_commands.cpp) -----------------
 
 command nodes_command(CLI::App& sub);
@@ -46,6 +51,10 @@ command find_command(CLI::App& sub);
 command routes_command(CLI::App& sub);
 command post_command(CLI::App& sub);
 command send_command(CLI::App& sub);
+
+// -- subcommands without a node (cert_command.cpp) ---------------------------
+
+offline_command cert_command(CLI::App& sub);
 
 // -- shared helpers (support.cpp) --------------------------------------------
 

@@ -6,6 +6,10 @@
 //   courier [--dir DIR] [--json] routes [--timeout MS]
 //   courier [--dir DIR] post NAME TYPE JSON
 //   courier [--dir DIR] [--json] send NAME TYPE JSON [--timeout MS]
+//   courier [--json] cert ca --out DIR [--name CN] [--days N] [--force]
+//   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
+//                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
+//                    [--force]
 //
 // --dir and --json may also follow the subcommand; each subcommand has
 // --help. Exit status: 0 success, 1 the operation failed (the reason is
@@ -45,11 +49,23 @@ constexpr subcommand subcommands[] = {
   {"send", "call an actor and print its reply as JSON", send_command},
 };
 
-/// Parses the command line into `global` and `run`. Returns an exit status
-/// when nothing is left to run: 0 after --help, exit_usage after bad usage
-/// (both printed).
+/// A subcommand that starts no node.
+struct offline_subcommand {
+  const char* name;
+  const char* help;
+  offline_setup setup;
+};
+
+constexpr offline_subcommand offline_subcommands[] = {
+  {"cert", "make a development CA and node certificates for mutual TLS",
+   cert_command},
+};
+
+/// Parses the command line into `global` and either `run` or `offline`.
+/// Returns an exit status when nothing is left to run: 0 after --help,
+/// exit_usage after bad usage (both printed).
 std::optional<int> parse(int argc, char** argv, global_options& global,
-                         command& run) {
+                         command& run, offline_command& offline) {
   CLI::App app{"Look at and talk to the Courier nodes of this machine.",
                "courier"};
   app.add_option("--dir", global.dir,
@@ -66,12 +82,16 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
     auto* sub = app.add_subcommand(entry.name, entry.help);
     sub->callback([&run, work = entry.setup(*sub)] { run = work; });
   }
+  for (const auto& entry : offline_subcommands) {
+    auto* sub = app.add_subcommand(entry.name, entry.help);
+    sub->callback([&offline, work = entry.setup(*sub)] { offline = work; });
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? exit_ok : exit_usage;
   }
-  if (!run) {
+  if (!run && !offline) {
     std::cerr << "courier: a subcommand is required\n" << app.help();
     return exit_usage;
   }
@@ -97,8 +117,11 @@ expected<node> start_node(const global_options& global) {
 int main(int argc, char** argv) {
   global_options global;
   command run;
-  if (auto status = parse(argc, argv, global, run))
+  offline_command offline;
+  if (auto status = parse(argc, argv, global, run, offline))
     return *status;
+  if (offline)
+    return offline(global);
   auto self = start_node(global);
   if (!self)
     return fail(self.error());

@@ -79,6 +79,8 @@ expected<void> check_rule(const access_rule& rule) {
   std::string_view who = rule.principal;
   auto colon = who.find(':');
   auto kind = who.substr(0, colon);
+  if (who == "anonymous")
+    kind = {};
   auto value = colon == std::string_view::npos ? std::string_view{}
                                                : who.substr(colon + 1);
   if (kind == "uid" || kind == "gid") {
@@ -87,9 +89,9 @@ expected<void> check_rule(const access_rule& rule) {
   } else if (kind == "cert" || kind == "san") {
     if (value.empty())
       return refuse(std::string{kind} + " needs a pattern");
-  } else {
-    return refuse("a principal is uid:<n>, gid:<n>, cert:<glob> or "
-                  "san:<glob>");
+  } else if (who != "anonymous") {
+    return refuse("a principal is uid:<n>, gid:<n>, cert:<glob>, "
+                  "san:<glob> or anonymous");
   }
   if (rule.names.empty())
     return refuse("the name pattern is empty");

@@ -55,9 +55,11 @@ public:
   /// peer nothing vouches for.
   principal identify(const peer_identity& peer) const;
 
-  /// Whether `peer` may link to this node (it may do something here): its
-  /// principal, or permission_denied with the reason (told to the peer,
-  /// and logged).
+  /// Whether `peer` may link to this node: its principal, or
+  /// permission_denied with the reason (told to the peer, and logged).
+  /// A local user may link if it may do something here; a certificate
+  /// (checked by its tier) or a plaintext peer (its tier was configured to
+  /// accept them) always may, and may then do what the rules allow.
   expected<principal> admit(const peer_identity& peer,
                             std::string_view node_name) const;
 

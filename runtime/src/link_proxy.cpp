@@ -855,9 +855,13 @@ private:
     fail_pending(error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text});
+    // Silence (heartbeats missed) says the node cannot be reached, not that
+    // it is gone; a closed or broken connection says it is gone.
+    auto down = why.code() == errc::deadline_exceeded ? down_reason::unreachable
+                                                      : down_reason::node_down;
     for (auto& [id, watch] : watches_)
       if (!watch.token->cancelled.load())
-        watch.fn(down_notice{watch.name, down_reason::node_down, text, false});
+        watch.fn(down_notice{watch.name, down, text, false});
     watches_.clear();
     info_->open.store(false);
     // No barrier will come back over a dead link: nothing more to wait for.

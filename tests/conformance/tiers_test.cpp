@@ -5,6 +5,7 @@
 
 #include "fault_transport.hpp"
 #include "local_node.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 
 using namespace courier;
 using namespace courier::testing;
@@ -105,6 +106,24 @@ struct added_tier {
   local_node here;
 };
 
+/// The actors live in another process, reached over TCP on the loopback
+/// (plaintext: allowed there by default), with heartbeats.
+struct plain_tcp {
+  static constexpr const char* tier = "tcp";
+
+  explicit plain_tcp(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", peer_actors_with("--tcp"))},
+      here{dir, "here", [](node_config& config) {
+             config.transports = {{"tcp", tcp::factory()}};
+             // Plaintext peers may do nothing unless a rule says so.
+             config.rules = {{"anonymous", "*", verbs::all}};
+           }} {
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
 template <class Tier>
 void check_tier(Tier& setup) {
   auto routes = setup.here->routes();
@@ -120,7 +139,7 @@ void check_tier(Tier& setup) {
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -131,7 +150,7 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -145,7 +164,7 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
                    in_process, shared_memory, polled_shared_memory,
-                   named_pipe, added_tier) {
+                   named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -163,7 +182,7 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
                    "arrives whole and in order on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // 160 MiB posted as fast as the route takes them: more than the pipe's
@@ -195,7 +214,7 @@ TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -208,7 +227,7 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
                    "tier, both ways",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // Over the pipe, frames like these are read with their large field apart
@@ -255,7 +274,7 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};

@@ -27,6 +27,10 @@
 // replied, and who failed with what).
 // --fault-only registers one tier, "fault": the fault wrapper over the pipe
 // (tests/support/fault_transport.hpp), with a plan that injects nothing.
+// --tcp makes TCP its only tier, --with-tcp adds it beside the local
+// tiers; --tcp-listen ADDR (default 127.0.0.1:0), --tls DIR (mutual TLS
+// with DIR/ca.pem, DIR/<name>.pem and DIR/<name>.key), --allow-plaintext,
+// --heartbeat MS and --unreachable-after MS set it up.
 // It prints "ready" once its actors are up, then serves until stdin closes
 // or it is killed. Everything it logs goes to stderr.
 
@@ -43,6 +47,7 @@
 #include "courier/courier.hpp"
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 #include "courier_test/v1/test.pb.h"
 #include "fault_transport.hpp"
 
@@ -214,6 +219,9 @@ int main(int argc, char** argv) {
   std::string flood_target;
   bool flood_big = false;
   std::vector<std::string> tries;
+  enum { no_tcp, tcp_only, with_tcp } tcp_use = no_tcp;
+  tcp::options tcp_settings;
+  std::string tls_dir;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--dir" && i + 1 < argc)
@@ -228,6 +236,21 @@ int main(int argc, char** argv) {
       config.transports = {
         {"fault", testing::fault_factory(
                     pipe::factory(), std::make_shared<testing::fault_plan>())}};
+    else if (arg == "--tcp")
+      tcp_use = tcp_only;
+    else if (arg == "--with-tcp")
+      tcp_use = with_tcp;
+    else if (arg == "--tcp-listen" && i + 1 < argc)
+      tcp_settings.listen = argv[++i];
+    else if (arg == "--tls" && i + 1 < argc)
+      tls_dir = argv[++i];
+    else if (arg == "--allow-plaintext")
+      tcp_settings.allow_plaintext = true;
+    else if (arg == "--heartbeat" && i + 1 < argc)
+      tcp_settings.heartbeat = std::chrono::milliseconds{std::stol(argv[++i])};
+    else if (arg == "--unreachable-after" && i + 1 < argc)
+      tcp_settings.unreachable_after
+        = std::chrono::milliseconds{std::stol(argv[++i])};
     else if (arg == "--latency")
       config.scheduler = scheduler_policy::latency;
     else if (arg == "--max-queued" && i + 1 < argc)
@@ -249,6 +272,20 @@ int main(int argc, char** argv) {
     else
       actors.push_back(arg);
   }
+  if (!tls_dir.empty())
+    tcp_settings.tls = tcp::tls_files{tls_dir + "/" + config.name + ".pem",
+                                      tls_dir + "/" + config.name + ".key",
+                                      tls_dir + "/ca.pem"};
+  if (tcp_use != no_tcp)
+    // Network peers are denied everything by default (docs/security.md):
+    // the test's nodes on the loopback, or with the test CA's
+    // certificates, may do everything.
+    config.rules.push_back({tls_dir.empty() ? "anonymous" : "cert:*", "*",
+                            verbs::all});
+  if (tcp_use == tcp_only)
+    config.transports = {{"tcp", tcp::factory(tcp_settings)}};
+  else if (tcp_use == with_tcp)
+    config.transports.emplace_back("tcp", tcp::factory(tcp_settings));
   auto started = node::start(config);
   if (!started) {
     std::cerr << "test node: " << started.error().to_string() << std::endl;

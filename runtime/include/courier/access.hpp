@@ -68,7 +68,9 @@ std::string to_string(verbs set);
 /// - `cert:<glob>`: a peer whose certificate subject matches the glob, as
 ///   the TLS tier reports the subject (e.g. `cert:CN=billing-*`);
 /// - `san:<glob>`: a peer with a certificate subject alternative name that
-///   matches the glob (e.g. `san:*.billing.example`).
+///   matches the glob (e.g. `san:*.billing.example`);
+/// - `anonymous`: a peer nothing vouches for, on a link of a tier that was
+///   configured to accept plaintext (a trusted network).
 /// Globs here and in `names` are Courier's name patterns: '*' any run of
 /// characters, '?' one character, as in broadcast and `courier names`.
 ///

@@ -69,9 +69,11 @@ TEST_CASE("a malformed rule is refused, and a node will not start with one",
   CHECK_FALSE(check_rule({"uid:1000", "", verbs::post}));
   CHECK_FALSE(check_rule({"uid:1000", "*", static_cast<verbs>(0x80)}));
   auto why = check_rule({"user:alice", "*", verbs::post});
-  CHECK(why.error().message().find("uid:<n>, gid:<n>, cert:<glob> or "
-                                   "san:<glob>")
+  CHECK(why.error().message().find("uid:<n>, gid:<n>, cert:<glob>, "
+                                   "san:<glob> or anonymous")
         != std::string::npos);
+  CHECK(check_rule({"anonymous", "*", verbs::post}));
+  CHECK_FALSE(check_rule({"anonymous:x", "*", verbs::post}));
 
   node_config config;
   config.join_directory = false;
@@ -109,6 +111,13 @@ TEST_CASE("rule principals name kernel users and groups, certificate "
     certificate("CN=x.billing.example", {"billing.example"})));
   CHECK_FALSE(authenticator::names({"cert:*", "*", verbs::post},
                                    peer_identity{}));
+  // anonymous: a plaintext peer, and nobody else.
+  CHECK(authenticator::names({"anonymous", "*", verbs::post},
+                             peer_identity{}));
+  CHECK_FALSE(authenticator::names({"anonymous", "*", verbs::post},
+                                   kernel(1000)));
+  CHECK_FALSE(authenticator::names({"anonymous", "*", verbs::post},
+                                   certificate("CN=x")));
 }
 
 TEST_CASE("a principal gets the verbs of the rules that name it, per name",
@@ -149,7 +158,7 @@ TEST_CASE("a principal gets the verbs of the rules that name it, per name",
   CHECK_FALSE(ops.access->allows("admin.a", verbs::post));
 }
 
-TEST_CASE("deny by default: only principals some rule names may link, the "
+TEST_CASE("deny by default: only local users some rule names may link, the "
           "own user and allowed users may do everything",
           "[runtime][security]") {
   authenticator auth{1000, {2000}, {300},
@@ -174,11 +183,17 @@ TEST_CASE("deny by default: only principals some rule names may link, the "
   REQUIRE(cert);
   CHECK(cert->access->allows("orders", verbs::find));
   CHECK_FALSE(cert->access->allows("orders", verbs::post));
-  CHECK_FALSE(auth.admit(certificate("CN=x", {"node-1.other"}), "n"));
-  CHECK_FALSE(auth.admit(peer_identity{}, "n"));
-  // Without rules, a certificate is refused as before.
-  authenticator plain{1000, {}, {}};
-  CHECK_FALSE(plain.admit(certificate("CN=x", {"node-1.example"}), "n"));
+  // Certificates (checked by their tier) and plaintext peers (their tier
+  // was told to take them) may link, and may do nothing no rule allows.
+  auto other = auth.admit(certificate("CN=x", {"node-1.other"}), "n");
+  REQUIRE(other);
+  CHECK(other->access->allowed("orders") == verbs::none);
+  auto plaintext = auth.admit(peer_identity{}, "n");
+  REQUIRE(plaintext);
+  CHECK(plaintext->name == "anonymous");
+  CHECK(plaintext->access->allowed("orders") == verbs::none);
+  authenticator trusting{1000, {}, {}, {{"anonymous", "*", verbs::all}}};
+  CHECK(trusting.admit(peer_identity{}, "n")->access->unrestricted());
 }
 
 TEST_CASE("refusals are all counted, and logged at most once an interval",
