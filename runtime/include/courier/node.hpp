@@ -132,6 +132,10 @@ public:
   std::vector<node_info> nodes() const;
 
   /// The names held on this machine, by any node, matching a glob pattern.
+  /// Nodes of other users are asked over a link which of their names this
+  /// node may find (their rules, docs/security.md): may block for up to
+  /// twice handshake_timeout per such node; one that does not answer has
+  /// its names left out.
   std::vector<name_info> machine_names(std::string_view pattern = "*") const;
 
   /// This node's routes to other nodes, with their tiers.
