@@ -72,9 +72,9 @@ std::string to_string(verbs set) {
 
 expected<void> check_rule(const access_rule& rule) {
   auto refuse = [&](const std::string& why) {
-    return error{errc::invalid_argument,
-                 "the rule for '" + rule.principal + "' on '" + rule.names
-                   + "' is malformed: " + why};
+    return error{errc::invalid_argument, "the rule for '" + rule.principal
+                                           + "' on '" + rule.names
+                                           + "' is malformed: " + why};
   };
   std::string_view who = rule.principal;
   auto colon = who.find(':');
@@ -104,17 +104,14 @@ expected<void> check_rule(const access_rule& rule) {
 
 namespace courier::detail {
 
-link_access::link_access(std::string principal,
-                         std::vector<access_rule> rules, bool unrestricted)
-  : principal_(std::move(principal)),
-    rules_(std::move(rules)),
-    unrestricted_(unrestricted
-                  || std::any_of(rules_.begin(), rules_.end(),
-                                 [](const access_rule& r) {
-                                   return r.names == "*"
-                                          && r.allowed == verbs::all;
-                                 })) {
-}
+link_access::link_access(std::string principal, std::vector<access_rule> rules,
+                         bool unrestricted)
+  : principal_(std::move(principal)), rules_(std::move(rules)),
+    unrestricted_(
+      unrestricted
+      || std::any_of(rules_.begin(), rules_.end(), [](const access_rule& r) {
+           return r.names == "*" && r.allowed == verbs::all;
+         })) {}
 
 std::shared_ptr<const link_access>
 link_access::everything(std::string principal) {

@@ -87,8 +87,7 @@ class refusal_log {
 public:
   explicit refusal_log(std::chrono::nanoseconds interval
                        = std::chrono::seconds{1}) noexcept
-    : interval_(interval) {
-  }
+    : interval_(interval) {}
 
   /// Counts one refusal; returns the line to log, or nothing when a line
   /// was logged less than an interval ago.

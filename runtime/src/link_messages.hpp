@@ -83,6 +83,7 @@ struct answer_msg {
 /// names_msg.
 struct names_query_msg {
   std::string pattern;
+  deadline until; // the asker gives up then: so does the proxy
 };
 
 struct names_msg {

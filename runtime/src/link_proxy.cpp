@@ -696,7 +696,7 @@ private:
         return; // late: the asker gave up
       names_msg answer;
       answer.names.assign(report.names().begin(), report.names().end());
-      i->second.deliver(std::move(answer));
+      i->second.promise.deliver(std::move(answer));
       queries_.erase(i);
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
       v1::NameReleased released;
@@ -766,7 +766,8 @@ private:
     v1::NamesQuery msg;
     msg.set_query_id(++next_query_);
     msg.set_pattern(std::move(query.pattern));
-    queries_.emplace(msg.query_id(), std::move(promise));
+    queries_.emplace(msg.query_id(),
+                     names_query{std::move(promise), query.until});
     if (hello_done_)
       write_system(msg);
     else
@@ -814,6 +815,14 @@ private:
       request.answer(reply_msg{nullptr, errc::deadline_exceeded,
                                "no reply from " + quoted(request.target)
                                  + " before the deadline"});
+    // Names queries a peer left unanswered (an older peer ignores them).
+    std::erase_if(queries_, [now = deadline::clock::now()](auto& q) {
+      if (!q.second.until.expired(now))
+        return false;
+      q.second.promise.deliver(names_msg{{}, errc::deadline_exceeded,
+                                         "the peer did not list its names"});
+      return true;
+    });
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
   }
 
@@ -872,7 +881,7 @@ private:
       flush.deliver(flushed_msg{});
     early_flushes_.clear();
     for (auto& [id, query] : queries_)
-      query.deliver(names_msg{{}, code, text});
+      query.promise.deliver(names_msg{{}, code, text});
     queries_.clear();
     early_queries_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
@@ -942,8 +951,12 @@ private:
   std::vector<caf::response_promise> early_flushes_; // before the hello
 
   // Names asked of the peer (see "names across the link").
+  struct names_query {
+    caf::response_promise promise;
+    deadline until;
+  };
   std::uint64_t next_query_ = 0;
-  std::unordered_map<std::uint64_t, caf::response_promise> queries_;
+  std::unordered_map<std::uint64_t, names_query> queries_;
   std::vector<v1::NamesQuery> early_queries_; // before the hello
 };
 
@@ -991,7 +1004,9 @@ expected<std::vector<std::string>> names_over(caf::actor_system& system,
   if (left.count() <= 0)
     return out;
   caf::scoped_actor self{system};
-  self->request(proxy, caf::duration{left}, names_query_msg{std::move(pattern)})
+  self
+    ->request(proxy, caf::duration{left},
+              names_query_msg{std::move(pattern), until})
     .receive(
       [&](names_msg& answer) {
         if (answer.code == errc::ok)

@@ -22,8 +22,8 @@ peer_identity kernel(unsigned uid, unsigned gid = 100) {
 peer_identity certificate(std::string subject,
                           std::vector<std::string> alt_names = {}) {
   peer_identity out;
-  out.certificate = certificate_identity{std::move(subject),
-                                         std::move(alt_names)};
+  out.certificate
+    = certificate_identity{std::move(subject), std::move(alt_names)};
   return out;
 }
 
@@ -87,42 +87,42 @@ TEST_CASE("rule principals name kernel users and groups, certificate "
           "subjects and alternative names",
           "[runtime][security]") {
   CHECK(authenticator::names({"uid:1000", "*", verbs::post}, kernel(1000)));
-  CHECK_FALSE(authenticator::names({"uid:1000", "*", verbs::post},
-                                   kernel(1001)));
-  CHECK_FALSE(authenticator::names({"uid:100", "*", verbs::post},
-                                   kernel(1000)));
+  CHECK_FALSE(
+    authenticator::names({"uid:1000", "*", verbs::post}, kernel(1001)));
+  CHECK_FALSE(
+    authenticator::names({"uid:100", "*", verbs::post}, kernel(1000)));
   CHECK(authenticator::names({"gid:50", "*", verbs::post}, kernel(7, 50)));
-  CHECK_FALSE(authenticator::names({"gid:50", "*", verbs::post},
-                                   kernel(50, 7)));
+  CHECK_FALSE(
+    authenticator::names({"gid:50", "*", verbs::post}, kernel(50, 7)));
   // Kernel principals never name certificates, and the other way round.
   CHECK_FALSE(authenticator::names({"uid:1000", "*", verbs::post},
                                    certificate("CN=1000")));
-  CHECK_FALSE(authenticator::names({"cert:*", "*", verbs::post},
-                                   kernel(1000)));
+  CHECK_FALSE(authenticator::names({"cert:*", "*", verbs::post}, kernel(1000)));
   CHECK(authenticator::names({"cert:CN=billing-*", "*", verbs::post},
                              certificate("CN=billing-7")));
   CHECK_FALSE(authenticator::names({"cert:CN=billing-*", "*", verbs::post},
                                    certificate("CN=admin,O=billing-7")));
-  CHECK(authenticator::names({"san:*.billing.example", "*", verbs::post},
-                             certificate("CN=x", {"node-1",
-                                                  "api.billing.example"})));
+  CHECK(authenticator::names(
+    {"san:*.billing.example", "*", verbs::post},
+    certificate("CN=x", {"node-1", "api.billing.example"})));
   CHECK_FALSE(authenticator::names(
     {"san:*.billing.example", "*", verbs::post},
     certificate("CN=x.billing.example", {"billing.example"})));
-  CHECK_FALSE(authenticator::names({"cert:*", "*", verbs::post},
-                                   peer_identity{}));
+  CHECK_FALSE(
+    authenticator::names({"cert:*", "*", verbs::post}, peer_identity{}));
   // anonymous: a plaintext peer, and nobody else.
-  CHECK(authenticator::names({"anonymous", "*", verbs::post},
-                             peer_identity{}));
-  CHECK_FALSE(authenticator::names({"anonymous", "*", verbs::post},
-                                   kernel(1000)));
-  CHECK_FALSE(authenticator::names({"anonymous", "*", verbs::post},
-                                   certificate("CN=x")));
+  CHECK(authenticator::names({"anonymous", "*", verbs::post}, peer_identity{}));
+  CHECK_FALSE(
+    authenticator::names({"anonymous", "*", verbs::post}, kernel(1000)));
+  CHECK_FALSE(
+    authenticator::names({"anonymous", "*", verbs::post}, certificate("CN=x")));
 }
 
 TEST_CASE("a principal gets the verbs of the rules that name it, per name",
           "[runtime][security]") {
-  authenticator auth{0, {}, {},
+  authenticator auth{0,
+                     {},
+                     {},
                      {{"uid:1000", "billing.*", verbs::post},
                       {"uid:1000", "billing.reports", verbs::find},
                       {"gid:50", "billing.*", verbs::send},
@@ -161,7 +161,9 @@ TEST_CASE("a principal gets the verbs of the rules that name it, per name",
 TEST_CASE("deny by default: only local users some rule names may link, the "
           "own user and allowed users may do everything",
           "[runtime][security]") {
-  authenticator auth{1000, {2000}, {300},
+  authenticator auth{1000,
+                     {2000},
+                     {300},
                      {{"uid:3000", "billing.*", verbs::post},
                       {"san:node-*.example", "*", verbs::find}}};
   auto me = auth.admit(kernel(1000), "n");
@@ -214,8 +216,9 @@ TEST_CASE("refusals are all counted, and logged at most once an interval",
   refusal_log often{std::chrono::nanoseconds{0}};
   auto a = often.count("cert:CN=a", "", verbs::find, "x");
   REQUIRE(a);
-  CHECK(*a == "permission_denied: cert:CN=a may not find 'x'; 1 refusals "
-              "since the node started");
+  CHECK(*a
+        == "permission_denied: cert:CN=a may not find 'x'; 1 refusals "
+           "since the node started");
   CHECK(often.count("cert:CN=a", "", verbs::monitor, "x"));
   CHECK(often.total() == 2);
 }
