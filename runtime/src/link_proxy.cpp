@@ -816,13 +816,16 @@ private:
                                "no reply from " + quoted(request.target)
                                  + " before the deadline"});
     // Names queries a peer left unanswered (an older peer ignores them).
-    std::erase_if(queries_, [now = deadline::clock::now()](auto& q) {
-      if (!q.second.until.expired(now))
-        return false;
-      q.second.promise.deliver(names_msg{{}, errc::deadline_exceeded,
-                                         "the peer did not list its names"});
-      return true;
-    });
+    const auto now = deadline::clock::now();
+    for (auto i = queries_.begin(); i != queries_.end();) {
+      if (!i->second.until.expired(now)) {
+        ++i;
+        continue;
+      }
+      i->second.promise.deliver(names_msg{{}, errc::deadline_exceeded,
+                                          "the peer did not list its names"});
+      i = queries_.erase(i);
+    }
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
   }
 
