@@ -29,6 +29,9 @@ inline constexpr int exit_usage = 2;
 struct global_options {
   std::string dir;
   bool json = false;
+  /// A node configuration file (docs/configuration.md) for the CLI's own
+  /// node; empty for the defaults.
+  std::string config;
 };
 
 /// A subcommand's work once the CLI's node is up; returns the exit status.

@@ -12,6 +12,8 @@ std::string peer_identity::describe() const {
            + std::to_string(kernel->pid) + ")";
   if (certificate)
     return "certificate " + certificate->subject;
+  if (!address.empty())
+    return "an unauthenticated peer at " + address;
   return "an unauthenticated peer";
 }
 
@@ -112,10 +114,11 @@ expected<principal> authenticator::admit(const peer_identity& peer,
   if (who.access->allows_anything())
     return who;
   // A certificate was checked by the tier that brought it, against the CAs
-  // the node trusts (mutual TLS); an unauthenticated peer came over a tier
-  // configured for plaintext. Either may link; what it may do there is the
-  // rules' call, per name and verb: nothing unless a rule names it.
-  if (peer.certificate || !peer.kernel)
+  // the node trusts (mutual TLS); a network peer with nothing else came over
+  // a tier configured for plaintext. Either may link; what it may do there
+  // is the rules' call, per name and verb: nothing unless a rule names
+  // it. A local peer without credentials may not.
+  if (peer.certificate || (!peer.kernel && !peer.address.empty()))
     return who;
   // Deny by default: a local user no rule names may not link.
   return error{errc::permission_denied, peer.describe() + " may not link to node '"
@@ -147,7 +150,11 @@ expected<void> authenticator::vouches_for(const peer_identity& peer,
   }
   // Plaintext network links carry no identity: their node takes the
   // peer's word, as its configuration asked (a trusted network).
-  return {};
+  if (!peer.address.empty())
+    return {};
+  return error{errc::permission_denied,
+               "nothing vouches for the identity of node '" + claimed.name()
+                 + "'"};
 }
 
 } // namespace courier::detail

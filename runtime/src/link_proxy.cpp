@@ -851,6 +851,10 @@ private:
       return;
     gone_ = true;
     end_half_open();
+    if (!peer_.name().empty() && why.code() != errc::cancelled)
+      owner_.log(log_level::warning, "lost the link with node "
+                                       + quoted(peer_.name()) + ": "
+                                       + why.message());
     core_->lose();
     allow_direct();
     auto text = peer_.name().empty()

@@ -42,9 +42,16 @@ expected<void> node_impl::open() {
     record_.set_uid(identity.uid);
     record_.set_gid(identity.gid);
     record_.set_session(identity.session);
-    record_.set_boot_id(identity.boot_id);
-    record_.set_host_id(identity.host_id);
-    record_.set_netns(identity.netns);
+    if (config_.host.empty()) {
+      record_.set_boot_id(identity.boot_id);
+      record_.set_host_id(identity.host_id);
+      record_.set_netns(identity.netns);
+    } else {
+      // A configured host stands for all three.
+      record_.set_host_id(config_.host);
+      record_.set_boot_id("configured");
+      record_.set_netns("configured");
+    }
     record_.set_started_unix_ns(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::system_clock::now().time_since_epoch())
@@ -236,9 +243,13 @@ std::vector<node_info> node_impl::nodes() const {
     return out;
   for (auto& record : dir_->nodes()) {
     node_info info{record.name(), record.pid(), record.uid(), record.session(),
-                   {}};
-    for (auto& endpoint : record.endpoints())
+                   {}, {},
+                   record.host_id() + "/" + record.boot_id() + "/"
+                     + record.netns()};
+    for (auto& endpoint : record.endpoints()) {
       info.tiers.push_back(endpoint.tier());
+      info.addresses.push_back(endpoint.address());
+    }
     out.push_back(std::move(info));
   }
   return out;

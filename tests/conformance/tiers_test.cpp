@@ -5,7 +5,7 @@
 
 #include "fault_transport.hpp"
 #include "local_node.hpp"
-#include "courier/tcp/tcp_transport.hpp"
+#include "tcp_support.hpp"
 
 using namespace courier;
 using namespace courier::testing;
@@ -20,6 +20,12 @@ std::vector<std::string> peer_actors_with(const std::string& flag) {
   auto args = peer_actors;
   args.insert(args.begin(), flag);
   return args;
+}
+
+/// The peer's actors, after flags for courier_test_node.
+std::vector<std::string> peer_actors_with_all(std::vector<std::string> flags) {
+  flags.insert(flags.end(), peer_actors.begin(), peer_actors.end());
+  return flags;
 }
 
 /// The actors live in the local node itself.
@@ -124,6 +130,26 @@ struct plain_tcp {
   local_node here;
 };
 
+/// TCP again, with mutual TLS: certificates of one CA on both sides.
+struct tls_tcp {
+  static constexpr const char* tier = "tcp";
+
+  explicit tls_tcp(const temp_dir& dir)
+    : certs{mint_certs(dir, {"here", "peer"})},
+      peer{start_test_node(dir, "peer",
+                           peer_actors_with_all({"--tcp", "--tls", certs}))},
+      here{dir, "here", [&](node_config& config) {
+             tcp::options settings;
+             settings.tls = tls_files_of(certs, "here");
+             config.transports = {{"tcp", tcp::factory(settings)}};
+           }} {
+  }
+
+  std::string certs;
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
 template <class Tier>
 void check_tier(Tier& setup) {
   auto routes = setup.here->routes();
@@ -139,7 +165,7 @@ void check_tier(Tier& setup) {
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -150,7 +176,7 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -164,7 +190,7 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
                    in_process, shared_memory, polled_shared_memory,
-                   named_pipe, added_tier, plain_tcp) {
+                   named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -182,7 +208,7 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
                    "arrives whole and in order on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // 160 MiB posted as fast as the route takes them: more than the pipe's
@@ -214,7 +240,7 @@ TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -227,7 +253,7 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
                    "tier, both ways",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   // Over the pipe, frames like these are read with their large field apart
@@ -274,7 +300,7 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};

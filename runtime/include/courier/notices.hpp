@@ -108,6 +108,11 @@ struct node_info {
   unsigned uid = 0;
   std::string session;
   std::vector<std::string> tiers;
+  /// Where each tier listens, in the order of `tiers`.
+  std::vector<std::string> addresses;
+  /// Its host: machine id, boot id and network namespace, as the node
+  /// published them ("<machine>/<boot>/<netns>").
+  std::string host;
 };
 
 /// A name held somewhere on this machine.

@@ -118,6 +118,11 @@ struct node_config {
   /// everything (`{"uid:<n>", "*", verbs::all}`); see `rules` for less.
   std::vector<unsigned> allowed_uids;
   std::vector<unsigned> allowed_gids;
+  /// This node's host, when the machine's own word is not the one wanted:
+  /// nodes that name the same host are on one host for the tier policy.
+  /// Empty: the machine id, boot id and network namespace (so nodes in two
+  /// network namespaces are on two hosts).
+  std::string host;
 
   // -- authorization (docs/security.md) ---------------------------------------
   /// What principals other than this node's own user may do to its actors:
@@ -128,9 +133,11 @@ struct node_config {
   /// to a request, a post dropped), counted (node::refusals) and logged (at
   /// most one line a second); nothing reaches the actor or its dead
   /// letters. Names the principal may not `find` are left out of what it
-  /// lists. A principal no rule names may not link at all. The node's own
-  /// uid, and allowed_uids and allowed_gids, may do everything. node::start
-  /// fails with invalid_argument for a malformed rule.
+  /// lists. A local user no rule names may not link at all; certificate
+  /// peers and plaintext network peers (`anonymous`) may link and do what
+  /// rules allow. The node's own uid, and allowed_uids and allowed_gids,
+  /// may do everything. node::start fails with invalid_argument for a
+  /// malformed rule.
   std::vector<access_rule> rules;
   // -- end of authorization ---------------------------------------------------
   /// How long a new link may take to say hello.

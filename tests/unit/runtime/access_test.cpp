@@ -190,12 +190,15 @@ TEST_CASE("deny by default: only local users some rule names may link, the "
   auto other = auth.admit(certificate("CN=x", {"node-1.other"}), "n");
   REQUIRE(other);
   CHECK(other->access->allowed("orders") == verbs::none);
-  auto plaintext = auth.admit(peer_identity{}, "n");
+  peer_identity network;
+  network.address = "10.0.0.2:4000";
+  CHECK_FALSE(auth.admit(peer_identity{}, "n")); // local, no credentials
+  auto plaintext = auth.admit(network, "n");
   REQUIRE(plaintext);
   CHECK(plaintext->name == "anonymous");
   CHECK(plaintext->access->allowed("orders") == verbs::none);
   authenticator trusting{1000, {}, {}, {{"anonymous", "*", verbs::all}}};
-  CHECK(trusting.admit(peer_identity{}, "n")->access->unrestricted());
+  CHECK(trusting.admit(network, "n")->access->unrestricted());
 }
 
 TEST_CASE("refusals are all counted, and logged at most once an interval",

@@ -163,11 +163,16 @@ TEST_CASE("the authenticator admits this user and the allowed ones, and "
   REQUIRE_FALSE(stranger);
   CHECK(stranger.code() == errc::permission_denied);
   CHECK(stranger.error().message() == "uid 5 (pid 9) may not link to node 'n'");
-  // A plaintext peer (its tier was configured to take them) may link, and
-  // may do nothing there but what rules allow (access_test.cpp).
-  auto plaintext = auth.admit(peer_identity{}, "n");
-  REQUIRE(plaintext);
-  CHECK(plaintext->access->allowed("anything") == verbs::none);
+  CHECK_FALSE(auth.admit(peer_identity{}, "n"));
+  // A plaintext network peer (a tier configured for it) links, anonymous.
+  peer_identity plain;
+  plain.address = "10.0.0.2:4000";
+  auto anonymous = auth.admit(plain, "n");
+  REQUIRE(anonymous);
+  CHECK(anonymous->name == "anonymous");
+  CHECK_FALSE(anonymous->same_user);
+  // It may do nothing there but what rules allow (access_test.cpp).
+  CHECK(anonymous->access->allowed("anything") == verbs::none);
 
   auto claimed = record("peer", 1000, {});
   claimed.set_pid(42);
@@ -181,6 +186,6 @@ TEST_CASE("the authenticator admits this user and the allowed ones, and "
   CHECK(auth.vouches_for(cert, claimed));
   cert.certificate->alt_names = {"other"};
   CHECK_FALSE(auth.vouches_for(cert, claimed));
-  // Nothing vouches on a plaintext link: the peer's word is taken.
-  CHECK(auth.vouches_for(peer_identity{}, claimed));
+  CHECK_FALSE(auth.vouches_for(peer_identity{}, claimed));
+  CHECK(auth.vouches_for(plain, claimed)); // on its word
 }

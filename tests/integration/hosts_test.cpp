@@ -1,0 +1,162 @@
+// Nodes on two hosts: network namespaces joined by a veth pair, made and
+// removed by each test (root only). Every verb crosses over TCP with mutual
+// TLS; a black-holed host is unreachable within the bound and comes back
+// in order once healed; a partition one way is seen from both sides.
+
+#include <future>
+
+#include "local_node.hpp"
+#include "netns.hpp"
+#include "tcp_support.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+
+namespace {
+
+constexpr auto bound = 600ms; // the tests' detection bound
+
+/// Two hosts: this process's node "here" in namespace a (10.77.0.1), a
+/// test node "peer" in namespace b (10.77.0.2), both with the local tiers
+/// and TCP with mutual TLS, heartbeats every 100 ms and a 600 ms bound.
+struct two_hosts {
+  explicit two_hosts(const temp_dir& dir,
+                     std::vector<std::string> actors = {"echo.p", "adder",
+                                                        "sloth", "counter",
+                                                        "quitter"})
+    : certs{mint_certs(dir, {"here", "peer"})} {
+    REQUIRE(hosts.ok());
+    auto args = netns_pair::in(hosts.b());
+    std::vector<std::string> flags{"--with-tcp", "--tcp-listen",
+                                   "10.77.0.2:0", "--tls", certs,
+                                   "--heartbeat", "100",
+                                   "--unreachable-after", "600",
+                                   "--log-stdout"};
+    flags.insert(flags.end(), actors.begin(), actors.end());
+    peer = start_test_node(dir, "peer", flags, args);
+    REQUIRE(inside.ok());
+    here.emplace(dir, "here", [&](node_config& config) {
+      tcp::options settings;
+      settings.listen = "10.77.0.1:0";
+      settings.tls = tls_files_of(certs, "here");
+      settings.heartbeat = 100ms;
+      settings.unreachable_after = bound;
+      config.transports.emplace_back("tcp", tcp::factory(settings));
+    });
+  }
+
+  netns_pair hosts;
+  std::string certs;
+  std::unique_ptr<child_process> peer;
+  in_netns inside{hosts.a()};
+  std::optional<local_node> here;
+
+  node& local() {
+    return *here->instance;
+  }
+};
+
+} // namespace
+
+TEST_CASE("every verb crosses to a node on another host over TCP and TLS",
+          "[hosts][tcp]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  temp_dir dir;
+  two_hosts setup{dir};
+  auto& here = setup.local();
+
+  auto sum = here.send<tpb::Sum>("adder", add(40, 2), 5s);
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 42);
+  auto routes = here.routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].tier == "tcp");
+  CHECK_THAT(routes[0].note, Catch::Contains("another network namespace"));
+
+  for (int i = 0; i < 500; ++i)
+    REQUIRE(here.post("counter", ping(i)));
+  auto counted = here.send<tpb::Sum>("counter", add(0, 0), 5s);
+  REQUIRE(counted);
+  CHECK((*counted)->value() == 500 * 1000000LL); // in order: none out of it
+
+  auto found = here.machine_names("echo.p");
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].node == "peer");
+  auto all = here.broadcast("echo.*", ping(9), 5s);
+  REQUIRE(all.replied.size() == 1);
+  CHECK(all.replied[0].name == "echo.p");
+  CHECK(here.send("nobody@peer", ping(1), 2s).code() == errc::not_found);
+
+  probe<down_notice> downs;
+  REQUIRE(here.monitor("quitter", [&](const down_notice& n) { downs.push(n); }));
+  REQUIRE(here.post("quitter", tpb::Quit{}));
+  REQUIRE(downs.wait_for_count(1, 5s));
+  CHECK(downs.items()[0].reason == down_reason::stopped);
+}
+
+TEST_CASE("a black-holed host is unreachable within the bound, and after "
+          "healing new messages arrive in order",
+          "[hosts][tcp][liveness]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  temp_dir dir;
+  two_hosts setup{dir};
+  auto& here = setup.local();
+  REQUIRE(here.send<tpb::Pong>("echo.p", ping(1), 5s));
+  probe<down_notice> downs;
+  REQUIRE(here.monitor("sloth", [&](const down_notice& n) { downs.push(n); }));
+  auto call = std::async(std::launch::async, [&] {
+    return here.send("sloth", tpb::Hold{}, 30s);
+  });
+
+  REQUIRE(netns_pair::black_hole(setup.hosts.a()));
+  REQUIRE(netns_pair::black_hole(setup.hosts.b()));
+  auto cut = std::chrono::steady_clock::now();
+  REQUIRE(downs.wait_for_count(1, 10s));
+  auto detected = std::chrono::steady_clock::now() - cut;
+  CHECK(downs.items()[0].reason == down_reason::unreachable);
+  CHECK(detected < bound + 1500ms);
+  REQUIRE(call.wait_for(5s) == std::future_status::ready);
+  CHECK(call.get().code() == errc::unavailable);
+  // Meanwhile a call fails (at its deadline at worst), never hangs.
+  CHECK_FALSE(here.send("echo.p", ping(2), 1s));
+
+  REQUIRE(netns_pair::heal(setup.hosts.a()));
+  REQUIRE(netns_pair::heal(setup.hosts.b()));
+  REQUIRE(eventually(
+    [&] { return static_cast<bool>(here.send("echo.p", ping(3), 1s)); }, 15s));
+  auto before = here.send<tpb::Sum>("counter", add(0, 0), 5s);
+  REQUIRE(before);
+  for (int i = 0; i < 300; ++i)
+    REQUIRE(here.post("counter", ping(i)));
+  auto after = here.send<tpb::Sum>("counter", add(0, 0), 5s);
+  REQUIRE(after);
+  CHECK((*after)->value() - (*before)->value() == 300 * 1000000LL);
+}
+
+TEST_CASE("a partition one way is detected by both sides",
+          "[hosts][tcp][liveness]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  temp_dir dir;
+  two_hosts setup{dir};
+  auto& here = setup.local();
+  REQUIRE(here.send<tpb::Pong>("echo.p", ping(1), 5s));
+  probe<down_notice> downs;
+  REQUIRE(here.monitor("sloth", [&](const down_notice& n) { downs.push(n); }));
+
+  // Only b stops hearing: a still gets every packet b sends.
+  REQUIRE(netns_pair::black_hole(setup.hosts.b()));
+  REQUIRE(downs.wait_for_count(1, 10s)); // a's side
+  CHECK(setup.peer->wait_for_line_containing(
+    "lost the link with node 'here': nothing came from the peer", 10s));
+  // b's side
+  REQUIRE(netns_pair::heal(setup.hosts.b()));
+}
