@@ -26,10 +26,16 @@ namespace {
 expected<detail::started_request>
 start_blocking_request(detail::node_impl& node, caf::scoped_actor& self,
                        detail::route_cache& routes, const auto& to, message msg,
-                       deadline until) {
-  auto started = detail::start_request(
-    node, detail::verb_caller{detail::no_binding(), routes, self.ptr()}, to,
-    std::move(msg), until, false);
+                       deadline until, bool broadcast = false) {
+  auto started = [&] {
+    detail::verb_caller caller{detail::no_binding(), routes, self.ptr()};
+    if constexpr (std::is_same_v<std::decay_t<decltype(to)>, detail::route>)
+      return detail::start_request(node, caller, to, std::move(msg), until,
+                                   false, broadcast);
+    else
+      return detail::start_request(node, caller, to, std::move(msg), until,
+                                   false);
+  }();
   if (started)
     self->request_response_timeout(detail::to_caf(until), started->id);
   return started;
@@ -107,6 +113,9 @@ expected<node> node::start(node_config config) {
   if (!detail::valid_name(config.name))
     return error{errc::invalid_argument,
                  "'" + config.name + "' is not a valid node name"};
+  for (const auto& rule : config.rules)
+    if (auto checked = check_rule(rule); !checked)
+      return checked.error();
   try {
     std::unique_ptr<detail::directory> dir;
     if (config.join_directory) {
@@ -233,7 +242,7 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
   pending.reserve(plan.targets.size());
   for (auto& target : plan.targets)
     pending.push_back(
-      start_blocking_request(*impl_, self, routes, target, msg, until));
+      start_blocking_request(*impl_, self, routes, target, msg, until, true));
   for (std::size_t i = 0; i < pending.size(); ++i) {
     auto name = plan.targets[i].slot->name;
     detail::classify(result, std::move(name),
@@ -276,6 +285,10 @@ void node::on_dead_letter(std::function<void(const dead_letter&)> hook) {
 
 std::uint64_t node::dead_letters(dead_letter_reason reason) const noexcept {
   return impl_->dead_letters(reason);
+}
+
+std::uint64_t node::refusals() const noexcept {
+  return impl_->refusals();
 }
 
 std::uint64_t node::dead_letters() const noexcept {

@@ -61,7 +61,8 @@ void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
     return;
   }
   // The proxy ends the half-open count (end_half_open) at the hello.
-  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt);
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt,
+                                std::move(admitted->access));
   proxies_.push_back(proxy.address());
 }
 
@@ -205,7 +206,11 @@ expected<caf::actor> peers::start_link(const v1::NodeRecord& peer,
   if (stopping_)
     return error{errc::unavailable, "node " + quoted(owner_.name())
                                       + " is shutting down"};
-  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, peer);
+  // What the peer may do here over a link we opened: its requests come
+  // back by it, and are checked as those of an accepted link.
+  auto access = auth_.identify(conn->peer()).access;
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, peer,
+                                std::move(access));
   proxies_.push_back(proxy.address());
   if (route) {
     links_[node] = entry{proxy, std::move(info), {}};

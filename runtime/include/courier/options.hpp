@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "courier/access.hpp"
 #include "courier/deadline.hpp"
 #include "courier/transport.hpp"
 
@@ -131,7 +132,8 @@ struct node_config {
   std::size_t max_mailbox = 1'000'000;
   /// Other users allowed to connect (their uid or primary gid); by default
   /// only this node's own uid. Checked against SO_PEERCRED before anything
-  /// is read from the peer.
+  /// is read from the peer. Each stands for a rule allowing that user
+  /// everything (`{"uid:<n>", "*", verbs::all}`); see `rules` for less.
   std::vector<unsigned> allowed_uids;
   std::vector<unsigned> allowed_gids;
   /// This node's host, when the machine's own word is not the one wanted:
@@ -139,6 +141,23 @@ struct node_config {
   /// Empty: the machine id, boot id and network namespace (so nodes in two
   /// network namespaces are on two hosts).
   std::string host;
+
+  // -- authorization (docs/security.md) ---------------------------------------
+  /// What principals other than this node's own user may do to its actors:
+  /// each rule allows a principal (`uid:<n>`, `gid:<n>`, `cert:<glob>`,
+  /// `san:<glob>`) some verbs on the actor names matching a glob
+  /// (courier/access.hpp). Deny by default: whatever no rule allows is
+  /// refused on this node before the payload is parsed (permission_denied
+  /// to a request, a post dropped), counted (node::refusals) and logged (at
+  /// most one line a second); nothing reaches the actor or its dead
+  /// letters. Names the principal may not `find` are left out of what it
+  /// lists. A local user no rule names may not link at all; certificate
+  /// peers and plaintext network peers (`anonymous`) may link and do what
+  /// rules allow. The node's own uid, and allowed_uids and allowed_gids,
+  /// may do everything. node::start fails with invalid_argument for a
+  /// malformed rule.
+  std::vector<access_rule> rules;
+  // -- end of authorization ---------------------------------------------------
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.

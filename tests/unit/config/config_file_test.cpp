@@ -434,6 +434,9 @@ TEST_CASE("two nodes started from configuration files talk over mutual TLS "
   auto config_b = load_node_config(file_for("tls-b"));
   REQUIRE(config_a);
   REQUIRE(config_b);
+  // Certificate peers may do only what rules allow (docs/security.md).
+  config_a->rules = {{"cert:CN=tls-*", "*", verbs::all}};
+  config_b->rules = config_a->rules;
   auto a = node::start(std::move(*config_a));
   INFO((a ? "" : a.error().to_string()));
   REQUIRE(a);

@@ -171,6 +171,8 @@ TEST_CASE("the authenticator admits this user and the allowed ones, and "
   REQUIRE(anonymous);
   CHECK(anonymous->name == "anonymous");
   CHECK_FALSE(anonymous->same_user);
+  // It may do nothing there but what rules allow (access_test.cpp).
+  CHECK(anonymous->access->allowed("anything") == verbs::none);
 
   auto claimed = record("peer", 1000, {});
   claimed.set_pid(42);
