@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include "courier/config/config_file.hpp"
+#include "courier/access.hpp"
 #include "reader.hpp"
 #include "values.hpp"
 
@@ -247,6 +248,52 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
 
 // -- the top level -----------------------------------------------------------
 
+/// [[rules]]: tables { principal = "...", names = "glob", verbs = "post,send" }
+/// (docs/security.md), each checked as node::start() would.
+expected<void> read_rules(parse_state& state, const toml::node& value,
+                          const std::string& key) {
+  auto* list = value.as_array();
+  if (!list)
+    return wrong_type(state, value, key,
+                      "an array of tables { principal, names, verbs }");
+  for (const auto& element : *list) {
+    auto* entry = element.as_table();
+    if (!entry)
+      return wrong_type(state, element, key,
+                        "tables { principal, names, verbs }");
+    access_rule rule;
+    bool has_verbs = false;
+    for (const auto& [name, item] : *entry) {
+      auto item_key = key + "." + std::string{name.str()};
+      if (name.str() != "principal" && name.str() != "names"
+          && name.str() != "verbs")
+        return state.at(name.source(), item_key, "unknown key");
+      auto text = read_string(state, item, item_key);
+      if (!text)
+        return std::move(text).error();
+      if (name.str() == "principal") {
+        rule.principal = std::move(*text);
+      } else if (name.str() == "names") {
+        rule.names = std::move(*text);
+      } else {
+        auto allowed = parse_verbs(*text);
+        if (!allowed)
+          return state.at(item.source(), item_key,
+                          allowed.error().message());
+        rule.allowed = *allowed;
+        has_verbs = true;
+      }
+    }
+    if (rule.principal.empty() || !has_verbs)
+      return state.at(element.source(), key,
+                      "rules need a 'principal' and 'verbs'");
+    if (auto checked = check_rule(rule); !checked)
+      return state.at(element.source(), key, checked.error().message());
+    state.settings.node.rules.push_back(std::move(rule));
+  }
+  return {};
+}
+
 expected<void> read_preferred_tiers(parse_state& state, const toml::node& value,
                                     const std::string& key) {
   auto* list = value.as_array();
@@ -475,8 +522,9 @@ constexpr field<node_settings> node_fields[] = {
      settings.node.registry_timeout = *ms;
      return {};
    }},
-  // To come: "rules" (an array of tables: principal pattern, actor pattern,
-  // verbs) for node_config::rules, the authorization rules.
+  {"rules",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings&) { return read_rules(state, value, key); }},
 };
 
 } // namespace

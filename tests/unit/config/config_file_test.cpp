@@ -206,6 +206,12 @@ TEST_CASE("each kind of mistake in a configuration names the line, column "
     {"preferred_tiers = [{ nodes = \"a\", tier = \"pipe\", x = 1 }]\n"
      "[tiers.pipe]\n",
      "<string>:1:50: preferred_tiers.x: unknown key"},
+    {"[[rules]]\nprincipal = \"uid:7\"\nverbs = \"post\"\nname = \"x\"\n",
+     "<string>:4:1: rules.name: unknown key"},
+    {"[[rules]]\nprincipal = \"uid:7\"\nverbs = \"shout\"\n",
+     "<string>:3:9: rules.verbs: "},
+    {"[[rules]]\nprincipal = \"uid:7\"\n",
+     "<string>:1:1: rules: rules need a 'principal' and 'verbs'"},
     // Wrong types, at the value.
     {"join_directory = \"yes\"\n",
      "<string>:1:18: join_directory: expects a boolean (true or false), not "
@@ -492,4 +498,18 @@ TEST_CASE("the example file of docs/configuration.md loads",
   REQUIRE(settings->tcp);
   REQUIRE(settings->tcp->tls);
   CHECK(settings->tcp->tls->ca == dir.path() + "/ca/ca.pem");
+}
+
+TEST_CASE("authorization rules come from [[rules]] tables", "[config][unit]") {
+  auto config = load_node_config_from_string(
+    "[[rules]]\nprincipal = \"cert:CN=billing*\"\nnames = \"billing.*\"\n"
+    "verbs = \"post,send\"\n[[rules]]\nprincipal = \"anonymous\"\n"
+    "verbs = \"find\"\n");
+  REQUIRE(config);
+  REQUIRE(config->rules.size() == 2);
+  CHECK(config->rules[0].principal == "cert:CN=billing*");
+  CHECK(config->rules[0].names == "billing.*");
+  CHECK(config->rules[0].allowed == (verbs::post | verbs::send));
+  CHECK(config->rules[1].names == "*");
+  CHECK(config->rules[1].allowed == verbs::find);
 }
