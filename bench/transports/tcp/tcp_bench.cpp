@@ -29,6 +29,7 @@
 // (automatic: latency for a node with transports, a thread per core).
 // Output: JSON lines.
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -304,6 +305,11 @@ struct courier_peer {
     if (!started)
       fail(started.error().to_string());
     client.emplace(std::move(*started));
+    // The link, up before anything is measured.
+    bench::v1::Ping ping;
+    ping.set_pad("warm");
+    if (!client->send("echo", ping, std::chrono::seconds{10}))
+      fail("the Courier peer does not answer");
   }
 
   ~courier_peer() {
