@@ -6,6 +6,7 @@
 //                     [--scenario all|rtt|oneway|caf|first]
 //                     [--oneway-only SIZE] [--count-64 N] [--count-1m N]
 //                     [--impl courier|raw] [--netns] [--quick]
+//                     [--scheduler automatic|sharing|latency|work_stealing]
 //
 // Scenarios, each Courier next to its twin in the same process, alternating
 // which goes first, N runs; the figures to read are the medians of per-run
@@ -26,7 +27,8 @@
 // With --netns, the round trips only, between two network namespaces joined
 // by a veth pair (root; made and removed by this program).
 // Both Courier nodes run with the tier alone and scheduler defaults
-// (automatic: latency for a node with transports, a thread per core).
+// (automatic: latency for a node with transports, a thread per core);
+// --scheduler changes that for diagnosis.
 // Output: JSON lines.
 
 #include <fcntl.h>
@@ -75,6 +77,19 @@ double ns_since(clock_type::time_point t) {
 
 /// --rtt-size N: bytes of each round trip's message (default 64).
 std::size_t rtt_size = 64;
+
+/// --scheduler NAME: for diagnosis only; the figures use the default.
+std::string scheduler = "automatic";
+
+courier::scheduler_policy policy_of(const std::string& name) {
+  if (name == "sharing")
+    return courier::scheduler_policy::sharing;
+  if (name == "work_stealing")
+    return courier::scheduler_policy::work_stealing;
+  if (name == "latency")
+    return courier::scheduler_policy::latency;
+  return courier::scheduler_policy::automatic;
+}
 
 /// Where the two sides live and how they talk.
 struct setup {
@@ -182,6 +197,7 @@ std::vector<std::string> child_args(const setup& s,
   auto out = s.child_prefix;
   out.push_back(self_path());
   out.insert(out.end(), args.begin(), args.end());
+  out.insert(out.end(), {"--scheduler", scheduler});
   return out;
 }
 
@@ -234,7 +250,8 @@ courier::node_config config_for(const std::string& name,
                                 const std::string& dir,
                                 const std::string& host,
                                 const std::string& certs) {
-  courier::node_config config; // scheduler and threads: the defaults
+  courier::node_config config; // threads: the default
+  config.scheduler = policy_of(scheduler);
   config.name = name;
   config.directory = dir;
   courier::tcp::options tcp;
@@ -597,6 +614,7 @@ void run_setup(const setup& s, const plan& p) {
 
 int main(int argc, char** argv) {
   rtt_size = static_cast<std::size_t>(arg(argc, argv, "--rtt-size", 64));
+  scheduler = text_arg(argc, argv, "--scheduler", "automatic");
   if (argc >= 5 && std::strcmp(argv[1], "--serve-courier") == 0)
     return courier_serve(argv[2], argv[3], argv[4]);
   if (argc >= 4 && std::strcmp(argv[1], "--serve-raw") == 0) {
