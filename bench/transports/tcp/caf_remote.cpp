@@ -49,9 +49,9 @@ void next_round(caf::event_based_actor* self,
   self->request(st->echo, caf::infinite, st->payload)
     .then(
       [self, st](const std::string&) {
-        st->rtts.push_back(std::chrono::duration<double, std::nano>(
-                             clock_type::now() - st->sent)
-                             .count());
+        st->rtts.push_back(
+          std::chrono::duration<double, std::nano>(clock_type::now() - st->sent)
+            .count());
         next_round(self, st);
       },
       [](const caf::error& e) {
@@ -83,8 +83,7 @@ int caf_serve(const std::string& host) {
 }
 
 struct caf_client::state {
-  state() : sys(cfg.load<caf::io::middleman>()) {
-  }
+  state() : sys(cfg.load<caf::io::middleman>()) {}
 
   caf::actor_system_config cfg;
   caf::actor_system sys;

@@ -26,9 +26,9 @@ inline std::string ratio_list(const std::vector<double>& ratios) {
 
 /// Medians of each side and the median of the per-run ratios c / r.
 inline void report(const std::string& scenario, const std::string& security,
-            const std::vector<double>& c, const std::vector<double>& r,
-            const char* field, std::size_t size, const char* c_name,
-            const char* r_name) {
+                   const std::vector<double>& c, const std::vector<double>& r,
+                   const char* field, std::size_t size, const char* c_name,
+                   const char* r_name) {
   std::vector<double> ratio;
   for (std::size_t i = 0; i < c.size(); ++i)
     ratio.push_back(c[i] / r[i]);
@@ -84,10 +84,8 @@ void compare_rtt(const std::string& scenario, const std::string& security,
       r50.push_back(quantile(r, 0.5));
       r99.push_back(quantile(r, 0.99));
     });
-  report(scenario + "_p50", security, c50, r50, "rtt_ns", size, c_name,
-         r_name);
-  report(scenario + "_p99", security, c99, r99, "rtt_ns", size, c_name,
-         r_name);
+  report(scenario + "_p50", security, c50, r50, "rtt_ns", size, c_name, r_name);
+  report(scenario + "_p99", security, c99, r99, "rtt_ns", size, c_name, r_name);
 }
 
 template <class C, class R>

@@ -36,10 +36,8 @@ public:
     ok_ = run("ip netns add " + a_) && run("ip netns add " + b_)
           && run("ip link add " + veth_a + " netns " + a_
                  + " type veth peer name " + veth_b + " netns " + b_)
-          && run("ip -n " + a_ + " addr add " + address_a + "/24 dev "
-                 + veth_a)
-          && run("ip -n " + b_ + " addr add " + address_b + "/24 dev "
-                 + veth_b)
+          && run("ip -n " + a_ + " addr add " + address_a + "/24 dev " + veth_a)
+          && run("ip -n " + b_ + " addr add " + address_b + "/24 dev " + veth_b)
           && run("ip -n " + a_ + " link set " + veth_a + " up")
           && run("ip -n " + b_ + " link set " + veth_b + " up")
           && run("ip -n " + a_ + " link set lo up")

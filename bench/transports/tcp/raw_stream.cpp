@@ -184,8 +184,7 @@ int raw_serve(const std::string& host, const raw_tls_files* tls) {
   socklen_t len = sizeof addr;
   if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
       || ::listen(listener, 1) != 0
-      || ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len)
-           != 0)
+      || ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
     return 1;
   std::cout << ntohs(addr.sin_port) << std::endl;
   int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);

@@ -206,8 +206,8 @@ std::vector<std::string> child_args(const setup& s,
 
 struct raw_peer {
   explicit raw_peer(const setup& s)
-    : server(child_args(s, {"--serve-raw", s.server_host,
-                            s.tls() ? s.certs : "-"})) {
+    : server(
+      child_args(s, {"--serve-raw", s.server_host, s.tls() ? s.certs : "-"})) {
     auto files = raw_files_of(s.certs, "bench-client");
     stream.emplace(raw_dial(s.server_host, std::stoi(server.first_line())),
                    s.tls() ? &files : nullptr, false);
@@ -247,8 +247,7 @@ double raw_oneway(raw_peer& peer, std::size_t size, int count) {
 
 // -- Courier -----------------------------------------------------------------
 
-courier::node_config config_for(const std::string& name,
-                                const std::string& dir,
+courier::node_config config_for(const std::string& name, const std::string& dir,
                                 const std::string& host,
                                 const std::string& certs) {
   courier::node_config config; // threads: the default
@@ -258,9 +257,9 @@ courier::node_config config_for(const std::string& name,
   courier::tcp::options tcp;
   tcp.listen = host + ":0";
   if (!certs.empty())
-    tcp.tls = courier::tcp::tls_files{certs + "/" + name + ".pem",
-                                      certs + "/" + name + ".key",
-                                      certs + "/ca.pem"};
+    tcp.tls
+      = courier::tcp::tls_files{certs + "/" + name + ".pem",
+                                certs + "/" + name + ".key", certs + "/ca.pem"};
   else if (host.rfind("127.", 0) != 0)
     tcp.allow_plaintext = true; // the veth between our own namespaces
   config.transports = {{"tcp", courier::tcp::factory(tcp)}};
@@ -273,8 +272,8 @@ courier::node_config config_for(const std::string& name,
 /// since the last one.
 int courier_serve(const std::string& dir, const std::string& host,
                   const std::string& certs) {
-  auto self = courier::node::start(config_for("bench-server", dir, host,
-                                              certs == "-" ? "" : certs));
+  auto self = courier::node::start(
+    config_for("bench-server", dir, host, certs == "-" ? "" : certs));
   if (!self) {
     std::cerr << self.error().to_string() << "\n";
     return 1;
@@ -314,10 +313,9 @@ std::string make_temp_dir() {
 }
 
 struct courier_peer {
-  explicit courier_peer(const setup& s)
-    : where(s), dir(make_temp_dir()),
-      server(child_args(s, {"--serve-courier", dir, s.server_host,
-                            s.tls() ? s.certs : "-"})) {
+  explicit courier_peer(const setup& s) : where(s), dir(make_temp_dir()) {
+    server.emplace(child_args(
+      s, {"--serve-courier", dir, s.server_host, s.tls() ? s.certs : "-"}));
     auto started = courier::node::start(
       config_for("bench-client", dir, s.client_host, s.certs));
     if (!started)
@@ -332,13 +330,14 @@ struct courier_peer {
 
   ~courier_peer() {
     client.reset();
+    server.reset(); // the serving node ends before its directory goes
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
   }
 
   setup where;
   std::string dir;
-  child server;
+  std::optional<child> server;
   std::optional<courier::node> client;
 };
 
@@ -405,8 +404,8 @@ double courier_oneway(courier_peer& peer, std::size_t size, int count) {
   for (int i = 0; i < count; ++i)
     post_patiently(*peer.client, posted);
   // Arrives behind the posts on the same link, and says how many came.
-  auto counted = peer.client->send<bench::v1::Ping>(
-    "sink", bench::v1::Ping{}, std::chrono::seconds{60});
+  auto counted = peer.client->send<bench::v1::Ping>("sink", bench::v1::Ping{},
+                                                    std::chrono::seconds{60});
   auto rate = count / (ns_since(t) / 1e9);
   if (!counted || (*counted)->seq() != count)
     fail("the sink got " + std::to_string(counted ? (*counted)->seq() : -1)
@@ -542,14 +541,14 @@ int main(int argc, char** argv) {
   bool quick = has_flag(argc, argv, "--quick");
   p.runs = static_cast<int>(arg(argc, argv, "--runs", quick ? 1 : 7));
   p.rounds = static_cast<int>(arg(argc, argv, "--rounds", quick ? 200 : 5000));
-  p.sizes = {{64, static_cast<int>(
-                    arg(argc, argv, "--count-64", quick ? 2000 : 50000))},
-             {std::size_t{1} << 20,
-              static_cast<int>(arg(argc, argv, "--count-1m", quick ? 8 : 256))}};
+  p.sizes = {
+    {64, static_cast<int>(arg(argc, argv, "--count-64", quick ? 2000 : 50000))},
+    {std::size_t{1} << 20,
+     static_cast<int>(arg(argc, argv, "--count-1m", quick ? 8 : 256))}};
   if (auto only = arg(argc, argv, "--oneway-only", 0); only > 0)
-    p.sizes = {{static_cast<std::size_t>(only),
-                static_cast<int>(std::clamp<long>((256l << 20) / only, 20,
-                                                  50000))}};
+    p.sizes
+      = {{static_cast<std::size_t>(only),
+          static_cast<int>(std::clamp<long>((256l << 20) / only, 20, 50000))}};
   std::string scenario = text_arg(argc, argv, "--scenario", "all");
   if (scenario != "all") {
     p.rtt = scenario == "rtt";
