@@ -27,6 +27,8 @@ demo: build
 	./$(BUILD_DIR)/examples/order_desk/order_desk
 	@echo
 	./$(BUILD_DIR)/examples/local_office/local_office
+	@echo
+	./$(BUILD_DIR)/examples/cluster/cluster
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 120

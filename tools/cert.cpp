@@ -283,12 +283,12 @@ expected<void> check_node_name(const std::string& name) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
            || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
   };
-  if (name.empty() || name.size() > 253
+  if (name.empty() || name.size() > 253 || name.front() == '.'
       || !std::all_of(name.begin(), name.end(), allowed))
     return error{errc::invalid_argument,
                  "'" + name
                    + "' is not a node name: letters, digits, '_', '-' and "
-                     "'.', at most 253"};
+                     "'.', not starting with '.', at most 253"};
   return {};
 }
 

@@ -108,9 +108,13 @@ offline_command cert_command(CLI::App& sub) {
     ->check(offset_check());
   node_sub->add_flag("--force", node->force, "replace existing files");
 
+  // Which verb ran is recorded while parsing: the CLI11 objects are gone
+  // by the time the work runs.
+  auto making_ca = std::make_shared<bool>(false);
+  ca_sub->callback([making_ca] { *making_ca = true; });
   return
-    [ca, ca_sub, node, not_before, not_after](const global_options& global) {
-      if (ca_sub->parsed())
+    [ca, making_ca, node, not_before, not_after](const global_options& global) {
+      if (*making_ca)
         return report(cert::make_ca(*ca), global);
       // Both were checked by offset_check() while parsing.
       if (!not_before->empty())

@@ -28,7 +28,12 @@ inline constexpr int exit_usage = 2;
 /// Options every subcommand takes, before or after its name.
 struct global_options {
   std::string dir;
+  /// The cluster registry (node_config::registry); empty: the directory.
+  std::string registry;
   bool json = false;
+  /// A node configuration file (docs/configuration.md) for the CLI's own
+  /// node; empty for the defaults.
+  std::string config;
 };
 
 /// A subcommand's work once the CLI's node is up; returns the exit status.

@@ -11,9 +11,14 @@
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
 //
-// --dir and --json may also follow the subcommand; each subcommand has
-// --help. Exit status: 0 success, 1 the operation failed (the reason is
-// printed on stderr as "courier: <code>: <text>"), 2 bad usage.
+// Every subcommand but cert also takes --config FILE, settings for the
+// CLI's own node (docs/configuration.md), and --registry
+// etcd://HOST:PORT[,...], to look at the nodes and names of a cluster
+// registry (docs/directory.md) instead of the machine's directory. --dir,
+// --config, --registry and --json may also follow the subcommand; each
+// subcommand has --help. Exit status: 0 success, 1 the operation failed
+// (the reason is printed on stderr as "courier: <code>: <text>"), 2 bad
+// usage.
 
 #include <iostream>
 #include <optional>
@@ -24,6 +29,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "courier/config/config_file.hpp"
 #include "courier/pipe/pipe_transport.hpp"
 
 using namespace courier;
@@ -71,7 +77,17 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   app.add_option("--dir", global.dir,
                  "the node directory (default: $COURIER_DIR, else "
                  "/tmp/courier, or /run/courier for root)");
+  app.add_option("--registry", global.registry,
+                 "a cluster registry, etcd://HOST:PORT[,HOST:PORT...] "
+                 "(default: none, the node directory alone)");
   app.add_flag("--json", global.json, "print machine-readable JSON");
+  app
+    .add_option("--config", global.config,
+                "settings of the CLI's own node from a TOML file "
+                "(docs/configuration.md): its directory, tiers, limits; "
+                "its name stays cli-<pid>, and --dir wins over its "
+                "directory")
+    ->type_name("FILE");
   // At most one subcommand; none is caught below, after CLI11 has named
   // any stray argument (it checks the count first).
   app.require_subcommand(0, 1);
@@ -98,13 +114,24 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   return std::nullopt;
 }
 
-/// Starts the CLI's own node, which reaches others over the named pipe.
-/// Subcommands leave it out of what they list.
+/// Starts the CLI's own node, which reaches others over the named pipe, or
+/// the tiers of --config. Subcommands leave it out of what they list.
 expected<node> start_node(const global_options& global) {
   node_config config;
+  if (!global.config.empty()) {
+    auto loaded = load_node_config(global.config);
+    if (!loaded)
+      return std::move(loaded).error();
+    config = std::move(*loaded);
+  }
+  // Its own name, always: the file's would be taken by the node it is for.
   config.name = "cli-" + std::to_string(::getpid());
-  config.directory = global.dir;
-  config.transports = {{"pipe", pipe::factory()}};
+  if (!global.dir.empty() || global.config.empty())
+    config.directory = global.dir;
+  if (!global.registry.empty())
+    config.registry = global.registry;
+  if (config.transports.empty())
+    config.transports = {{"pipe", pipe::factory()}};
   config.log = [](log_level level, std::string_view line) {
     if (level >= log_level::warning)
       std::cerr << "courier: " << line << "\n";

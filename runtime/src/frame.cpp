@@ -545,6 +545,7 @@ v1::Envelope envelope_from(const envelope_head& h) {
   env.set_producer_id(h.producer_id);
   env.set_producer_epoch(h.producer_epoch);
   env.set_sequence(h.sequence);
+  env.set_broadcast(h.broadcast);
   if (h.has_error) {
     env.mutable_error()->set_code(h.error_code);
     env.mutable_error()->set_message(std::string{h.error_message});
@@ -574,6 +575,7 @@ envelope_head head_of(const v1::Envelope& env) {
   h.producer_id = env.producer_id();
   h.producer_epoch = env.producer_epoch();
   h.sequence = env.sequence();
+  h.broadcast = env.broadcast();
   return h;
 }
 

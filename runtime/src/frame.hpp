@@ -49,12 +49,14 @@ struct envelope_head {
   std::uint64_t producer_id = 0;
   std::uint32_t producer_epoch = 0;
   std::uint64_t sequence = 0;
+  // A broadcast's request (docs/security.md); rare, so left to Protobuf.
+  bool broadcast = false;
 
   /// True if a field the hand codec leaves to Protobuf is set.
   bool has_durable_fields() const noexcept {
     return delivery != 0 || time_to_reach_queue_ns != 0
            || time_to_be_received_ns != 0 || producer_id != 0
-           || producer_epoch != 0 || sequence != 0;
+           || producer_epoch != 0 || sequence != 0 || broadcast;
   }
 };
 

@@ -141,6 +141,9 @@ struct letter_fields {
   /// of the CAF requester's promise).
   std::shared_ptr<reply_sink> reply_to;
   letter_kind kind = letter_kind::post;
+  /// A request that is one target's part of a broadcast: another node
+  /// authorizes it as the verb broadcast (docs/security.md).
+  bool broadcast = false;
   std::uint8_t priority = default_priority;
   /// Held while the letter waits for its route to another node or in an
   /// actor's mailbox; a copy holds none.

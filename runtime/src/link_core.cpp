@@ -29,6 +29,7 @@ std::optional<envelope_head> envelope_of(const letter& msg,
   env.kind = msg.kind == letter_kind::request ? v1::KIND_REQUEST
                                               : v1::KIND_POST;
   env.priority = msg.priority;
+  env.broadcast = msg.broadcast;
   // created_unix_ns is for durable messages: express ones leave it out.
   return env;
 }
@@ -69,6 +70,22 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
     if (is_request)
       answer(env.message_id, reply_msg{nullptr, code, text});
   };
+  // Authorized before anything else, the payload unparsed: a refusal
+  // reaches neither the actor nor its dead letters, and says nothing of
+  // whether the name is held here.
+  const auto verb = !is_request   ? verbs::post
+                    : env.broadcast ? verbs::broadcast
+                                    : verbs::send;
+  if (!authorized(env.target, verb)) {
+    if (is_request)
+      answer(env.message_id,
+             reply_msg{nullptr, errc::permission_denied,
+                       access_->principal() + " may not "
+                         + std::string{verb_name(verb)} + " to "
+                         + quoted(env.target) + " on node "
+                         + quoted(node_name_)});
+    return;
+  }
   auto target = owner_.resolve_local(env.target);
   if (!target)
     return refuse(target.code(), target.error().message(),

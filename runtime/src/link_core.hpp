@@ -117,13 +117,30 @@ std::optional<envelope_head> envelope_of(const letter& msg,
 /// actors that write to it or answer over it (see above).
 class link_core : public std::enable_shared_from_this<link_core> {
 public:
-  link_core(link_host& owner, link& conn, std::shared_ptr<link_info> info)
+  link_core(link_host& owner, link& conn, std::shared_ptr<link_info> info,
+            std::shared_ptr<const link_access> access)
     : owner_(owner),
       node_name_(owner.name()),
       max_frame_(owner.config().limits.max_frame),
       budget_(owner.config().limits.max_queued),
       info_(std::move(info)),
+      access_(std::move(access)),
       conn_(&conn) {
+  }
+
+  /// What the link's peer may do here (access.hpp).
+  const link_access& access() const noexcept {
+    return *access_;
+  }
+
+  /// Whether the peer may use `verb` on `target`; if not, the refusal is
+  /// counted and logged (link_host::report_refusal). Cheap for the node's
+  /// own user: one flag.
+  bool authorized(std::string_view target, verbs verb) {
+    if (access_->unrestricted() || access_->allows(target, verb))
+      return true;
+    owner_.report_refusal(*access_, peer_, verb, target);
+    return false;
   }
 
   const std::shared_ptr<backlog>& inbound() const noexcept {
@@ -381,6 +398,7 @@ private:
   const std::size_t max_frame_;
   const std::size_t budget_;
   std::shared_ptr<link_info> info_;
+  const std::shared_ptr<const link_access> access_;
   caf::actor_addr proxy_; // set by bind() before the link starts
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
   const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();

@@ -18,6 +18,7 @@
 #include <caf/actor_addr.hpp>
 #include <caf/fwd.hpp>
 
+#include "access.hpp"
 #include "binding.hpp"
 #include "courier/options.hpp"
 #include "courier/transport.hpp"
@@ -80,6 +81,20 @@ public:
     = 0;
 
   virtual void demonitor(const monitor_handle& handle) = 0;
+
+  /// The rules refused `verb` on `target` to the principal of a link from
+  /// `peer_node` (access.hpp): counted for node::refusals, and logged at a
+  /// bounded rate.
+  virtual void report_refusal(const link_access& who,
+                              std::string_view peer_node, verbs verb,
+                              std::string_view target)
+    = 0;
+
+  /// The names held here that match `pattern` and that `who` may find,
+  /// sorted (a peer's NamesQuery).
+  virtual std::vector<std::string> visible_names(std::string_view pattern,
+                                                 const link_access& who)
+    = 0;
 
   // -- the link's place among the peers -------------------------------------------
 

@@ -78,6 +78,20 @@ struct answer_msg {
   std::shared_ptr<backlog_charge> owed; // link_core::answers_waiting()
 };
 
+/// Asks the proxy which names its peer holds that match `pattern` and
+/// that this node's principal may find there (NamesQuery); answered with a
+/// names_msg.
+struct names_query_msg {
+  std::string pattern;
+  deadline until; // the asker gives up then: so does the proxy
+};
+
+struct names_msg {
+  std::vector<std::string> names;
+  errc code = errc::ok; // the link went, or the peer did not answer
+  std::string text;
+};
+
 /// Answers owed to the peer would pass their budget: it does not read them.
 struct overrun_msg {
   std::size_t waiting; // bytes of answers waiting in the proxy
@@ -101,3 +115,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flush_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::flushed_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::answer_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::overrun_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::names_query_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(courier::detail::names_msg)

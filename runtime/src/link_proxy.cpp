@@ -19,6 +19,7 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "frame.hpp"
@@ -112,6 +113,7 @@ public:
         core_->handled();
       },
       [this](answer_msg& msg) { on_answer(msg); },
+      [this](names_query_msg& query) { ask_names(query); },
       [this](overrun_msg& msg) {
         auto why = "node '" + peer_.name() + "' does not read its answers: "
                    + std::to_string(msg.waiting)
@@ -548,6 +550,7 @@ private:
       hello_done_ = true;
       core_->open(peer_.name());
       allow_direct();
+      write_early_queries();
       advance(); // what waited for the hello
       for (auto& promise : std::exchange(early_flushes_, {}))
         flush(std::move(promise));
@@ -594,6 +597,7 @@ private:
     hello_done_ = true;
     core_->open(peer_.name());
     allow_direct();
+    write_early_queries();
   }
 
   void system(const inbound_frame& frame) {
@@ -610,6 +614,17 @@ private:
         return protocol_error("more than "
                               + std::to_string(max_served_watches)
                               + " monitors");
+      if (!core_->authorized(watch.name(), verbs::monitor)) {
+        // The watcher's one notice says why.
+        local_down_msg refused{
+          id, down_notice{watch.name(), down_reason::stopped,
+                          "permission_denied: "
+                            + core_->access().principal() + " may not "
+                            + "monitor " + quoted(watch.name()) + " on node "
+                            + quoted(owner_.name()),
+                          false}};
+        return report_down(refused);
+      }
       auto watched = owner_.monitor(
         watch.name(),
         [proxy = address(), id](const down_notice& notice) {
@@ -667,6 +682,22 @@ private:
         i->second.deliver(flushed_msg{});
         flushes_.erase(i);
       }
+    } else if (type == v1::NamesQuery::descriptor()->full_name()) {
+      v1::NamesQuery query;
+      if (!parse_payload(query))
+        return protocol_error("a malformed NamesQuery");
+      answer_names(query);
+    } else if (type == v1::NamesReport::descriptor()->full_name()) {
+      v1::NamesReport report;
+      if (!parse_payload(report))
+        return protocol_error("a malformed NamesReport");
+      auto i = queries_.find(report.query_id());
+      if (i == queries_.end())
+        return; // late: the asker gave up
+      names_msg answer;
+      answer.names.assign(report.names().begin(), report.names().end());
+      i->second.promise.deliver(std::move(answer));
+      queries_.erase(i);
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
       v1::NameReleased released;
       if (parse_payload(released))
@@ -719,6 +750,54 @@ private:
     write_system(msg);
   }
 
+  // -- names across the link ----------------------------------------------------
+  //
+  // Which names a peer holds, as far as its rules let this node find them
+  // (docs/security.md): asked by NamesQuery, answered by NamesReport.
+
+  void ask_names(names_query_msg& query) {
+    auto promise = make_response_promise();
+    if (gone_) {
+      auto why = tombstone_ ? *tombstone_
+                            : error{errc::unavailable, "the link is gone"};
+      promise.deliver(names_msg{{}, why.code(), why.message()});
+      return;
+    }
+    v1::NamesQuery msg;
+    msg.set_query_id(++next_query_);
+    msg.set_pattern(std::move(query.pattern));
+    queries_.emplace(msg.query_id(),
+                     names_query{std::move(promise), query.until});
+    if (hello_done_)
+      write_system(msg);
+    else
+      early_queries_.push_back(std::move(msg)); // the hello goes first
+  }
+
+  void write_early_queries() {
+    for (auto& query : std::exchange(early_queries_, {}))
+      write_system(query);
+  }
+
+  /// Answers with the names here that the peer may find: as many as half
+  /// a frame holds (a name is at most 255 bytes).
+  void answer_names(const v1::NamesQuery& query) {
+    v1::NamesReport report;
+    report.set_query_id(query.query_id());
+    const auto room = owner_.config().limits.max_frame / 2;
+    std::size_t bytes = 0;
+    for (auto& name :
+         owner_.visible_names(query.pattern(), core_->access())) {
+      bytes += name.size() + 3; // its tag and length
+      if (bytes > room) {
+        report.set_truncated(true);
+        break;
+      }
+      report.add_names(std::move(name));
+    }
+    write_system(report);
+  }
+
   // -- failure ------------------------------------------------------------------
 
   void tick() {
@@ -736,6 +815,17 @@ private:
       request.answer(reply_msg{nullptr, errc::deadline_exceeded,
                                "no reply from " + quoted(request.target)
                                  + " before the deadline"});
+    // Names queries a peer left unanswered (an older peer ignores them).
+    const auto now = deadline::clock::now();
+    for (auto i = queries_.begin(); i != queries_.end();) {
+      if (!i->second.until.expired(now)) {
+        ++i;
+        continue;
+      }
+      i->second.promise.deliver(names_msg{{}, errc::deadline_exceeded,
+                                          "the peer did not list its names"});
+      i = queries_.erase(i);
+    }
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
   }
 
@@ -761,10 +851,19 @@ private:
       return;
     gone_ = true;
     end_half_open();
-    if (!peer_.name().empty() && why.code() != errc::cancelled)
-      owner_.log(log_level::warning, "lost the link with node "
-                                       + quoted(peer_.name()) + ": "
-                                       + why.message());
+    // A peer gone silent, refused or misbehaving is worth a warning; one
+    // that closed (it stopped, or we did) is ordinary.
+    if (!peer_.name().empty() && why.code() != errc::cancelled) {
+      auto code = why.code();
+      auto level = code == errc::deadline_exceeded
+                       || code == errc::resource_exhausted
+                       || code == errc::invalid_argument
+                       || code == errc::permission_denied
+                     ? log_level::warning
+                     : log_level::info;
+      owner_.log(level, "lost the link with node " + quoted(peer_.name())
+                          + ": " + why.message());
+    }
     core_->lose();
     allow_direct();
     auto text = peer_.name().empty()
@@ -797,6 +896,10 @@ private:
     for (auto& flush : early_flushes_)
       flush.deliver(flushed_msg{});
     early_flushes_.clear();
+    for (auto& [id, query] : queries_)
+      query.promise.deliver(names_msg{{}, code, text});
+    queries_.clear();
+    early_queries_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
                                ? why.message()
                                : text};
@@ -862,14 +965,26 @@ private:
   bool corked_ = false;    // an uncork_msg is on its way: see write_letter
   std::unordered_map<std::uint64_t, caf::response_promise> flushes_;
   std::vector<caf::response_promise> early_flushes_; // before the hello
+
+  // Names asked of the peer (see "names across the link").
+  struct names_query {
+    caf::response_promise promise;
+    deadline until;
+  };
+  std::uint64_t next_query_ = 0;
+  std::unordered_map<std::uint64_t, names_query> queries_;
+  std::vector<v1::NamesQuery> early_queries_; // before the hello
 };
 
 } // namespace
 
 caf::actor spawn_link_proxy(link_host& owner, std::unique_ptr<link> conn,
                             std::shared_ptr<link_info> info,
-                            std::optional<v1::NodeRecord> peer) {
-  auto core = std::make_shared<link_core>(owner, *conn, info);
+                            std::optional<v1::NodeRecord> peer,
+                            std::shared_ptr<const link_access> access) {
+  COURIER_RUNTIME_ASSERT(access != nullptr, "a link needs its access");
+  auto core = std::make_shared<link_core>(owner, *conn, info,
+                                          std::move(access));
   info->core = core;
   return owner.system().spawn<link_proxy>(owner, std::move(conn),
                                           std::move(info), std::move(core),
@@ -892,6 +1007,36 @@ void watch_remote(const caf::actor& proxy, std::string name,
 void unwatch_remote(const caf::actor& proxy,
                     std::shared_ptr<monitor_token> token) {
   caf::anon_send(proxy, unwatch_msg{std::move(token)});
+}
+
+expected<std::vector<std::string>> names_over(caf::actor_system& system,
+                                              const caf::actor& proxy,
+                                              std::string pattern,
+                                              deadline until) {
+  expected<std::vector<std::string>> out{errc::deadline_exceeded,
+                                         "no answer before the deadline"};
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+    until.remaining());
+  if (left.count() <= 0)
+    return out;
+  caf::scoped_actor self{system};
+  self
+    ->request(proxy, caf::duration{left},
+              names_query_msg{std::move(pattern), until})
+    .receive(
+      [&](names_msg& answer) {
+        if (answer.code == errc::ok)
+          out = std::move(answer.names);
+        else
+          out = error{answer.code, std::move(answer.text)};
+      },
+      [&](caf::error& err) {
+        out = error{err == caf::sec::request_timeout ? errc::deadline_exceeded
+                                                     : errc::unavailable,
+                    "the peer did not list its names: "
+                      + caf::to_string(err)};
+      });
+  return out;
 }
 
 void drain_link(const caf::actor& proxy) {

@@ -3,10 +3,13 @@
 // plain thread as the caller. Also the small public classes with nothing
 // of their own to hide (actor_ref, behavior).
 
+#include <cstdio>
+
 #include <unistd.h>
 
 #include <caf/scoped_actor.hpp>
 
+#include "etcd_directory.hpp"
 #include "file_directory.hpp"
 #include "node_impl.hpp"
 #include "shell.hpp"
@@ -23,10 +26,16 @@ namespace {
 expected<detail::started_request>
 start_blocking_request(detail::node_impl& node, caf::scoped_actor& self,
                        detail::route_cache& routes, const auto& to, message msg,
-                       deadline until) {
-  auto started = detail::start_request(
-    node, detail::verb_caller{detail::no_binding(), routes, self.ptr()}, to,
-    std::move(msg), until, false);
+                       deadline until, bool broadcast = false) {
+  auto started = [&] {
+    detail::verb_caller caller{detail::no_binding(), routes, self.ptr()};
+    if constexpr (std::is_same_v<std::decay_t<decltype(to)>, detail::route>)
+      return detail::start_request(node, caller, to, std::move(msg), until,
+                                   false, broadcast);
+    else
+      return detail::start_request(node, caller, to, std::move(msg), until,
+                                   false);
+  }();
   if (started)
     self->request_response_timeout(detail::to_caf(until), started->id);
   return started;
@@ -45,6 +54,40 @@ expected<message> wait_for_answer(caf::scoped_actor& self,
         outcome = detail::outcome_of(err, *started.target);
       });
   return outcome;
+}
+
+/// The cluster registry named by config.registry, with `local` (the
+/// machine's directory) for the local tiers' folder.
+expected<std::unique_ptr<detail::directory>>
+join_registry(const node_config& config,
+              std::unique_ptr<detail::file_directory> local) {
+  detail::etcd_directory_options options;
+  options.url = config.registry;
+  options.node = config.name;
+  options.lease = config.registry_lease;
+  options.timeout = config.registry_timeout;
+  // The node's log sink, as node_impl::log writes it (the directory comes
+  // first, so it cannot use the node's).
+  options.log = [sink = config.log, name = config.name](log_level level,
+                                                        std::string_view line) {
+    if (sink) {
+      try {
+        sink(level, line);
+      } catch (...) {
+        // A log sink must not take the runtime down.
+      }
+      return;
+    }
+    if (level >= log_level::warning)
+      std::fprintf(stderr, "courier[%s] %s: %.*s\n", name.c_str(),
+                   level == log_level::warning ? "warning" : "error",
+                   static_cast<int>(line.size()), line.data());
+  };
+  auto joined = detail::etcd_directory::join(std::move(options),
+                                             std::move(local));
+  if (!joined)
+    return std::move(joined).error();
+  return std::unique_ptr<detail::directory>{std::move(*joined)};
 }
 
 } // namespace
@@ -70,6 +113,9 @@ expected<node> node::start(node_config config) {
   if (!detail::valid_name(config.name))
     return error{errc::invalid_argument,
                  "'" + config.name + "' is not a valid node name"};
+  for (const auto& rule : config.rules)
+    if (auto checked = check_rule(rule); !checked)
+      return checked.error();
   try {
     std::unique_ptr<detail::directory> dir;
     if (config.join_directory) {
@@ -78,7 +124,14 @@ expected<node> node::start(node_config config) {
       auto joined = detail::file_directory::join(path, config.name);
       if (!joined)
         return std::move(joined).error();
-      dir = std::move(*joined);
+      if (config.registry.empty()) {
+        dir = std::move(*joined);
+      } else {
+        auto registry = join_registry(config, std::move(*joined));
+        if (!registry)
+          return std::move(registry).error();
+        dir = std::move(*registry);
+      }
     }
     std::vector<std::pair<std::string, std::unique_ptr<transport>>> tiers;
     for (auto& [tier, factory] : config.transports) {
@@ -189,7 +242,7 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
   pending.reserve(plan.targets.size());
   for (auto& target : plan.targets)
     pending.push_back(
-      start_blocking_request(*impl_, self, routes, target, msg, until));
+      start_blocking_request(*impl_, self, routes, target, msg, until, true));
   for (std::size_t i = 0; i < pending.size(); ++i) {
     auto name = plan.targets[i].slot->name;
     detail::classify(result, std::move(name),
@@ -232,6 +285,10 @@ void node::on_dead_letter(std::function<void(const dead_letter&)> hook) {
 
 std::uint64_t node::dead_letters(dead_letter_reason reason) const noexcept {
   return impl_->dead_letters(reason);
+}
+
+std::uint64_t node::refusals() const noexcept {
+  return impl_->refusals();
 }
 
 std::uint64_t node::dead_letters() const noexcept {

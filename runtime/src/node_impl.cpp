@@ -53,7 +53,8 @@ node_impl::node_impl(
     tiers.push_back({tier, impl.get()});
   peers_ = std::make_unique<detail::peers>(
     *this, dir_.get(), tier_policy{std::move(tiers), config_.preferred_tiers},
-    authenticator{::getuid(), config_.allowed_uids, config_.allowed_gids});
+    authenticator{::getuid(), config_.allowed_uids, config_.allowed_gids,
+                  config_.rules});
   router_ = std::make_unique<detail::router>(*this, dir_.get(), *peers_);
   auto threads = config_.worker_threads;
   if (threads == 0)

@@ -259,8 +259,28 @@ public:
   }
 
   std::vector<node_info> nodes() const;
+
+  /// The names held on this machine matching `pattern`: this node's, and
+  /// those of nodes of its own user as the directory lists them; the nodes
+  /// of other users are asked over a link which of theirs this node may
+  /// find (docs/security.md), and those that do not answer are left out.
+  /// Blocks while it asks.
   std::vector<name_info> machine_names(std::string_view pattern) const;
+
   std::vector<route_info> routes() const;
+
+  // -- authorization (access.hpp) ---------------------------------------------
+
+  void report_refusal(const link_access& who, std::string_view peer_node,
+                      verbs verb, std::string_view target) override;
+
+  std::vector<std::string> visible_names(std::string_view pattern,
+                                         const link_access& who) override;
+
+  /// Requests from other nodes refused by the rules since the node started.
+  std::uint64_t refusals() const noexcept {
+    return refusals_.total();
+  }
 
   // -- dead letters -----------------------------------------------------------
 
@@ -331,6 +351,8 @@ private:
     dead_counts_{};
   mutable std::mutex hook_mu_;
   std::shared_ptr<const std::function<void(const dead_letter&)>> hook_;
+
+  refusal_log refusals_;
 
   mutable std::shared_mutex mu_;
   string_map<std::shared_ptr<name_slot>> names_;

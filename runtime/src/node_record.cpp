@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 
 #include <unistd.h>
@@ -41,9 +42,16 @@ expected<void> node_impl::open() {
     record_.set_uid(identity.uid);
     record_.set_gid(identity.gid);
     record_.set_session(identity.session);
-    record_.set_boot_id(identity.boot_id);
-    record_.set_host_id(identity.host_id);
-    record_.set_netns(identity.netns);
+    if (config_.host.empty()) {
+      record_.set_boot_id(identity.boot_id);
+      record_.set_host_id(identity.host_id);
+      record_.set_netns(identity.netns);
+    } else {
+      // A configured host stands for all three.
+      record_.set_host_id(config_.host);
+      record_.set_boot_id("configured");
+      record_.set_netns("configured");
+    }
     record_.set_started_unix_ns(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::system_clock::now().time_since_epoch())
@@ -254,9 +262,57 @@ std::vector<name_info> node_impl::machine_names(std::string_view pattern) const 
       out.push_back({name, config_.name});
     return out;
   }
-  for (auto& [actor, owner] : dir_->names())
-    if (glob_match(pattern, actor))
+  // The directory is readable by every user; what another user's node
+  // lets us see is for that node to say (its rules, verb find).
+  const auto own_uid = ::getuid();
+  std::map<std::string, bool> asked; // node -> the names it lets us see
+  std::set<std::pair<std::string, std::string>> visible;
+  auto self = const_cast<node_impl*>(this); // links are made on the way
+  for (auto& [actor, owner] : dir_->names()) {
+    if (!glob_match(pattern, actor))
+      continue;
+    if (owner != config_.name && !asked.contains(owner)) {
+      auto record = dir_->read_node(owner);
+      bool same_user = record && record->uid() == own_uid;
+      asked[owner] = same_user;
+      if (!same_user) {
+        auto link = record ? self->peers_->link_to(owner)
+                           : expected<peer_link>{record.error()};
+        auto seen = link ? names_over(*system_, link->proxy,
+                                      std::string{pattern},
+                                      deadline{2 * config_.handshake_timeout})
+                         : expected<std::vector<std::string>>{link.error()};
+        if (!seen) {
+          log(log_level::info, "the names of node " + quoted(owner)
+                                 + " are left out: "
+                                 + seen.error().message());
+          continue;
+        }
+        for (auto& name : *seen)
+          visible.emplace(std::move(name), owner);
+      }
+    }
+    if (owner == config_.name || asked[owner]
+        || visible.contains({actor, owner}))
       out.push_back({actor, owner});
+  }
+  return out;
+}
+
+void node_impl::report_refusal(const link_access& who,
+                               std::string_view peer_node, verbs verb,
+                               std::string_view target) {
+  if (auto line = refusals_.count(who.principal(), peer_node, verb, target))
+    log(log_level::warning, *line);
+}
+
+std::vector<std::string> node_impl::visible_names(std::string_view pattern,
+                                                  const link_access& who) {
+  auto out = names(pattern);
+  if (!who.unrestricted())
+    std::erase_if(out, [&](const std::string& name) {
+      return !who.allows(name, verbs::find);
+    });
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "peers.hpp"
 
 #include <algorithm>
+#include <random>
 
 #include "directory.hpp"
 #include "node_impl.hpp"
@@ -60,7 +61,8 @@ void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
     return;
   }
   // The proxy ends the half-open count (end_half_open) at the hello.
-  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt);
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, std::nullopt,
+                                std::move(admitted->access));
   proxies_.push_back(proxy.address());
 }
 
@@ -76,15 +78,19 @@ expected<peer_link> peers::link_to(const std::string& node) {
   std::lock_guard connecting{connect_mu_};
   if (auto found = existing())
     return std::move(*found);
+  if (auto wait = backing_off(node))
+    return std::move(*wait);
   v1::NodeRecord peer;
   auto made = connect(node, policy_.preferred_for(node), false, peer);
   if (!made) {
     if (dir_ != nullptr)
       dir_->suspect(node);
+    dial_failed(node, peer, made.error().message());
     return error{errc::unavailable, "node " + quoted(node)
                                       + " is unreachable: "
                                       + made.error().message()};
   }
+  redials_.erase(node);
   auto info = std::make_shared<link_info>();
   info->peer = node;
   info->tier = std::move(made->tier);
@@ -93,6 +99,63 @@ expected<peer_link> peers::link_to(const std::string& node) {
   if (!proxy)
     return std::move(proxy).error();
   return peer_link{std::move(*proxy), std::move(info)};
+}
+
+namespace {
+
+/// What tells two incarnations of a node apart.
+std::string incarnation_of(const v1::NodeRecord& record) {
+  return std::to_string(record.pid()) + "/"
+         + std::to_string(record.started_unix_ns());
+}
+
+/// Dials after a failure wait 100 ms, then twice as long each time, up to
+/// 5 s; each wait is drawn from its upper half, so that nodes that lost a
+/// peer together do not dial it together.
+constexpr std::chrono::milliseconds first_redial{100};
+constexpr std::chrono::milliseconds last_redial{5000};
+
+} // namespace
+
+std::optional<error> peers::backing_off(const std::string& node) {
+  auto i = redials_.find(node);
+  if (i == redials_.end())
+    return std::nullopt;
+  auto now = std::chrono::steady_clock::now();
+  if (now < i->second.next && dir_ != nullptr) {
+    auto record = dir_->read_node(node);
+    if (record && incarnation_of(*record) == i->second.incarnation) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        i->second.next - now);
+      return error{errc::unavailable,
+                   "node " + quoted(node) + " is unreachable: "
+                     + i->second.why + " (next try in "
+                     + std::to_string(left.count()) + " ms)"};
+    }
+  }
+  return std::nullopt; // time for another try (kept, to back off further)
+}
+
+void peers::dial_failed(const std::string& node, const v1::NodeRecord& peer,
+                        const std::string& why) {
+  auto& entry = redials_[node];
+  auto incarnation = incarnation_of(peer);
+  if (entry.incarnation != incarnation)
+    entry.failures = 0;
+  entry.incarnation = std::move(incarnation);
+  entry.why = why;
+  entry.failures = std::min(entry.failures + 1, 16);
+  auto wait = std::min<std::chrono::milliseconds>(
+    last_redial, first_redial * (1 << std::min(entry.failures - 1, 6)));
+  thread_local std::minstd_rand random{std::random_device{}()};
+  std::uniform_int_distribution<long> half{wait.count() / 2, wait.count()};
+  entry.next = std::chrono::steady_clock::now()
+               + std::chrono::milliseconds{half(random)};
+  // Bounded: one entry per node dialled and failed; the oldest go first.
+  if (redials_.size() > 4096)
+    for (auto j = redials_.begin(); j != redials_.end();)
+      j = j->second.next < std::chrono::steady_clock::now() ? redials_.erase(j)
+                                                             : std::next(j);
 }
 
 expected<connected_link> peers::connect(const std::string& node,
@@ -143,7 +206,11 @@ expected<caf::actor> peers::start_link(const v1::NodeRecord& peer,
   if (stopping_)
     return error{errc::unavailable, "node " + quoted(owner_.name())
                                       + " is shutting down"};
-  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, peer);
+  // What the peer may do here over a link we opened: its requests come
+  // back by it, and are checked as those of an accepted link.
+  auto access = auth_.identify(conn->peer()).access;
+  auto proxy = spawn_link_proxy(owner_, std::move(conn), info, peer,
+                                std::move(access));
   proxies_.push_back(proxy.address());
   if (route) {
     links_[node] = entry{proxy, std::move(info), {}};

@@ -12,6 +12,8 @@
 // mu_ held. connect_mu_ is taken before mu_.
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -104,6 +106,23 @@ private:
                                   std::unique_ptr<link> conn,
                                   std::shared_ptr<link_info> info, bool route);
 
+  /// A peer whose last dial failed: the next dial waits until `next`
+  /// (capped exponential backoff with jitter), unless the peer is another
+  /// incarnation by then (restarted: its record changed).
+  struct redial {
+    int failures = 0;
+    std::chrono::steady_clock::time_point next;
+    std::string why;
+    std::string incarnation;
+  };
+
+  /// Fails fast while `node` is in its backoff; forgets it otherwise.
+  std::optional<error> backing_off(const std::string& node);
+
+  /// Notes a failed dial to `node` (whose record is `peer`, if it was read).
+  void dial_failed(const std::string& node, const v1::NodeRecord& peer,
+                   const std::string& why);
+
   struct entry {
     caf::actor proxy;
     std::shared_ptr<link_info> info;
@@ -116,6 +135,7 @@ private:
   const tier_policy policy_;
   const authenticator auth_;
   std::mutex connect_mu_; // one outbound connect at a time
+  string_map<redial> redials_; // guarded by connect_mu_
   mutable std::shared_mutex mu_;
   string_map<entry> links_;              // guarded by mu_
   std::vector<caf::actor_addr> proxies_; // guarded by mu_; every one ever

@@ -24,6 +24,7 @@ namespace courier::detail {
 
 class link_host;
 class link_core;
+class link_access;
 
 /// The largest frame a link accepts before its handshake is done: the Hello
 /// or the HelloAck, whose node records leave out their type files
@@ -63,10 +64,12 @@ bool request_direct(link_info& info, letter& msg,
 
 /// Spawns the proxy for a link. `peer` is the peer's record when we
 /// connected (outbound), or empty when it connected to us (inbound: the
-/// proxy waits for its Hello).
+/// proxy waits for its Hello). `access` is what the peer may do here, as
+/// the authenticator decided from the link's peer_identity.
 caf::actor spawn_link_proxy(link_host& owner, std::unique_ptr<link> conn,
                             std::shared_ptr<link_info> info,
-                            std::optional<v1::NodeRecord> peer);
+                            std::optional<v1::NodeRecord> peer,
+                            std::shared_ptr<const link_access> access);
 
 /// Asks a proxy to watch an actor on its peer; `fn` runs once, unless
 /// `token` is cancelled first.
@@ -77,6 +80,15 @@ void watch_remote(const caf::actor& proxy, std::string name,
 /// Asks a proxy to drop a watch (demonitor), here and on its peer.
 void unwatch_remote(const caf::actor& proxy,
                     std::shared_ptr<monitor_token> token);
+
+/// The names the peer of `proxy` holds that match `pattern` and that this
+/// node may find there (its rules decide, docs/security.md), sorted. Blocks
+/// the calling thread until the answer or `until`: unavailable when the
+/// link goes, deadline_exceeded when the peer does not answer in time.
+expected<std::vector<std::string>> names_over(caf::actor_system& system,
+                                              const caf::actor& proxy,
+                                              std::string pattern,
+                                              deadline until);
 
 /// Asks a proxy to send what it has queued, close its link and stop.
 void drain_link(const caf::actor& proxy);

@@ -256,7 +256,8 @@ void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
   };
   state->pending = plan.targets.size();
   for (auto& target : plan.targets)
-    await_answer(start_request(owner(), caller(), target, msg, until, true),
+    await_answer(start_request(owner(), caller(), target, msg, until, true,
+                               true),
                  until,
                  [state, finish, name = target.slot->name](
                    expected<message> outcome) {

@@ -94,7 +94,8 @@ expected<started_request> start_request(node_impl& node,
 expected<started_request> start_request(node_impl& node,
                                         const verb_caller& from,
                                         const route& to, message msg,
-                                        deadline until, bool direct) {
+                                        deadline until, bool direct,
+                                        bool broadcast) {
   COURIER_RUNTIME_ASSERT(from.self != nullptr, "a request needs an actor");
   if (until.expired())
     return error{errc::deadline_exceeded,
@@ -102,6 +103,7 @@ expected<started_request> start_request(node_impl& node,
                    + quoted(to.slot->name)};
   auto envelope = node.make_letter(letter_kind::request, std::move(msg), to,
                                    from.binding, until);
+  envelope.broadcast = broadcast;
   auto id = from.self->new_request_id(caf::message_priority::normal);
   deliver_request(node, to, std::move(envelope), *from.self, id, direct);
   return started_request{id, to.slot};

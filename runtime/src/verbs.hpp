@@ -112,11 +112,13 @@ expected<started_request> start_request(node_impl& node,
                                         message msg, deadline until,
                                         bool direct);
 
-/// The same for a route already resolved (a broadcast's target).
+/// The same for a route already resolved; `broadcast` for a broadcast's
+/// target (another node authorizes it as the verb broadcast).
 expected<started_request> start_request(node_impl& node,
                                         const verb_caller& from,
                                         const route& to, message msg,
-                                        deadline until, bool direct);
+                                        deadline until, bool direct,
+                                        bool broadcast = false);
 
 /// The outcome an answer carries.
 expected<message> outcome_of(reply_msg& reply);

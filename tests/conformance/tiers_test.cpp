@@ -121,6 +121,8 @@ struct plain_tcp {
     : peer{start_test_node(dir, "peer", peer_actors_with("--tcp"))},
       here{dir, "here", [](node_config& config) {
              config.transports = {{"tcp", tcp::factory()}};
+             // Plaintext peers may do nothing unless a rule says so.
+             config.rules = {{"anonymous", "*", verbs::all}};
            }} {
   }
 

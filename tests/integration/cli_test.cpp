@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include <sys/wait.h>
 
@@ -265,5 +266,93 @@ TEST_CASE("the echo_node example answers the CLI and leaves nothing behind "
     if (!entry.is_directory())
       left.push_back(entry.path().string());
   CHECK(left.empty());
+}
+#endif
+
+namespace {
+
+/// Writes `text` to `dir`/`name`; returns the path.
+std::string config_file(const temp_dir& dir, const std::string& name,
+                        const std::string& text) {
+  auto path = dir.path() + "/" + name;
+  std::ofstream out{path};
+  out << text;
+  REQUIRE(out.good());
+  return path;
+}
+
+} // namespace
+
+TEST_CASE("the CLI takes --config for its own node and reports a bad file "
+          "with its line",
+          "[cli][integration][config]") {
+  temp_dir dir;
+  auto peer = start_node(dir, "peer", {"adder"});
+  // The file's directory is used; its name is not (the CLI keeps its own,
+  // so it does not clash with the node the file is for).
+  auto good = config_file(dir, "peer.toml",
+                          "name = \"peer\"\n"
+                          "directory = \""
+                            + dir.path()
+                            + "\"\n"
+                              "[tiers.pipe]\n");
+  auto found = run_cli({"--config", good, "find", "adder"});
+  CHECK(found.status == 0);
+  CHECK(found.out == "adder  peer\n");
+  auto after = run_cli({"send", "adder", "courier_test.v1.Add",
+                        R"({"a": "40", "b": 2})", "--config", good});
+  CHECK(after.status == 0);
+  CHECK(after.out == "{\"value\":\"42\"}\n");
+
+  auto bad = config_file(dir, "bad.toml",
+                         "directory = \"" + dir.path()
+                           + "\"\n"
+                             "scheduler = \"fast\"\n");
+  auto refused = run_cli({"--config", bad, "nodes"}, stream::err);
+  CHECK(refused.status == 1);
+  CHECK(contains(refused.out, "courier: invalid_argument: " + bad
+                                + ":2:13: scheduler: 'fast' is not one of"));
+  auto missing
+    = run_cli({"--config", dir.path() + "/none.toml", "nodes"}, stream::err);
+  CHECK(missing.status == 1);
+  CHECK(contains(missing.out, "courier: not_found: no configuration file"));
+  CHECK(contains(run_cli({"--help"}).out, "--config"));
+}
+
+#ifdef COURIER_ECHO_NODE
+TEST_CASE("the echo_node example starts from a configuration file",
+          "[cli][integration][examples][config]") {
+  temp_dir dir;
+  auto file = config_file(dir, "echo.toml",
+                          "name = \"echo-from-file\"\n"
+                          "directory = \""
+                            + dir.path()
+                            + "\"\n"
+                              "worker_threads = 2\n"
+                              "[tiers.shm]\n"
+                              "[tiers.pipe]\n");
+  child_process echo{{COURIER_ECHO_NODE, "--config", file}};
+  REQUIRE(echo.wait_for_line_containing("node 'echo-from-file' serves 'echo'",
+                                        std::chrono::seconds{30}));
+  auto reply = courier_cli(
+    dir, {"send", "echo", "echo.Text", R"({"text": "from a file"})"});
+  CHECK(reply.status == 0);
+  CHECK(reply.out == "{\"text\":\"from a file\"}\n");
+  CHECK(courier_cli(dir, {"find", "echo"}).out == "echo  echo-from-file\n");
+  echo.kill(SIGTERM);
+  auto status = echo.wait_exit(std::chrono::seconds{10});
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+
+  auto bad = config_file(dir, "bad.toml", "[tiers.smoke_signals]\n");
+  child_process refused{{"sh", "-c", "exec \"$0\" \"$@\" 2>&1",
+                         COURIER_ECHO_NODE, "--config", bad}};
+  std::string out;
+  REQUIRE(refused.read_all(out));
+  auto refused_status = refused.wait_exit(std::chrono::seconds{10});
+  REQUIRE(refused_status);
+  CHECK(WEXITSTATUS(*refused_status) == 1);
+  CHECK(contains(out, bad + ":1:8: tiers.smoke_signals: not a known tier"));
 }
 #endif

@@ -1,6 +1,10 @@
 // Nodes of different users: real uids through setpriv, real SO_PEERCRED.
 // Needs root (CI runs as root); skipped otherwise.
 
+#include <atomic>
+#include <map>
+#include <memory>
+
 #include <unistd.h>
 
 #include "local_node.hpp"
@@ -83,4 +87,164 @@ TEST_CASE("a node whose link was refused stops at once",
   auto began = std::chrono::steady_clock::now();
   here.instance.reset();
   CHECK(std::chrono::steady_clock::now() - began < 500ms);
+}
+
+// -- authorization per principal, actor name and verb -----------------------------
+
+namespace {
+
+/// An actor that counts the Pings it gets (posted or asked) and answers
+/// them.
+actor_factory counting(std::shared_ptr<std::atomic<int>> count) {
+  return [count](context&) {
+    return behavior{[count](const tpb::Ping& p) {
+      ++*count;
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      return out;
+    }};
+  };
+}
+
+/// A node of this process (root) whose rules let uid 65534 post to and
+/// find billing.*, and be asked billing.y by a broadcast; it holds
+/// billing.x, billing.y and admin.x, each counting what reaches it.
+struct guarded_node {
+  explicit guarded_node(const temp_dir& dir)
+    : here{dir, "here", [](node_config& config) {
+             config.rules = {
+               {"uid:65534", "billing.*", verbs::post | verbs::find},
+               {"uid:65534", "billing.y", verbs::broadcast},
+             };
+           }} {
+    for (auto& [name, count] : counts)
+      REQUIRE(here->spawn(name, counting(count)));
+  }
+
+  int reached(const std::string& name) {
+    return counts.at(name)->load();
+  }
+
+  std::size_t refusal_lines() const {
+    std::size_t n = 0;
+    for (auto& line : here.lines->items())
+      if (line.find("permission_denied: uid:65534 (node 'guest')")
+          != std::string::npos)
+        ++n;
+    return n;
+  }
+
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> counts{
+    {"billing.x", std::make_shared<std::atomic<int>>(0)},
+    {"billing.y", std::make_shared<std::atomic<int>>(0)},
+    {"admin.x", std::make_shared<std::atomic<int>>(0)},
+  };
+  local_node here;
+};
+
+/// Starts a test node as uid 65534 that runs `tries` (test_node.cpp's
+/// --try) against the others, without waiting for it: its lines say how
+/// each went.
+std::unique_ptr<child_process> start_guest(const temp_dir& dir,
+                                           std::vector<std::string> tries) {
+  auto args = as_nobody();
+  for (auto a : {std::string{COURIER_TEST_NODE}, std::string{"--dir"},
+                 dir.path(), std::string{"--name"}, std::string{"guest"}})
+    args.push_back(a);
+  for (auto& spec : tries) {
+    args.push_back("--try");
+    args.push_back(spec);
+  }
+  return std::make_unique<child_process>(args);
+}
+
+/// The line of `guest` that reports `what` ("tried send billing.x:").
+std::string outcome(child_process& guest, const std::string& what) {
+  auto line = guest.line_containing(what, 60s);
+  REQUIRE(line);
+  return *line;
+}
+
+} // namespace
+
+TEST_CASE("10,000 refused posts from another user reach no actor and no dead "
+          "letters, are counted, and log a few lines",
+          "[pipe][security][integration]") {
+  if (::geteuid() != 0)
+    return; // needs root to switch users
+  temp_dir dir;
+  guarded_node guarded{dir};
+  auto& here = guarded.here;
+  auto began = std::chrono::steady_clock::now();
+  auto guest = start_guest(dir, {"post:admin.x:10000"});
+  CHECK(outcome(*guest, "tried post admin.x:")
+        == "tried post admin.x: posted 10000 refused 0");
+  REQUIRE(eventually([&] { return here->refusals() >= 10'000; }, 60s));
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::steady_clock::now() - began)
+                   .count();
+  CHECK(here->refusals() == 10'000);
+  CHECK(guarded.reached("admin.x") == 0);
+  CHECK(here->dead_letters() == 0);
+  // The first refusal is logged, then at most one line a second.
+  CHECK(guarded.refusal_lines() >= 1);
+  CHECK(guarded.refusal_lines() <= static_cast<std::size_t>(seconds) + 2);
+  CHECK(logged(*here.lines, "permission_denied: uid:65534 (node 'guest') may "
+                            "not post to 'admin.x'"));
+}
+
+TEST_CASE("another user allowed to post to billing.* is refused everything "
+          "else, and finds and lists only what it may find",
+          "[pipe][security][integration]") {
+  if (::geteuid() != 0)
+    return; // needs root to switch users
+  temp_dir dir;
+  guarded_node guarded{dir};
+  auto& here = guarded.here;
+  auto guest = start_guest(
+    dir, {"post:billing.x:100", "send:billing.x:3", "send:admin.x:2",
+          "post:admin.x:5", "names:*", "find:admin.x", "find:billing.x",
+          "monitor:admin.x", "broadcast:*"});
+  CHECK(outcome(*guest, "tried post billing.x:")
+        == "tried post billing.x: posted 100 refused 0");
+  CHECK(outcome(*guest, "tried send billing.x:")
+        == "tried send billing.x: permission_denied 3");
+  CHECK(outcome(*guest, "tried send admin.x:")
+        == "tried send admin.x: permission_denied 2");
+  CHECK(outcome(*guest, "tried post admin.x:")
+        == "tried post admin.x: posted 5 refused 0");
+  CHECK(outcome(*guest, "tried names *:")
+        == "tried names *: billing.x@here billing.y@here");
+  CHECK(outcome(*guest, "tried find admin.x:")
+        == "tried find admin.x: not_found");
+  CHECK(outcome(*guest, "tried find billing.x:")
+        == "tried find billing.x: here");
+  CHECK(outcome(*guest, "tried monitor admin.x:")
+        == "tried monitor admin.x: stopped permission_denied: uid:65534 may "
+           "not monitor 'admin.x' on node 'here'");
+  CHECK(outcome(*guest, "tried broadcast *:")
+        == "tried broadcast *: replied billing.y failed admin.x "
+           "permission_denied failed billing.x permission_denied");
+  REQUIRE(guest->wait_for_line("ready", 30s));
+  // 3 + 2 + 5 + 1 + 2: names left out of a listing are no refusals.
+  CHECK(eventually([&] { return here->refusals() == 13; }));
+  CHECK(eventually([&] { return guarded.reached("billing.x") == 100; }));
+  CHECK(guarded.reached("billing.y") == 1); // the broadcast
+  CHECK(guarded.reached("admin.x") == 0);
+  CHECK(here->dead_letters() == 0);
+
+  // The node's own user is not affected: everything, everywhere.
+  local_node mine{dir, "mine"};
+  auto pong = mine->send<tpb::Pong>("admin.x", ping(7), 5s);
+  REQUIRE(pong);
+  CHECK((*pong)->seq() == 7);
+  std::vector<std::string> seen;
+  for (auto& held : mine->machine_names("*"))
+    if (held.node == "here")
+      seen.push_back(held.actor);
+  CHECK(seen
+        == std::vector<std::string>{"admin.x", "billing.x", "billing.y",
+                                    "courier.node.here"});
+  CHECK(mine->broadcast("*.x", ping(1), 5s).replied.size() == 2);
+  CHECK(here->refusals() == 13);
 }

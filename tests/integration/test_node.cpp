@@ -3,7 +3,7 @@
 //   courier_test_node --dir DIR --name NODE [--allow-uid UID] [--pipe-only]
 //                     [--fault-only] [--flood NAME] [--flood-big NAME]
 //                     [--latency] [--max-queued BYTES] [--log-stdout]
-//                     [ACTOR...]
+//                     [--registry URL] [--lease MS] [ACTOR...]
 //
 // ACTOR is one of: echo.<suffix> (Ping -> Pong from this node, a Blob
 // back as it came), adder,
@@ -12,12 +12,21 @@
 // answers Ping with the number parked, Quit stops it), gate (takes Tree
 // posts, and keeps the first one until the process is asked to end, so
 // that the others wait in its mailbox).
+// --registry sets node_config::registry (an etcd URL) and --lease its
+// registry_lease in milliseconds.
 // --max-queued sets limits.max_queued; --log-stdout prints the node's log
 // lines to stdout, each as "log: <line>".
 // --flood NAME posts Pings numbered from 0 to NAME without pause, from a
 // thread of its own, until the process ends (a sender killed mid-stream).
 // --flood-big NAME does the same with 64 KiB Pings and no calls, posting
 // again whenever the route says it is full (resource_exhausted).
+// --try VERB:TARGET[:COUNT] (repeatable) tries a verb on another node's
+// actors before "ready" and prints one line "tried VERB TARGET: ..." with
+// the outcomes: post (COUNT Pings; "posted N refused M"), send (COUNT
+// Pings; "ok N <errc> M ..."), names (TARGET a pattern; the names listed,
+// as actor@node), find (TARGET a name; its node, or the error), monitor
+// (the notice's reason and detail), broadcast (TARGET a pattern; who
+// replied, and who failed with what).
 // --fault-only registers one tier, "fault": the fault wrapper over the pipe
 // (tests/support/fault_transport.hpp), with a plan that injects nothing.
 // --tcp makes TCP its only tier, --with-tcp adds it beside the local
@@ -29,7 +38,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -123,6 +134,84 @@ behavior quitter(context& ctx) {
   };
 }
 
+/// Runs one --try and returns what it prints (see the top of this file).
+std::string try_verb(node& self, const std::string& spec) {
+  auto first = spec.find(':');
+  auto second = spec.find(':', first + 1);
+  auto verb = spec.substr(0, first);
+  auto target = spec.substr(first + 1, second == std::string::npos
+                                         ? std::string::npos
+                                         : second - first - 1);
+  long count = second == std::string::npos ? 1 : std::stol(spec.substr(second + 1));
+  std::string out = "tried " + verb + " " + target + ":";
+  if (verb == "post") {
+    long posted = 0;
+    long refused = 0;
+    for (long i = 0; i < count;) {
+      auto done = self.post(target, tpb::Ping{});
+      if (!done && done.code() == errc::resource_exhausted) {
+        std::this_thread::sleep_for(100us); // the route is full: again
+        continue;
+      }
+      ++(done ? posted : refused);
+      ++i;
+    }
+    return out + " posted " + std::to_string(posted) + " refused "
+           + std::to_string(refused);
+  }
+  if (verb == "send") {
+    std::map<std::string, long> outcomes;
+    for (long i = 0; i < count; ++i) {
+      tpb::Ping p;
+      p.set_seq(i);
+      auto reply = self.send(target, p, deadline{5s});
+      ++outcomes[reply ? "ok" : std::string{to_string(reply.code())}];
+    }
+    for (auto& [what, n] : outcomes)
+      out += " " + what + " " + std::to_string(n);
+    return out;
+  }
+  if (verb == "names") {
+    for (auto& held : self.machine_names(target))
+      if (held.node != self.name())
+        out += " " + held.actor + "@" + held.node;
+    return out;
+  }
+  if (verb == "find") {
+    for (auto& held : self.machine_names(target))
+      if (held.actor == target)
+        return out + " " + held.node;
+    return out + " not_found";
+  }
+  if (verb == "monitor") {
+    std::promise<down_notice> notice;
+    auto watched = self.monitor(target, [&](const down_notice& d) {
+      notice.set_value(d);
+    });
+    if (!watched)
+      return out + " " + watched.error().to_string();
+    auto got = notice.get_future();
+    if (got.wait_for(10s) != std::future_status::ready)
+      return out + " no notice";
+    auto d = got.get();
+    self.demonitor(*watched);
+    return out + " " + std::string{to_string(d.reason)} + " " + d.detail;
+  }
+  if (verb == "broadcast") {
+    auto result = self.broadcast(target, tpb::Ping{}, deadline{5s});
+    for (auto& r : result.replied)
+      out += " replied " + r.name;
+    for (auto& f : result.failed)
+      out += " failed " + f.name + " " + std::string{to_string(f.reason.code())};
+    for (auto& t : result.timed_out)
+      out += " timed_out " + t;
+    for (auto& d : result.dead)
+      out += " dead " + d;
+    return out;
+  }
+  return out + " unknown verb";
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +220,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> actors;
   std::string flood_target;
   bool flood_big = false;
+  std::vector<std::string> tries;
   enum { no_tcp, tcp_only, with_tcp } tcp_use = no_tcp;
   tcp::options tcp_settings;
   std::string tls_dir;
@@ -167,12 +257,18 @@ int main(int argc, char** argv) {
       config.scheduler = scheduler_policy::latency;
     else if (arg == "--max-queued" && i + 1 < argc)
       config.limits.max_queued = std::stoull(argv[++i]);
+    else if (arg == "--registry" && i + 1 < argc)
+      config.registry = argv[++i];
+    else if (arg == "--lease" && i + 1 < argc)
+      config.registry_lease = std::chrono::milliseconds{std::stoll(argv[++i])};
     else if (arg == "--log-stdout")
       config.log = [](log_level, std::string_view line) {
         static std::mutex mu;
         std::lock_guard guard{mu};
         std::cout << "log: " << line << std::endl;
       };
+    else if (arg == "--try" && i + 1 < argc)
+      tries.push_back(argv[++i]);
     else if (arg == "--flood" && i + 1 < argc)
       flood_target = argv[++i];
     else if (arg == "--flood-big" && i + 1 < argc) {
@@ -186,6 +282,12 @@ int main(int argc, char** argv) {
     tcp_settings.tls = tcp::tls_files{tls_dir + "/" + config.name + ".pem",
                                       tls_dir + "/" + config.name + ".key",
                                       tls_dir + "/ca.pem"};
+  if (tcp_use != no_tcp)
+    // Network peers are denied everything by default (docs/security.md):
+    // the test's nodes on the loopback, or with the test CA's
+    // certificates, may do everything.
+    config.rules.push_back({tls_dir.empty() ? "anonymous" : "cert:*", "*",
+                            verbs::all});
   if (tcp_use == tcp_only)
     config.transports = {{"tcp", tcp::factory(tcp_settings)}};
   else if (tcp_use == with_tcp)
@@ -228,6 +330,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  for (auto& spec : tries)
+    std::cout << try_verb(*started, spec) << std::endl;
   std::cout << "ready" << std::endl;
   if (!flood_target.empty()) {
     flood = std::thread{[&] {

@@ -153,17 +153,26 @@ public:
   bool wait_for_line_containing(const std::string& part,
                                 std::chrono::milliseconds timeout
                                 = std::chrono::seconds{10}) {
+    return line_containing(part, timeout).has_value();
+  }
+
+  /// Reads stdout until a line that contains `part`, and returns it;
+  /// nothing on timeout or EOF.
+  std::optional<std::string>
+  line_containing(const std::string& part,
+                  std::chrono::milliseconds timeout
+                  = std::chrono::seconds{10}) {
     auto until = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
         auto line = buffer_.substr(0, nl);
         buffer_.erase(0, nl + 1);
         if (line.find(part) != std::string::npos)
-          return true;
+          return line;
         continue;
       }
       if (read_some(until) != read_result::data)
-        return false;
+        return std::nullopt;
     }
   }
 

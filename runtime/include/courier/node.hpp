@@ -132,6 +132,10 @@ public:
   std::vector<node_info> nodes() const;
 
   /// The names held on this machine, by any node, matching a glob pattern.
+  /// Nodes of other users are asked over a link which of their names this
+  /// node may find (their rules, docs/security.md): may block for up to
+  /// twice handshake_timeout per such node; one that does not answer has
+  /// its names left out.
   std::vector<name_info> machine_names(std::string_view pattern = "*") const;
 
   /// This node's routes to other nodes, with their tiers.
@@ -150,6 +154,11 @@ public:
 
   /// All dead letters since the node started.
   std::uint64_t dead_letters() const noexcept;
+
+  /// Messages, monitors and broadcasts from other nodes that the rules
+  /// refused (node_config::rules) since the node started. Refused messages
+  /// are not dead letters: they never reached an actor.
+  std::uint64_t refusals() const noexcept;
 
 private:
   explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "courier/access.hpp"
 #include "courier/deadline.hpp"
 #include "courier/transport.hpp"
 
@@ -91,6 +92,24 @@ struct node_config {
   /// The directory; empty picks $COURIER_DIR, else /run/courier for root and
   /// /tmp/courier for other users (see docs/directory.md).
   std::string directory;
+  // -- the cluster registry (etcd); docs/directory.md, "The etcd registry" --
+  /// Where node records and actor names live cluster-wide:
+  /// "etcd://host:port[,host:port...][/prefix/]" (an etcd 3.4+ cluster's
+  /// client URLs, tried in turn; keys under /courier/v1/ unless a prefix is
+  /// given). Node and actor names are then unique across every node of the
+  /// registry, and a node that stops renewing its lease is down for all.
+  /// The node still takes its local folder from `directory` (its local
+  /// tiers' sockets, and its name there). Empty: the machine's directory
+  /// alone. Ignored when join_directory is false.
+  std::string registry;
+  /// The TTL of the node's lease in the registry, renewed every third of
+  /// it: how long a frozen or cut-off node stays registered. Whole seconds
+  /// (rounded up, at least 1; etcd may raise it to its minimum).
+  std::chrono::milliseconds registry_lease{5000};
+  /// The deadline of each call to the registry (connect, request, answer).
+  /// An unreachable registry fails node::start with unavailable.
+  std::chrono::milliseconds registry_timeout{2000};
+  // -- end of the cluster registry --------------------------------------------
   /// Tiers this node uses to reach and accept other nodes, by name, e.g.
   /// `{{"pipe", courier::pipe::factory()}}`; courier::local_transports()
   /// (courier/transports.hpp, target courier::transports) registers the
@@ -113,9 +132,32 @@ struct node_config {
   std::size_t max_mailbox = 1'000'000;
   /// Other users allowed to connect (their uid or primary gid); by default
   /// only this node's own uid. Checked against SO_PEERCRED before anything
-  /// is read from the peer.
+  /// is read from the peer. Each stands for a rule allowing that user
+  /// everything (`{"uid:<n>", "*", verbs::all}`); see `rules` for less.
   std::vector<unsigned> allowed_uids;
   std::vector<unsigned> allowed_gids;
+  /// This node's host, when the machine's own word is not the one wanted:
+  /// nodes that name the same host are on one host for the tier policy.
+  /// Empty: the machine id, boot id and network namespace (so nodes in two
+  /// network namespaces are on two hosts).
+  std::string host;
+
+  // -- authorization (docs/security.md) ---------------------------------------
+  /// What principals other than this node's own user may do to its actors:
+  /// each rule allows a principal (`uid:<n>`, `gid:<n>`, `cert:<glob>`,
+  /// `san:<glob>`) some verbs on the actor names matching a glob
+  /// (courier/access.hpp). Deny by default: whatever no rule allows is
+  /// refused on this node before the payload is parsed (permission_denied
+  /// to a request, a post dropped), counted (node::refusals) and logged (at
+  /// most one line a second); nothing reaches the actor or its dead
+  /// letters. Names the principal may not `find` are left out of what it
+  /// lists. A local user no rule names may not link at all; certificate
+  /// peers and plaintext network peers (`anonymous`) may link and do what
+  /// rules allow. The node's own uid, and allowed_uids and allowed_gids,
+  /// may do everything. node::start fails with invalid_argument for a
+  /// malformed rule.
+  std::vector<access_rule> rules;
+  // -- end of authorization ---------------------------------------------------
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.

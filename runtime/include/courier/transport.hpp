@@ -35,11 +35,15 @@ struct certificate_identity {
 
 /// Who is at the other end of a link. A transport fills in what it can
 /// vouch for: kernel credentials on local sockets, a certificate on TLS
-/// links, nothing on a plain network socket. The runtime's authenticator
+/// links, only the address on a plain network socket. The runtime's authenticator
 /// turns it into a principal and checks it (runtime/src/authenticator.hpp).
 struct peer_identity {
   std::optional<kernel_credentials> kernel;
   std::optional<certificate_identity> certificate;
+  /// Where a network peer connects from ("10.0.0.2:41234"). On a plaintext
+  /// network link it is all there is: the tier was configured to take such
+  /// peers on their word (authorized as "anonymous").
+  std::string address;
 
   /// For log lines and refusals: "uid 1000 (pid 42)", "certificate CN=x",
   /// or "an unauthenticated peer".

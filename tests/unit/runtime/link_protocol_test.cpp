@@ -221,6 +221,21 @@ public:
     demonitored.push(true);
   }
 
+  void report_refusal(const link_access& who, std::string_view,
+                      verbs verb, std::string_view target) override {
+    refused.push(who.principal() + " " + std::string{verb_name(verb)} + " "
+                 + std::string{target});
+  }
+
+  std::vector<std::string> visible_names(std::string_view pattern,
+                                         const link_access& who) override {
+    std::vector<std::string> out;
+    for (const auto& name : held)
+      if (glob_match(pattern, name) && who.allows(name, verbs::find))
+        out.push_back(name);
+    return out;
+  }
+
   expected<void> vouches_for(const peer_identity&,
                              const v1::NodeRecord& claimed) const override {
     if (claimed.name() == impostor)
@@ -262,6 +277,11 @@ public:
   }
 
   std::string impostor;
+  /// What the peer may do here; set before the link starts.
+  std::shared_ptr<const link_access> access = link_access::everything("uid:0");
+  /// The names this host holds, for NamesQuery.
+  std::vector<std::string> held;
+  probe<std::string> refused;
   mutable probe<std::string> logged;
   probe<std::string> dead;
   probe<std::string> watched;
@@ -281,14 +301,17 @@ private:
 
 /// Two hosts and a link between them: `a` connected to `b`.
 struct linked_pair {
-  linked_pair() {
+  /// `b_access`: what `a` may do at `b` (everything by default).
+  explicit linked_pair(std::shared_ptr<const link_access> b_access = nullptr) {
+    if (b_access)
+      b.access = std::move(b_access);
     auto ab = std::make_shared<memory_wire>();
     auto ba = std::make_shared<memory_wire>();
     a_info->peer = "b";
     a_proxy = spawn_link_proxy(a, std::make_unique<memory_link>(ba, ab), a_info,
-                               b.record());
+                               b.record(), a.access);
     b_proxy = spawn_link_proxy(b, std::make_unique<memory_link>(ab, ba), b_info,
-                               std::nullopt);
+                               std::nullopt, b.access);
   }
 
   ~linked_pair() {
@@ -310,7 +333,7 @@ struct raw_peer_of {
     auto in = std::make_shared<memory_wire>();
     to_proxy = std::make_shared<memory_wire>();
     proxy = spawn_link_proxy(host, std::make_unique<memory_link>(to_proxy, in),
-                             info, std::nullopt);
+                             info, std::nullopt, host.access);
     in->start(replies);
   }
 
@@ -361,9 +384,10 @@ TEST_CASE("a hello the transport does not vouch for is refused, and both "
   auto ba = std::make_shared<memory_wire>();
   auto a_info = std::make_shared<link_info>();
   auto a_proxy = spawn_link_proxy(a, std::make_unique<memory_link>(ba, ab),
-                                  a_info, b.record());
+                                  a_info, b.record(), a.access);
   auto b_proxy = spawn_link_proxy(b, std::make_unique<memory_link>(ab, ba),
-                                  std::make_shared<link_info>(), std::nullopt);
+                                  std::make_shared<link_info>(), std::nullopt,
+                                  b.access);
   REQUIRE(a.dropped.wait_for_count(1)); // the connector learns of the refusal
   CHECK(b.adopted.items().empty());
   REQUIRE(eventually([&] {
@@ -417,6 +441,58 @@ TEST_CASE("a monitor across the link gets its peer's down notice once, and "
     REQUIRE(pair.a.forgotten.wait_for_count(1));
     CHECK(downs.items().size() == 1);
   }
+}
+
+TEST_CASE("a monitor the peer may not take is refused over there, counted "
+          "once, and its watcher told why",
+          "[runtime][link][security]") {
+  probe<down_notice> downs; // outlives the pair: its loss notifies watches
+  linked_pair pair{std::make_shared<const link_access>(
+    "uid:1000",
+    std::vector<access_rule>{{"uid:1000", "worker.*", verbs::monitor}},
+    false)};
+  REQUIRE(pair.b.adopted.wait_for_count(1));
+  watch_remote(pair.a_proxy, "admin",
+               [&](const down_notice& d) { downs.push(d); },
+               std::make_shared<monitor_token>());
+  REQUIRE(downs.wait_for_count(1));
+  CHECK(downs.items()[0].reason == down_reason::stopped);
+  CHECK(downs.items()[0].detail
+        == "permission_denied: uid:1000 may not monitor 'admin' on node 'b'");
+  CHECK(pair.b.refused.items() == std::vector<std::string>{"uid:1000 monitor "
+                                                           "admin"});
+  CHECK(pair.b.watched.items().empty()); // the node was never asked
+  watch_remote(pair.a_proxy, "worker.1",
+               [&](const down_notice& d) { downs.push(d); },
+               std::make_shared<monitor_token>());
+  REQUIRE(pair.b.watched.wait_for_count(1));
+  CHECK(pair.b.watched.items().front() == "worker.1");
+  CHECK(pair.b.refused.items().size() == 1);
+}
+
+TEST_CASE("a peer lists only the names it may find over the link",
+          "[runtime][link][security]") {
+  linked_pair pair{std::make_shared<const link_access>(
+    "uid:1000",
+    std::vector<access_rule>{{"uid:1000", "billing.*", verbs::find | verbs::post},
+                             {"uid:1000", "admin.*", verbs::post}},
+    false)};
+  pair.b.held = {"admin.x", "billing.a", "billing.b", "orders"};
+  // Asked before the hello is done: the query waits for it.
+  auto all = names_over(pair.a.system(), pair.a_proxy, "*", deadline{5s});
+  REQUIRE(all);
+  CHECK(*all == std::vector<std::string>{"billing.a", "billing.b"});
+  auto some = names_over(pair.a.system(), pair.a_proxy, "*.b", deadline{5s});
+  REQUIRE(some);
+  CHECK(*some == std::vector<std::string>{"billing.b"});
+  auto none = names_over(pair.a.system(), pair.a_proxy, "admin.x", deadline{5s});
+  REQUIRE(none);
+  CHECK(none->empty());
+  // The other way, b asks a, which lets b see everything.
+  pair.a.held = {"admin.x"};
+  auto back = names_over(pair.b.system(), pair.b_proxy, "*", deadline{5s});
+  REQUIRE(back);
+  CHECK(*back == std::vector<std::string>{"admin.x"});
 }
 
 TEST_CASE("a released name reaches the peer, and a lost link tells every "

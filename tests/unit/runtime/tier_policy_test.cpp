@@ -164,6 +164,15 @@ TEST_CASE("the authenticator admits this user and the allowed ones, and "
   CHECK(stranger.code() == errc::permission_denied);
   CHECK(stranger.error().message() == "uid 5 (pid 9) may not link to node 'n'");
   CHECK_FALSE(auth.admit(peer_identity{}, "n"));
+  // A plaintext network peer (a tier configured for it) links, anonymous.
+  peer_identity plain;
+  plain.address = "10.0.0.2:4000";
+  auto anonymous = auth.admit(plain, "n");
+  REQUIRE(anonymous);
+  CHECK(anonymous->name == "anonymous");
+  CHECK_FALSE(anonymous->same_user);
+  // It may do nothing there but what rules allow (access_test.cpp).
+  CHECK(anonymous->access->allowed("anything") == verbs::none);
 
   auto claimed = record("peer", 1000, {});
   claimed.set_pid(42);
@@ -178,4 +187,5 @@ TEST_CASE("the authenticator admits this user and the allowed ones, and "
   cert.certificate->alt_names = {"other"};
   CHECK_FALSE(auth.vouches_for(cert, claimed));
   CHECK_FALSE(auth.vouches_for(peer_identity{}, claimed));
+  CHECK(auth.vouches_for(plain, claimed)); // on its word
 }

@@ -12,6 +12,7 @@
 
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
 
@@ -21,6 +22,16 @@ namespace courier {
 inline std::vector<std::pair<std::string, transport_factory>>
 local_transports() {
   return {{"shm", shm::factory()}, {"pipe", pipe::factory()}};
+}
+
+/// The local tiers and TCP with `tcp` settings: for nodes with peers on
+/// other hosts. The policy still picks shared memory or the pipe for peers
+/// of the same host.
+inline std::vector<std::pair<std::string, transport_factory>>
+cluster_transports(tcp::options tcp) {
+  auto out = local_transports();
+  out.emplace_back("tcp", tcp::factory(std::move(tcp)));
+  return out;
 }
 
 } // namespace courier

@@ -39,6 +39,12 @@ error closed_by_peer() {
 error from_errno(int code) {
   if (code == ECONNRESET || code == EPIPE)
     return closed_by_peer();
+  // The network gave up on the peer (retransmissions unanswered, no route
+  // left): the peer may be alive, but cannot be reached.
+  if (code == ETIMEDOUT || code == EHOSTUNREACH || code == ENETUNREACH)
+    return error{errc::deadline_exceeded,
+                 std::string{"the network lost the peer: "}
+                   + std::strerror(code)};
   return error{errc::unavailable,
                std::string{"link error: "} + std::strerror(code)};
 }

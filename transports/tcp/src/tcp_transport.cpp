@@ -76,6 +76,13 @@ void set_no_delay(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
 }
 
+std::string address_text(const tcp::endpoint& endpoint) {
+  auto host = endpoint.address().to_string();
+  if (endpoint.address().is_v6())
+    host = "[" + host + "]";
+  return host + ":" + std::to_string(endpoint.port());
+}
+
 /// An accepted connection in its TLS handshake (I/O thread only).
 struct handshake {
   handshake(tcp::socket s, ssl_ptr session)
@@ -221,8 +228,10 @@ public:
                          + " did not finish in time"};
       }
       peer = identity_of(session->get());
+      peer.address = where->host_port();
       bytes = std::make_unique<tls_channel>(std::move(*session));
     } else {
+      peer.address = where->host_port();
       bytes = std::make_unique<courier::stream::plain_channel>(fd.get());
     }
     auto impl = make_link(fd.release(), std::move(bytes), std::move(peer));
@@ -336,9 +345,12 @@ private:
       if (!settings_.allow_plaintext
           && !is_loopback(remote.address().to_string()))
         return; // plaintext from afar: not allowed (closed here)
+      peer_identity peer;
+      peer.address = address_text(remote);
       auto fd = socket.release();
       auto impl = make_link(
-        fd, std::make_unique<courier::stream::plain_channel>(fd), {});
+        fd, std::make_unique<courier::stream::plain_channel>(fd),
+        std::move(peer));
       on_accept_(
         std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))});
       return;
@@ -401,6 +413,9 @@ private:
     shake->over = true;
     shake->timer.cancel();
     auto peer = identity_of(shake->ssl.get());
+    boost::system::error_code ec;
+    if (auto remote = shake->socket.remote_endpoint(ec); !ec)
+      peer.address = address_text(remote);
     auto fd = shake->socket.release();
     auto impl = make_link(fd, std::make_unique<tls_channel>(std::move(shake->ssl)),
                           std::move(peer));
