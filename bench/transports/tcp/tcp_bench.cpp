@@ -263,6 +263,10 @@ courier::node_config config_for(const std::string& name, const std::string& dir,
   else if (host.rfind("127.", 0) != 0)
     tcp.allow_plaintext = true; // the veth between our own namespaces
   config.transports = {{"tcp", courier::tcp::factory(tcp)}};
+  // The benchmark's nodes let each other do everything: the plaintext peer
+  // links as anonymous, the TLS peers by their certificates' names.
+  config.rules = {{"anonymous", "*", courier::verbs::all},
+                  {"san:bench-*", "*", courier::verbs::all}};
   config.limits.max_frame = 8u << 20;
   return config;
 }
