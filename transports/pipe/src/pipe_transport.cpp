@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <future>
 #include <mutex>
-#include <thread>
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,14 +39,7 @@ std::shared_ptr<stream_link> make_link(asio::io_context& io,
 
 class pipe_transport final : public transport {
 public:
-  explicit pipe_transport(const transport_limits& limits)
-    : limits_(limits), work_(asio::make_work_guard(io_)) {
-    std::promise<void> done;
-    finished_ = done.get_future();
-    thread_ = std::thread{[this, done = std::move(done)]() mutable {
-      io_.run();
-      done.set_value();
-    }};
+  explicit pipe_transport(const transport_limits& limits) : limits_(limits) {
   }
 
   ~pipe_transport() override {
@@ -98,20 +89,20 @@ public:
     ::chmod(endpoint.c_str(), 0666);
     endpoint_ = endpoint;
     on_accept_ = std::move(on_accept);
-    asio::post(io_, [this] { accept_next(); });
+    asio::post(io_.context(), [this] { accept_next(); });
     return endpoint;
   }
 
   expected<std::unique_ptr<link>> connect(const std::string& endpoint,
                                           deadline) override {
     // A local connect completes or fails at once: no need to wait.
-    stream::socket socket{io_};
+    stream::socket socket{io_.context()};
     boost::system::error_code ec;
     socket.connect(stream::endpoint(endpoint), ec);
     if (ec)
       return error{errc::unavailable,
                    "cannot connect to " + endpoint + ": " + ec.message()};
-    auto impl = make_link(io_, std::move(socket), limits_);
+    auto impl = make_link(io_.context(), std::move(socket), limits_);
     links_.track(impl);
     return std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))};
   }
@@ -124,19 +115,11 @@ public:
   void stop() override {
     if (stopped_.exchange(true))
       return;
-    asio::post(io_, [this] {
+    asio::post(io_.context(), [this] {
       boost::system::error_code ignored;
       acceptor_.close(ignored);
     });
-    // Let links that are closing write what they queued; the I/O thread
-    // ends when nothing is left to do. Bounded: a peer that stopped reading
-    // cannot hold us.
-    work_.reset();
-    if (finished_.wait_for(std::chrono::seconds{2})
-        != std::future_status::ready)
-      io_.stop();
-    if (thread_.joinable())
-      thread_.join();
+    io_.stop(); // closing links write what they queued (bounded)
     if (!endpoint_.empty())
       ::unlink(endpoint_.c_str());
   }
@@ -148,7 +131,7 @@ private:
       if (ec == asio::error::operation_aborted || !acceptor_.is_open())
         return;
       if (!ec) {
-        auto impl = make_link(io_, std::move(socket), limits_);
+        auto impl = make_link(io_.context(), std::move(socket), limits_);
         links_.track(impl);
         on_accept_(
           std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))});
@@ -159,13 +142,10 @@ private:
 
   transport_limits limits_;
   courier::stream::polled_links links_; // what poll() reads
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  stream::acceptor acceptor_{io_};
+  courier::stream::io_thread io_;
+  stream::acceptor acceptor_{io_.context()};
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::string endpoint_;
-  std::thread thread_;
-  std::future<void> finished_;
   std::atomic<bool> stopped_{false};
 };
 

@@ -687,5 +687,29 @@ bool polled_links::poll() {
   return any;
 }
 
+// -- io_thread ----------------------------------------------------------------------
+
+io_thread::io_thread() : work_(asio::make_work_guard(io_)) {
+  std::promise<void> done;
+  finished_ = done.get_future();
+  thread_ = std::thread{[this, done = std::move(done)]() mutable {
+    io_.run();
+    done.set_value();
+  }};
+}
+
+io_thread::~io_thread() {
+  stop();
+}
+
+void io_thread::stop() {
+  if (!thread_.joinable())
+    return;
+  work_.reset();
+  if (finished_.wait_for(close_linger) != std::future_status::ready)
+    io_.stop();
+  thread_.join();
+}
+
 } // namespace courier::stream
 

@@ -4,9 +4,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <future>
 #include <list>
-#include <thread>
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -102,14 +100,7 @@ public:
                 std::shared_ptr<tls_context> tls)
     : limits_(limits),
       settings_(std::move(settings)),
-      tls_(std::move(tls)),
-      work_(asio::make_work_guard(io_)) {
-    std::promise<void> done;
-    finished_ = done.get_future();
-    thread_ = std::thread{[this, done = std::move(done)]() mutable {
-      io_.run();
-      done.set_value();
-    }};
+      tls_(std::move(tls)) {
   }
 
   ~tcp_transport() override {
@@ -179,7 +170,7 @@ public:
       published.host = where->host;
     }
     on_accept_ = std::move(on_accept);
-    asio::post(io_, [this] { accept_next(); });
+    asio::post(io_.context(), [this] { accept_next(); });
     return published.published();
   }
 
@@ -245,21 +236,14 @@ public:
   void stop() override {
     if (stopped_.exchange(true))
       return;
-    asio::post(io_, [this] {
+    asio::post(io_.context(), [this] {
       boost::system::error_code ignored;
       acceptor_.close(ignored);
       for (auto& shake : handshaking_)
         end(*shake);
       handshaking_.clear();
     });
-    // Closing links send what they queued; the I/O thread ends when nothing
-    // is left to do. Bounded: a peer that stopped reading cannot hold us.
-    work_.reset();
-    if (finished_.wait_for(std::chrono::seconds{2})
-        != std::future_status::ready)
-      io_.stop();
-    if (thread_.joinable())
-      thread_.join();
+    io_.stop(); // closing links send what they queued (bounded)
   }
 
 private:
@@ -314,7 +298,8 @@ private:
     socklen_t len = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
     courier::stream::socket socket{
-      io_, asio::generic::stream_protocol{local.ss_family, IPPROTO_TCP}, fd};
+      io_.context(),
+      asio::generic::stream_protocol{local.ss_family, IPPROTO_TCP}, fd};
     auto impl = std::make_shared<stream_link>(
       std::move(socket), std::move(bytes), std::move(peer), limits_,
       courier::stream::liveness{settings_.heartbeat,
@@ -427,13 +412,10 @@ private:
   const options settings_;
   const std::shared_ptr<tls_context> tls_; // null: plaintext
   courier::stream::polled_links links_;   // what poll() reads
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  tcp::acceptor acceptor_{io_};
+  courier::stream::io_thread io_;
+  tcp::acceptor acceptor_{io_.context()};
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::list<std::shared_ptr<handshake>> handshaking_; // I/O thread only
-  std::thread thread_;
-  std::future<void> finished_;
   std::atomic<bool> stopped_{false};
 };
 

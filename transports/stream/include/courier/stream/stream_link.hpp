@@ -30,13 +30,17 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "courier/stream/channel.hpp"
@@ -212,4 +216,34 @@ private:
   std::shared_ptr<const list> links_ = std::make_shared<const list>();
 };
 
+/// A stream tier's I/O thread: one thread runs the context from
+/// construction until stop().
+///
+/// Thread safety: context() from any thread; stop() once at a time.
+class io_thread {
+public:
+  io_thread();
+  ~io_thread();
+
+  io_thread(const io_thread&) = delete;
+  io_thread& operator=(const io_thread&) = delete;
+
+  boost::asio::io_context& context() noexcept {
+    return io_;
+  }
+
+  /// Lets the work left (closing links writing what they queued) finish
+  /// for up to two seconds, then stops the context and joins the thread: a
+  /// peer that stopped reading cannot hold it. Idempotent.
+  void stop();
+
+private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type>
+    work_;
+  std::future<void> finished_;
+  std::thread thread_;
+};
+
 } // namespace courier::stream
+
