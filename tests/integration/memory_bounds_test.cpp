@@ -1,11 +1,12 @@
 // No peer can grow a node's memory without bound (docs/operations.md,
-// "Memory"): hostile peers written by hand (raw AF_UNIX clients speaking
-// the wire format) against a node run as a child process, whose memory is
-// read from /proc/<pid>/status.
+// "Memory"): hostile peers written by hand (raw AF_UNIX or TCP clients
+// speaking the wire format) against a node run as a child process, whose
+// memory is read from /proc/<pid>/status.
 
 #include "courier/v1/envelope.pb.h"
 #include "local_node.hpp"
 #include "raw_peer.hpp"
+#include "tcp_support.hpp"
 
 using namespace courier;
 using namespace courier::testing;
@@ -63,15 +64,32 @@ void still_serves(const temp_dir& dir, const std::string& echo) {
   CHECK((*pong)->seq() == 7);
 }
 
-} // namespace
 
-TEST_CASE("a peer that does not read its answers loses its link",
-          "[pipe][memory][integration]") {
+/// How a hostile peer reaches the node under attack: its named pipe, or
+/// its TCP tier (plaintext on the loopback, whose peers its rules allow).
+enum class way { pipe, tcp };
+
+std::unique_ptr<raw_client> attack(const temp_dir& dir, way by) {
+  if (by == way::pipe)
+    return std::make_unique<raw_client>(endpoint(dir, "target"));
+  local_node observer{dir, "observer", {}, false};
+  return std::make_unique<raw_client>(
+    raw_client::tcp_port{tcp_port_of(*observer.instance, "target")});
+}
+
+std::vector<std::string> target_args(way by, std::vector<std::string> args) {
+  if (by == way::tcp)
+    args.insert(args.begin(), "--with-tcp");
+  return args;
+}
+
+void unread_answers(way by) {
   temp_dir dir;
-  target_node node{dir, {"--max-queued", std::to_string(budget), "echo.m"}};
-  raw_client peer{endpoint(dir, "target")};
-  REQUIRE(peer.connected());
-  REQUIRE(peer.say_hello());
+  target_node node{dir, target_args(by, {"--max-queued",
+                                         std::to_string(budget), "echo.m"})};
+  auto peer = attack(dir, by);
+  REQUIRE(peer->connected());
+  REQUIRE(peer->say_hello());
   // Requests whose answers (the echo of a 60 KiB blob) it never reads:
   // 1,024 of them would pile up 60 MiB of answers.
   tpb::Blob blob;
@@ -79,10 +97,11 @@ TEST_CASE("a peer that does not read its answers loses its link",
   std::size_t sent = 0;
   auto until = std::chrono::steady_clock::now() + 30s;
   while (sent < 1024 && std::chrono::steady_clock::now() < until
-         && peer.send_all(envelope(v1::KIND_REQUEST, sent + 1, "echo.m", blob)))
+         && peer->send_all(envelope(v1::KIND_REQUEST, sent + 1, "echo.m",
+                                    blob)))
     ++sent;
   INFO(sent << " requests sent");
-  CHECK(peer.hung_up(15s));
+  CHECK(peer->hung_up(15s));
   CHECK(node.process->wait_for_line_containing("does not read its answers"));
   // Its link's queue and the answers held for it: two budgets, and slack
   // for the requests in flight and the allocator. (Not under
@@ -95,14 +114,14 @@ TEST_CASE("a peer that does not read its answers loses its link",
   still_serves(dir, "echo.m");
 }
 
-TEST_CASE("messages waiting for an actor are counted at their parsed size",
-          "[pipe][memory][integration]") {
+void payloads_that_grow(way by) {
   temp_dir dir;
-  target_node node{dir, {"--max-queued", std::to_string(budget), "gate",
-                         "echo.m"}};
-  raw_client peer{endpoint(dir, "target")};
-  REQUIRE(peer.connected());
-  REQUIRE(peer.say_hello());
+  target_node node{dir, target_args(by, {"--max-queued",
+                                         std::to_string(budget), "gate",
+                                         "echo.m"})};
+  auto peer = attack(dir, by);
+  REQUIRE(peer->connected());
+  REQUIRE(peer->say_hello());
   // Trees of 64 Ki empty children: 128 KiB each on the wire, about 4 MiB
   // each parsed. The gate holds the first; the others wait in its mailbox.
   tpb::Tree tree;
@@ -114,13 +133,35 @@ TEST_CASE("messages waiting for an actor are counted at their parsed size",
   // 96 of them are 12 MiB on the wire, 350 MiB parsed; the node stops
   // reading (send_all stalls) once its budget is spent.
   while (sent < 96 && std::chrono::steady_clock::now() < until
-         && peer.send_all(post, 3s))
+         && peer->send_all(post, 3s))
     ++sent;
   INFO(sent << " posts sent");
   // What the node holds: the budget, one message over it, the socket
   // buffers and slack for the allocator.
   CHECK(node.growth() < 2 * budget + 24 * mib);
   still_serves(dir, "echo.m");
+}
+
+} // namespace
+
+TEST_CASE("a peer that does not read its answers loses its link",
+          "[pipe][memory][integration]") {
+  unread_answers(way::pipe);
+}
+
+TEST_CASE("a TCP peer that does not read its answers loses its link",
+          "[tcp][memory][integration]") {
+  unread_answers(way::tcp);
+}
+
+TEST_CASE("messages waiting for an actor are counted at their parsed size",
+          "[pipe][memory][integration]") {
+  payloads_that_grow(way::pipe);
+}
+
+TEST_CASE("messages from a TCP peer are counted at their parsed size",
+          "[tcp][memory][integration]") {
+  payloads_that_grow(way::tcp);
 }
 
 TEST_CASE("before the hello a link takes only a hello-sized frame",

@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <boost/asio/post.hpp>
@@ -223,27 +225,48 @@ bool stream_link::writable() {
 /// Closes once the frames queued so far are sent.
 void stream_link::close() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->closing_)
+      return;
     self->closing_ = true;
-    bool idle;
+    self->close_by_ = clock::now() + close_linger;
     {
       std::lock_guard guard{self->mu_};
       if (!self->writing_ && !self->pending_.empty())
         self->send_pending(); // frames held back for more
-      idle = !self->writing_;
     }
-    if (idle) {
-      self->shut(error{errc::cancelled, "closed locally"});
-      return;
-    }
-    // Bounded: a peer that does not read cannot keep the link, and what is
-    // queued for it, alive.
     self->linger_.emplace(self->socket_.get_executor());
-    self->linger_->expires_after(close_linger);
-    self->linger_->async_wait([self](boost::system::error_code ec) {
-      if (!ec)
-        self->shut(
-          error{errc::cancelled, "closed locally (unsent frames dropped)"});
-    });
+    self->finish_close();
+  });
+}
+
+/// I/O thread, closing: shuts once the queue is sent and, on a network
+/// socket, the peer has taken every byte (TCP queues the end of the stream
+/// behind bytes the kernel still holds, so a peer that does not read would
+/// never see it); at close_by_ at the latest, with a reset and the rest
+/// dropped. Bounded: a peer that does not read cannot keep the link, and
+/// what is queued for it, alive.
+void stream_link::finish_close() {
+  if (shut_)
+    return;
+  bool sending;
+  {
+    std::lock_guard guard{mu_};
+    sending = writing_;
+  }
+  int unsent = 0;
+  boost::system::error_code ec;
+  auto local = socket_.local_endpoint(ec);
+  if (!sending && !ec && local.protocol().family() != AF_UNIX)
+    ::ioctl(socket_.native_handle(), SIOCOUTQ, &unsent);
+  if (!sending && unsent <= 0)
+    return shut(error{errc::cancelled, "closed locally"});
+  if (clock::now() >= close_by_)
+    return shut(error{errc::cancelled, "closed locally (unsent frames dropped)"},
+                true);
+  linger_->expires_after(std::chrono::milliseconds{20});
+  linger_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec)
+      self->finish_close();
   });
 }
 
@@ -335,7 +358,7 @@ void stream_link::on_write_ready(boost::system::error_code ec) {
   if (!done)
     wait_writable();
   else if (closing_)
-    shut(error{errc::cancelled, "closed locally"});
+    finish_close();
 }
 
 // -- reading ------------------------------------------------------------------------
@@ -629,8 +652,10 @@ void stream_link::tick() {
   });
 }
 
-/// Closes once and reports once.
-void stream_link::shut(error reason) {
+/// Closes once and reports once; `abort` resets the connection instead of
+/// queueing the end of the stream behind bytes the peer will not read (on
+/// TCP, the kernel would keep them, and the peer would never learn).
+void stream_link::shut(error reason, bool abort) {
   {
     std::lock_guard guard{read_mu_};
     if (shut_)
@@ -658,7 +683,13 @@ void stream_link::shut(error reason) {
           <= 0)
         break;
     boost::system::error_code ignored;
-    socket_.shutdown(stream::socket::shutdown_both, ignored);
+    if (abort) {
+      linger now{1, 0};
+      ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &now,
+                   sizeof now);
+    } else {
+      socket_.shutdown(stream::socket::shutdown_both, ignored);
+    }
     socket_.close(ignored);
     events = std::move(events_);
   }

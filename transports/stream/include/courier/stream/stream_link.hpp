@@ -153,7 +153,8 @@ private:
   // liveness (I/O thread)
   void tick();
 
-  void shut(error reason);
+  void finish_close();
+  void shut(error reason, bool abort = false);
 
   using clock = std::chrono::steady_clock;
 
@@ -168,6 +169,7 @@ private:
   std::optional<boost::asio::steady_timer> linger_; // I/O thread: close()
   std::optional<boost::asio::steady_timer> ticker_; // I/O thread: tick()
   bool closing_ = false;                            // I/O thread only
+  clock::time_point close_by_;                      // I/O thread: close()
   // The reading side, guarded by read_mu_. events_ is set and cleared by
   // the I/O thread under it, which may read it without.
   std::mutex read_mu_;
