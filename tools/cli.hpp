@@ -30,6 +30,9 @@ struct global_options {
   std::string dir;
   /// The cluster registry (node_config::registry); empty: the directory.
   std::string registry;
+  /// The CLI's own node name; empty: cli-<pid>. Across hosts it is the
+  /// name the CLI's certificate must carry.
+  std::string name;
   bool json = false;
   /// A node configuration file (docs/configuration.md) for the CLI's own
   /// node; empty for the defaults.

@@ -12,7 +12,8 @@
 //                    [--force]
 //
 // Every subcommand but cert also takes --config FILE, settings for the
-// CLI's own node (docs/configuration.md), and --registry
+// CLI's own node (docs/configuration.md), --name NODE, its node's name
+// (the one its certificate names, across hosts), and --registry
 // etcd://HOST:PORT[,...], to look at the nodes and names of a cluster
 // registry (docs/directory.md) instead of the machine's directory. --dir,
 // --config, --registry and --json may also follow the subcommand; each
@@ -80,6 +81,11 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   app.add_option("--registry", global.registry,
                  "a cluster registry, etcd://HOST:PORT[,HOST:PORT...] "
                  "(default: none, the node directory alone)");
+  app
+    .add_option("--name", global.name,
+                "the CLI's own node name (default: cli-<pid>); across hosts, "
+                "the node its TLS certificate names")
+    ->type_name("NODE");
   app.add_flag("--json", global.json, "print machine-readable JSON");
   app
     .add_option("--config", global.config,
@@ -124,8 +130,10 @@ expected<node> start_node(const global_options& global) {
       return std::move(loaded).error();
     config = std::move(*loaded);
   }
-  // Its own name, always: the file's would be taken by the node it is for.
-  config.name = "cli-" + std::to_string(::getpid());
+  // Its own name, never the file's: that would be taken by the node the
+  // file is for.
+  config.name = global.name.empty() ? "cli-" + std::to_string(::getpid())
+                                    : global.name;
   if (!global.dir.empty() || global.config.empty())
     config.directory = global.dir;
   if (!global.registry.empty())
