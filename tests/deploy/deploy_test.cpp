@@ -215,7 +215,7 @@ TEST_CASE("a node that crashes in a loop is given up after its intensity",
           "[deploy]") {
   test_system system{
     "[[nodes]]\nname = \"crash\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo "
-    "going down; exit 3\"]\nintensity = 2\nperiod = \"10s\"\nbackoff = "
+    "going down; exit 3\"]\nnames = [\"crash\"]\nintensity = 2\nperiod = \"10s\"\nbackoff = "
     "\"10ms\"\n\n"
     + echo_node("after", "node-after", "depends_on = [\"crash\"]")};
   auto up = system.cli({"up", "-d"});
@@ -247,7 +247,8 @@ TEST_CASE("down leaves no process, socket, shared memory or directory "
     + test_node("c", R"("--name", "node-c")",
                 "names = [\"never\"]\nstart_timeout = \"60s\"\n")};
   // up -d waits for c; here the test stops the system meanwhile.
-  child_process up{{COURIER_CLI, "up", "-d", system.file.string()}};
+  child_process up{{"sh", "-c", "exec \"$0\" \"$@\" 2>&1", COURIER_CLI, "up",
+                    "-d", system.file.string()}};
   REQUIRE(eventually([&] {
     return contains(system.log(), "c: started");
   }));
