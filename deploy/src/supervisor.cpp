@@ -495,6 +495,7 @@ expected<void> supervisor::run() {
     if (!stopping_) {
       advance_start();
       check_names();
+      advance_start(); // the next node, at once when this one is up
       auto now = clock::now();
       for (auto& n : nodes_)
         if (n.state == node_state::backoff && now >= n.due) {
