@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -31,6 +32,24 @@ expected<deploy::system_spec> load(const std::string& file,
   if (system && system->directory.empty() && !global.dir.empty())
     system->directory = global.dir;
   return system;
+}
+
+/// The work of a subcommand on one system.
+using system_work
+  = std::function<int(deploy::system_spec& system, const global_options&)>;
+
+/// Declares FILE on `sub`; the command loads it (a bad file fails, naming
+/// its line), then runs `work` on it.
+offline_command on_system(CLI::App& sub, system_work work) {
+  auto file = std::make_shared<std::string>();
+  sub.add_option("FILE", *file, "the system file (docs/deploy.md)")
+    ->required();
+  return [file, work = std::move(work)](const global_options& global) {
+    auto system = load(*file, global);
+    if (!system)
+      return fail(system.error());
+    return work(*system, global);
+  };
 }
 
 std::string uptime_text(std::int64_t started_at_ms) {
@@ -124,11 +143,37 @@ int show_log(const deploy::system_spec& system,
 } // namespace
 
 offline_command up_command(CLI::App& sub) {
-  auto file = std::make_shared<std::string>();
   auto detach = std::make_shared<bool>(false);
   auto check = std::make_shared<bool>(false);
-  sub.add_option("FILE", *file, "the system file (docs/deploy.md)")
-    ->required();
+  auto work = on_system(sub, [detach, check](deploy::system_spec& system,
+                                             const global_options&) {
+    auto problems = deploy::check_system(system);
+    for (const auto& problem : problems)
+      (void)fail(problem);
+    if (!problems.empty())
+      return exit_failed;
+    if (*check)
+      return check_only(system);
+    if (*detach) {
+      auto took = deploy::start_detached(system);
+      if (!took)
+        return fail(took.error());
+      auto status = deploy::read_status(system);
+      std::cout << "system '" << system.name << "' is up: "
+                << system.nodes.size() << " nodes in " << took->count()
+                << " ms (supervisor pid "
+                << (status ? status->supervisor_pid : 0) << ")" << std::endl;
+      return exit_ok;
+    }
+    auto ran = deploy::run_system(
+      system, [](std::string_view line) { std::cerr << line << std::flush; },
+      [&system](std::chrono::milliseconds took) {
+        std::cout << "system '" << system.name << "' is up: "
+                  << system.nodes.size() << " nodes in " << took.count()
+                  << " ms; Ctrl-C stops it" << std::endl;
+      });
+    return ran ? exit_ok : fail(ran.error());
+  });
   sub.add_flag("-d,--detach", *detach,
                "run the supervisor in the background and return once every "
                "node has registered its names");
@@ -137,97 +182,55 @@ offline_command up_command(CLI::App& sub) {
                "start nothing");
   sub.footer("In the foreground, Ctrl-C (or SIGTERM) stops the nodes in "
              "reverse order. A second `up` of a running system is refused.");
-  return [file, detach, check](const global_options& global) {
-    auto system = load(*file, global);
-    if (!system)
-      return fail(system.error());
-    auto problems = deploy::check_system(*system);
-    for (const auto& problem : problems)
-      (void)fail(problem);
-    if (!problems.empty())
-      return exit_failed;
-    if (*check)
-      return check_only(*system);
-    if (*detach) {
-      auto took = deploy::start_detached(*system);
-      if (!took)
-        return fail(took.error());
-      auto status = deploy::read_status(*system);
-      std::cout << "system '" << system->name << "' is up: "
-                << system->nodes.size() << " nodes in " << took->count()
-                << " ms (supervisor pid "
-                << (status ? status->supervisor_pid : 0) << ")" << std::endl;
-      return exit_ok;
-    }
-    auto ran = deploy::run_system(
-      *system, [](std::string_view line) { std::cerr << line << std::flush; },
-      [&system](std::chrono::milliseconds took) {
-        std::cout << "system '" << system->name << "' is up: "
-                  << system->nodes.size() << " nodes in " << took.count()
-                  << " ms; Ctrl-C stops it" << std::endl;
-      });
-    return ran ? exit_ok : fail(ran.error());
-  };
+  return work;
 }
 
 offline_command down_command(CLI::App& sub) {
-  auto file = std::make_shared<std::string>();
-  sub.add_option("FILE", *file, "the system file")->required();
-  return [file](const global_options& global) {
-    auto system = load(*file, global);
-    if (!system)
-      return fail(system.error());
-    auto stopped = deploy::stop_system(*system);
+  return on_system(sub, [](deploy::system_spec& system, const global_options&) {
+    auto stopped = deploy::stop_system(system);
     if (!stopped)
       return fail(stopped.error());
-    std::cout << "system '" << system->name << "' "
+    std::cout << "system '" << system.name << "' "
               << (*stopped ? "is down" : "was not up") << std::endl;
     return exit_ok;
-  };
+  });
 }
 
 offline_command ps_command(CLI::App& sub) {
-  auto file = std::make_shared<std::string>();
-  sub.add_option("FILE", *file, "the system file")->required();
-  return [file](const global_options& global) {
-    auto system = load(*file, global);
-    if (!system)
-      return fail(system.error());
-    auto status = deploy::read_status(*system);
+  return on_system(sub, [](deploy::system_spec& system,
+                           const global_options& global) {
+    auto status = deploy::read_status(system);
     if (!status)
       return fail(status.error());
-    if (auto named = deploy::add_names_held(*system, *status); !named)
+    if (auto named = deploy::add_names_held(system, *status); !named)
       return fail(named.error());
     auto rows = row::array();
     for (const auto& node : status->nodes)
       rows.push_back(status_row(node));
     return print_rows(rows, global.json, status_line);
-  };
+  });
 }
 
 offline_command logs_command(CLI::App& sub) {
-  auto file = std::make_shared<std::string>();
   auto node = std::make_shared<std::string>();
   auto follow = std::make_shared<bool>(false);
-  sub.add_option("FILE", *file, "the system file")->required();
+  auto work = on_system(sub, [node, follow](deploy::system_spec& system,
+                                            const global_options&) {
+    if (!node->empty()) {
+      bool known = false;
+      for (const auto& n : system.nodes)
+        known = known || n.name == *node;
+      if (!known)
+        return fail(error{errc::not_found, "'" + *node + "' is not a node of "
+                                             + system.file.string()});
+    }
+    return show_log(system, deploy::log_path(system, *node), *follow);
+  });
   sub.add_option("NODE", *node,
                  "a node of the file (default: the supervisor's own log)");
   sub.add_flag("-f,--follow", *follow,
                "keep printing what is added, until the system is down");
-  return [file, node, follow](const global_options& global) {
-    auto system = load(*file, global);
-    if (!system)
-      return fail(system.error());
-    if (!node->empty()) {
-      bool known = false;
-      for (const auto& n : system->nodes)
-        known = known || n.name == *node;
-      if (!known)
-        return fail(error{errc::not_found, "'" + *node + "' is not a node of "
-                                             + system->file.string()});
-    }
-    return show_log(*system, deploy::log_path(*system, *node), *follow);
-  };
+  return work;
 }
 
 } // namespace courier::cli

@@ -398,3 +398,27 @@ TEST_CASE("a node runs as the user the file names", "[deploy]") {
   CHECK(contains(status, "\nUid:\t65534\t65534\t65534\t65534\n"));
   CHECK(contains(status, "\nGid:\t65534\t65534\t65534\t65534\n"));
 }
+
+TEST_CASE("up in the foreground supervises until SIGTERM, then stops its "
+          "nodes",
+          "[deploy]") {
+  test_system system{echo_node("a", "node-a")};
+  child_process up{{COURIER_CLI, "up", system.file.string()}};
+  REQUIRE(up.wait_for_line_containing("system 't' is up: 1 nodes in "));
+  int pid = system.node_row("a")["pid"];
+  REQUIRE(pid > 0);
+  // `logs -f` follows the supervisor's log until the system is down.
+  child_process follow{{COURIER_CLI, "logs", "-f", system.file.string()}};
+  REQUIRE(follow.wait_for_line_containing("a: running"));
+  up.kill(SIGTERM);
+  auto status = up.wait_exit(10s);
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  CHECK(gone(pid));
+  CHECK(follow.wait_for_line_containing("t: stopped"));
+  std::string rest;
+  CHECK(follow.read_all(rest, 5s)); // it ends once the system is down
+  CHECK(system.directory_entries().empty());
+  CHECK_FALSE(fs::exists(system.run_dir));
+}
