@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -20,6 +21,22 @@
 namespace courier::deploy {
 
 using namespace std::chrono_literals;
+
+namespace {
+
+/// True once `pid` has exited: no such process, or a zombie (a daemon's
+/// parent may be an init that does not reap).
+bool process_gone(int pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string stat;
+  if (!std::getline(in, stat))
+    return true;
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size()
+         && stat[close + 2] == 'Z';
+}
+
+} // namespace
 
 std::filesystem::path log_path(const system_spec& system,
                                std::string_view node) {
@@ -130,7 +147,9 @@ expected<bool> stop_system(const system_spec& system) {
   for (const auto& node : system.nodes)
     patience += node.grace;
   auto until = std::chrono::steady_clock::now() + patience;
-  while (is_up(system)) {
+  // The lock goes first, the process a moment later: `down` returns when
+  // both are gone.
+  while (is_up(system) || !process_gone(pid)) {
     if (std::chrono::steady_clock::now() > until)
       return error{errc::deadline_exceeded,
                    "the supervisor of '" + system.name + "' (pid "
