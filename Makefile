@@ -28,6 +28,10 @@ demo: build
 	@echo
 	./$(BUILD_DIR)/examples/local_office/local_office
 	@echo
+	./$(BUILD_DIR)/tools/courier up -d examples/deploy/system.toml
+	./$(BUILD_DIR)/tools/courier ps examples/deploy/system.toml
+	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
+	@echo
 	./$(BUILD_DIR)/examples/cluster/cluster
 
 test: build

@@ -60,9 +60,18 @@ command routes_command(CLI::App& sub);
 command post_command(CLI::App& sub);
 command send_command(CLI::App& sub);
 
-// -- subcommands without a node (cert_command.cpp) ---------------------------
+// -- subcommands without a node ----------------------------------------------
+
+// cert_command.cpp
 
 offline_command cert_command(CLI::App& sub);
+
+// -- a system from one file (deploy_commands.cpp) ----------------------------
+
+offline_command up_command(CLI::App& sub);
+offline_command down_command(CLI::App& sub);
+offline_command ps_command(CLI::App& sub);
+offline_command logs_command(CLI::App& sub);
 
 // -- shared helpers (support.cpp) --------------------------------------------
 

@@ -10,10 +10,15 @@
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
+//   courier up [-d] [--check] FILE
+//   courier down FILE
+//   courier [--json] ps FILE
+//   courier logs FILE [NODE] [-f]
 //
-// Every subcommand but cert also takes --config FILE, settings for the
-// CLI's own node (docs/configuration.md), --name NODE, its node's name
-// (the one its certificate names, across hosts), and --registry
+// Every subcommand but cert, up, down, ps and logs also takes --config
+// FILE, settings for the CLI's own node (docs/configuration.md), --name
+// NODE, its node's name (the one its certificate names, across hosts), and
+// --registry
 // etcd://HOST:PORT[,...], to look at the nodes and names of a cluster
 // registry (docs/directory.md) instead of the machine's directory. --dir,
 // --config, --registry and --json may also follow the subcommand; each
@@ -66,6 +71,11 @@ struct offline_subcommand {
 constexpr offline_subcommand offline_subcommands[] = {
   {"cert", "make a development CA and node certificates for mutual TLS",
    cert_command},
+  {"up", "start a system of nodes from its file and supervise them",
+   up_command},
+  {"down", "stop a system started with up -d", down_command},
+  {"ps", "the processes of a running system", ps_command},
+  {"logs", "a node's output (or the supervisor's log)", logs_command},
 };
 
 /// Parses the command line into `global` and either `run` or `offline`.
