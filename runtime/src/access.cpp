@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 
 namespace courier {
 
@@ -146,11 +147,24 @@ std::string_view verb_name(verbs verb) noexcept {
   return "?";
 }
 
+std::uint64_t refusal_log::of(verbs verb) const noexcept {
+  auto bits = static_cast<unsigned>(verb);
+  if (bits == 0)
+    return 0;
+  auto bit = static_cast<std::size_t>(std::countr_zero(bits));
+  return bit < by_verb_.size() ? by_verb_[bit].load(std::memory_order_relaxed)
+                               : 0;
+}
+
 std::optional<std::string> refusal_log::count(std::string_view principal,
                                               std::string_view peer_node,
                                               verbs verb,
                                               std::string_view target) {
   auto total = total_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (auto bits = static_cast<unsigned>(verb); bits != 0)
+    if (auto bit = static_cast<std::size_t>(std::countr_zero(bits));
+        bit < by_verb_.size())
+      by_verb_[bit].fetch_add(1, std::memory_order_relaxed);
   std::uint64_t unlogged = 0;
   {
     auto now = std::chrono::steady_clock::now();

@@ -11,6 +11,7 @@
 // The node's own user gets an unrestricted access: the readers skip the
 // check altogether (one flag), so same-user links cost nothing.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -100,9 +101,13 @@ public:
     return total_.load(std::memory_order_relaxed);
   }
 
+  /// Refusals of one verb (a single bit of `verbs`) since the node started.
+  std::uint64_t of(verbs verb) const noexcept;
+
 private:
   const std::chrono::nanoseconds interval_;
   std::atomic<std::uint64_t> total_{0};
+  std::array<std::atomic<std::uint64_t>, 5> by_verb_{}; // bit i of verbs
   std::mutex mu_;
   std::chrono::steady_clock::time_point last_line_{}; // guarded by mu_
   bool logged_any_ = false;                           // guarded by mu_

@@ -24,6 +24,7 @@ namespace courier::detail {
 
 class node_impl;
 struct link_info;
+struct actor_stats;
 
 using monitor_fn = std::function<void(const down_notice&)>;
 
@@ -70,6 +71,10 @@ struct name_slot {
   std::shared_ptr<link_info> link;
   const actor_factory factory;
   const spawn_options options;
+  /// Here, with node_config::metrics on: the counters of this name (set
+  /// before the first incarnation runs, then never changed); otherwise
+  /// null.
+  actor_stats* stats = nullptr;
   /// Set by a spawn from a plain thread, which waits for it: fulfilled once
   /// the first incarnation has made its behavior and published the types
   /// it handles (taken by that incarnation).

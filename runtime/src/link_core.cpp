@@ -147,6 +147,8 @@ void link_core::complete(const inbound_frame& frame) {
   auto request = take(env.correlation_id);
   if (!request)
     return; // late: the requester has given up already
+  if (request->sent != metrics_clock::time_point{})
+    info_->request_rtt.record(metrics_clock::now() - request->sent);
   reply_msg reply;
   if (env.kind == v1::KIND_ERROR) {
     reply.code = static_cast<errc>(env.error_code);
@@ -268,14 +270,16 @@ bool link_core::request_here(letter& msg, caf::strong_actor_ptr requester,
       || waiting.load(std::memory_order_acquire) != 0 || !conn_->writable())
     return false;
   // Expected before it is written: the answer may come at once.
-  expect(message_id, pending_request{std::move(requester), id,
-                                     msg.target->name, msg.expires});
+  expect(message_id,
+         pending_request{std::move(requester), id, msg.target->name,
+                         msg.expires, send_time()});
+  auto bytes = out.size();
   if (!conn_->write(std::move(out))) {
     take(message_id);
     return false; // the proxy tries, and learns why
   }
   dirty_.store(true, std::memory_order_release);
-  info_->messages_out.fetch_add(1, std::memory_order_relaxed);
+  count_out(bytes);
   msg.consume();
   return true;
 }

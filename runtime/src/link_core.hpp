@@ -97,6 +97,9 @@ struct pending_request {
   caf::message_id id; // of the requester's CAF request
   std::string target;
   deadline until;
+  /// When it was written, for the link's request_rtt; the epoch when
+  /// metrics are off.
+  metrics_clock::time_point sent{};
 
   /// Answers the CAF request, from any thread (no actor of ours in between).
   void answer(reply_msg reply) {
@@ -123,6 +126,7 @@ public:
       node_name_(owner.name()),
       max_frame_(owner.config().limits.max_frame),
       budget_(owner.config().limits.max_queued),
+      timed_(owner.config().metrics),
       info_(std::move(info)),
       access_(std::move(access)),
       conn_(&conn) {
@@ -192,6 +196,17 @@ public:
     dirty_.store(written, std::memory_order_release);
   }
 
+  /// When a request written now was sent, for request_rtt.
+  metrics_clock::time_point send_time() const noexcept {
+    return timed_ ? metrics_clock::now() : metrics_clock::time_point{};
+  }
+
+  /// Counts a letter written to the link.
+  void count_out(std::size_t bytes) noexcept {
+    info_->messages_out.fetch_add(1, std::memory_order_relaxed);
+    info_->bytes_out.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
   /// A fresh message id for the link.
   std::uint64_t next_id() noexcept {
     return next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -258,6 +273,8 @@ public:
       complete(frame);
     // Counted once handed over: a count seen means the letter is there.
     info_->messages_in.fetch_add(1, std::memory_order_relaxed);
+    info_->bytes_in.fetch_add(bytes.size() + (bulk ? bulk->size() : 0),
+                              std::memory_order_relaxed);
     return true;
   }
 
@@ -397,6 +414,7 @@ private:
   const std::string node_name_;
   const std::size_t max_frame_;
   const std::size_t budget_;
+  const bool timed_; // node_config::metrics: requests are timed
   std::shared_ptr<link_info> info_;
   const std::shared_ptr<const link_access> access_;
   caf::actor_addr proxy_; // set by bind() before the link starts

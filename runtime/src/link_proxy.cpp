@@ -436,8 +436,10 @@ private:
       auto& requester = respond();
       core_->expect(env.message_id,
                     pending_request{requester.source(), requester.id(),
-                                    msg.target->name, msg.expires});
+                                    msg.target->name, msg.expires,
+                                    core_->send_time()});
     }
+    auto bytes = out.size();
     if (auto written = write_letter(std::move(out)); !written) {
       // A request on a link that just closed waits: why (a refusal, say) is
       // still queued in our mailbox, and lost() answers it with that.
@@ -449,7 +451,7 @@ private:
     }
     core_->mark_dirty();
     msg.charge.settle(); // in the link's queue now, bounded by it
-    info_->messages_out.fetch_add(1, std::memory_order_relaxed);
+    core_->count_out(bytes);
   }
 
   /// Writes a letter's frame. While more messages wait in the mailbox, the
@@ -502,6 +504,8 @@ private:
     if (auto decoded = link_core::decode(bytes, bulk, bulk_at, frame);
         !decoded)
       return protocol_error(decoded.error().message());
+    info_->bytes_in.fetch_add(bytes.size() + (bulk ? bulk->size() : 0),
+                              std::memory_order_relaxed);
     dispatch(frame, charge);
   }
 

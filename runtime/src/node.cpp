@@ -50,7 +50,10 @@ expected<message> wait_for_answer(caf::scoped_actor& self,
   caf::response_handle<caf::blocking_actor, caf::message, true>{
     started.id.response_id(), self.ptr()}
     .receive(
-      [&](detail::reply_msg& reply) { outcome = detail::outcome_of(reply); },
+      [&](detail::reply_msg& reply) {
+        detail::answered(*started.target, started.sent);
+        outcome = detail::outcome_of(reply);
+      },
       [&](caf::error& err) {
         outcome = detail::outcome_of(err, *started.target);
       });
@@ -313,6 +316,14 @@ std::uint64_t node::dead_letters() const noexcept {
   for (std::size_t i = 0; i < dead_letter_reason_count; ++i)
     total += impl_->dead_letters(static_cast<dead_letter_reason>(i));
   return total;
+}
+
+metrics_snapshot node::metrics() const {
+  return impl_->snapshot_metrics();
+}
+
+std::string node::metrics_address() const {
+  return impl_->metrics_address();
 }
 
 } // namespace courier

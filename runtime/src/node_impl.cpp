@@ -80,6 +80,7 @@ node_impl::node_impl(
 }
 
 node_impl::~node_impl() {
+  endpoint_.reset(); // nobody reads the node while it goes
   if (auto* seeds = dynamic_cast<seed_directory*>(dir_.get()))
     seeds->stop_asking(); // no new links to ask over
   std::vector<caf::actor> running;

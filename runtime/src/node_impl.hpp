@@ -41,6 +41,8 @@
 #include "directory.hpp"
 #include "letter.hpp"
 #include "link_host.hpp"
+#include "metrics_endpoint.hpp"
+#include "metrics_registry.hpp"
 #include "peers.hpp"
 #include "remote.hpp"
 #include "router.hpp"
@@ -88,6 +90,9 @@ struct responder_state {
   reply_path path;
   bool done = false;
 };
+
+/// A metrics snapshot as the system actor sends it (MetricsQuery).
+v1::MetricsReport to_report(const metrics_snapshot& snapshot);
 
 class node_impl final : public link_host {
 public:
@@ -307,6 +312,21 @@ public:
   /// Called by the supervisor when a restart's backoff has passed.
   void restart(const std::shared_ptr<name_slot>& slot);
 
+  // -- metrics (metrics_registry.hpp, node_metrics.cpp) ---------------------------
+
+  /// The counters per actor name, in-process and of links gone.
+  metrics_registry& metrics() noexcept {
+    return metrics_;
+  }
+
+  /// Everything the node counts, now (node::metrics).
+  metrics_snapshot snapshot_metrics() const;
+
+  /// Where GET /metrics is served; empty when it is not.
+  std::string metrics_address() const {
+    return endpoint_ ? endpoint_->address() : std::string{};
+  }
+
   // -- misc -------------------------------------------------------------------
 
   /// Deadlines of requests to other nodes (see deadline_timer.hpp).
@@ -358,6 +378,7 @@ private:
   std::shared_ptr<const std::function<void(const dead_letter&)>> hook_;
 
   refusal_log refusals_;
+  metrics_registry metrics_{config_.metrics};
 
   mutable std::shared_mutex mu_;
   string_map<std::shared_ptr<name_slot>> names_;
@@ -389,6 +410,8 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   deadline_timer timer_; // stopped before the system goes (and declared after)
   caf::actor supervisor_;
+  // Serves snapshot_metrics(); stopped first thing in the destructor.
+  std::unique_ptr<metrics_endpoint> endpoint_;
 };
 
 } // namespace courier::detail

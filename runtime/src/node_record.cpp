@@ -33,6 +33,13 @@ void collect_files(const google::protobuf::FileDescriptor* file,
 } // namespace
 
 expected<void> node_impl::open() {
+  if (!config_.metrics_listen.empty()) {
+    auto endpoint = metrics_endpoint::start(
+      config_.metrics_listen, [this] { return to_prometheus(snapshot_metrics()); });
+    if (!endpoint)
+      return std::move(endpoint).error();
+    endpoint_ = std::move(*endpoint);
+  }
   if (!dir_)
     return {};
   auto identity = process_identity::current();
@@ -99,7 +106,12 @@ expected<void> node_impl::open() {
   auto system_actor = spawn(
     "courier.node." + config_.name,
     [this](context&) {
-      return behavior{[this](const v1::RoutesQuery&) {
+      return behavior{[this](const v1::MetricsQuery&) {
+                        auto report = to_report(snapshot_metrics());
+                        report.set_metrics_address(metrics_address());
+                        return report;
+                      },
+                      [this](const v1::RoutesQuery&) {
         v1::RoutesReport report;
         report.set_node(config_.name);
         for (auto& r : routes()) {

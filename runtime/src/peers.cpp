@@ -234,6 +234,9 @@ bool peers::drop(const std::string& node, const caf::actor& proxy) {
   auto i = links_.find(node);
   if (i == links_.end() || i->second.proxy != proxy)
     return false;
+  owner_.metrics().retire(*i->second.info);
+  for (auto& side : i->second.side)
+    owner_.metrics().retire(*side);
   links_.erase(i);
   owner_.routes_changed();
   return true;
@@ -261,6 +264,16 @@ std::vector<route_info> peers::routes() const {
   }
   std::sort(out.begin(), out.end(),
             [](const auto& x, const auto& y) { return x.peer < y.peer; });
+  return out;
+}
+
+std::vector<std::shared_ptr<link_info>> peers::links() const {
+  std::vector<std::shared_ptr<link_info>> out;
+  std::shared_lock guard{mu_};
+  for (auto& [peer, link] : links_) {
+    out.push_back(link.info);
+    out.insert(out.end(), link.side.begin(), link.side.end());
+  }
   return out;
 }
 

@@ -90,6 +90,9 @@ public:
   /// Every link, for routes().
   std::vector<route_info> routes() const;
 
+  /// Every link (route and side links), for metrics.
+  std::vector<std::shared_ptr<link_info>> links() const;
+
   /// Refuses new links and hands back every proxy ever started, to drain.
   std::vector<caf::actor_addr> stop();
 

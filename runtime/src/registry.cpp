@@ -62,6 +62,7 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
       return error{errc::already_exists,
                    "the name " + quoted(name) + " is already taken"};
   }
+  slot->stats = metrics_.stats_for(name);
   // Names are unique machine-wide: claim it in the directory first.
   if (dir_)
     if (auto claimed = dir_->claim_name(name); !claimed)
@@ -403,6 +404,8 @@ void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
     }
     handle = spawn_locked(slot);
   }
+  if (slot->stats != nullptr)
+    slot->stats->restarts.fetch_add(1, std::memory_order_relaxed);
   log(log_level::info, "restarted " + quoted(slot->name));
   watch_exit(handle, slot);
 }

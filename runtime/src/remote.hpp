@@ -19,6 +19,7 @@
 #include "courier/transport.hpp"
 #include "courier/v1/control.pb.h"
 #include "letter.hpp"
+#include "metrics_registry.hpp"
 
 namespace courier::detail {
 
@@ -43,6 +44,12 @@ struct link_info {
   std::string note;
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<std::uint64_t> messages_in{0};
+  /// Frame bytes written and read, counted with messages_out and _in.
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  /// Requests written to this link, from written to answered (only when
+  /// node_config::metrics is on).
+  log2_histogram request_rtt;
   std::atomic<bool> open{true};
   /// Bytes posted to the peer and not yet written to the link (in the
   /// proxy's mailbox or held back by it); posts beyond the limit are refused

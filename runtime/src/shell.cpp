@@ -131,9 +131,14 @@ void shell::dispatch(letter& msg) {
   current_ = &msg;
   reply_taken_ = false;
   expected<message> outcome = message{};
+  auto* stats = slot_->stats;
+  auto began = stats != nullptr ? metrics_clock::now()
+                                : metrics_clock::time_point{};
   auto failure = guarded(
     [type] { return "the handler for " + type->full_name(); },
     [&] { outcome = entry->fn(ctx_, msg.payload); });
+  if (stats != nullptr)
+    stats->handling.record(metrics_clock::now() - began);
   current_ = nullptr;
   if (auto taken = std::move(current_responder_); taken && failure)
     // The handler took the reply, then threw: the caller learns why.
@@ -201,10 +206,15 @@ void shell::await_answer(expected<started_request> started, deadline until,
     state->done = true;
     guarded("a reply continuation", [&] { state->cb(std::move(result)); });
   };
-  auto target = std::move(started->target);
+  auto target = started->target;
   add_multiplexed_response_handler(
     started->id.response_id(),
-    caf::behavior{[finish](reply_msg& reply) { finish(outcome_of(reply)); },
+    // The error handler's `target` keeps `slot` alive.
+    caf::behavior{[finish, slot = target.get(),
+                   sent = started->sent](reply_msg& reply) {
+                    answered(*slot, sent);
+                    finish(outcome_of(reply));
+                  },
                   [finish, target](caf::error& err) {
                     finish(outcome_of(err, *target));
                   }});

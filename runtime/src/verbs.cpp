@@ -74,6 +74,8 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   envelope.priority = options.priority;
   envelope.tier = std::move(options.tier);
   deliver_post(dest, std::move(envelope), from.self);
+  if (!dest.link)
+    node.metrics().count_local(from.binding->stats);
   return {};
 }
 
@@ -105,8 +107,14 @@ expected<started_request> start_request(node_impl& node,
                                    from.binding, until);
   envelope.broadcast = broadcast;
   auto id = from.self->new_request_id(caf::message_priority::normal);
+  // Timed from here to the answer when the target is an actor here (the
+  // links time requests to other nodes).
+  auto sent = to.slot->stats != nullptr ? metrics_clock::now()
+                                        : metrics_clock::time_point{};
   deliver_request(node, to, std::move(envelope), *from.self, id, direct);
-  return started_request{id, to.slot};
+  if (!to.link)
+    node.metrics().count_local(from.binding->stats);
+  return started_request{id, to.slot, sent};
 }
 
 expected<message> outcome_of(reply_msg& reply) {

@@ -32,6 +32,7 @@
 
 #include "binding.hpp"
 #include "letter.hpp"
+#include "metrics_registry.hpp"
 
 namespace courier::detail {
 
@@ -99,7 +100,18 @@ struct started_request {
   caf::message_id id;
   /// Where it went (for the outcome's error text and kind).
   std::shared_ptr<name_slot> target;
+  /// When it was handed to an actor here with metrics on (see
+  /// answered()); the epoch otherwise.
+  metrics_clock::time_point sent{};
 };
+
+/// Records the round trip of a request to `target` sent at `sent` and
+/// answered now (the target's request_rtt), if it was timed.
+inline void answered(const name_slot& target,
+                     metrics_clock::time_point sent) noexcept {
+  if (sent != metrics_clock::time_point{})
+    target.stats->request_rtt.record(metrics_clock::now() - sent);
+}
 
 /// Starts a request to `to` for send (a plain thread) and request (an
 /// actor). Errors, before anything is sent: invalid_argument (a null

@@ -13,6 +13,7 @@
 #include "courier/deadline.hpp"
 #include "courier/error.hpp"
 #include "courier/message.hpp"
+#include "courier/metrics.hpp"
 #include "courier/notices.hpp"
 #include "courier/options.hpp"
 
@@ -159,6 +160,14 @@ public:
   /// refused (node_config::rules) since the node started. Refused messages
   /// are not dead letters: they never reached an actor.
   std::uint64_t refusals() const noexcept;
+
+  /// What the node counted and timed so far (docs/operations.md lists
+  /// every metric). Takes the name registry's lock for reading.
+  metrics_snapshot metrics() const;
+
+  /// Where the metrics endpoint listens ("127.0.0.1:40123", the port
+  /// chosen when node_config::metrics_listen said 0); empty when off.
+  std::string metrics_address() const;
 
 private:
   explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;

@@ -180,6 +180,15 @@ struct node_config {
   /// malformed rule.
   std::vector<access_rule> rules;
   // -- end of authorization ---------------------------------------------------
+  // -- metrics (docs/operations.md) -------------------------------------------
+  /// Count per actor and time handlers and requests (histograms). Off,
+  /// the node still counts per link, per tier, dead letters and refusals.
+  bool metrics = true;
+  /// Where to serve GET /metrics (Prometheus text format) over HTTP, as
+  /// "host:port"; port 0 picks one (node::metrics_address). Empty: no
+  /// endpoint. node::start fails with invalid_argument for a bad address
+  /// and unavailable when it cannot listen there.
+  std::string metrics_listen;
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.

@@ -1,0 +1,302 @@
+// node_impl::snapshot_metrics and the Prometheus text exposition
+// (courier/metrics.hpp; docs/operations.md lists the metrics).
+
+#include <algorithm>
+#include <cstdio>
+
+#include "access.hpp"
+#include "node_impl.hpp"
+
+namespace courier {
+
+namespace {
+
+/// Escapes a label value: backslash, double quote and newline.
+void append_label(std::string& out, std::string_view value) {
+  for (char c : value) {
+    if (c == '\\' || c == '"')
+      out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+}
+
+void append_number(std::string& out, double x) {
+  char buf[32];
+  auto n = std::snprintf(buf, sizeof buf, "%.9g", x);
+  out.append(buf, static_cast<std::size_t>(n));
+}
+
+class exposition {
+public:
+  explicit exposition(std::string node) : node_(std::move(node)) {
+  }
+
+  /// Starts a metric family: its HELP and TYPE lines.
+  void family(std::string_view name, std::string_view type,
+              std::string_view help) {
+    out_.append("# HELP ").append(name).append(" ").append(help);
+    out_.append("\n# TYPE ").append(name).append(" ").append(type);
+    out_.push_back('\n');
+  }
+
+  /// One sample; `labels` are (name, value) pairs after node="...".
+  void sample(std::string_view name,
+              std::initializer_list<std::pair<std::string_view, std::string_view>>
+                labels,
+              double value, std::string_view le = {}) {
+    out_.append(name).append("{node=\"");
+    append_label(out_, node_);
+    out_.push_back('"');
+    for (const auto& [key, text] : labels) {
+      out_.append(",").append(key).append("=\"");
+      append_label(out_, text);
+      out_.push_back('"');
+    }
+    if (!le.empty())
+      out_.append(",le=\"").append(le).append("\"");
+    out_.append("} ");
+    append_number(out_, value);
+    out_.push_back('\n');
+  }
+
+  /// The _bucket, _sum and _count samples of a histogram.
+  void histogram(
+    std::string_view name,
+    std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+    const histogram_snapshot& h) {
+    std::string bucket{name};
+    bucket += "_bucket";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < histogram_buckets; ++i) {
+      cumulative += h.buckets[i];
+      std::string le;
+      if (i + 1 == histogram_buckets) {
+        le = "+Inf";
+      } else {
+        append_number(le, histogram_snapshot::upper_bound(i));
+      }
+      sample(bucket, labels, static_cast<double>(cumulative), le);
+    }
+    sample(std::string{name} + "_sum", labels,
+           static_cast<double>(h.sum_ns) * 1e-9);
+    sample(std::string{name} + "_count", labels, static_cast<double>(h.count));
+  }
+
+  std::string take() {
+    return std::move(out_);
+  }
+
+private:
+  std::string node_;
+  std::string out_;
+};
+
+} // namespace
+
+std::string to_prometheus(const metrics_snapshot& m) {
+  exposition x{m.node};
+  auto n = [](std::uint64_t v) { return static_cast<double>(v); };
+  x.family("courier_tier_messages_out_total", "counter",
+           "Letters sent per tier (in-process: handed to a mailbox here).");
+  for (const auto& t : m.tiers)
+    x.sample("courier_tier_messages_out_total", {{"tier", t.tier}},
+             n(t.messages_out));
+  x.family("courier_tier_messages_in_total", "counter",
+           "Envelopes received per tier (in-process: letters handed to a "
+           "mailbox here).");
+  for (const auto& t : m.tiers)
+    x.sample("courier_tier_messages_in_total", {{"tier", t.tier}},
+             n(t.messages_in));
+  x.family("courier_tier_bytes_out_total", "counter",
+           "Frame bytes written per tier.");
+  for (const auto& t : m.tiers)
+    x.sample("courier_tier_bytes_out_total", {{"tier", t.tier}},
+             n(t.bytes_out));
+  x.family("courier_tier_bytes_in_total", "counter",
+           "Frame bytes read per tier.");
+  for (const auto& t : m.tiers)
+    x.sample("courier_tier_bytes_in_total", {{"tier", t.tier}}, n(t.bytes_in));
+
+  x.family("courier_route_up", "gauge",
+           "1 while the link to the peer node on this tier is open.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_up", {{"peer", r.peer}, {"tier", r.tier}},
+             r.up ? 1 : 0);
+  x.family("courier_route_messages_out_total", "counter",
+           "Posts and requests written to the link.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_messages_out_total",
+             {{"peer", r.peer}, {"tier", r.tier}}, n(r.messages_out));
+  x.family("courier_route_messages_in_total", "counter",
+           "Envelopes read from the link.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_messages_in_total",
+             {{"peer", r.peer}, {"tier", r.tier}}, n(r.messages_in));
+  x.family("courier_route_bytes_out_total", "counter",
+           "Frame bytes written to the link.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_bytes_out_total",
+             {{"peer", r.peer}, {"tier", r.tier}}, n(r.bytes_out));
+  x.family("courier_route_bytes_in_total", "counter",
+           "Frame bytes read from the link.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_bytes_in_total",
+             {{"peer", r.peer}, {"tier", r.tier}}, n(r.bytes_in));
+  x.family("courier_route_queued_bytes", "gauge",
+           "Bytes posted to the peer and not yet written to the link.");
+  for (const auto& r : m.routes)
+    x.sample("courier_route_queued_bytes",
+             {{"peer", r.peer}, {"tier", r.tier}}, n(r.queued_bytes));
+  x.family("courier_route_request_seconds", "histogram",
+           "Requests over the link, from written to answered.");
+  for (const auto& r : m.routes)
+    x.histogram("courier_route_request_seconds",
+                {{"peer", r.peer}, {"tier", r.tier}}, r.request_rtt);
+
+  x.family("courier_actor_messages_total", "counter",
+           "Messages handled, per actor name (names past the cap: 'other').");
+  for (const auto& a : m.actors)
+    x.sample("courier_actor_messages_total", {{"actor", a.name}}, n(a.handled));
+  x.family("courier_actor_restarts_total", "counter",
+           "Restarts by the actor's supervisor.");
+  for (const auto& a : m.actors)
+    x.sample("courier_actor_restarts_total", {{"actor", a.name}},
+             n(a.restarts));
+  x.family("courier_actor_mailbox_depth", "gauge",
+           "Posts waiting in the actor's mailbox.");
+  for (const auto& a : m.actors)
+    x.sample("courier_actor_mailbox_depth", {{"actor", a.name}},
+             n(a.mailbox_depth));
+  x.family("courier_actor_handling_seconds", "histogram",
+           "How long the actor's handlers ran.");
+  for (const auto& a : m.actors)
+    x.histogram("courier_actor_handling_seconds", {{"actor", a.name}},
+                a.handling);
+  x.family("courier_actor_request_seconds", "histogram",
+           "Requests to the actor from this node, sent to answered.");
+  for (const auto& a : m.actors)
+    x.histogram("courier_actor_request_seconds", {{"actor", a.name}},
+                a.request_rtt);
+
+  x.family("courier_dead_letters_total", "counter",
+           "Messages that reached nobody, by reason.");
+  for (std::size_t i = 0; i < dead_letter_reason_count; ++i) {
+    auto reason = to_string(static_cast<dead_letter_reason>(i));
+    x.sample("courier_dead_letters_total", {{"reason", reason}},
+             n(m.dead_letters[i]));
+  }
+  x.family("courier_refusals_total", "counter",
+           "Requests from other nodes the rules refused, by verb.");
+  for (const auto& r : m.refusals)
+    x.sample("courier_refusals_total", {{"verb", r.verb}, {"reason", r.reason}},
+             n(r.count));
+  return x.take();
+}
+
+} // namespace courier
+
+namespace courier::detail {
+
+namespace {
+
+void fill(v1::Histogram& out, const histogram_snapshot& h) {
+  for (auto n : h.buckets)
+    out.add_buckets(n);
+  out.set_count(h.count);
+  out.set_sum_ns(h.sum_ns);
+}
+
+} // namespace
+
+v1::MetricsReport to_report(const metrics_snapshot& m) {
+  v1::MetricsReport out;
+  out.set_node(m.node);
+  out.set_enabled(m.enabled);
+  for (const auto& t : m.tiers) {
+    auto* x = out.add_tiers();
+    x->set_tier(t.tier);
+    x->set_messages_out(t.messages_out);
+    x->set_messages_in(t.messages_in);
+    x->set_bytes_out(t.bytes_out);
+    x->set_bytes_in(t.bytes_in);
+  }
+  for (const auto& r : m.routes) {
+    auto* x = out.add_routes();
+    x->set_peer(r.peer);
+    x->set_tier(r.tier);
+    x->set_up(r.up);
+    x->set_messages_out(r.messages_out);
+    x->set_messages_in(r.messages_in);
+    x->set_bytes_out(r.bytes_out);
+    x->set_bytes_in(r.bytes_in);
+    x->set_queued_bytes(r.queued_bytes);
+    fill(*x->mutable_request_rtt(), r.request_rtt);
+  }
+  for (const auto& a : m.actors) {
+    auto* x = out.add_actors();
+    x->set_name(a.name);
+    x->set_handled(a.handled);
+    x->set_restarts(a.restarts);
+    x->set_mailbox_depth(a.mailbox_depth);
+    fill(*x->mutable_handling(), a.handling);
+    fill(*x->mutable_request_rtt(), a.request_rtt);
+  }
+  for (auto n : m.dead_letters)
+    out.add_dead_letters(n);
+  for (const auto& r : m.refusals) {
+    auto* x = out.add_refusals();
+    x->set_verb(r.verb);
+    x->set_reason(r.reason);
+    x->set_count(r.count);
+  }
+  return out;
+}
+
+metrics_snapshot node_impl::snapshot_metrics() const {
+  metrics_snapshot out;
+  out.node = config_.name;
+  out.enabled = metrics_.enabled();
+  metrics_.add_to(out);
+  {
+    // Mailbox depths: the posts counted into each live actor's mailbox.
+    std::shared_lock guard{mu_};
+    for (const auto& [name, slot] : names_)
+      if (slot->stats != nullptr && slot->backlog)
+        if (auto* a = metrics_registry::find(out, slot->stats->name))
+          a->mailbox_depth
+            += slot->backlog->bytes.load(std::memory_order_relaxed);
+  }
+  for (const auto& link : peers_->links()) {
+    auto route = metrics_registry::route_of(*link);
+    tier_metrics* tier = nullptr;
+    for (auto& t : out.tiers)
+      if (t.tier == route.tier)
+        tier = &t;
+    if (tier == nullptr)
+      tier = &out.tiers.emplace_back(tier_metrics{route.tier, 0, 0, 0, 0});
+    tier->messages_out += route.messages_out;
+    tier->messages_in += route.messages_in;
+    tier->bytes_out += route.bytes_out;
+    tier->bytes_in += route.bytes_in;
+    out.routes.push_back(std::move(route));
+  }
+  metrics_.add_gone_routes(out);
+  std::sort(out.tiers.begin(), out.tiers.end(),
+            [](const auto& x, const auto& y) { return x.tier < y.tier; });
+  std::sort(out.routes.begin(), out.routes.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.peer, x.tier) < std::tie(y.peer, y.tier);
+  });
+  for (std::size_t i = 0; i < dead_letter_reason_count; ++i)
+    out.dead_letters[i] = dead_counts_[i].load(std::memory_order_relaxed);
+  for (auto verb : {verbs::broadcast, verbs::find, verbs::monitor, verbs::post,
+                    verbs::send})
+    out.refusals.push_back(
+      {std::string{verb_name(verb)}, "rules", refusals_.of(verb)});
+  return out;
+}
+
+} // namespace courier::detail
