@@ -224,10 +224,15 @@ sample raw_fan_in(int senders, std::int64_t per_sender) {
 /// --max-mailbox N; negative: the node's default.
 long max_mailbox = -1;
 
+/// node_config::metrics of the next node started (--metrics flips it per
+/// run).
+bool metrics_on = true;
+
 courier::node start_node() {
   courier::node_config config;
   config.name = "bench";
   config.worker_threads = worker_threads;
+  config.metrics = metrics_on;
   if (max_mailbox >= 0)
     config.max_mailbox = static_cast<std::size_t>(max_mailbox);
   auto started = courier::node::start(std::move(config));
@@ -354,6 +359,11 @@ struct series {
   }
 };
 
+/// What the two sides of a scenario are: Courier and raw CAF, or (with
+/// --metrics) Courier with metrics on and off.
+const char* first_impl = "courier";
+const char* second_impl = "raw";
+
 void report_ratios(const std::string& scenario, const series& c,
                    const series& r, int runs) {
   std::vector<double> rate, p50, p99;
@@ -364,7 +374,9 @@ void report_ratios(const std::string& scenario, const series& c,
     p99.push_back(c.p99[i] / r.p99[i]);
   }
   json_line line;
-  line.add("scenario", scenario).add("impl", "courier/raw").add("runs", runs);
+  line.add("scenario", scenario)
+    .add("impl", std::string{first_impl} + "/" + second_impl)
+    .add("runs", runs);
   line.add("msgs_per_s_ratio", median(rate));
   if (!p50.empty())
     line.add("rtt_p50_ratio", median(p50)).add("rtt_p99_ratio", median(p99));
@@ -390,8 +402,8 @@ void scenario(const std::string& name, int runs, Courier courier_run,
       c.add(courier_run());
     }
   }
-  c.report(name, "courier", runs);
-  r.report(name, "raw", runs);
+  c.report(name, first_impl, runs);
+  r.report(name, second_impl, runs);
   report_ratios(name, c, r, runs);
 }
 
@@ -407,8 +419,29 @@ int main(int argc, char** argv) {
   if (runs < 1 || rounds < 1 || per_sender < 1) {
     std::cerr << "usage: courier_bench_inproc [--runs N] [--rounds N] "
                  "[--per-sender N] [--scenario ping_pong|request_reply|"
-                 "fan_in_4_to_1] [--max-mailbox N]\n";
+                 "fan_in_4_to_1] [--max-mailbox N] [--metrics]\n";
     return 2;
+  }
+  if (has_flag(argc, argv, "--metrics")) {
+    // Courier against itself: metrics on, then off, runs alternated.
+    first_impl = "metrics_on";
+    second_impl = "metrics_off";
+    auto with = [](bool on, auto run) {
+      return [on, run] {
+        metrics_on = on;
+        return run();
+      };
+    };
+    scenario("ping_pong", runs,
+             with(true, [&] { return courier_round_trips(rounds, false); }),
+             with(false, [&] { return courier_round_trips(rounds, false); }));
+    scenario("request_reply", runs,
+             with(true, [&] { return courier_round_trips(rounds, true); }),
+             with(false, [&] { return courier_round_trips(rounds, true); }));
+    scenario("fan_in_4_to_1", runs,
+             with(true, [&] { return courier_fan_in(4, per_sender); }),
+             with(false, [&] { return courier_fan_in(4, per_sender); }));
+    return 0;
   }
   scenario("ping_pong", runs,
            [&] { return courier_round_trips(rounds, false); },

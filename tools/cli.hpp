@@ -60,6 +60,11 @@ command routes_command(CLI::App& sub);
 command post_command(CLI::App& sub);
 command send_command(CLI::App& sub);
 
+// -- metrics (stats_commands.cpp) --------------------------------------------
+
+command stats_command(CLI::App& sub);
+command top_command(CLI::App& sub);
+
 // -- subcommands without a node ----------------------------------------------
 
 // cert_command.cpp

@@ -6,6 +6,8 @@
 //   courier [--dir DIR] [--json] routes [--timeout MS]
 //   courier [--dir DIR] post NAME TYPE JSON
 //   courier [--dir DIR] [--json] send NAME TYPE JSON [--timeout MS]
+//   courier [--dir DIR] [--json] stats [NODE] [--timeout MS]
+//   courier [--dir DIR] top [NODE] [--interval MS] [--rows N] [--once]
 //   courier [--json] cert ca --out DIR [--name CN] [--days N] [--force]
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
@@ -59,6 +61,9 @@ constexpr subcommand subcommands[] = {
   {"routes", "each node's routes and the tier each takes", routes_command},
   {"post", "fire and forget a message given as JSON", post_command},
   {"send", "call an actor and print its reply as JSON", send_command},
+  {"stats", "what each node counts: messages, bytes, latencies, depths",
+   stats_command},
+  {"top", "a live view of the busiest actors and routes", top_command},
 };
 
 /// A subcommand that starts no node.

@@ -374,6 +374,27 @@ constexpr field<node_settings> node_fields[] = {
      settings.node.join_directory = *flag;
      return {};
    }},
+  {"metrics",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto flag = read_bool(state, value, key);
+     if (!flag)
+       return std::move(flag).error();
+     settings.node.metrics = *flag;
+     return {};
+   }},
+  {"metrics_listen",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto text = read_string(state, value, key);
+     if (!text)
+       return std::move(text).error();
+     if (!text->empty())
+       if (auto ok = check_address(*text, true); !ok)
+         return state.at(value, key, ok.error());
+     settings.node.metrics_listen = std::move(*text);
+     return {};
+   }},
   {"directory",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings& settings) -> expected<void> {

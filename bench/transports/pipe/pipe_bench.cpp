@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <iostream>
@@ -211,6 +212,16 @@ bool no_yield = false;
 /// --workers N: scheduler threads per node (default 2).
 std::size_t workers = 2;
 
+/// node_config::metrics of the nodes made next; --metrics flips it per
+/// peer. The server child learns it from COURIER_BENCH_METRICS.
+bool metrics_on = true;
+
+/// Sets metrics_on here and for the server children started next.
+void set_metrics(bool on) {
+  metrics_on = on;
+  ::setenv("COURIER_BENCH_METRICS", on ? "1" : "0", 1);
+}
+
 
 courier::node_config config_for(const std::string& name, const std::string& dir) {
   courier::node_config config;
@@ -218,6 +229,7 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
   config.name = name;
   config.directory = dir;
   config.worker_threads = workers;
+  config.metrics = metrics_on;
   config.transports = {{"pipe", courier::pipe::factory()}};
   if (tier == "shm") {
     courier::shm::transport_options shm;
@@ -235,6 +247,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir)
 /// "sink" counts posts and answers a request (an empty Ping) with how many
 /// came since the last one.
 int courier_serve(const std::string& dir) {
+  if (const char* on = std::getenv("COURIER_BENCH_METRICS"))
+    metrics_on = std::strcmp(on, "0") != 0;
   auto self = courier::node::start(config_for("bench-server", dir));
   if (!self)
     return 1;
@@ -619,6 +633,33 @@ int main(int argc, char** argv) {
     tier = "both";
     report("rtt_p50", s50, p50, "rtt_ns", runs, rtt_size, "shm", "pipe");
     report("rtt_p99", s99, p99, "rtt_ns", runs, rtt_size, "shm", "pipe");
+    return 0;
+  }
+
+  // --metrics: round trips with metrics on and off (both nodes), one peer
+  // each, alternating runs: the median of the per-run ratios on / off
+  // (the bar is 1.05).
+  if (has_flag(argc, argv, "--metrics")) {
+    set_metrics(true);
+    courier_peer on_peer{self_path};
+    set_metrics(false);
+    courier_peer off_peer{self_path};
+    std::vector<double> on50, off50, on99, off99;
+    for (int i = 0; i < runs; ++i) {
+      auto first_on = i % 2 == 0;
+      auto a = courier_rtt(first_on ? on_peer : off_peer, rounds, i);
+      auto b = courier_rtt(first_on ? off_peer : on_peer, rounds, i);
+      auto& on = first_on ? a : b;
+      auto& off = first_on ? b : a;
+      on50.push_back(quantile(on, 0.5));
+      on99.push_back(quantile(on, 0.99));
+      off50.push_back(quantile(off, 0.5));
+      off99.push_back(quantile(off, 0.99));
+    }
+    report("rtt_p50", on50, off50, "rtt_ns", runs, rtt_size, "metrics_on",
+           "metrics_off");
+    report("rtt_p99", on99, off99, "rtt_ns", runs, rtt_size, "metrics_on",
+           "metrics_off");
     return 0;
   }
 

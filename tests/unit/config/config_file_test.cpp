@@ -43,6 +43,8 @@ TEST_CASE("a full configuration file round-trips into node_config field by "
 name = "billing"
 join_directory = false
 directory = "/run/courier-test"
+metrics = false
+metrics_listen = "127.0.0.1:0"
 preferred_tiers = [
   { nodes = "db-*", tier = "pipe" },
   { nodes = "cache-?", tier = "shm" },
@@ -94,6 +96,8 @@ ca = "/ABSOLUTE/etc/certs/ca.pem"
   CHECK(node.name == "billing");
   CHECK(node.join_directory == false);
   CHECK(node.directory == "/run/courier-test");
+  CHECK(node.metrics == false);
+  CHECK(node.metrics_listen == "127.0.0.1:0");
   using tier_pair = std::pair<std::string, std::string>;
   CHECK(node.preferred_tiers
         == std::vector<tier_pair>{{"db-*", "pipe"}, {"cache-?", "shm"}});
