@@ -201,6 +201,12 @@ public:
     return timed_ ? metrics_clock::now() : metrics_clock::time_point{};
   }
 
+  /// Counts a letter or an answer read from the link.
+  void count_in(std::size_t bytes) noexcept {
+    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
+    info_->bytes_in.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
   /// Counts a letter written to the link.
   void count_out(std::size_t bytes) noexcept {
     info_->messages_out.fetch_add(1, std::memory_order_relaxed);
@@ -267,14 +273,17 @@ public:
     if (kind == v1::KIND_SYSTEM || !v1::Kind_IsValid(kind))
       return false;
     backlog_charge charge{inbound_, size};
-    if (kind == v1::KIND_POST || kind == v1::KIND_REQUEST)
+    auto wire = bytes.size() + (bulk ? bulk->size() : 0);
+    if (kind == v1::KIND_POST || kind == v1::KIND_REQUEST) {
       deliver(frame, charge);
-    else
+      // Counted once handed over: a count seen means the letter is there.
+      count_in(wire);
+    } else {
+      // Counted before the requester wakes: one who sees its answer sees
+      // it counted.
+      count_in(wire);
       complete(frame);
-    // Counted once handed over: a count seen means the letter is there.
-    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
-    info_->bytes_in.fetch_add(bytes.size() + (bulk ? bulk->size() : 0),
-                              std::memory_order_relaxed);
+    }
     return true;
   }
 

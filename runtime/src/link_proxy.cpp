@@ -504,12 +504,12 @@ private:
     if (auto decoded = link_core::decode(bytes, bulk, bulk_at, frame);
         !decoded)
       return protocol_error(decoded.error().message());
-    info_->bytes_in.fetch_add(bytes.size() + (bulk ? bulk->size() : 0),
-                              std::memory_order_relaxed);
-    dispatch(frame, charge);
+    dispatch(frame, charge, bytes.size() + (bulk ? bulk->size() : 0));
   }
 
-  void dispatch(const inbound_frame& frame, backlog_charge& charge) {
+  /// Handles a frame of `wire` bytes.
+  void dispatch(const inbound_frame& frame, backlog_charge& charge,
+                std::size_t wire) {
     const auto& env = frame.env;
     if (!hello_done_)
       return handshake(frame);
@@ -517,19 +517,20 @@ private:
       case v1::KIND_POST:
       case v1::KIND_REQUEST:
         core_->deliver(frame, charge);
+        core_->count_in(wire); // see link_core::read_here
         break;
       case v1::KIND_REPLY:
       case v1::KIND_ERROR:
+        core_->count_in(wire);
         core_->complete(frame);
         break;
       case v1::KIND_SYSTEM:
-        system(frame);
+        system(frame); // control traffic: not counted as messages
         break;
       default:
         return protocol_error("an envelope of kind "
                               + std::to_string(env.kind));
     }
-    info_->messages_in.fetch_add(1, std::memory_order_relaxed);
   }
 
   void handshake(const inbound_frame& frame) {

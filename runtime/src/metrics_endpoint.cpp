@@ -21,6 +21,9 @@ struct metrics_endpoint::state {
   std::string address;
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  // Waits after a failed accept (out of descriptors, say) so that the
+  // server does not spin on it.
+  asio::steady_timer pause{io};
   std::thread thread;
 };
 
@@ -134,13 +137,19 @@ void accept_next(metrics_endpoint::state& st) {
                                  tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !st.acceptor.is_open())
       return;
-    if (!ec) {
-      if (st.open < metrics_endpoint::max_connections) {
-        std::make_shared<session>(st, std::move(socket))->run();
-      } else {
-        boost::system::error_code ignored;
-        socket.close(ignored); // over the cap: closed at once
-      }
+    if (ec) {
+      st.pause.expires_after(std::chrono::milliseconds{100});
+      st.pause.async_wait([&st](boost::system::error_code waited) {
+        if (!waited)
+          accept_next(st);
+      });
+      return;
+    }
+    if (st.open < metrics_endpoint::max_connections) {
+      std::make_shared<session>(st, std::move(socket))->run();
+    } else {
+      boost::system::error_code ignored;
+      socket.close(ignored); // over the cap: closed at once
     }
     accept_next(st);
   });

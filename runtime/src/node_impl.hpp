@@ -8,6 +8,7 @@
 //
 // Locks, in the only order in which two are ever held together:
 //   mu_ (names) -> peers' mu_ (release_locked announces a released name).
+// peers' mu_ -> the metrics registry's (peers::drop retires a link's counts).
 // types_mu_, record_mu_, hook_mu_, the router's locks and the directory's
 // are each taken alone (publish_record lets go of types_mu_ before it
 // takes record_mu_).

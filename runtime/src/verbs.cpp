@@ -53,6 +53,15 @@ const std::shared_ptr<name_slot>& no_binding() noexcept {
   return none;
 }
 
+namespace {
+
+/// The counters of the calling actor; null for a plain thread.
+actor_stats* sender_stats(const verb_caller& from) noexcept {
+  return from.binding ? from.binding->stats : nullptr;
+}
+
+} // namespace
+
 // -- post ---------------------------------------------------------------------
 
 expected<void> post(node_impl& node, const verb_caller& from, destination to,
@@ -75,7 +84,7 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   envelope.tier = std::move(options.tier);
   deliver_post(dest, std::move(envelope), from.self);
   if (!dest.link)
-    node.metrics().count_local(from.binding->stats);
+    node.metrics().count_local(sender_stats(from));
   return {};
 }
 
@@ -113,7 +122,7 @@ expected<started_request> start_request(node_impl& node,
                                         : metrics_clock::time_point{};
   deliver_request(node, to, std::move(envelope), *from.self, id, direct);
   if (!to.link)
-    node.metrics().count_local(from.binding->stats);
+    node.metrics().count_local(sender_stats(from));
   return started_request{id, to.slot, sent};
 }
 

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,7 +69,7 @@ struct http_response {
 };
 
 /// Sends `request` and reads until the server closes.
-http_response exchange(const std::string& address, const std::string& request) {
+http_response http_exchange(const std::string& address, const std::string& request) {
   http_response out;
   int fd = connect_to(address);
   REQUIRE(fd >= 0);
@@ -93,7 +94,7 @@ http_response exchange(const std::string& address, const std::string& request) {
 }
 
 http_response get(const std::string& address, const std::string& path) {
-  return exchange(address, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  return http_exchange(address, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 // -- a parser of the Prometheus text format (0.0.4) ---------------------------
@@ -497,8 +498,8 @@ TEST_CASE("the HTTP endpoint serves the Prometheus text format, and only "
   CHECK(get(address, "/").status == 404);
   CHECK(get(address, "/metricsx").status == 404);
   CHECK(get(address, "/metrics?x=1").status == 200);
-  CHECK(exchange(address, "POST /metrics HTTP/1.1\r\n\r\n").status == 405);
-  CHECK(exchange(address, "nonsense\r\n\r\n").status == 400);
+  CHECK(http_exchange(address, "POST /metrics HTTP/1.1\r\n\r\n").status == 405);
+  CHECK(http_exchange(address, "nonsense\r\n\r\n").status == 400);
 }
 
 TEST_CASE("a bad metrics address fails the node's start with a clear error",
@@ -560,6 +561,13 @@ TEST_CASE("10,000 short-lived actor names keep the series under the cap",
 
 TEST_CASE("a hostile HTTP client neither hangs the node nor grows its memory",
           "[metrics][http][slow]") {
+  // 1,000 client sockets and the server's in one process.
+  rlimit files{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
+  if (files.rlim_cur < 4096 && files.rlim_max >= 4096) {
+    files.rlim_cur = 4096;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &files) == 0);
+  }
   quiet_node here{"besieged", [](node_config& c) {
                     c.metrics_listen = "127.0.0.1:0";
                   }};
@@ -680,4 +688,39 @@ TEST_CASE("courier stats --json agrees with node::metrics(), and courier top "
   // A node that is not there is a clear error.
   auto [missing, text] = courier_cli(dir, {"stats", "nosuchnode"});
   CHECK(missing == 1);
+}
+
+TEST_CASE("restarts of a supervised actor are counted per actor",
+          "[metrics][runtime]") {
+  quiet_node here{"supervising"};
+  spawn_options options;
+  options.restart = restart_policy{};
+  options.restart->max_restarts = 5;
+  options.restart->window = std::chrono::minutes{1};
+  options.restart->initial_backoff = 1ms;
+  options.restart->max_backoff = 4ms;
+  REQUIRE(here->spawn("fragile",
+                      [](context& ctx) {
+                        return behavior{
+                          [](const tpb::Ping& p) {
+                            tpb::Pong out;
+                            out.set_seq(p.seq());
+                            return out;
+                          },
+                          [&ctx](const tpb::Crash& c) { ctx.fail(c.reason()); },
+                        };
+                      },
+                      options));
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(here->post("fragile", tpb::Crash{}));
+    // Back after each failure before the next one.
+    REQUIRE(eventually([&] {
+      auto m = here->metrics();
+      auto* a = actor_named(m, "fragile");
+      return a != nullptr && a->restarts == static_cast<std::uint64_t>(i + 1)
+             && here->send("fragile", ping(i), 1s).has_value();
+    }));
+  }
+  auto x = parse_exposition(to_prometheus(here->metrics()));
+  CHECK(x.value("courier_actor_restarts_total", {{"actor", "fragile"}}) == 3);
 }
