@@ -724,3 +724,35 @@ TEST_CASE("restarts of a supervised actor are counted per actor",
   auto x = parse_exposition(to_prometheus(here->metrics()));
   CHECK(x.value("courier_actor_restarts_total", {{"actor", "fragile"}}) == 3);
 }
+
+TEST_CASE("refusals by the rules are counted by verb, exactly",
+          "[metrics][security][integration]") {
+  if (::geteuid() != 0)
+    return; // needs root to run the guest as another user
+  temp_dir dir;
+  local_node here{dir, "here", [](node_config& config) {
+                    config.rules = {
+                      {"uid:65534", "billing.*", verbs::post | verbs::find}};
+                  }};
+  std::atomic<int> reached{0};
+  REQUIRE(here->spawn("admin.x", [&](context&) {
+    return behavior{[&](const tpb::Ping&) { ++reached; }};
+  }));
+  std::vector<std::string> args{"setpriv", "--reuid=65534", "--regid=65534",
+                                "--clear-groups", "--", COURIER_TEST_NODE,
+                                "--dir", dir.path(), "--name", "guest",
+                                "--try", "post:admin.x:50"};
+  child_process guest{args};
+  REQUIRE(guest.line_containing("tried post admin.x:", 60s));
+  REQUIRE(eventually([&] { return here->refusals() >= 50; }, 30s));
+  auto m = here->metrics();
+  for (const auto& r : m.refusals) {
+    INFO(r.verb);
+    CHECK(r.reason == "rules");
+    CHECK(r.count == (r.verb == "post" ? 50u : 0u));
+  }
+  CHECK(reached == 0);
+  auto x = parse_exposition(to_prometheus(m));
+  CHECK(x.value("courier_refusals_total", {{"verb", "post"}}) == 50);
+  CHECK(x.value("courier_refusals_total", {{"verb", "send"}}) == 0);
+}
