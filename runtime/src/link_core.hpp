@@ -196,9 +196,11 @@ public:
     dirty_.store(written, std::memory_order_release);
   }
 
-  /// When a request written now was sent, for request_rtt.
+  /// When a request written now was sent, for request_rtt; the epoch when
+  /// it is not timed (metrics off, or not in the sample).
   metrics_clock::time_point send_time() const noexcept {
-    return timed_ ? metrics_clock::now() : metrics_clock::time_point{};
+    return timed_ && sample_request() ? metrics_clock::now()
+                                      : metrics_clock::time_point{};
   }
 
   /// Counts a letter or an answer read from the link.

@@ -35,12 +35,12 @@ actor_stats* metrics_registry::stats_for(std::string_view name) {
     return i->second;
   // The shared series is made first: it exists whatever the names.
   if (by_name_.empty()) {
-    auto& other = stats_.emplace_back(other_actors);
+    auto& other = stats_.emplace_back(other_actors, true);
     by_name_.emplace(other.name, &other);
   }
   if (by_name_.size() > max_actor_series)
     return by_name_.find(std::string_view{other_actors})->second;
-  auto& stats = stats_.emplace_back(std::string{name});
+  auto& stats = stats_.emplace_back(std::string{name}, false);
   by_name_.emplace(stats.name, &stats);
   return &stats;
 }
@@ -103,7 +103,7 @@ void metrics_registry::add_to(metrics_snapshot& out) const {
     a.restarts = stats->restarts.load(std::memory_order_relaxed);
     stats->handling.add_to(a.handling);
     stats->request_rtt.add_to(a.request_rtt);
-    a.handled = a.handling.count;
+    a.handled = stats->handled.load(std::memory_order_relaxed);
     local += stats->sent_local.load(std::memory_order_relaxed);
     out.actors.push_back(std::move(a));
   }

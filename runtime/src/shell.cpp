@@ -132,13 +132,13 @@ void shell::dispatch(letter& msg) {
   reply_taken_ = false;
   expected<message> outcome = message{};
   auto* stats = slot_->stats;
-  auto began = stats != nullptr ? metrics_clock::now()
-                                : metrics_clock::time_point{};
+  const bool timed = stats != nullptr && stats->count_handled();
+  auto began = timed ? metrics_clock::now() : metrics_clock::time_point{};
   auto failure = guarded(
     [type] { return "the handler for " + type->full_name(); },
     [&] { outcome = entry->fn(ctx_, msg.payload); });
-  if (stats != nullptr)
-    stats->handling.record(metrics_clock::now() - began);
+  if (timed)
+    stats->timed(metrics_clock::now() - began);
   current_ = nullptr;
   if (auto taken = std::move(current_responder_); taken && failure)
     // The handler took the reply, then threw: the caller learns why.

@@ -117,9 +117,10 @@ expected<started_request> start_request(node_impl& node,
   envelope.broadcast = broadcast;
   auto id = from.self->new_request_id(caf::message_priority::normal);
   // Timed from here to the answer when the target is an actor here (the
-  // links time requests to other nodes).
-  auto sent = to.slot->stats != nullptr ? metrics_clock::now()
-                                        : metrics_clock::time_point{};
+  // links time requests to other nodes), one in timing_sample.
+  auto sent = to.slot->stats != nullptr && sample_request()
+                ? metrics_clock::now()
+                : metrics_clock::time_point{};
   deliver_request(node, to, std::move(envelope), *from.self, id, direct);
   if (!to.link)
     node.metrics().count_local(sender_stats(from));

@@ -376,8 +376,9 @@ TEST_CASE("posts across two processes over the pipe are counted exactly on "
   CHECK(out == static_cast<std::uint64_t>(posts + queries));
   CHECK(route_after->messages_in - route->messages_in
         == static_cast<std::uint64_t>(queries));
-  CHECK(route_after->request_rtt.count - route->request_rtt.count
-        == static_cast<std::uint64_t>(queries));
+  // One request in timing_sample is timed, per requesting thread.
+  auto timed = route_after->request_rtt.count - route->request_rtt.count;
+  CHECK(timed <= static_cast<std::uint64_t>(queries));
   // There: the same envelopes read, the same bytes, the counter's handler
   // ran once per message.
   const auto* peer_after = route_json(after_peer, "here");
@@ -393,7 +394,9 @@ TEST_CASE("posts across two processes over the pipe are counted exactly on "
     if (a.at("name") == "counter") {
       CHECK(a.at("handled").get<std::uint64_t>() - peer_handled
             == static_cast<std::uint64_t>(posts + queries));
-      CHECK(a.at("handling").at("count") == a.at("handled"));
+      // The 1st, 9th, 17th... message of an actor is timed.
+      CHECK(a.at("handling").at("count").get<std::uint64_t>()
+            == (a.at("handled").get<std::uint64_t>() + 7) / 8);
     }
   // The pipe tier's totals hold the route's.
   for (const auto& t : after_here.tiers)
@@ -431,12 +434,15 @@ TEST_CASE("dead letters are counted by reason and letters here per actor, "
   const auto* sink = actor_named(m, "sink");
   REQUIRE(sink != nullptr);
   CHECK(sink->handled == 50); // the two unhandled never ran a handler
-  CHECK(sink->handling.count == 50);
+  CHECK(sink->handling.count == (50 + 7) / 8); // one in timing_sample
   const auto* echo = actor_named(m, "echo");
   REQUIRE(echo != nullptr);
   CHECK(echo->handled == 20);
-  CHECK(echo->request_rtt.count == 20);
-  CHECK(echo->request_rtt.sum_ns >= echo->handling.sum_ns);
+  CHECK(echo->handling.count == (20 + 7) / 8);
+  // One in 8 requests of this thread: 2 or 3 of 20 in a row.
+  CHECK(echo->request_rtt.count >= 2);
+  CHECK(echo->request_rtt.count <= 3);
+  CHECK(echo->request_rtt.sum_ns > 0);
   // In-process: 2 + 50 posts and 20 requests handed to mailboxes here.
   for (const auto& t : m.tiers)
     if (t.tier == "in-process")
@@ -480,9 +486,12 @@ TEST_CASE("the HTTP endpoint serves the Prometheus text format, and only "
   CHECK(check_histograms(x) >= 4);
   CHECK(x.value("courier_actor_messages_total", {{"actor", "echo"}}) == 25);
   CHECK(x.value("courier_actor_handling_seconds_count", {{"actor", "echo"}})
-        == 25);
-  CHECK(x.value("courier_actor_request_seconds_count", {{"actor", "echo"}})
-        == 25);
+        == (25 + 7) / 8);
+  auto requests = x.value("courier_actor_request_seconds_count",
+                          {{"actor", "echo"}});
+  REQUIRE(requests);
+  CHECK(*requests >= 3);
+  CHECK(*requests <= 4);
   CHECK(x.value("courier_dead_letters_total", {{"reason", "no_such_name"}})
         == 1);
   CHECK(x.value("courier_tier_messages_out_total", {{"tier", "in-process"}})
