@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   libssl-dev openssl libtomlplusplus-dev
   etcd-server nftables iproute2 util-linux
+  libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-protobuf
 )
 
 missing=()
