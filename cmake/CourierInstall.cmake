@@ -76,6 +76,7 @@ install(FILES
 # courier.pc finds its prefix from its own place, so an installed tree can be
 # moved (and the tests use one in a temporary folder).
 file(RELATIVE_PATH COURIER_PC_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" COURIER_PC_PREFIX "${COURIER_PC_PREFIX}")
 set(COURIER_PC_LIBS "")
 foreach(target IN LISTS courier_exported_targets)
   get_target_property(type ${target} TYPE)

@@ -49,15 +49,18 @@ run_external() {
 }
 
 # Configures, builds and runs tests/install/external. $1: its build folder;
-# the rest: cmake arguments.
+# $2: the folder its find_package(courier) must find; the rest: cmake
+# arguments.
 build_external() {
-  local dir=$1
-  shift
+  local dir=$1 config_dir=$2
+  shift 2
   cmake -S "$external" -B "$dir" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" \
     "$@" >"$dir.configure.log" 2>&1 || {
     cat "$dir.configure.log"
     fail "configuring the external project failed"
   }
+  grep -qx "courier_DIR:PATH=$config_dir" "$dir/CMakeCache.txt" ||
+    fail "find_package(courier) did not find $config_dir"
   cmake --build "$dir" -j 2 || fail "building the external project failed"
   run_external "$dir/courier_external"
 }
@@ -81,11 +84,8 @@ tree() {
     fail "non-public headers are installed"
   fi
 
-  build_external "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DCHECK_HEADERS=ON
-  grep -q "$prefix/include" \
-    "$work/cmake-build/CMakeFiles/courier_external.dir/flags.make" ||
-    fail "the external project did not use the installed headers"
+  build_external "$work/cmake-build" "$prefix/lib/cmake/courier" \
+    -DCMAKE_PREFIX_PATH="$prefix" -DCHECK_HEADERS=ON
 
   # pkg-config: protoc, then one g++ line.
   export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -104,8 +104,10 @@ package() {
     echo "skipped: installing a Debian package needs root and dpkg"
     exit $skip
   fi
-  if dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q installed; then
-    echo "skipped: $name is installed already; this test leaves it alone"
+  local status
+  status=$(dpkg-query -W -f='${Status}' "$name" 2>/dev/null || true)
+  if [[ -n $status && $status != *not-installed ]]; then
+    echo "skipped: dpkg knows $name already ($status); this test leaves it alone"
     exit $skip
   fi
   for p in /usr/bin/courier /usr/include/courier /usr/lib/cmake/courier; do
@@ -115,13 +117,17 @@ package() {
     fi
   done
 
-  local installed=0
+  # Global: the EXIT trap runs after this function has returned.
+  installed=0
   cleanup() {
     if ((installed)); then
       dpkg -r "$name" >/dev/null 2>&1 || echo "could not remove $name" >&2
     fi
   }
   trap cleanup EXIT
+  # A signal (ctest's timeout, Ctrl-C) ends the script through exit, so that
+  # the EXIT trap removes the package.
+  trap 'exit 1' INT TERM HUP
 
   (cd "$build_dir" && cpack -G DEB -B "$work/cpack" >"$work/cpack.log") || {
     cat "$work/cpack.log"
@@ -147,7 +153,7 @@ package() {
 
   /usr/bin/courier --help >"$work/help.txt" || fail "courier --help failed"
   grep -q "Usage" "$work/help.txt" || fail "courier --help says no usage"
-  build_external "$work/cmake-build"
+  build_external "$work/cmake-build" /usr/lib/cmake/courier
   pkg-config --exists courier || fail "pkg-config finds no courier in /usr"
 
   dpkg -r "$name" || fail "dpkg -r failed"
