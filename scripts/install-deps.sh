@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   libssl-dev openssl libtomlplusplus-dev
   etcd-server nftables iproute2 util-linux
+  file  # CPack: dpkg-shlibdeps runs on the files `file` calls ELF (make package)
 )
 
 missing=()
