@@ -408,6 +408,7 @@ void supervisor::report_up() {
     say("", "started, but not every node: " + failed);
     line = "failed " + failed + "\n";
   }
+  save(); // `ps` right after `up` returns shows what `up` said
   if (ready_fd_ >= 0) {
     (void)!::write(ready_fd_, line.data(), line.size());
     ::close(ready_fd_);
@@ -420,6 +421,7 @@ void supervisor::report_up() {
 void supervisor::report_failure(const std::string& why) {
   say("", why);
   reported_up_ = true;
+  save();
   if (ready_fd_ >= 0) {
     auto line = "failed " + why + "\n";
     (void)!::write(ready_fd_, line.data(), line.size());

@@ -157,7 +157,10 @@ TEST_CASE("nodes start in order, each once the names before it are "
   INFO(up.out);
   REQUIRE(up.status == 0);
   CHECK(contains(up.out, "system 't' is up: 2 nodes"));
-  CHECK(contains(system.log("b"), "tried find echo: node-a"));
+  // A node's output reaches its log through the supervisor: soon, not at
+  // once.
+  CHECK(eventually(
+    [&] { return contains(system.log("b"), "tried find echo: node-a"); }, 5s));
   auto log = system.log();
   auto a_running = log.find("a: running");
   auto b_started = log.find("b: started");
@@ -230,8 +233,12 @@ TEST_CASE("a node that crashes in a loop is given up after its intensity",
   CHECK(contains(row["reason"].get<std::string>(), "exited with status 3"));
   CHECK(system.node_row("after")["state"] == "blocked");
   CHECK(contains(system.log(), "crash: given up"));
-  auto output = system.log("crash");
-  CHECK(std::count(output.begin(), output.end(), '\n') == 3);
+  CHECK(eventually(
+    [&] {
+      auto output = system.log("crash");
+      return std::count(output.begin(), output.end(), '\n') == 3;
+    },
+    5s));
   CHECK(contains(system.cli({"ps"}).out, "failed  restarts 2"));
 }
 
