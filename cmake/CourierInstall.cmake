@@ -49,10 +49,11 @@ install(TARGETS courier RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
 foreach(target IN LISTS courier_exported_targets)
   get_target_property(type ${target} TYPE)
   if(type STREQUAL "STATIC_LIBRARY")
+    set(archive "${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:${target}>")
     install(CODE "
       if(CMAKE_INSTALL_DO_STRIP)
         execute_process(COMMAND \"${CMAKE_STRIP}\" --strip-debug
-          \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:${target}>\")
+                        \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${archive}\")
       endif()")
   endif()
 endforeach()

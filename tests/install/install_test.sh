@@ -107,7 +107,7 @@ package() {
   local status
   status=$(dpkg-query -W -f='${Status}' "$name" 2>/dev/null || true)
   if [[ -n $status && $status != *not-installed ]]; then
-    echo "skipped: dpkg knows $name already ($status); this test leaves it alone"
+    echo "skipped: dpkg knows $name already ($status); left alone"
     exit $skip
   fi
   for p in /usr/bin/courier /usr/include/courier /usr/lib/cmake/courier; do

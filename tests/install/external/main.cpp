@@ -16,12 +16,11 @@ int main(int argc, char** argv) {
     std::cerr << "usage: courier_external DIRECTORY\n";
     return 2;
   }
-  auto config = courier::load_node_config_from_string(
-      "name = \"external\"\n"
-      "directory = '" + std::string{argv[1]} + "'\n"
-      "[tiers.shm]\n"
-      "[tiers.pipe]\n",
-      "external.toml");
+  // The directory as a TOML literal string: no escapes inside.
+  std::string toml = "name = \"external\"\n";
+  toml += "directory = '" + std::string{argv[1]} + "'\n";
+  toml += "[tiers.shm]\n[tiers.pipe]\n";
+  auto config = courier::load_node_config_from_string(toml, "external.toml");
   if (!config) {
     std::cerr << config.error().to_string() << "\n";
     return 1;
