@@ -10,6 +10,7 @@
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
+//   courier [--name NODE] gateway [--listen HOST:PORT]
 //   courier up [-d] [--check] FILE
 //   courier down FILE
 //   courier [--json] ps FILE
@@ -59,6 +60,8 @@ constexpr subcommand subcommands[] = {
   {"routes", "each node's routes and the tier each takes", routes_command},
   {"post", "fire and forget a message given as JSON", post_command},
   {"send", "call an actor and print its reply as JSON", send_command},
+  {"gateway", "serve the verbs to gRPC clients until SIGINT or SIGTERM",
+   gateway_command},
 };
 
 /// A subcommand that starts no node.

@@ -56,10 +56,12 @@ expected<message> decode(node& host, const std::string& target,
     return error{errc::invalid_argument, "the message has no type URL"};
   auto made = host.new_message(type);
   if (!made && made.code() == errc::not_found) {
-    if (auto holder = holder_of(host, target);
-        !holder.empty() && holder != host.name())
-      if (host.import_types(holder))
-        made = host.new_message(type);
+    auto holder = holder_of(host, target);
+    if (!holder.empty() && holder != host.name()) {
+      if (auto imported = host.import_types(holder); !imported)
+        return imported.error();
+      made = host.new_message(type);
+    }
   }
   if (!made)
     return std::move(made).error();
@@ -340,10 +342,16 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::FindRequest* request,
                                  pb::FindReply* reply) override {
     auto* reactor = call->DefaultReactor();
-    auto found = host_.find(request->name());
-    if (!found)
-      return refuse(reactor, found.error());
-    reply->set_node(holder_of(host_, request->name()));
+    // Here, on this machine, or on a node the directory knows.
+    auto holder = holder_of(host_, request->name());
+    if (holder.empty()) {
+      auto found = host_.find(request->name()); // its error, for a bad name
+      return refuse(reactor, found ? error{errc::not_found,
+                                           "no actor named '" + request->name()
+                                             + "'"}
+                                   : found.error());
+    }
+    reply->set_node(holder);
     return answer(reactor);
   }
 

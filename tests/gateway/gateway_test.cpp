@@ -210,7 +210,7 @@ TEST_CASE("the gateway's errors are Courier's codes with their text",
   CHECK(send("echo", any_of(ping(2))).ok());
 }
 
-TEST_CASE("a gateway monitor streams the down notice; a cancelled call's "
+TEST_CASE("a gateway monitor streams the down notice, and a cancelled call's "
           "reply is dropped",
           "[gateway]") {
   served s;
