@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <deque>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -462,15 +464,50 @@ struct server::impl final : pb::Gateway::CallbackService {
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
 };
 
+namespace {
+
+/// A file's text; invalid_argument naming it if it cannot be read.
+expected<std::string> pem(const std::string& path, const char* what) {
+  std::ifstream in{path};
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty())
+    return error{errc::invalid_argument,
+                 std::string{"the gateway's "} + what + " '" + path
+                   + "' cannot be read"};
+  return text.str();
+}
+
+expected<std::shared_ptr<grpc::ServerCredentials>>
+credentials_of(const options& settings) {
+  if (!settings.tls)
+    return grpc::InsecureServerCredentials();
+  auto cert = pem(settings.tls->certificate, "certificate");
+  auto key = pem(settings.tls->private_key, "private key");
+  auto ca = pem(settings.tls->ca, "CA bundle");
+  for (auto* file : {&cert, &key, &ca})
+    if (!*file)
+      return file->error();
+  grpc::SslServerCredentialsOptions tls{
+    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY};
+  tls.pem_root_certs = *ca;
+  tls.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(tls);
+}
+
+} // namespace
+
 expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   static std::atomic<unsigned> made{0};
   auto name = "courier.gateway." + std::to_string(made.fetch_add(1));
   auto self = std::make_unique<impl>(host, settings, name);
   if (auto started = self->requester_.start(); !started)
     return std::move(started).error();
+  auto credentials = credentials_of(settings);
+  if (!credentials)
+    return std::move(credentials).error();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(settings.listen, grpc::InsecureServerCredentials(),
-                           &self->port_);
+  builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   builder.RegisterService(self.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));

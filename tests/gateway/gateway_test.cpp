@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <future>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -12,6 +13,7 @@
 
 #include "courier/gateway/gateway.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "tcp_support.hpp"
 #include "test_support.hpp"
 
 using namespace courier;
@@ -303,4 +305,73 @@ TEST_CASE("a thousand slow calls at once are held without a thread each",
   }
   CHECK(expired == calls);
   cq.Shutdown();
+}
+
+TEST_CASE("a gateway with mutual TLS serves callers with a certificate of its "
+          "CA and refuses others",
+          "[gateway][tls]") {
+  temp_dir dir;
+  auto certs = mint_certs(dir, {"gw", "caller"});
+  auto strangers = mint_certs(dir, {"caller"}, "other-ca");
+  quiet_node host{"tls-gateway"};
+  REQUIRE(host->spawn("adder", [](context&) {
+    return behavior{[](const tpb::Add& a) {
+      tpb::Sum out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  }));
+  gateway::options settings;
+  settings.tls = gateway::tls_files{certs + "/gw.pem", certs + "/gw.key",
+                                    certs + "/ca.pem"};
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto read = [](const std::string& path) {
+    std::ifstream in{path};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  auto call = [&](const std::string& folder, bool with_cert) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = read(certs + "/ca.pem");
+    if (with_cert) {
+      tls.pem_private_key = read(folder + "/caller.key");
+      tls.pem_cert_chain = read(folder + "/caller.pem");
+    }
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("gw"); // the name its certificate carries
+    auto channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string((*served)->port()),
+      grpc::SslCredentials(tls), args);
+    auto stub = gw::Gateway::NewStub(channel);
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::SendRequest request;
+    request.set_name("adder");
+    *request.mutable_message() = any_of(add(2, 3));
+    gw::SendReply reply;
+    return stub->Send(&ctx, request, &reply);
+  };
+  CHECK(call(certs, true).ok());
+  CHECK_FALSE(call(certs, false).ok());     // no client certificate
+  CHECK_FALSE(call(strangers, true).ok());  // a certificate of another CA
+  // Plaintext is not spoken at all.
+  auto plain = gw::Gateway::NewStub(grpc::CreateChannel(
+    "127.0.0.1:" + std::to_string((*served)->port()),
+    grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 2s);
+  gw::FindRequest find;
+  find.set_name("adder");
+  gw::FindReply found;
+  CHECK_FALSE(plain->Find(&ctx, find, &found).ok());
+
+  gateway::options missing;
+  missing.tls = gateway::tls_files{dir.path() + "/none.pem", certs + "/gw.key",
+                                   certs + "/ca.pem"};
+  auto refused = gateway::server::start(*host, missing);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
+  CHECK_THAT(refused.error().message(), Catch::Contains("none.pem"));
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "courier/error.hpp"
@@ -18,6 +19,15 @@ class node;
 
 namespace courier::gateway {
 
+/// Mutual TLS for gateway callers: PEM files, as the TCP tier's (a node
+/// certificate and key from `courier cert`, and the CA whose certificates
+/// callers must present).
+struct tls_files {
+  std::string certificate;
+  std::string private_key;
+  std::string ca;
+};
+
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
   std::string listen = "127.0.0.1:0";
@@ -25,6 +35,9 @@ struct options {
   std::size_t max_message = std::size_t{4} << 20;
   /// A Send without a gRPC deadline gets this one.
   std::chrono::milliseconds default_deadline{30000};
+  /// Mutual TLS: every caller presents a certificate of `tls->ca`. Without
+  /// it the gateway speaks plaintext (keep it on a trusted network).
+  std::optional<tls_files> tls;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must
