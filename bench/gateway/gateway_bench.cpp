@@ -7,6 +7,7 @@
 //
 //   courier_bench_gateway [--runs N] [--rounds N] [--callers N]
 //                         [--seconds S] [--quick]
+//                         [--scheduler automatic|latency|sharing]
 //
 // Scenarios (alternating which side goes first, N runs; the figures to
 // read are the medians of the per-run ratios):
@@ -114,6 +115,11 @@ int main(int argc, char** argv) {
   courier::node_config config;
   config.name = "bench-gateway";
   config.join_directory = false;
+  std::string scheduler = text_arg(argc, argv, "--scheduler", "automatic");
+  if (scheduler == "latency")
+    config.scheduler = courier::scheduler_policy::latency;
+  else if (scheduler == "sharing")
+    config.scheduler = courier::scheduler_policy::sharing;
   auto host = courier::node::start(config);
   if (!host) {
     std::cerr << host.error().to_string() << "\n";
