@@ -11,7 +11,9 @@
 
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/empty.pb.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
 #include "courier/courier.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
@@ -506,6 +508,12 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   auto credentials = credentials_of(settings);
   if (!credentials)
     return std::move(credentials).error();
+  // The standard services beside the gateway: health checking
+  // (grpc.health.v1) and server reflection, so that generic tools list and
+  // call it. Both are process-wide switches of gRPC, read when a server is
+  // built.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   builder.RegisterService(self.get());
@@ -517,6 +525,10 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
     return error{errc::unavailable,
                  "the gateway cannot listen on " + settings.listen};
   }
+  if (auto* health = self->server_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    health->SetServingStatus(pb::Gateway::service_full_name(), true);
+  }
   return std::unique_ptr<server>{new server{std::move(self)}};
 }
 
@@ -525,6 +537,8 @@ server::server(std::unique_ptr<impl> self) : impl_(std::move(self)) {}
 server::~server() {
   // Calls under way end now; their continuations, if they come later,
   // find them cancelled.
+  if (auto* health = impl_->server_->GetHealthCheckService())
+    health->SetServingStatus(false); // for whoever asks in the grace period
   impl_->book_->close();
   impl_->server_->Shutdown(std::chrono::system_clock::now()
                            + std::chrono::seconds{2});

@@ -9,10 +9,12 @@
 #include <thread>
 
 #include <google/protobuf/any.pb.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "courier/gateway/gateway.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tcp_support.hpp"
 #include "test_support.hpp"
 
@@ -374,4 +376,71 @@ TEST_CASE("a gateway with mutual TLS serves callers with a certificate of its "
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == errc::invalid_argument);
   CHECK_THAT(refused.error().message(), Catch::Contains("none.pem"));
+}
+
+TEST_CASE("the gateway answers gRPC health checks and server reflection",
+          "[gateway]") {
+  auto s = std::make_unique<served>();
+  auto health = grpc::health::v1::Health::NewStub(s->channel);
+  auto status_of = [&](const std::string& service) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    auto called = health->Check(&ctx, request, &response);
+    return called.ok() ? response.status()
+                       : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
+  };
+  CHECK(status_of("") == grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(status_of("courier.v1.Gateway")
+        == grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(status_of("no.such.Service")
+        == grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+
+  // Reflection lists the services, as grpcurl's "list" asks: a generic
+  // call with the request's bytes (ServerReflectionRequest, field 7
+  // list_services = "*"), as gRPC's library holds reflection's own types.
+  grpc::GenericStub generic{s->channel};
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  auto step = [&](std::intptr_t expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(reinterpret_cast<std::intptr_t>(tag) == expected);
+    return ok;
+  };
+  auto call = generic.PrepareCall(
+    &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  REQUIRE(step(1));
+  const std::string list{"\x3a\x01*", 3};
+  grpc::Slice slice{list};
+  grpc::ByteBuffer request{&slice, 1};
+  call->Write(request, reinterpret_cast<void*>(2));
+  REQUIRE(step(2));
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  REQUIRE(step(3));
+  std::vector<grpc::Slice> parts;
+  REQUIRE(response.Dump(&parts).ok());
+  std::string bytes;
+  for (const auto& part : parts)
+    bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+  CHECK_THAT(bytes, Catch::Contains("courier.v1.Gateway"));
+  CHECK_THAT(bytes, Catch::Contains("grpc.health.v1.Health"));
+  call->WritesDone(reinterpret_cast<void*>(4));
+  REQUIRE(step(4));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  REQUIRE(step(5));
+  CHECK(status.ok());
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
