@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all deps build demo test test-asan bench clean
+.PHONY: all deps build demo test test-asan bench package clean
 
 all: build
 
@@ -49,6 +49,11 @@ test-asan: deps $(ASAN_BUILD_DIR)/CMakeCache.txt
 
 bench: build
 	./$(BUILD_DIR)/bench/courier_bench_inproc
+
+# The Debian package of cmake/CourierInstall.cmake, written to the build
+# folder: sudo apt install ./$(BUILD_DIR)/courier-actors_*.deb
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

@@ -59,6 +59,8 @@ command find_command(CLI::App& sub);
 command routes_command(CLI::App& sub);
 command post_command(CLI::App& sub);
 command send_command(CLI::App& sub);
+// gateway_command.cpp
+command gateway_command(CLI::App& sub);
 
 // -- metrics (stats_commands.cpp) --------------------------------------------
 

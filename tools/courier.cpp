@@ -12,6 +12,7 @@
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
+//   courier [--name NODE] gateway [--listen HOST:PORT]
 //   courier up [-d] [--check] FILE
 //   courier down FILE
 //   courier [--json] ps FILE
@@ -64,6 +65,8 @@ constexpr subcommand subcommands[] = {
   {"stats", "what each node counts: messages, bytes, latencies, depths",
    stats_command},
   {"top", "a live view of the busiest actors and routes", top_command},
+  {"gateway", "serve the verbs to gRPC clients until SIGINT or SIGTERM",
+   gateway_command},
 };
 
 /// A subcommand that starts no node.
