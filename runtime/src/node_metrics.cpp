@@ -95,93 +95,107 @@ private:
   std::string out_;
 };
 
+/// A family of one value per tier, route or actor: its name, type, help,
+/// and the field it shows.
+template <class Row, class Field>
+struct column {
+  const char* name;
+  const char* type;
+  const char* help;
+  Field Row::*field;
+};
+
+template <class Row>
+using counter_column = column<Row, std::uint64_t>;
+
+template <class Row>
+using histogram_column = column<Row, histogram_snapshot>;
+
+constexpr counter_column<tier_metrics> tier_columns[] = {
+  {"courier_tier_messages_out_total", "counter",
+   "Letters sent per tier (in-process: handed to a mailbox here).",
+   &tier_metrics::messages_out},
+  {"courier_tier_messages_in_total", "counter",
+   "Posts, requests and answers received per tier (in-process: letters "
+   "handed to a mailbox here).",
+   &tier_metrics::messages_in},
+  {"courier_tier_bytes_out_total", "counter",
+   "Frame bytes of the messages sent per tier.", &tier_metrics::bytes_out},
+  {"courier_tier_bytes_in_total", "counter",
+   "Frame bytes of the messages received per tier.", &tier_metrics::bytes_in},
+};
+
+constexpr counter_column<route_metrics> route_columns[] = {
+  {"courier_route_messages_out_total", "counter",
+   "Posts and requests written to the link.", &route_metrics::messages_out},
+  {"courier_route_messages_in_total", "counter",
+   "Posts, requests and answers read from the link.",
+   &route_metrics::messages_in},
+  {"courier_route_bytes_out_total", "counter",
+   "Frame bytes of the messages written to the link.",
+   &route_metrics::bytes_out},
+  {"courier_route_bytes_in_total", "counter",
+   "Frame bytes of the messages read from the link.",
+   &route_metrics::bytes_in},
+  {"courier_route_queued_bytes", "gauge",
+   "Bytes posted to the peer and not yet written to the link.",
+   &route_metrics::queued_bytes},
+};
+
+constexpr counter_column<actor_metrics> actor_columns[] = {
+  {"courier_actor_messages_total", "counter",
+   "Messages handled, per actor name (names past the cap: 'other').",
+   &actor_metrics::handled},
+  {"courier_actor_restarts_total", "counter",
+   "Restarts by the actor's supervisor.", &actor_metrics::restarts},
+  {"courier_actor_mailbox_depth", "gauge",
+   "Posts waiting in the actor's mailbox.", &actor_metrics::mailbox_depth},
+};
+
+constexpr histogram_column<actor_metrics> actor_histograms[] = {
+  {"courier_actor_handling_seconds", "histogram",
+   "How long the actor's handlers ran (one message in 8).",
+   &actor_metrics::handling},
+  {"courier_actor_request_seconds", "histogram",
+   "Requests to the actor from this node, sent to answered (one in 8).",
+   &actor_metrics::request_rtt},
+};
+
 } // namespace
 
 std::string to_prometheus(const metrics_snapshot& m) {
   exposition x{m.node};
   auto n = [](std::uint64_t v) { return static_cast<double>(v); };
-  x.family("courier_tier_messages_out_total", "counter",
-           "Letters sent per tier (in-process: handed to a mailbox here).");
-  for (const auto& t : m.tiers)
-    x.sample("courier_tier_messages_out_total", {{"tier", t.tier}},
-             n(t.messages_out));
-  x.family("courier_tier_messages_in_total", "counter",
-           "Envelopes received per tier (in-process: letters handed to a "
-           "mailbox here).");
-  for (const auto& t : m.tiers)
-    x.sample("courier_tier_messages_in_total", {{"tier", t.tier}},
-             n(t.messages_in));
-  x.family("courier_tier_bytes_out_total", "counter",
-           "Frame bytes written per tier.");
-  for (const auto& t : m.tiers)
-    x.sample("courier_tier_bytes_out_total", {{"tier", t.tier}},
-             n(t.bytes_out));
-  x.family("courier_tier_bytes_in_total", "counter",
-           "Frame bytes read per tier.");
-  for (const auto& t : m.tiers)
-    x.sample("courier_tier_bytes_in_total", {{"tier", t.tier}}, n(t.bytes_in));
-
+  for (const auto& c : tier_columns) {
+    x.family(c.name, c.type, c.help);
+    for (const auto& t : m.tiers)
+      x.sample(c.name, {{"tier", t.tier}}, n(t.*c.field));
+  }
   x.family("courier_route_up", "gauge",
            "1 while the link to the peer node on this tier is open.");
   for (const auto& r : m.routes)
     x.sample("courier_route_up", {{"peer", r.peer}, {"tier", r.tier}},
              r.up ? 1 : 0);
-  x.family("courier_route_messages_out_total", "counter",
-           "Posts and requests written to the link.");
-  for (const auto& r : m.routes)
-    x.sample("courier_route_messages_out_total",
-             {{"peer", r.peer}, {"tier", r.tier}}, n(r.messages_out));
-  x.family("courier_route_messages_in_total", "counter",
-           "Envelopes read from the link.");
-  for (const auto& r : m.routes)
-    x.sample("courier_route_messages_in_total",
-             {{"peer", r.peer}, {"tier", r.tier}}, n(r.messages_in));
-  x.family("courier_route_bytes_out_total", "counter",
-           "Frame bytes written to the link.");
-  for (const auto& r : m.routes)
-    x.sample("courier_route_bytes_out_total",
-             {{"peer", r.peer}, {"tier", r.tier}}, n(r.bytes_out));
-  x.family("courier_route_bytes_in_total", "counter",
-           "Frame bytes read from the link.");
-  for (const auto& r : m.routes)
-    x.sample("courier_route_bytes_in_total",
-             {{"peer", r.peer}, {"tier", r.tier}}, n(r.bytes_in));
-  x.family("courier_route_queued_bytes", "gauge",
-           "Bytes posted to the peer and not yet written to the link.");
-  for (const auto& r : m.routes)
-    x.sample("courier_route_queued_bytes",
-             {{"peer", r.peer}, {"tier", r.tier}}, n(r.queued_bytes));
+  for (const auto& c : route_columns) {
+    x.family(c.name, c.type, c.help);
+    for (const auto& r : m.routes)
+      x.sample(c.name, {{"peer", r.peer}, {"tier", r.tier}}, n(r.*c.field));
+  }
   x.family("courier_route_request_seconds", "histogram",
-           "Requests over the link, from written to answered.");
+           "Requests over the link, from written to answered (one in 8).");
   for (const auto& r : m.routes)
     x.histogram("courier_route_request_seconds",
                 {{"peer", r.peer}, {"tier", r.tier}}, r.request_rtt);
-
-  x.family("courier_actor_messages_total", "counter",
-           "Messages handled, per actor name (names past the cap: 'other').");
-  for (const auto& a : m.actors)
-    x.sample("courier_actor_messages_total", {{"actor", a.name}}, n(a.handled));
-  x.family("courier_actor_restarts_total", "counter",
-           "Restarts by the actor's supervisor.");
-  for (const auto& a : m.actors)
-    x.sample("courier_actor_restarts_total", {{"actor", a.name}},
-             n(a.restarts));
-  x.family("courier_actor_mailbox_depth", "gauge",
-           "Posts waiting in the actor's mailbox.");
-  for (const auto& a : m.actors)
-    x.sample("courier_actor_mailbox_depth", {{"actor", a.name}},
-             n(a.mailbox_depth));
-  x.family("courier_actor_handling_seconds", "histogram",
-           "How long the actor's handlers ran.");
-  for (const auto& a : m.actors)
-    x.histogram("courier_actor_handling_seconds", {{"actor", a.name}},
-                a.handling);
-  x.family("courier_actor_request_seconds", "histogram",
-           "Requests to the actor from this node, sent to answered.");
-  for (const auto& a : m.actors)
-    x.histogram("courier_actor_request_seconds", {{"actor", a.name}},
-                a.request_rtt);
-
+  for (const auto& c : actor_columns) {
+    x.family(c.name, c.type, c.help);
+    for (const auto& a : m.actors)
+      x.sample(c.name, {{"actor", a.name}}, n(a.*c.field));
+  }
+  for (const auto& c : actor_histograms) {
+    x.family(c.name, c.type, c.help);
+    for (const auto& a : m.actors)
+      x.histogram(c.name, {{"actor", a.name}}, a.*c.field);
+  }
   x.family("courier_dead_letters_total", "counter",
            "Messages that reached nobody, by reason.");
   for (std::size_t i = 0; i < dead_letter_reason_count; ++i) {

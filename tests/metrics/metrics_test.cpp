@@ -311,28 +311,27 @@ nlohmann::json stats_of(const temp_dir& dir, const std::string& node) {
   return all.at(0);
 }
 
+/// The first element of `range` that `pred` accepts, or null.
+template <class Range, class Pred>
+auto first_of(const Range& range, Pred pred) -> decltype(&*range.begin()) {
+  auto i = std::find_if(range.begin(), range.end(), pred);
+  return i == range.end() ? nullptr : &*i;
+}
+
 const nlohmann::json* route_json(const nlohmann::json& stats,
                                  const std::string& peer) {
-  for (const auto& r : stats.at("routes"))
-    if (r.at("peer") == peer)
-      return &r;
-  return nullptr;
+  return first_of(stats.at("routes"),
+                  [&](const nlohmann::json& r) { return r.at("peer") == peer; });
 }
 
 const route_metrics* route_to(const metrics_snapshot& m,
                               const std::string& peer) {
-  for (const auto& r : m.routes)
-    if (r.peer == peer)
-      return &r;
-  return nullptr;
+  return first_of(m.routes, [&](const auto& r) { return r.peer == peer; });
 }
 
 const actor_metrics* actor_named(const metrics_snapshot& m,
                                  const std::string& name) {
-  for (const auto& a : m.actors)
-    if (a.name == name)
-      return &a;
-  return nullptr;
+  return first_of(m.actors, [&](const auto& a) { return a.name == name; });
 }
 
 } // namespace
