@@ -26,7 +26,7 @@ using json = nlohmann::ordered_json;
 
 json histogram_json(const v1::Histogram& h) {
   return {{"buckets", json(std::vector<std::uint64_t>(h.buckets().begin(),
-                                                     h.buckets().end()))},
+                                                      h.buckets().end()))},
           {"count", h.count()},
           {"sum_ns", h.sum_ns()}};
 }
@@ -127,10 +127,9 @@ std::string metrics_text(const v1::MetricsReport& report) {
   for (const auto& a : report.actors())
     if (a.handled() > 0 || a.restarts() > 0 || a.mailbox_depth() > 0)
       out << "  actor " << a.name() << "  handled " << a.handled()
-          << "  restarts " << a.restarts() << "  mailbox "
-          << a.mailbox_depth() << "  handling p50 "
-          << duration_text(quantile(a.handling(), 0.5)) << " p99 "
-          << duration_text(quantile(a.handling(), 0.99)) << "\n";
+          << "  restarts " << a.restarts() << "  mailbox " << a.mailbox_depth()
+          << "  handling p50 " << duration_text(quantile(a.handling(), 0.5))
+          << " p99 " << duration_text(quantile(a.handling(), 0.99)) << "\n";
   out << "  dead letters";
   for (int i = 0; i < report.dead_letters_size(); ++i)
     out << " " << to_string(static_cast<dead_letter_reason>(i)) << " "
@@ -172,11 +171,11 @@ command stats_command(CLI::App& sub) {
     json all = json::array();
     int status = exit_ok;
     for (const auto& peer : nodes_to_ask(self, *only)) {
-      auto report = ask_metrics(self, peer,
-                                std::chrono::milliseconds{*timeout_ms});
+      auto report
+        = ask_metrics(self, peer, std::chrono::milliseconds{*timeout_ms});
       if (!report) {
-        std::cerr << "courier: " << peer << ": "
-                  << report.error().to_string() << "\n";
+        std::cerr << "courier: " << peer << ": " << report.error().to_string()
+                  << "\n";
         status = exit_failed;
         continue;
       }
@@ -218,14 +217,14 @@ std::string top_screen(const std::map<std::string, v1::MetricsReport>& before,
         for (const auto& b : old->second.actors())
           if (b.name() == a.name())
             was = b.handled();
-      double rate = static_cast<double>(a.handled() - std::min(was, a.handled()))
-                    / seconds;
+      double rate
+        = static_cast<double>(a.handled() - std::min(was, a.handled()))
+          / seconds;
       if (a.handled() == 0 && a.mailbox_depth() == 0)
         continue;
       char buf[200];
       std::snprintf(buf, sizeof buf, "%-16.16s %-24.24s %10s %10s %10s %8llu",
-                    node_name.c_str(), a.name().c_str(),
-                    fixed(rate, 1).c_str(),
+                    node_name.c_str(), a.name().c_str(), fixed(rate, 1).c_str(),
                     duration_text(quantile(a.handling(), 0.5)).c_str(),
                     duration_text(quantile(a.handling(), 0.99)).c_str(),
                     static_cast<unsigned long long>(a.mailbox_depth()));
@@ -281,7 +280,8 @@ command top_command(CLI::App& sub) {
     bool once = false;
   };
   auto opts = std::make_shared<options>();
-  sub.add_option("NODE", opts->only, "the node to watch; all of them without it");
+  sub.add_option("NODE", opts->only,
+                 "the node to watch; all of them without it");
   sub.add_option("--interval", opts->interval_ms, "time between screens (ms)")
     ->check(CLI::Range(10L, 3'600'000L))
     ->capture_default_str();
@@ -305,8 +305,8 @@ command top_command(CLI::App& sub) {
       std::this_thread::sleep_until(before.first + interval);
       auto now = sample();
       std::chrono::duration<double> elapsed = now.first - before.first;
-      auto screen = top_screen(before.second, now.second, elapsed.count(),
-                               opts->rows);
+      auto screen
+        = top_screen(before.second, now.second, elapsed.count(), opts->rows);
       if (opts->once) {
         std::cout << screen << std::flush;
         return exit_ok;

@@ -57,8 +57,8 @@ std::string answer_to(std::string_view head,
     return reply("404 Not Found", "text/plain", "only /metrics is here\n");
   if (method != "GET" && method != "HEAD")
     return reply("405 Method Not Allowed", "text/plain", "GET /metrics\n");
-  auto text = reply("200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                    source());
+  auto text
+    = reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", source());
   if (method == "HEAD")
     text.resize(text.find("\r\n\r\n") + 4);
   return text;
@@ -69,9 +69,7 @@ std::string answer_to(std::string_view head,
 class session : public std::enable_shared_from_this<session> {
 public:
   session(metrics_endpoint::state& owner, tcp::socket socket)
-    : owner_(owner),
-      socket_(std::move(socket)),
-      timer_(owner.io),
+    : owner_(owner), socket_(std::move(socket)), timer_(owner.io),
       buffer_(metrics_endpoint::max_request) {
     ++owner_.open;
   }
@@ -82,14 +80,16 @@ public:
 
   void run() {
     timer_.expires_after(metrics_endpoint::connection_timeout);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec)
-        self->close();
-    });
+    timer_.async_wait(
+      [self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec)
+          self->close();
+      });
     asio::async_read_until(
       socket_, buffer_, "\r\n\r\n",
-      [self = shared_from_this()](boost::system::error_code ec,
-                                  std::size_t n) { self->on_head(ec, n); });
+      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        self->on_head(ec, n);
+      });
   }
 
 private:
@@ -109,14 +109,13 @@ private:
 
   void respond(std::string text) {
     out_ = std::move(text);
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self = shared_from_this()](boost::system::error_code,
-                                                  std::size_t) {
-                        boost::system::error_code ignored;
-                        self->socket_.shutdown(tcp::socket::shutdown_both,
-                                               ignored);
-                        self->close();
-                      });
+    asio::async_write(
+      socket_, asio::buffer(out_),
+      [self = shared_from_this()](boost::system::error_code, std::size_t) {
+        boost::system::error_code ignored;
+        self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
+        self->close();
+      });
   }
 
   void close() {
@@ -133,26 +132,26 @@ private:
 };
 
 void accept_next(metrics_endpoint::state& st) {
-  st.acceptor.async_accept([&st](boost::system::error_code ec,
-                                 tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !st.acceptor.is_open())
-      return;
-    if (ec) {
-      st.pause.expires_after(std::chrono::milliseconds{100});
-      st.pause.async_wait([&st](boost::system::error_code waited) {
-        if (!waited)
-          accept_next(st);
-      });
-      return;
-    }
-    if (st.open < metrics_endpoint::max_connections) {
-      std::make_shared<session>(st, std::move(socket))->run();
-    } else {
-      boost::system::error_code ignored;
-      socket.close(ignored); // over the cap: closed at once
-    }
-    accept_next(st);
-  });
+  st.acceptor.async_accept(
+    [&st](boost::system::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !st.acceptor.is_open())
+        return;
+      if (ec) {
+        st.pause.expires_after(std::chrono::milliseconds{100});
+        st.pause.async_wait([&st](boost::system::error_code waited) {
+          if (!waited)
+            accept_next(st);
+        });
+        return;
+      }
+      if (st.open < metrics_endpoint::max_connections) {
+        std::make_shared<session>(st, std::move(socket))->run();
+      } else {
+        boost::system::error_code ignored;
+        socket.close(ignored); // over the cap: closed at once
+      }
+      accept_next(st);
+    });
 }
 
 } // namespace
@@ -204,8 +203,7 @@ metrics_endpoint::start(std::string_view address, text_source source) {
 }
 
 metrics_endpoint::metrics_endpoint(std::unique_ptr<state> st) noexcept
-  : state_(std::move(st)) {
-}
+  : state_(std::move(st)) {}
 
 metrics_endpoint::~metrics_endpoint() {
   state_->io.stop();

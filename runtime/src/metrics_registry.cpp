@@ -62,11 +62,10 @@ route_metrics metrics_registry::route_of(const link_info& link) {
 void metrics_registry::add_gone_routes(metrics_snapshot& out) const {
   std::lock_guard guard{mu_};
   for (const auto& [key, route] : gone_) {
-    bool back = std::any_of(out.routes.begin(), out.routes.end(),
-                            [&](const route_metrics& r) {
-                              return r.up && r.peer == key.first
-                                     && r.tier == key.second;
-                            });
+    bool back = std::any_of(
+      out.routes.begin(), out.routes.end(), [&](const route_metrics& r) {
+        return r.up && r.peer == key.first && r.tier == key.second;
+      });
     if (!back)
       out.routes.push_back(route);
   }

@@ -58,11 +58,13 @@ class log2_histogram {
 public:
   /// Records one sample; `sole` as for add().
   void record(std::chrono::nanoseconds elapsed, bool sole = false) noexcept {
-    auto ns = elapsed.count() <= 0 ? std::uint64_t{1}
-                                   : static_cast<std::uint64_t>(elapsed.count());
+    auto ns = elapsed.count() <= 0
+                ? std::uint64_t{1}
+                : static_cast<std::uint64_t>(elapsed.count());
     // ns <= 2^b exactly when bit_width(ns - 1) <= b.
     auto bits = static_cast<unsigned>(std::bit_width(ns - 1));
-    std::size_t i = bits <= histogram_first_log2 ? 0 : bits - histogram_first_log2;
+    std::size_t i
+      = bits <= histogram_first_log2 ? 0 : bits - histogram_first_log2;
     if (i >= histogram_buckets)
       i = histogram_buckets - 1;
     add(buckets_[i], 1, sole);
@@ -83,8 +85,7 @@ using metrics_clock = std::chrono::steady_clock;
 /// The counters of one actor name, or of the names past the cap.
 struct actor_stats {
   actor_stats(std::string name, bool shared)
-    : name(std::move(name)), shared(shared) {
-  }
+    : name(std::move(name)), shared(shared) {}
 
   const std::string name;
   /// The series of the names past the cap, written by many actors at once;
@@ -119,8 +120,7 @@ struct actor_stats {
 
 class metrics_registry {
 public:
-  explicit metrics_registry(bool enabled) : enabled_(enabled) {
-  }
+  explicit metrics_registry(bool enabled) : enabled_(enabled) {}
 
   bool enabled() const noexcept {
     return enabled_;
@@ -162,9 +162,9 @@ public:
 private:
   const bool enabled_;
   mutable std::mutex mu_;
-  std::deque<actor_stats> stats_;                     // guarded by mu_
+  std::deque<actor_stats> stats_;                            // guarded by mu_
   std::map<std::string, actor_stats*, std::less<>> by_name_; // guarded by mu_
-  std::map<std::string, tier_metrics> retired_;       // guarded by mu_
+  std::map<std::string, tier_metrics> retired_;              // guarded by mu_
   // The last counts of links gone, by (peer, tier): shown down until a
   // link to the peer on that tier is up again.
   std::map<std::pair<std::string, std::string>, route_metrics> gone_; // mu_

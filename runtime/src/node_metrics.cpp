@@ -32,8 +32,7 @@ void append_number(std::string& out, double x) {
 
 class exposition {
 public:
-  explicit exposition(std::string node) : node_(std::move(node)) {
-  }
+  explicit exposition(std::string node) : node_(std::move(node)) {}
 
   /// Starts a metric family: its HELP and TYPE lines.
   void family(std::string_view name, std::string_view type,
@@ -44,10 +43,10 @@ public:
   }
 
   /// One sample; `labels` are (name, value) pairs after node="...".
-  void sample(std::string_view name,
-              std::initializer_list<std::pair<std::string_view, std::string_view>>
-                labels,
-              double value, std::string_view le = {}) {
+  void sample(
+    std::string_view name,
+    std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+    double value, std::string_view le = {}) {
     out_.append(name).append("{node=\"");
     append_label(out_, node_);
     out_.push_back('"');
@@ -135,8 +134,7 @@ constexpr counter_column<route_metrics> route_columns[] = {
    "Frame bytes of the messages written to the link.",
    &route_metrics::bytes_out},
   {"courier_route_bytes_in_total", "counter",
-   "Frame bytes of the messages read from the link.",
-   &route_metrics::bytes_in},
+   "Frame bytes of the messages read from the link.", &route_metrics::bytes_in},
   {"courier_route_queued_bytes", "gauge",
    "Bytes posted to the peer and not yet written to the link.",
    &route_metrics::queued_bytes},
@@ -301,9 +299,10 @@ metrics_snapshot node_impl::snapshot_metrics() const {
   metrics_.add_gone_routes(out);
   std::sort(out.tiers.begin(), out.tiers.end(),
             [](const auto& x, const auto& y) { return x.tier < y.tier; });
-  std::sort(out.routes.begin(), out.routes.end(), [](const auto& x, const auto& y) {
-    return std::tie(x.peer, x.tier) < std::tie(y.peer, y.tier);
-  });
+  std::sort(out.routes.begin(), out.routes.end(),
+            [](const auto& x, const auto& y) {
+              return std::tie(x.peer, x.tier) < std::tie(y.peer, y.tier);
+            });
   for (std::size_t i = 0; i < dead_letter_reason_count; ++i)
     out.dead_letters[i] = dead_counts_[i].load(std::memory_order_relaxed);
   for (auto verb : {verbs::broadcast, verbs::find, verbs::monitor, verbs::post,

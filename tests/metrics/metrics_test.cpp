@@ -28,18 +28,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// -- a small HTTP client -------------------------------------------------------
+// -- a small HTTP client
+// -------------------------------------------------------
 
 /// A TCP connection to "host:port" (blocking), or -1.
 int connect_to(const std::string& address, bool nonblocking = false) {
   auto colon = address.rfind(':');
   sockaddr_in at{};
   at.sin_family = AF_INET;
-  at.sin_port = htons(static_cast<std::uint16_t>(
-    std::stoi(address.substr(colon + 1))));
+  at.sin_port
+    = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
   ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &at.sin_addr);
-  int fd = ::socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0),
-                    0);
+  int fd
+    = ::socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0)
     return -1;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0
@@ -69,7 +70,8 @@ struct http_response {
 };
 
 /// Sends `request` and reads until the server closes.
-http_response http_exchange(const std::string& address, const std::string& request) {
+http_response http_exchange(const std::string& address,
+                            const std::string& request) {
   http_response out;
   int fd = connect_to(address);
   REQUIRE(fd >= 0);
@@ -111,8 +113,9 @@ struct exposition {
   std::vector<sample> samples;
 
   /// The value of the one sample `name` with `labels` among its labels.
-  std::optional<double> value(const std::string& name,
-                              const std::map<std::string, std::string>& labels) const {
+  std::optional<double>
+  value(const std::string& name,
+        const std::map<std::string, std::string>& labels) const {
     std::optional<double> found;
     for (const auto& s : samples) {
       if (s.name != name)
@@ -234,7 +237,8 @@ std::size_t check_histograms(const exposition& x) {
     if (type != "histogram")
       continue;
     // Series: the labels but le.
-    std::map<std::map<std::string, std::string>, std::vector<std::pair<double, double>>>
+    std::map<std::map<std::string, std::string>,
+             std::vector<std::pair<double, double>>>
       buckets;
     std::map<std::map<std::string, std::string>, double> counts, sums;
     for (const auto& s : x.samples) {
@@ -320,8 +324,9 @@ auto first_of(const Range& range, Pred pred) -> decltype(&*range.begin()) {
 
 const nlohmann::json* route_json(const nlohmann::json& stats,
                                  const std::string& peer) {
-  return first_of(stats.at("routes"),
-                  [&](const nlohmann::json& r) { return r.at("peer") == peer; });
+  return first_of(stats.at("routes"), [&](const nlohmann::json& r) {
+    return r.at("peer") == peer;
+  });
 }
 
 const route_metrics* route_to(const metrics_snapshot& m,
@@ -341,7 +346,7 @@ TEST_CASE("posts across two processes over the pipe are counted exactly on "
           "[metrics][pipe][integration]") {
   temp_dir dir;
   auto peer = start_test_node(dir, "peer", {"counter"});
-  local_node here{dir, "here", {}, false}; // the pipe alone
+  local_node here{dir, "here", {}, false};                 // the pipe alone
   REQUIRE(here->send<tpb::Sum>("counter", add(0, 0), 5s)); // the route is up
   auto before_here = here->metrics();
   auto before_peer = stats_of(dir, "peer");
@@ -426,10 +431,12 @@ TEST_CASE("dead letters are counted by reason and letters here per actor, "
   }));
   auto m = here->metrics();
   CHECK(m.enabled);
-  CHECK(m.dead_letters[static_cast<std::size_t>(dead_letter_reason::no_such_name)]
-        == 3);
-  CHECK(m.dead_letters[static_cast<std::size_t>(dead_letter_reason::unhandled_type)]
-        == 2);
+  CHECK(
+    m.dead_letters[static_cast<std::size_t>(dead_letter_reason::no_such_name)]
+    == 3);
+  CHECK(
+    m.dead_letters[static_cast<std::size_t>(dead_letter_reason::unhandled_type)]
+    == 2);
   const auto* sink = actor_named(m, "sink");
   REQUIRE(sink != nullptr);
   CHECK(sink->handled == 50); // the two unhandled never ran a handler
@@ -463,9 +470,8 @@ TEST_CASE("with metrics off, nothing is timed and dead letters still count",
 TEST_CASE("the HTTP endpoint serves the Prometheus text format, and only "
           "GET /metrics",
           "[metrics][http]") {
-  quiet_node here{"scraped", [](node_config& c) {
-                    c.metrics_listen = "127.0.0.1:0";
-                  }};
+  quiet_node here{"scraped",
+                  [](node_config& c) { c.metrics_listen = "127.0.0.1:0"; }};
   auto address = here->metrics_address();
   REQUIRE_FALSE(address.empty());
   CHECK(address.rfind("127.0.0.1:", 0) == 0);
@@ -486,8 +492,8 @@ TEST_CASE("the HTTP endpoint serves the Prometheus text format, and only "
   CHECK(x.value("courier_actor_messages_total", {{"actor", "echo"}}) == 25);
   CHECK(x.value("courier_actor_handling_seconds_count", {{"actor", "echo"}})
         == (25 + 7) / 8);
-  auto requests = x.value("courier_actor_request_seconds_count",
-                          {{"actor", "echo"}});
+  auto requests
+    = x.value("courier_actor_request_seconds_count", {{"actor", "echo"}});
   REQUIRE(requests);
   CHECK(*requests >= 3);
   CHECK(*requests <= 4);
@@ -526,9 +532,8 @@ TEST_CASE("a bad metrics address fails the node's start with a clear error",
 
 TEST_CASE("10,000 short-lived actor names keep the series under the cap",
           "[metrics][runtime][slow]") {
-  quiet_node here{"churn", [](node_config& c) {
-                    c.metrics_listen = "127.0.0.1:0";
-                  }};
+  quiet_node here{"churn",
+                  [](node_config& c) { c.metrics_listen = "127.0.0.1:0"; }};
   constexpr int names = 10'000;
   std::atomic<int> handled{0};
   for (int i = 0; i < names; ++i) {
@@ -576,9 +581,8 @@ TEST_CASE("a hostile HTTP client neither hangs the node nor grows its memory",
     files.rlim_cur = 4096;
     REQUIRE(::setrlimit(RLIMIT_NOFILE, &files) == 0);
   }
-  quiet_node here{"besieged", [](node_config& c) {
-                    c.metrics_listen = "127.0.0.1:0";
-                  }};
+  quiet_node here{"besieged",
+                  [](node_config& c) { c.metrics_listen = "127.0.0.1:0"; }};
   REQUIRE(here->spawn("echo", echo_actor));
   auto address = here->metrics_address();
   REQUIRE(get(address, "/metrics").status == 200);
@@ -625,12 +629,14 @@ TEST_CASE("a hostile HTTP client neither hangs the node nor grows its memory",
     ::close(fd);
   // Once the flood is gone, scrapes are served again.
   http_response response;
-  REQUIRE(eventually([&] {
-    response = get(address, "/metrics");
-    return response.status == 200;
-  }, 20s));
-  CHECK(parse_exposition(response.body).value("courier_actor_messages_total",
-                                              {{"actor", "echo"}})
+  REQUIRE(eventually(
+    [&] {
+      response = get(address, "/metrics");
+      return response.status == 200;
+    },
+    20s));
+  CHECK(parse_exposition(response.body)
+          .value("courier_actor_messages_total", {{"actor", "echo"}})
         == 100);
   // The stated bound: max_connections * (request + exposition), far
   // below 16 MiB.
@@ -668,7 +674,8 @@ TEST_CASE("courier stats --json agrees with node::metrics(), and courier top "
   CHECK(echo->at("handling").at("sum_ns") == mine->handling.sum_ns);
   CHECK(echo->at("request_rtt").at("count") == mine->request_rtt.count);
   for (std::size_t i = 0; i < histogram_buckets; ++i)
-    CHECK(echo->at("handling").at("buckets").at(i) == mine->handling.buckets[i]);
+    CHECK(echo->at("handling").at("buckets").at(i)
+          == mine->handling.buckets[i]);
   for (const auto& t : stats.at("tiers"))
     if (t.at("tier") == "in-process")
       for (const auto& tm : m.tiers)
@@ -681,8 +688,8 @@ TEST_CASE("courier stats --json agrees with node::metrics(), and courier top "
     for (int i = 0; !stop; ++i)
       (void)here->send<tpb::Pong>("echo", ping(i), 5s);
   }};
-  auto [status, screen] = courier_cli(dir, {"top", "here", "--once",
-                                            "--interval", "300"});
+  auto [status, screen]
+    = courier_cli(dir, {"top", "here", "--once", "--interval", "300"});
   stop = true;
   load.join();
   CHECK(status == 0);
@@ -690,7 +697,8 @@ TEST_CASE("courier stats --json agrees with node::metrics(), and courier top "
   auto first = screen.find('\n');
   REQUIRE(first != std::string::npos);
   CHECK(screen.substr(0, first).find("ACTOR") != std::string::npos);
-  auto second = screen.substr(first + 1, screen.find('\n', first + 1) - first - 1);
+  auto second
+    = screen.substr(first + 1, screen.find('\n', first + 1) - first - 1);
   CHECK(second.find("echo") != std::string::npos);
   CHECK(screen.find("PEER") != std::string::npos);
   // A node that is not there is a clear error.
@@ -707,18 +715,19 @@ TEST_CASE("restarts of a supervised actor are counted per actor",
   options.restart->window = std::chrono::minutes{1};
   options.restart->initial_backoff = 1ms;
   options.restart->max_backoff = 4ms;
-  REQUIRE(here->spawn("fragile",
-                      [](context& ctx) {
-                        return behavior{
-                          [](const tpb::Ping& p) {
-                            tpb::Pong out;
-                            out.set_seq(p.seq());
-                            return out;
-                          },
-                          [&ctx](const tpb::Crash& c) { ctx.fail(c.reason()); },
-                        };
-                      },
-                      options));
+  REQUIRE(here->spawn(
+    "fragile",
+    [](context& ctx) {
+      return behavior{
+        [](const tpb::Ping& p) {
+          tpb::Pong out;
+          out.set_seq(p.seq());
+          return out;
+        },
+        [&ctx](const tpb::Crash& c) { ctx.fail(c.reason()); },
+      };
+    },
+    options));
   for (int i = 0; i < 3; ++i) {
     REQUIRE(here->post("fragile", tpb::Crash{}));
     // Back after each failure before the next one.
@@ -738,18 +747,18 @@ TEST_CASE("refusals by the rules are counted by verb, exactly",
   if (::geteuid() != 0)
     return; // needs root to run the guest as another user
   temp_dir dir;
-  local_node here{dir, "here", [](node_config& config) {
-                    config.rules = {
-                      {"uid:65534", "billing.*", verbs::post | verbs::find}};
-                  }};
+  local_node here{
+    dir, "here", [](node_config& config) {
+      config.rules = {{"uid:65534", "billing.*", verbs::post | verbs::find}};
+    }};
   std::atomic<int> reached{0};
   REQUIRE(here->spawn("admin.x", [&](context&) {
     return behavior{[&](const tpb::Ping&) { ++reached; }};
   }));
-  std::vector<std::string> args{"setpriv", "--reuid=65534", "--regid=65534",
-                                "--clear-groups", "--", COURIER_TEST_NODE,
-                                "--dir", dir.path(), "--name", "guest",
-                                "--try", "post:admin.x:50"};
+  std::vector<std::string> args{
+    "setpriv", "--reuid=65534",   "--regid=65534", "--clear-groups",
+    "--",      COURIER_TEST_NODE, "--dir",         dir.path(),
+    "--name",  "guest",           "--try",         "post:admin.x:50"};
   child_process guest{args};
   REQUIRE(guest.line_containing("tried post admin.x:", 60s));
   REQUIRE(eventually([&] { return here->refusals() >= 50; }, 30s));
