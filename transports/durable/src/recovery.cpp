@@ -312,7 +312,7 @@ expected<void> store::impl::recover() {
           auto now = format::decode_clock(r);
           ok = r.done();
           frames[prev] = boot_frame{now.boot,
-                                    now.boottime_ns + gap - prev_boottime};
+                                    now.boottime_ns - gap - prev_boottime};
           saw_clock(now);
           break;
         }
@@ -346,7 +346,7 @@ expected<void> store::impl::recover() {
   if (last_clock && last_clock->boot != now.boot) {
     auto gap = std::max<std::int64_t>(0, now.wall_ns - last_clock->wall_ns);
     frames[last_clock->boot] = boot_frame{
-      now.boot, now.boottime_ns + gap - last_clock->boottime_ns};
+      now.boot, now.boottime_ns - gap - last_clock->boottime_ns};
     entry e;
     e.has_record = true;
     e.type = format::record_type::boot;
@@ -354,6 +354,16 @@ expected<void> store::impl::recover() {
     w.raw(last_clock->boot.data(), last_clock->boot.size());
     w.i64(last_clock->boottime_ns);
     w.i64(gap);
+    format::encode_clock(w, now);
+    std::lock_guard guard{mu_};
+    submit_locked(std::move(e));
+  } else {
+    // The boot was alive now: bounds what a later reboot's downtime
+    // estimate has to cover.
+    entry e;
+    e.has_record = true;
+    e.type = format::record_type::clock;
+    format::writer w{e.body};
     format::encode_clock(w, now);
     std::lock_guard guard{mu_};
     submit_locked(std::move(e));

@@ -273,6 +273,15 @@ void store::impl::close() {
     std::lock_guard guard{mu_};
     if (closed_ && !writer_.joinable())
       return;
+    if (!closed_ && !stopped_) {
+      // The last sign of life of this boot (docs/disk-format.md, "Time").
+      entry e;
+      e.has_record = true;
+      e.type = format::record_type::clock;
+      format::writer w{e.body};
+      format::encode_clock(w, clock_->now());
+      submit_locked(std::move(e));
+    }
     closed_ = true;
     maintenance_stop_ = true;
   }
