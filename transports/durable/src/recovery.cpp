@@ -142,6 +142,12 @@ expected<void> store::impl::recover() {
     if (auto ok = fs_->sync_dir(dir); !ok)
       return ok.error();
 
+  std::uint64_t total_bytes = 0;
+  for (auto& [n, s] : segs)
+    total_bytes += s.size;
+  // Message records take ~130 bytes and more.
+  messages_.reserve(static_cast<std::size_t>(total_bytes / 128));
+
   std::map<boot_id, boot_frame> frames;
   std::optional<clock_reading> last_clock;
   auto saw_clock = [&](const clock_reading& c) {
@@ -229,7 +235,8 @@ expected<void> store::impl::recover() {
             ok = false;
             break;
           }
-          message_state m;
+          auto& m = messages_[b.id];
+          m = message_state{};
           m.id = b.id;
           m.queue = std::move(b.queue);
           m.payload = std::move(b.payload);
@@ -255,7 +262,6 @@ expected<void> store::impl::recover() {
           if (m.options.producer_id != 0)
             dedup_.mark({m.options.producer_id, m.options.producer_epoch},
                         m.options.sequence);
-          messages_[m.id] = std::move(m);
           break;
         }
         case record_type::attempt: {
@@ -369,7 +375,15 @@ expected<void> store::impl::recover() {
     submit_locked(std::move(e));
   }
   std::lock_guard guard{mu_};
-  for (auto& [id, m] : messages_) {
+  // In id order, so that the queues' ordered sets are built by appending.
+  std::vector<std::pair<std::uint64_t, message_state*>> in_order;
+  in_order.reserve(messages_.size());
+  for (auto& [id, m] : messages_)
+    in_order.emplace_back(id, &m);
+  std::sort(in_order.begin(), in_order.end(),
+            [](auto& a, auto& b) { return a.first < b.first; });
+  for (auto [id, mp] : in_order) {
+    auto& m = *mp;
     auto& at = m.stored_at;
     for (int hops = 0; at.boot != now.boot && hops < 4096; ++hops) {
       auto f = frames.find(at.boot);

@@ -111,10 +111,12 @@ void store::impl::index_locked(message_state& m) {
   }
   queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority),
                      m.id};
-  q.all.insert(k);
+  // Appends and recovery come in id order: the hint makes it O(1) for the
+  // lowest priority present.
+  q.all.emplace_hint(q.all.end(), k);
   q.bytes += m.payload.size();
   if (m.stage == message_stage::queued)
-    q.ready.insert(k);
+    q.ready.emplace_hint(q.ready.end(), k);
   else
     ++q.in_flight;
   add_deadlines_locked(m);

@@ -106,6 +106,9 @@ void store::impl::writer_loop() {
         queue_cv_.wait_until(guard, until, [&] {
           if (writer_stop_)
             return true;
+          if (opt_.max_batch_messages != 0
+              && queue_.size() >= opt_.max_batch_messages)
+            return true;
           std::size_t bytes = 0;
           for (auto& e : queue_)
             bytes += e.body.size() + format::record_header_size;
@@ -114,7 +117,10 @@ void store::impl::writer_loop() {
       }
       std::size_t bytes = 0;
       while (!queue_.empty()
-             && (batch.empty() || bytes < opt_.max_batch_bytes)) {
+             && (batch.empty()
+                 || (bytes < opt_.max_batch_bytes
+                     && (opt_.max_batch_messages == 0
+                         || batch.size() < opt_.max_batch_messages)))) {
         bytes += queue_.front().body.size() + format::record_header_size;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();

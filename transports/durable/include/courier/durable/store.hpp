@@ -44,6 +44,9 @@ struct store_options {
   std::chrono::microseconds group_commit_window{0};
   /// A batch closes at this many bytes even inside the window.
   std::size_t max_batch_bytes = 4u << 20;
+  /// A batch closes at this many records even inside the window (0: no
+  /// limit but the bytes).
+  std::size_t max_batch_messages = 0;
   /// A segment is sealed and a new one started past this size.
   std::uint64_t segment_bytes = 64u << 20;
   /// Payloads above this are refused with `invalid_argument`.
