@@ -331,6 +331,19 @@ double raw_read(const std::string& dir) {
   return took;
 }
 
+/// Runs `a` and `b` once each, `a` first in even runs, `b` first in odd
+/// ones.
+template <class A, class B>
+void alternate(int run, A&& a, B&& b) {
+  if (run % 2 == 0) {
+    a();
+    b();
+  } else {
+    b();
+    a();
+  }
+}
+
 std::string ratio_list(const std::vector<double>& r) {
   std::string out;
   char b[32];
@@ -369,13 +382,9 @@ int main(int argc, char** argv) {
       rp.clear();
       for (int r = 0; r < runs; ++r) {
         figures c, w;
-        if (r % 2 == 0) {
-          c = courier_fsync_each(root, messages, size);
-          w = raw_fsync_each(root, messages, record_size(size));
-        } else {
-          w = raw_fsync_each(root, messages, record_size(size));
-          c = courier_fsync_each(root, messages, size);
-        }
+        alternate(
+          r, [&] { c = courier_fsync_each(root, messages, size); },
+          [&] { w = raw_fsync_each(root, messages, record_size(size)); });
         rate.push_back(c.rate / w.rate);
         p50.push_back(c.p50_us / w.p50_us);
         cr.push_back(c.rate);
@@ -402,16 +411,13 @@ int main(int argc, char** argv) {
   if (want("group_commit")) {
     std::vector<double> c, w, q, vs_raw, vs_sqlite;
     for (int r = 0; r < runs; ++r) {
-      double cr, wr, sr;
-      if (r % 2 == 0) {
-        cr = courier_group(root, group_messages, 64, 100);
-        wr = raw_group(root, group_messages, record_size(64), 100);
-        sr = sqlite_group(root, group_messages / 4, 64, 100);
-      } else {
-        sr = sqlite_group(root, group_messages / 4, 64, 100);
-        wr = raw_group(root, group_messages, record_size(64), 100);
-        cr = courier_group(root, group_messages, 64, 100);
-      }
+      double cr = 0, wr = 0, sr = 0;
+      alternate(
+        r, [&] { cr = courier_group(root, group_messages, 64, 100); },
+        [&] {
+          wr = raw_group(root, group_messages, record_size(64), 100);
+          sr = sqlite_group(root, group_messages / 4, 64, 100);
+        });
       c.push_back(cr);
       w.push_back(wr);
       q.push_back(sr);
@@ -436,13 +442,9 @@ int main(int argc, char** argv) {
     std::vector<double> ratio, cp99, rp99, rates;
     for (int r = 0; r < runs; ++r) {
       figures c, w;
-      if (r % 2 == 0) {
-        c = courier_latency(root, messages * 2, 64, window, 4);
-        w = raw_fsync_each(root, messages, record_size(64));
-      } else {
-        w = raw_fsync_each(root, messages, record_size(64));
-        c = courier_latency(root, messages * 2, 64, window, 4);
-      }
+      alternate(
+        r, [&] { c = courier_latency(root, messages * 2, 64, window, 4); },
+        [&] { w = raw_fsync_each(root, messages, record_size(64)); });
       auto bound = static_cast<double>(window.count()) + 2 * w.p99_us;
       ratio.push_back(c.p99_us / bound);
       cp99.push_back(c.p99_us);
@@ -470,14 +472,10 @@ int main(int argc, char** argv) {
       bytes += e.file_size();
     std::vector<double> ratio, ct, rt;
     for (int r = 0; r < runs; ++r) {
-      double c, w;
-      if (r % 2 == 0) {
-        c = courier_recovery(dir.path, recovery_messages);
-        w = raw_read(dir.path);
-      } else {
-        w = raw_read(dir.path);
-        c = courier_recovery(dir.path, recovery_messages);
-      }
+      double c = 0, w = 0;
+      alternate(
+        r, [&] { c = courier_recovery(dir.path, recovery_messages); },
+        [&] { w = raw_read(dir.path); });
       ratio.push_back(w / c);
       ct.push_back(c * 1e3);
       rt.push_back(w * 1e3);

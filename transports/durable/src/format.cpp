@@ -6,20 +6,6 @@ namespace courier::durable::format {
 
 namespace {
 
-std::uint32_t load_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= std::uint32_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-
-std::uint64_t load_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= std::uint64_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-
 void store_u32(char* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i)
     p[i] = static_cast<char>(v >> (8 * i));

@@ -38,6 +38,20 @@ struct segment_header {
   std::uint64_t next_message_id = 1;
 };
 
+inline std::uint32_t load_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= std::uint32_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
+inline std::uint64_t load_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v |= std::uint64_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
 std::string encode_segment_header(const segment_header& h);
 
 /// Decodes the first segment_header_size bytes; nullopt if the magic,
@@ -133,20 +147,14 @@ public:
   std::uint32_t u32() {
     if (!need(4))
       return 0;
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i)
-      v |= std::uint32_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
     pos_ += 4;
-    return v;
+    return load_u32(in_.data() + pos_ - 4);
   }
   std::uint64_t u64() {
     if (!need(8))
       return 0;
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i)
-      v |= std::uint64_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
     pos_ += 8;
-    return v;
+    return load_u64(in_.data() + pos_ - 8);
   }
   std::int64_t i64() {
     return static_cast<std::int64_t>(u64());

@@ -14,6 +14,9 @@ namespace courier::durable {
 
 namespace {
 
+using format::load_u32;
+using format::load_u64;
+
 std::optional<std::uint64_t> segment_number(const std::string& name) {
   // seg-<16 hex digits>.log
   if (name.size() != 24 || name.compare(0, 4, "seg-") != 0
@@ -29,20 +32,6 @@ std::optional<std::uint64_t> segment_number(const std::string& name) {
     n = n << 4 | static_cast<std::uint64_t>(v);
   }
   return n;
-}
-
-std::uint64_t load_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= std::uint64_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-
-std::uint32_t load_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= std::uint32_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
-  return v;
 }
 
 /// After a bad record at `bad` (which should have had sequence

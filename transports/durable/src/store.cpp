@@ -301,22 +301,33 @@ store::impl::claim(std::string_view queue, std::size_t max) {
   return out;
 }
 
+store::impl::message_state*
+store::impl::find_locked(std::unique_lock<std::mutex>& guard, std::uint64_t id,
+                         message_stage stage, done_callback& done) {
+  std::optional<error> why = refusal_locked();
+  auto mi = messages_.find(id);
+  if (!why
+      && (mi == messages_.end() || mi->second.stage != stage
+          || mi->second.busy))
+    why = error{errc::not_found,
+                stage == message_stage::dead
+                  ? "no dead letter " + std::to_string(id)
+                  : "durable message " + std::to_string(id)
+                      + " is not claimed"};
+  if (!why)
+    return &mi->second;
+  guard.unlock();
+  done(*why);
+  return nullptr;
+}
+
 void store::impl::complete(std::uint64_t id, done_callback done) {
   std::unique_lock guard{mu_};
-  if (auto why = refusal_locked()) {
-    guard.unlock();
-    return done(*why);
-  }
-  auto mi = messages_.find(id);
-  if (mi == messages_.end() || mi->second.stage != message_stage::claimed
-      || mi->second.busy) {
-    guard.unlock();
-    return done(error{errc::not_found, "durable message "
-                                         + std::to_string(id)
-                                         + " is not claimed"});
-  }
+  auto* m = find_locked(guard, id, message_stage::claimed, done);
+  if (m == nullptr)
+    return;
   crash_point("after_handler_before_removal");
-  mi->second.busy = true;
+  m->busy = true;
   entry e;
   e.has_record = true;
   e.type = format::record_type::remove;
@@ -331,19 +342,10 @@ void store::impl::fail(std::uint64_t id, std::string reason,
                        done_callback done,
                        std::chrono::milliseconds retry_after) {
   std::unique_lock guard{mu_};
-  if (auto why = refusal_locked()) {
-    guard.unlock();
-    return done(*why);
-  }
-  auto mi = messages_.find(id);
-  if (mi == messages_.end() || mi->second.stage != message_stage::claimed
-      || mi->second.busy) {
-    guard.unlock();
-    return done(error{errc::not_found, "durable message "
-                                         + std::to_string(id)
-                                         + " is not claimed"});
-  }
-  auto& m = mi->second;
+  auto* found = find_locked(guard, id, message_stage::claimed, done);
+  if (found == nullptr)
+    return;
+  auto& m = *found;
   if (m.attempts >= opt_.max_attempts) {
     kill_locked(m, dead_reason::poison,
                 "failed " + std::to_string(m.attempts)
@@ -430,18 +432,10 @@ std::vector<dead_letter> store::impl::dead_letters() const {
 
 void store::impl::replay(std::uint64_t id, done_callback done) {
   std::unique_lock guard{mu_};
-  if (auto why = refusal_locked()) {
-    guard.unlock();
-    return done(*why);
-  }
-  auto mi = messages_.find(id);
-  if (mi == messages_.end() || mi->second.stage != message_stage::dead
-      || mi->second.busy) {
-    guard.unlock();
-    return done(error{errc::not_found, "no dead letter "
-                                         + std::to_string(id)});
-  }
-  auto& m = mi->second;
+  auto* found = find_locked(guard, id, message_stage::dead, done);
+  if (found == nullptr)
+    return;
+  auto& m = *found;
   auto& q = queues_[m.queue];
   if (q.all.size() + q.pending + 1 > opt_.queue_quota.max_messages
       || q.bytes + m.payload.size() > opt_.queue_quota.max_bytes) {

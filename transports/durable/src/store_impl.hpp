@@ -142,6 +142,11 @@ public:
   stored_message copy_out(const message_state& m, std::int64_t now) const;
   void add_deadlines_locked(const message_state& m);
   std::optional<error> refusal_locked() const;
+  /// Message `id` if it is at `stage` and not busy; else fails `done`
+  /// (after unlocking `guard`) and returns null.
+  message_state* find_locked(std::unique_lock<std::mutex>& guard,
+                             std::uint64_t id, message_stage stage,
+                             done_callback& done);
   bool disk_full_locked();
 
   store_options opt_;
