@@ -268,32 +268,17 @@ expected<void> store::impl::recover() {
             messages_.erase(id);
           break;
         }
-        case record_type::dead: {
-          auto id = r.u64();
-          auto reason = r.u8();
-          auto detail = r.bytes();
-          auto died = r.i64();
-          ok = r.done();
-          if (auto mi = messages_.find(id); ok && mi != messages_.end()) {
-            mi->second.stage = message_stage::dead;
-            mi->second.reason = static_cast<dead_reason>(reason);
-            mi->second.detail = std::string{detail};
-            mi->second.died_wall_ns = died;
-          }
-          break;
-        }
+        case record_type::dead:
         case record_type::replay: {
-          auto id = r.u64();
-          auto at = format::decode_clock(r);
-          ok = r.done();
-          saw_clock(at);
-          if (auto mi = messages_.find(id); ok && mi != messages_.end()) {
-            mi->second.stage = message_stage::queued;
-            mi->second.reason = dead_reason::none;
-            mi->second.detail.clear();
-            mi->second.attempts = 0;
-            mi->second.stored_at = at;
-          }
+          // Read into a scratch state when the message is gone already:
+          // the body is checked all the same.
+          message_state scratch;
+          auto mi = messages_.find(r.u64());
+          auto& m = mi != messages_.end() ? mi->second : scratch;
+          ok = rv.type == record_type::dead ? read_dead(rv.body, m)
+                                            : read_replay(rv.body, m);
+          if (rv.type == record_type::replay)
+            saw_clock(m.stored_at);
           break;
         }
         case record_type::dedup_table:

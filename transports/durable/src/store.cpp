@@ -122,6 +122,37 @@ void store::impl::index_locked(message_state& m) {
   add_deadlines_locked(m);
 }
 
+void store::impl::unindex_locked(message_state& m) {
+  auto& q = queues_[m.queue];
+  queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority), m.id};
+  q.all.erase(k);
+  q.ready.erase(k);
+  q.bytes -= m.payload.size();
+  if (m.stage == message_stage::claimed)
+    --q.in_flight;
+}
+
+bool store::impl::read_dead(std::string_view body, message_state& m) {
+  format::reader r{body};
+  r.u64();
+  m.reason = static_cast<dead_reason>(r.u8());
+  m.detail = std::string{r.bytes()};
+  m.died_wall_ns = r.i64();
+  m.stage = message_stage::dead;
+  return r.done();
+}
+
+bool store::impl::read_replay(std::string_view body, message_state& m) {
+  format::reader r{body};
+  r.u64();
+  m.stored_at = format::decode_clock(r);
+  m.attempts = 0;
+  m.reason = dead_reason::none;
+  m.detail.clear();
+  m.stage = message_stage::queued;
+  return r.done();
+}
+
 void store::impl::enqueue_ready_locked(message_state& m) {
   auto& q = queues_[m.queue];
   m.stage = message_stage::queued;
@@ -533,11 +564,7 @@ void store::impl::apply_locked(entry& e) {
       if (mi == messages_.end())
         break;
       auto& m = mi->second;
-      auto& q = queues_[m.queue];
-      q.all.erase({static_cast<std::uint8_t>(7 - m.options.priority), m.id});
-      q.bytes -= m.payload.size();
-      if (m.stage == message_stage::claimed)
-        --q.in_flight;
+      unindex_locked(m);
       total_messages_ -= 1;
       total_bytes_ -= m.payload.size();
       auto si = segments_.find(m.segment);
@@ -551,20 +578,8 @@ void store::impl::apply_locked(entry& e) {
       if (mi == messages_.end())
         break;
       auto& m = mi->second;
-      format::reader r{e.body};
-      r.u64();
-      m.reason = static_cast<dead_reason>(r.u8());
-      m.detail = std::string{r.bytes()};
-      m.died_wall_ns = r.i64();
-      auto& q = queues_[m.queue];
-      queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority),
-                         m.id};
-      q.all.erase(k);
-      q.ready.erase(k);
-      q.bytes -= m.payload.size();
-      if (m.stage == message_stage::claimed)
-        --q.in_flight;
-      m.stage = message_stage::dead;
+      unindex_locked(m);
+      read_dead(e.body, m);
       m.busy = false;
       dead_.insert(m.id);
       break;
@@ -574,14 +589,8 @@ void store::impl::apply_locked(entry& e) {
       if (mi == messages_.end())
         break;
       auto& m = mi->second;
-      format::reader r{e.body};
-      r.u64();
-      m.stored_at = format::decode_clock(r);
-      m.attempts = 0;
-      m.reason = dead_reason::none;
-      m.detail.clear();
+      read_replay(e.body, m);
       m.busy = false;
-      m.stage = message_stage::queued;
       dead_.erase(m.id);
       index_locked(m);
       break;

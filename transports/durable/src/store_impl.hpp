@@ -133,7 +133,13 @@ public:
   std::string segment_path(std::uint64_t number) const;
 
   // helpers (store.cpp)
+  /// Reads a dead (replay) record's body into `m`, which becomes dead
+  /// (queued again); false if the body is malformed.
+  static bool read_dead(std::string_view body, message_state& m);
+  static bool read_replay(std::string_view body, message_state& m);
   void index_locked(message_state& m);
+  /// Takes `m` out of its queue's sets and counts (not out of messages_).
+  void unindex_locked(message_state& m);
   void enqueue_ready_locked(message_state& m);
   void kill_locked(message_state& m, dead_reason reason, std::string detail,
                    done_callback done);
