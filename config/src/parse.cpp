@@ -525,6 +525,33 @@ constexpr field<node_settings> node_fields[] = {
   {"rules",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings&) { return read_rules(state, value, key); }},
+  {"seeds",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto* list = value.as_array();
+     if (!list)
+       return wrong_type(state, value, key,
+                         "an array of strings \"node@tls://host:port\"");
+     for (const auto& element : *list) {
+       auto text = read_string(state, element, key);
+       if (!text)
+         return std::move(text).error();
+       auto parsed = parse_seed(*text);
+       if (!parsed)
+         return state.at(element.source(), key, parsed.error().message());
+       settings.node.seeds.push_back(std::move(*parsed));
+     }
+     return {};
+   }},
+  {"seed_cache_ttl",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto ms = read_milliseconds(state, value, key);
+     if (!ms)
+       return std::move(ms).error();
+     settings.node.seed_cache_ttl = *ms;
+     return {};
+   }},
 };
 
 } // namespace

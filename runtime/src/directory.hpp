@@ -70,6 +70,12 @@ public:
   /// Told that `node` could not be reached: the directory checks whether it
   /// is alive and forgets it if not.
   virtual void suspect(std::string_view node) = 0;
+
+  /// Told what a node said of itself in a link's handshake (its record,
+  /// without its types), for directories that know no more of it.
+  virtual void learn(const v1::NodeRecord& record) {
+    (void) record;
+  }
 };
 
 } // namespace courier::detail

@@ -167,12 +167,17 @@ file_directory::join(std::string path, std::string node) {
       ::fchmod(fd, 0644);
       auto dir = std::unique_ptr<file_directory>{
         new file_directory(std::move(path), std::move(node), fd)};
-      // Endpoints of an earlier incarnation under the same name are stale.
+      // Endpoints and names of an earlier incarnation under the same name
+      // (killed before it could release them) are stale: the lock says
+      // that no other incarnation lives.
       std::string data;
       v1::NodeRecord stale;
       if (read_file(dir->path_ + "/nodes/" + dir->node_ + ".pb", data)
           && stale.ParseFromString(data))
         dir->remove_endpoints(stale);
+      for (auto& [actor, owner] : dir->names())
+        if (owner == dir->node_)
+          dir->release_name(actor);
       return dir;
     }
     ::close(fd); // reaped under our feet: try again with a fresh file

@@ -105,6 +105,9 @@ public:
 
   /// An accepted link said hello as `node`: the route to it, unless there
   /// is one.
+  /// A node this one dialled answered its handshake with `record`.
+  virtual void learned_peer(const v1::NodeRecord& record) = 0;
+
   virtual void adopt_link(const std::string& node, caf::actor proxy,
                           std::shared_ptr<link_info> info)
     = 0;

@@ -546,6 +546,15 @@ private:
                                   + "' refused the link: "
                                   + ack.refused().message()});
       }
+      if (ack.has_node() && ack.node().name() != peer_.name()) {
+        // A stale directory entry, or a seed's address that serves
+        // another node now.
+        auto why = "dialled node " + quoted(peer_.name()) + ", but node "
+                   + quoted(ack.node().name()) + " answered";
+        owner_.log(log_level::warning, why);
+        return close_with(error{errc::unavailable, why});
+      }
+      owner_.learned_peer(ack.node());
       conn_->limit_frames(owner_.config().limits.max_frame);
       hello_done_ = true;
       core_->open(peer_.name());

@@ -11,6 +11,7 @@
 
 #include "etcd_directory.hpp"
 #include "file_directory.hpp"
+#include "seed_directory.hpp"
 #include "node_impl.hpp"
 #include "shell.hpp"
 #include "verbs.hpp"
@@ -56,20 +57,12 @@ expected<message> wait_for_answer(caf::scoped_actor& self,
   return outcome;
 }
 
-/// The cluster registry named by config.registry, with `local` (the
-/// machine's directory) for the local tiers' folder.
-expected<std::unique_ptr<detail::directory>>
-join_registry(const node_config& config,
-              std::unique_ptr<detail::file_directory> local) {
-  detail::etcd_directory_options options;
-  options.url = config.registry;
-  options.node = config.name;
-  options.lease = config.registry_lease;
-  options.timeout = config.registry_timeout;
-  // The node's log sink, as node_impl::log writes it (the directory comes
-  // first, so it cannot use the node's).
-  options.log = [sink = config.log, name = config.name](log_level level,
-                                                        std::string_view line) {
+/// The node's log sink, as node_impl::log writes it, for a directory (the
+/// directory comes first, so it cannot use the node's).
+std::function<void(log_level, std::string_view)>
+directory_log(const node_config& config) {
+  return [sink = config.log, name = config.name](log_level level,
+                                                 std::string_view line) {
     if (sink) {
       try {
         sink(level, line);
@@ -83,6 +76,19 @@ join_registry(const node_config& config,
                    level == log_level::warning ? "warning" : "error",
                    static_cast<int>(line.size()), line.data());
   };
+}
+
+/// The cluster registry named by config.registry, with `local` (the
+/// machine's directory) for the local tiers' folder.
+expected<std::unique_ptr<detail::directory>>
+join_registry(const node_config& config,
+              std::unique_ptr<detail::file_directory> local) {
+  detail::etcd_directory_options options;
+  options.url = config.registry;
+  options.node = config.name;
+  options.lease = config.registry_lease;
+  options.timeout = config.registry_timeout;
+  options.log = directory_log(config);
   auto joined = detail::etcd_directory::join(std::move(options),
                                              std::move(local));
   if (!joined)
@@ -124,7 +130,18 @@ expected<node> node::start(node_config config) {
       auto joined = detail::file_directory::join(path, config.name);
       if (!joined)
         return std::move(joined).error();
-      if (config.registry.empty()) {
+      if (!config.seeds.empty()) {
+        if (!config.registry.empty())
+          return error{errc::invalid_argument,
+                       "a node finds other machines' nodes through seeds or "
+                       "a registry, not both"};
+        for (const auto& seed : config.seeds)
+          if (auto checked = detail::check_seed(seed); !checked)
+            return checked.error();
+        dir = std::make_unique<detail::seed_directory>(
+          config.seeds, std::move(*joined), config.seed_cache_ttl,
+          directory_log(config));
+      } else if (config.registry.empty()) {
         dir = std::move(*joined);
       } else {
         auto registry = join_registry(config, std::move(*joined));

@@ -15,6 +15,7 @@
 #include <caf/send.hpp>
 
 #include "node_impl.hpp"
+#include "seed_directory.hpp"
 #include "spinning_scheduler.hpp"
 
 namespace courier::detail {
@@ -79,6 +80,8 @@ node_impl::node_impl(
 }
 
 node_impl::~node_impl() {
+  if (auto* seeds = dynamic_cast<seed_directory*>(dir_.get()))
+    seeds->stop_asking(); // no new links to ask over
   std::vector<caf::actor> running;
   std::vector<std::pair<std::string, std::vector<monitor_entry>>> orphaned;
   {

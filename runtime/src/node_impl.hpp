@@ -254,6 +254,11 @@ public:
 
   /// An accepted link has said hello, or is gone before it did: one
   /// half-open link less (see peers::accept).
+  void learned_peer(const v1::NodeRecord& record) override {
+    if (dir_)
+      dir_->learn(record);
+  }
+
   void end_half_open() noexcept override {
     peers_->end_half_open();
   }

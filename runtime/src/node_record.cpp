@@ -13,6 +13,7 @@
 #include <google/protobuf/descriptor.pb.h>
 
 #include "node_impl.hpp"
+#include "seed_directory.hpp"
 
 namespace courier::detail {
 
@@ -77,6 +78,17 @@ expected<void> node_impl::open() {
     endpoint->set_address(std::move(*address));
   }
   publish_record();
+  if (auto* seeds = dynamic_cast<seed_directory*>(dir_.get())) {
+    // What the seeds hold is asked over links, which exist from now on.
+    seeds->start_asking([this](const std::string& node)
+                          -> expected<std::vector<std::string>> {
+      auto link = peers_->link_to(node);
+      if (!link)
+        return std::move(link).error();
+      return names_over(*system_, link->proxy, "*",
+                        deadline{2 * config_.handshake_timeout});
+    });
+  }
   // The node's own system actor answers tools (courier routes).
   auto system_actor = spawn(
     "courier.node." + config_.name,

@@ -5,7 +5,6 @@
 #include <list>
 #include <mutex>
 
-#include <sched.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/policy/unprofiled.hpp>
@@ -142,9 +141,14 @@ public:
         __builtin_ia32_pause();
         if (polls % 64 != 0)
           continue;
+        // No sched_yield: on a busy machine it hands the CPU to whatever
+        // else is runnable (a compiler, another process) for the rest of
+        // its time slice, and a frame waits milliseconds for its poller
+        // (docs/benchmarks.md, "Spinning without yielding"). The poll ends
+        // after idle_spin; the scheduler's preemption serves the threads
+        // that do the work.
         if (clock_type::now() >= until)
           break;
-        ::sched_yield(); // never starve the threads that do the work
       }
     }
     std::unique_lock guard{data.lock};

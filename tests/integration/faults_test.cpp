@@ -143,3 +143,18 @@ TEST_CASE("a payload nested deeper than the recursion limit is refused",
   shallow.add_children()->add_children();
   CHECK(sender->send("forest", shallow, 5s));
 }
+
+TEST_CASE("a node killed and started again under its name holds its names "
+          "again",
+          "[faults][directory]") {
+  temp_dir dir;
+  auto peer = start_test_node(dir, "peer", {"echo.a", "echo.b"});
+  peer->kill(SIGKILL);
+  REQUIRE(peer->wait_exit(5s));
+  // Nobody reaped the dead incarnation's names: the new one takes them.
+  peer = start_test_node(dir, "peer", {"echo.a", "echo.b"});
+  local_node here{dir, "here"};
+  auto pong = here->send<tpb::Pong>("echo.b@peer", ping(3), 5s);
+  REQUIRE(pong);
+  CHECK((*pong)->seq() == 3);
+}

@@ -3,6 +3,7 @@
 // TLS; a black-holed host is unreachable within the bound and comes back
 // in order once healed; a partition one way is seen from both sides.
 
+#include <algorithm>
 #include <future>
 
 #include "local_node.hpp"
@@ -19,11 +20,16 @@ constexpr auto bound = 600ms; // the tests' detection bound
 /// Two hosts: this process's node "here" in namespace a (10.77.0.1), a
 /// test node "peer" in namespace b (10.77.0.2), both with the local tiers
 /// and TCP with mutual TLS, heartbeats every 100 ms and a 600 ms bound.
+///
+/// With `peer_dir`, the peer keeps its records there, a directory of its
+/// own: "here" finds it as a static seed (node_config::seeds), not in the
+/// files.
 struct two_hosts {
   explicit two_hosts(const temp_dir& dir,
                      std::vector<std::string> actors = {"echo.p", "adder",
                                                         "sloth", "counter",
-                                                        "quitter"})
+                                                        "quitter"},
+                     const temp_dir* peer_dir = nullptr)
     : certs{mint_certs(dir, {"here", "peer"})} {
     REQUIRE(hosts.ok());
     auto args = netns_pair::in(hosts.b());
@@ -33,7 +39,17 @@ struct two_hosts {
                                    "--unreachable-after", "600",
                                    "--log-stdout"};
     flags.insert(flags.end(), actors.begin(), actors.end());
-    peer = start_test_node(dir, "peer", flags, args);
+    const auto& home = peer_dir != nullptr ? *peer_dir : dir;
+    peer = start_test_node(home, "peer", flags, args);
+    std::vector<seed> seeds;
+    if (peer_dir != nullptr) {
+      local_node looker{home, "looker", [](node_config& config) {
+                          config.transports = {{"pipe", pipe::factory()}};
+                        }};
+      seeds.push_back({"peer", "tls://10.77.0.2:"
+                                 + std::to_string(tcp_port_of(
+                                   *looker.instance, "peer"))});
+    }
     REQUIRE(inside.ok());
     here.emplace(dir, "here", [&](node_config& config) {
       tcp::options settings;
@@ -42,6 +58,7 @@ struct two_hosts {
       settings.heartbeat = 100ms;
       settings.unreachable_after = bound;
       config.transports.emplace_back("tcp", tcp::factory(settings));
+      config.seeds = seeds;
     });
   }
 
@@ -95,6 +112,51 @@ TEST_CASE("every verb crosses to a node on another host over TCP and TLS",
   REQUIRE(here.post("quitter", tpb::Quit{}));
   REQUIRE(downs.wait_for_count(1, 5s));
   CHECK(downs.items()[0].reason == down_reason::stopped);
+}
+
+TEST_CASE("a node on another host is found as a static seed, and its names "
+          "vanish while it is black-holed",
+          "[hosts][tcp][seeds]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  temp_dir dir, peer_dir;
+  two_hosts setup{dir, {"echo.p", "adder"}, &peer_dir};
+  auto& here = setup.local();
+  auto sum = here.send<tpb::Sum>("adder", add(40, 2), 5s);
+  REQUIRE(sum);
+  CHECK((*sum)->value() == 42);
+  auto routes = here.routes();
+  REQUIRE(routes.size() == 1);
+  CHECK(routes[0].tier == "tcp");
+  // Dialled before its handshake said where it is: a host, by address.
+  CHECK_THAT(routes[0].note, Catch::Contains("another host")
+                               || Catch::Contains("another network namespace"));
+  auto found = here.machine_names("*");
+  CHECK(std::count_if(found.begin(), found.end(), [](const name_info& n) {
+          return n.node == "peer";
+        }) >= 2);
+  std::string peer_host;
+  for (const auto& info : here.nodes())
+    if (info.name == "peer")
+      peer_host = info.host;
+  CHECK_FALSE(peer_host.empty());
+  CHECK(peer_host != "//"); // what its handshake said, not a blank
+
+  // Cut off: the link goes within the bound, then the seed's names.
+  REQUIRE(netns_pair::black_hole(setup.hosts.a()));
+  REQUIRE(netns_pair::black_hole(setup.hosts.b()));
+  CHECK(eventually(
+    [&] {
+      auto sent = here.send("echo.p", ping(1), 1s);
+      return !sent && sent.code() == errc::not_found;
+    },
+    15s));
+  REQUIRE(netns_pair::heal(setup.hosts.a()));
+  REQUIRE(netns_pair::heal(setup.hosts.b()));
+  CHECK(eventually([&] { return here.send("echo.p", ping(2), 1s).has_value(); },
+                   15s));
 }
 
 TEST_CASE("a black-holed host is unreachable within the bound, and after "

@@ -259,7 +259,14 @@ int main(int argc, char** argv) {
       config.limits.max_queued = std::stoull(argv[++i]);
     else if (arg == "--registry" && i + 1 < argc)
       config.registry = argv[++i];
-    else if (arg == "--lease" && i + 1 < argc)
+    else if (arg == "--seed" && i + 1 < argc) {
+      auto parsed = parse_seed(argv[++i]);
+      if (!parsed) {
+        std::cerr << "test node: " << parsed.error().to_string() << std::endl;
+        return 2;
+      }
+      config.seeds.push_back(std::move(*parsed));
+    } else if (arg == "--lease" && i + 1 < argc)
       config.registry_lease = std::chrono::milliseconds{std::stoll(argv[++i])};
     else if (arg == "--log-stdout")
       config.log = [](log_level, std::string_view line) {

@@ -67,8 +67,8 @@ enum class scheduler_policy : std::uint8_t {
   sharing,
   /// As sharing, but an idle thread first polls, for node_config::idle_spin,
   /// the queue and the node's transports (the shared-memory tier hands it
-  /// what its rings received), yielding its CPU as it does, and only then
-  /// sleeps: a message from another process reaches its actor with no
+  /// what its rings received; the stream tiers read their sockets), and
+  /// only then sleeps: a message from another process reaches its actor with no
   /// thread woken. The lowest round trips between processes; costs CPU
   /// for idle_spin after the last message, none once asleep. See
   /// docs/benchmarks.md.
@@ -81,6 +81,17 @@ enum class scheduler_policy : std::uint8_t {
 
 /// Severity of a line in the runtime's log.
 enum class log_level : std::uint8_t { debug, info, warning, error };
+
+/// A node of another machine, and the address of its TCP tier
+/// ("tls://host:port", or "tcp://host:port" where plaintext is allowed).
+struct seed {
+  std::string node;
+  std::string address;
+};
+
+/// A seed as configuration writes it: "node@tls://host:port"; the error
+/// says what is wrong.
+expected<seed> parse_seed(std::string_view text);
 
 struct node_config {
   /// Unique on the machine; letters, digits, '_', '-', '.'. Empty picks
@@ -110,6 +121,17 @@ struct node_config {
   /// An unreachable registry fails node::start with unavailable.
   std::chrono::milliseconds registry_timeout{2000};
   // -- end of the cluster registry --------------------------------------------
+  /// Static seeds (docs/directory.md, "Static seeds"): the nodes of other
+  /// machines, for two or three machines without a registry. Each seed's
+  /// names are asked over the link to it (as many as its rules let this
+  /// node find); this machine's nodes come from `directory` as always.
+  /// Names are unique per machine, and refused when a seed answered that
+  /// it holds them; only the registry makes them unique cluster-wide. Not
+  /// with `registry`. Ignored when join_directory is false.
+  std::vector<seed> seeds;
+  /// How long a seed's answer is used before the next lookup asks again: a
+  /// name that appears on a seed is found within it.
+  std::chrono::milliseconds seed_cache_ttl{2000};
   /// Tiers this node uses to reach and accept other nodes, by name, e.g.
   /// `{{"pipe", courier::pipe::factory()}}`; courier::local_transports()
   /// (courier/transports.hpp, target courier::transports) registers the

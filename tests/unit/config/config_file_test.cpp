@@ -513,3 +513,23 @@ TEST_CASE("authorization rules come from [[rules]] tables", "[config][unit]") {
   CHECK(config->rules[1].names == "*");
   CHECK(config->rules[1].allowed == verbs::find);
 }
+
+TEST_CASE("static seeds come from 'seeds', and a bad one names its line",
+          "[config][unit]") {
+  auto config = load_node_config_from_string(
+    "seeds = [\"beta@tls://10.0.0.2:7000\", \"gamma@tcp://127.0.0.1:7001\"]\n"
+    "seed_cache_ttl = \"500ms\"\n");
+  REQUIRE(config);
+  REQUIRE(config->seeds.size() == 2);
+  CHECK(config->seeds[0].node == "beta");
+  CHECK(config->seeds[0].address == "tls://10.0.0.2:7000");
+  CHECK(config->seeds[1].node == "gamma");
+  CHECK(config->seed_cache_ttl == 500ms);
+
+  auto bad = parse_error_of("name = \"x\"\nseeds = [\n  \"beta@10.0.0.2:7000\",\n]\n");
+  CHECK(bad.code() == errc::invalid_argument);
+  CHECK(bad.message().find("<string>:3:3: seeds: ") == 0);
+  CHECK(bad.message().find("tls://host:port") != std::string::npos);
+  CHECK(parse_error_of("seeds = \"beta@tls://h:1\"\n").message().find("array")
+        != std::string::npos);
+}

@@ -248,6 +248,10 @@ public:
     adopted.push(node);
   }
 
+  void learned_peer(const v1::NodeRecord& record) override {
+    learned.push(record.name());
+  }
+
   void end_half_open() noexcept override {
   }
 
@@ -287,6 +291,7 @@ public:
   probe<std::string> watched;
   probe<bool> demonitored;
   probe<std::string> adopted;
+  probe<std::string> learned; // names from handshake answers
   probe<std::string> dropped;
   probe<std::string> forgotten;
 

@@ -230,9 +230,28 @@ peer_identity identity_of(SSL* ssl) {
 
 // -- tls_channel --------------------------------------------------------------------
 
+tls_channel::tls_channel(ssl_ptr ssl)
+  : fd_(socket_of(SSL_get_rbio(ssl.get()))), ssl_(std::move(ssl)) {
+}
+
 std::size_t tls_channel::receive(iovec* parts, std::size_t count,
                                  std::optional<error>& failure) {
+  if (!buffered_.load(std::memory_order_acquire)) {
+    // Nothing in OpenSSL's hands: only the socket can have input. An end
+    // of stream or an error is input too (SSL_read reports it).
+    char probe;
+    auto n = ::recv(fd_, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+  }
   std::lock_guard guard{mu_};
+  struct note_buffered {
+    tls_channel& self;
+    ~note_buffered() {
+      self.buffered_.store(SSL_pending(self.ssl_.get()) > 0,
+                           std::memory_order_release);
+    }
+  } note{*this};
   std::size_t total = 0;
   for (std::size_t i = 0; i < count; ++i) {
     std::size_t got = 0;
@@ -291,8 +310,7 @@ std::size_t tls_channel::send(const iovec* parts, std::size_t count,
 }
 
 bool tls_channel::holds_input() {
-  std::lock_guard guard{mu_};
-  return SSL_pending(ssl_.get()) > 0;
+  return buffered_.load(std::memory_order_acquire);
 }
 
 } // namespace courier::tcp

@@ -4,6 +4,7 @@
 // node's files, the channel that encrypts a link's bytes, the handshake
 // step, and the peer's identity from its certificate.
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,8 +70,7 @@ std::string last_ssl_error(std::string fallback);
 /// once (a reader and a writer).
 class tls_channel final : public stream::channel {
 public:
-  explicit tls_channel(ssl_ptr ssl) : ssl_(std::move(ssl)) {
-  }
+  explicit tls_channel(ssl_ptr ssl);
 
   std::size_t receive(iovec* parts, std::size_t count,
                       std::optional<error>& failure) override;
@@ -81,6 +81,15 @@ public:
   bool holds_input() override;
 
 private:
+  /// Whether OpenSSL holds decrypted bytes not handed out yet. Without
+  /// them, input can only come from the socket: OpenSSL reads no further
+  /// ahead than the record it decrypts (read-ahead is off), and a part of
+  /// a record waits for the rest from the socket. Written under mu_, read
+  /// without: a poller looks at the socket first and enters OpenSSL only
+  /// when it has bytes (an idle poll is then one recv, as on a plain
+  /// socket, and leaves the session free for the writer).
+  std::atomic<bool> buffered_{false};
+  int fd_;
   std::mutex mu_;
   ssl_ptr ssl_;          // guarded by mu_
   std::string staging_;  // guarded by mu_: parts gathered for one SSL_write
