@@ -345,3 +345,40 @@ TEST_CASE("the store compacts by itself once sealed segments are mostly "
   auto again = open_or_fail(o);
   CHECK(drain(*again, "q") == std::vector<std::string>{"m1000"});
 }
+
+TEST_CASE("purge removes the waiting messages of a queue, discard a dead "
+          "letter, durably",
+          "[durable]") {
+  temp_dir dir;
+  auto o = small_options(dir.path());
+  o.max_attempts = 1;
+  std::uint64_t dead_id = 0;
+  {
+    auto s = open_or_fail(o);
+    append_n(*s, "a", 5);
+    append_n(*s, "b", 2);
+    auto claimed = s->claim("a", 1);
+    REQUIRE(claimed->size() == 1);
+    auto purged = s->purge("a");
+    REQUIRE(purged);
+    CHECK(*purged == 4);
+    CHECK(*s->purge("nobody") == 0);
+    // The claimed one finishes its handling.
+    REQUIRE(s->complete_and_wait(claimed->at(0).id));
+    auto poison = s->claim("b", 1);
+    dead_id = poison->at(0).id;
+    REQUIRE(s->fail_and_wait(dead_id, "bad"));
+    REQUIRE(s->dead_letters().size() == 1);
+  }
+  auto s = open_or_fail(o);
+  CHECK(s->peek("a").empty());
+  CHECK(s->peek("b").size() == 1);
+  REQUIRE(s->dead_letters().size() == 1);
+  REQUIRE(s->discard(dead_id));
+  CHECK(s->discard(dead_id).code() == errc::not_found);
+  CHECK(s->dead_letters().empty());
+  s.reset();
+  auto again = open_or_fail(o);
+  CHECK(again->dead_letters().empty());
+  CHECK(again->recovery().messages == 1);
+}

@@ -358,15 +358,7 @@ void store::impl::complete(std::uint64_t id, done_callback done) {
   if (m == nullptr)
     return;
   crash_point("after_handler_before_removal");
-  m->busy = true;
-  entry e;
-  e.has_record = true;
-  e.type = format::record_type::remove;
-  format::writer w{e.body};
-  w.u64(id);
-  e.id = id;
-  e.on_done = std::move(done);
-  submit_locked(std::move(e));
+  remove_locked(*m, std::move(done));
 }
 
 void store::impl::fail(std::uint64_t id, std::string reason,
@@ -406,6 +398,53 @@ void store::impl::fail(std::uint64_t id, std::string reason,
   entry e;
   e.on_done = std::move(done);
   submit_locked(std::move(e));
+}
+
+void store::impl::remove_locked(message_state& m, done_callback done) {
+  m.busy = true;
+  entry e;
+  e.has_record = true;
+  e.type = format::record_type::remove;
+  format::writer w{e.body};
+  w.u64(m.id);
+  e.id = m.id;
+  e.on_done = std::move(done);
+  submit_locked(std::move(e));
+}
+
+void store::impl::purge(std::string_view queue,
+                        std::function<void(expected<std::size_t>)> done) {
+  std::unique_lock guard{mu_};
+  if (auto why = refusal_locked()) {
+    guard.unlock();
+    return done(*why);
+  }
+  std::size_t n = 0;
+  if (auto qi = queues_.find(queue); qi != queues_.end()) {
+    auto& q = qi->second;
+    for (auto it = q.ready.begin(); it != q.ready.end();) {
+      auto& m = messages_.at(it->second);
+      it = q.ready.erase(it);
+      remove_locked(m, nullptr);
+      ++n;
+    }
+  }
+  // Answered after the last removal is durable.
+  entry e;
+  e.on_done = [n, done = std::move(done)](expected<void> r) {
+    if (r)
+      done(n);
+    else
+      done(r.error());
+  };
+  submit_locked(std::move(e));
+}
+
+void store::impl::discard(std::uint64_t id, done_callback done) {
+  std::unique_lock guard{mu_};
+  auto* m = find_locked(guard, id, message_stage::dead, done);
+  if (m != nullptr)
+    remove_locked(*m, std::move(done));
 }
 
 std::vector<stored_message> store::impl::peek(std::string_view queue,
@@ -564,7 +603,10 @@ void store::impl::apply_locked(entry& e) {
       if (mi == messages_.end())
         break;
       auto& m = mi->second;
-      unindex_locked(m);
+      if (m.stage == message_stage::dead)
+        dead_.erase(m.id);
+      else
+        unindex_locked(m);
       total_messages_ -= 1;
       total_bytes_ -= m.payload.size();
       auto si = segments_.find(m.segment);
@@ -619,8 +661,12 @@ void store::impl::roll_back_locked(entry& e) {
     case record_type::remove:
     case record_type::replay: {
       auto mi = messages_.find(e.id);
-      if (mi != messages_.end())
-        mi->second.busy = false;
+      if (mi == messages_.end())
+        break;
+      mi->second.busy = false;
+      // A purged message was taken out of the claimable set.
+      if (mi->second.stage == message_stage::queued)
+        enqueue_ready_locked(mi->second);
       break;
     }
     case record_type::dead: {
@@ -736,6 +782,19 @@ std::vector<dead_letter> store::dead_letters() const {
 
 expected<void> store::replay(std::uint64_t id) {
   return wait_void([&](done_callback cb) { self_->replay(id, cb); });
+}
+
+expected<std::size_t> store::purge(std::string_view queue) {
+  std::promise<expected<std::size_t>> p;
+  auto f = p.get_future();
+  self_->purge(queue, [&p](expected<std::size_t> r) {
+    p.set_value(std::move(r));
+  });
+  return f.get();
+}
+
+expected<void> store::discard(std::uint64_t id) {
+  return wait_void([&](done_callback cb) { self_->discard(id, cb); });
 }
 
 std::size_t store::expire_due() {

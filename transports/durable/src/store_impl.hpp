@@ -103,6 +103,11 @@ public:
   std::vector<queue_info> queues() const;
   std::vector<dead_letter> dead_letters() const;
   void replay(std::uint64_t id, done_callback done);
+  void purge(std::string_view queue,
+             std::function<void(expected<std::size_t>)> done);
+  void discard(std::uint64_t id, done_callback done);
+  /// Submits the removal of `m` (marked busy until it is durable).
+  void remove_locked(message_state& m, done_callback done);
   std::size_t expire_due();
   void flush(done_callback done);
   expected<void> status() const;

@@ -235,6 +235,14 @@ public:
   /// attempts and its timers restarted. Waits until durable.
   [[nodiscard]] expected<void> replay(std::uint64_t id);
 
+  /// Removes every message of `queue` that is not claimed (claimed ones
+  /// finish their handling). Waits until durable; returns how many.
+  [[nodiscard]] expected<std::size_t> purge(std::string_view queue);
+
+  /// Removes dead letter `id` for good. Waits until durable; `not_found`
+  /// if there is no such dead letter.
+  [[nodiscard]] expected<void> discard(std::uint64_t id);
+
   /// Moves every message whose timer ran out to the dead letters now (the
   /// store also does it every expiry_interval); returns how many.
   std::size_t expire_due();
