@@ -156,6 +156,7 @@ expected<void> store::impl::recover() {
   };
 
   std::optional<std::uint64_t> active;
+  std::string data;
   for (auto it = segs.begin(); it != segs.end(); ++it) {
     auto n = it->first;
     auto& s = it->second;
@@ -176,7 +177,8 @@ expected<void> store::impl::recover() {
     if (s.header->number != n)
       return corrupt(n, 16, "the header names segment "
                               + std::to_string(s.header->number));
-    std::string data(s.size, '\0');
+    // One buffer for every segment: its pages are faulted in once.
+    data.resize(s.size);
     auto got = s.f->read_at(0, data.data(), data.size());
     if (!got)
       return got.error();
