@@ -20,6 +20,13 @@ expected<T> wait_for(std::future<expected<T>>& f) {
   return f.get();
 }
 
+/// After submitting as a leader: commit the batch here, or, if someone
+/// else is committing, make sure the writer thread will look.
+void lead_or_wake(store::impl& self) {
+  if (!self.try_lead())
+    self.queue_cv_.notify_one();
+}
+
 } // namespace
 
 std::string_view to_string(dead_reason reason) noexcept {
@@ -725,8 +732,14 @@ expected<append_result> store::append_and_wait(std::string_view queue,
                                                const message_options& options) {
   std::promise<expected<append_result>> p;
   auto f = p.get_future();
-  self_->append(queue, std::move(payload), options,
-                [&p](expected<append_result> r) { p.set_value(std::move(r)); });
+  {
+    impl::leading_scope lead;
+    self_->append(queue, std::move(payload), options,
+                  [&p](expected<append_result> r) {
+                    p.set_value(std::move(r));
+                  });
+  }
+  lead_or_wake(*self_);
   return wait_for(f);
 }
 
@@ -742,17 +755,21 @@ void store::complete(std::uint64_t id, done_callback done) {
 namespace {
 
 template <class F>
-expected<void> wait_void(F&& start) {
+expected<void> wait_void(store::impl& self, F&& start) {
   std::promise<expected<void>> p;
   auto f = p.get_future();
-  start([&p](expected<void> r) { p.set_value(std::move(r)); });
+  {
+    store::impl::leading_scope lead;
+    start([&p](expected<void> r) { p.set_value(std::move(r)); });
+  }
+  lead_or_wake(self);
   return f.get();
 }
 
 } // namespace
 
 expected<void> store::complete_and_wait(std::uint64_t id) {
-  return wait_void([&](done_callback cb) { self_->complete(id, cb); });
+  return wait_void(*self_, [&](done_callback cb) { self_->complete(id, cb); });
 }
 
 void store::fail(std::uint64_t id, std::string reason, done_callback done,
@@ -762,7 +779,7 @@ void store::fail(std::uint64_t id, std::string reason, done_callback done,
 
 expected<void> store::fail_and_wait(std::uint64_t id, std::string reason,
                                     std::chrono::milliseconds retry_after) {
-  return wait_void([&](done_callback cb) {
+  return wait_void(*self_, [&](done_callback cb) {
     self_->fail(id, std::move(reason), cb, retry_after);
   });
 }
@@ -781,20 +798,24 @@ std::vector<dead_letter> store::dead_letters() const {
 }
 
 expected<void> store::replay(std::uint64_t id) {
-  return wait_void([&](done_callback cb) { self_->replay(id, cb); });
+  return wait_void(*self_, [&](done_callback cb) { self_->replay(id, cb); });
 }
 
 expected<std::size_t> store::purge(std::string_view queue) {
   std::promise<expected<std::size_t>> p;
   auto f = p.get_future();
-  self_->purge(queue, [&p](expected<std::size_t> r) {
-    p.set_value(std::move(r));
-  });
+  {
+    impl::leading_scope lead;
+    self_->purge(queue, [&p](expected<std::size_t> r) {
+      p.set_value(std::move(r));
+    });
+  }
+  lead_or_wake(*self_);
   return f.get();
 }
 
 expected<void> store::discard(std::uint64_t id) {
-  return wait_void([&](done_callback cb) { self_->discard(id, cb); });
+  return wait_void(*self_, [&](done_callback cb) { self_->discard(id, cb); });
 }
 
 std::size_t store::expire_due() {
@@ -806,7 +827,7 @@ expected<void> store::compact() {
 }
 
 expected<void> store::flush() {
-  return wait_void([&](done_callback cb) { self_->flush(cb); });
+  return wait_void(*self_, [&](done_callback cb) { self_->flush(cb); });
 }
 
 expected<void> store::status() const {

@@ -5,9 +5,10 @@
 // batches, segments, group commit), recovery.cpp (open: scan, truncate,
 // rebuild) and compaction.cpp.
 //
-// Lock order: mu_ (the state) before queue_mu_ (the writer's queue). The
-// writer thread never holds queue_mu_ while it takes mu_. compaction_mu_
-// is taken before mu_.
+// Lock order: commit_mu_ (the commit token), then mu_ (the state), then
+// queue_mu_ (the writer's queue); compaction_mu_ before mu_. Nobody holds
+// queue_mu_ while taking mu_, and nobody takes commit_mu_ (blocking)
+// while holding mu_.
 
 #include <condition_variable>
 #include <deque>
@@ -121,8 +122,24 @@ public:
 
   // writer.cpp
   void start_threads();
+  /// Queues `e` for the next batch and wakes the writer thread (unless
+  /// the calling thread is leading, see try_lead).
   void submit_locked(entry e);
   void writer_loop();
+  /// Moves the next batch out of queue_ (queue_mu_ held).
+  void take_batch_locked(std::vector<entry>& batch);
+  /// Writes, syncs, applies and acknowledges `batch` (commit_mu_ held).
+  void commit(std::vector<entry>& batch, std::string& buffer);
+  /// Leader-based group commit (LevelDB's writer queue): a thread that is
+  /// about to wait for its own submission commits the queued batch itself
+  /// when no one else is committing, sparing two thread hand-offs. Returns
+  /// false if someone else commits. Only without a group commit window.
+  bool try_lead();
+  /// Marks the calling thread as leading while it submits.
+  struct leading_scope {
+    leading_scope();
+    ~leading_scope();
+  };
   void maintenance_loop();
   /// Stops the store for good with `why` (data_loss for the pending ones).
   void stop_store(error why, std::vector<entry>& batch);
@@ -195,11 +212,13 @@ public:
   std::condition_variable maintenance_cv_;
   bool maintenance_stop_ = false;
 
-  // Owned by the writer thread once it runs (by recover() before).
+  // Owned by whoever holds commit_mu_ (recover() before the threads run).
   std::unique_ptr<file> active_file_;
   std::uint64_t active_size_ = 0;
   std::uint64_t next_sequence_ = 1;
 
+  /// The commit token: whoever holds it writes the active segment.
+  std::mutex commit_mu_;
   std::mutex compaction_mu_;
   std::thread writer_;
   std::thread maintenance_;

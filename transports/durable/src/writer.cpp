@@ -23,12 +23,29 @@ void store::impl::start_threads() {
   maintenance_ = std::thread{[this] { maintenance_loop(); }};
 }
 
+namespace {
+
+/// Set while a thread runs a *_and_wait call that will try to commit its
+/// own batch (store::impl::try_lead): its submissions wake nobody.
+thread_local bool leading = false;
+
+} // namespace
+
+store::impl::leading_scope::leading_scope() {
+  leading = true;
+}
+
+store::impl::leading_scope::~leading_scope() {
+  leading = false;
+}
+
 void store::impl::submit_locked(entry e) {
   {
     std::lock_guard guard{queue_mu_};
     queue_.push_back(std::move(e));
   }
-  queue_cv_.notify_one();
+  if (!leading)
+    queue_cv_.notify_one();
 }
 
 expected<void> store::impl::start_segment(std::uint64_t number,
@@ -91,6 +108,19 @@ void store::impl::stop_store(error why, std::vector<entry>& batch) {
   batch.clear();
 }
 
+void store::impl::take_batch_locked(std::vector<entry>& batch) {
+  std::size_t bytes = 0;
+  while (!queue_.empty()
+         && (batch.empty()
+             || (bytes < opt_.max_batch_bytes
+                 && (opt_.max_batch_messages == 0
+                     || batch.size() < opt_.max_batch_messages)))) {
+    bytes += queue_.front().body.size() + format::record_header_size;
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+}
+
 void store::impl::writer_loop() {
   std::vector<entry> batch;
   std::string buffer;
@@ -115,133 +145,158 @@ void store::impl::writer_loop() {
           return bytes >= opt_.max_batch_bytes;
         });
       }
-      std::size_t bytes = 0;
-      while (!queue_.empty()
-             && (batch.empty()
-                 || (bytes < opt_.max_batch_bytes
-                     && (opt_.max_batch_messages == 0
-                         || batch.size() < opt_.max_batch_messages)))) {
-        bytes += queue_.front().body.size() + format::record_header_size;
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
     }
+    std::lock_guard token{commit_mu_};
     {
-      std::lock_guard guard{mu_};
-      if (stopped_) {
-        stop_store(*stopped_, batch);
-        continue;
-      }
+      std::lock_guard guard{queue_mu_};
+      take_batch_locked(batch);
     }
-    buffer.clear();
-    std::uint32_t pos = 0;
-    auto first_sequence = next_sequence_;
-    for (auto& e : batch) {
-      if (!e.has_record)
-        continue;
-      auto before = buffer.size();
-      format::append_record(buffer, next_sequence_++, pos++, e.type, e.body);
-      e.record_bytes = buffer.size() - before;
-    }
-    std::optional<error> full;
-    if (!buffer.empty()) {
-      if (active_size_ + buffer.size() > opt_.segment_bytes
-          && active_size_ > format::segment_header_size) {
-        std::uint64_t number;
-        {
-          std::lock_guard guard{mu_};
-          number = active_number_ + 1;
-        }
-        if (auto ok = start_segment(number, first_sequence); !ok) {
-          if (ok.error().code() == errc::resource_exhausted) {
-            full = ok.error();
-          } else {
-            stop_store(ok.error(), batch);
-            continue;
-          }
-        } else {
-          std::lock_guard guard{mu_};
-          if (opt_.compact_automatically) {
-            std::uint64_t sealed = 0;
-            std::uint64_t live = 0;
-            for (auto& [n, s] : segments_)
-              if (n != active_number_) {
-                sealed += s.bytes;
-                live += s.live_bytes;
-              }
-            if (sealed - live >= opt_.compaction_garbage_bytes
-                && (sealed - live) * 2 > sealed) {
-              compaction_wanted_ = true;
-              maintenance_cv_.notify_all();
-            }
-          }
-        }
-      }
-      if (!full) {
-        auto ok = active_file_->write_at(active_size_, buffer.data(),
-                                         buffer.size());
-        if (!ok) {
-          // Nothing of a failed batch may stay: cut it off again.
-          if (auto cut = active_file_->truncate(active_size_); !cut) {
-            stop_store(cut.error(), batch);
-            continue;
-          }
-          if (ok.error().code() != errc::resource_exhausted) {
-            stop_store(ok.error(), batch);
-            continue;
-          }
-          full = ok.error();
-        }
-      }
-      if (full) {
-        next_sequence_ = first_sequence;
-        {
-          std::lock_guard guard{mu_};
-          disk_full_ = true;
-          last_space_probe_ns_ = 0;
-          for (auto& e : batch)
-            if (e.has_record)
-              roll_back_locked(e);
-        }
-        error why{errc::resource_exhausted,
-                  "the durable store's disk is full: " + full->message()};
-        for (auto& e : batch) {
-          if (e.on_append)
-            e.on_append(e.has_record ? expected<append_result>{why}
-                                     : append_result{0, e.duplicate});
-          if (e.on_done)
-            e.on_done(e.has_record ? expected<void>{why} : expected<void>{});
-        }
-        batch.clear();
-        continue;
-      }
-      crash_point("after_append_before_fsync");
-      if (auto ok = active_file_->sync(); !ok) {
-        stop_store(error{errc::data_loss, "fdatasync failed ("
-                                            + ok.error().message()
-                                            + "); the store stopped"},
-                   batch);
-        continue;
-      }
-      active_size_ += buffer.size();
-    }
-    crash_point("after_fsync_before_ack");
-    {
-      std::lock_guard guard{mu_};
-      segments_[active_number_].bytes = active_size_;
-      for (auto& e : batch) {
-        e.segment = active_number_;
-        apply_locked(e);
-      }
-    }
-    for (auto& e : batch) {
-      if (e.on_append)
-        e.on_append(append_result{e.duplicate ? 0 : e.id, e.duplicate});
-      if (e.on_done)
-        e.on_done({});
-    }
-    batch.clear();
+    if (!batch.empty())
+      commit(batch, buffer);
   }
+}
+
+bool store::impl::try_lead() {
+  if (opt_.group_commit_window.count() > 0 || !commit_mu_.try_lock()) {
+    // The writer thread (or the leader holding the token, which hands
+    // what is left to the writer thread when it is done) takes it.
+    return false;
+  }
+  std::vector<entry> batch;
+  std::string buffer;
+  {
+    std::lock_guard guard{queue_mu_};
+    take_batch_locked(batch);
+  }
+  if (!batch.empty())
+    commit(batch, buffer);
+  commit_mu_.unlock();
+  bool more;
+  {
+    std::lock_guard guard{queue_mu_};
+    more = !queue_.empty();
+  }
+  if (more)
+    queue_cv_.notify_one();
+  return true;
+}
+
+void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
+  {
+    std::lock_guard guard{mu_};
+    if (stopped_) {
+      stop_store(*stopped_, batch);
+      return;
+    }
+  }
+  buffer.clear();
+  std::uint32_t pos = 0;
+  auto first_sequence = next_sequence_;
+  for (auto& e : batch) {
+    if (!e.has_record)
+      continue;
+    auto before = buffer.size();
+    format::append_record(buffer, next_sequence_++, pos++, e.type, e.body);
+    e.record_bytes = buffer.size() - before;
+  }
+  std::optional<error> full;
+  if (!buffer.empty()) {
+    if (active_size_ + buffer.size() > opt_.segment_bytes
+        && active_size_ > format::segment_header_size) {
+      std::uint64_t number;
+      {
+        std::lock_guard guard{mu_};
+        number = active_number_ + 1;
+      }
+      if (auto ok = start_segment(number, first_sequence); !ok) {
+        if (ok.error().code() == errc::resource_exhausted) {
+          full = ok.error();
+        } else {
+          stop_store(ok.error(), batch);
+          return;
+        }
+      } else {
+        std::lock_guard guard{mu_};
+        if (opt_.compact_automatically) {
+          std::uint64_t sealed = 0;
+          std::uint64_t live = 0;
+          for (auto& [n, s] : segments_)
+            if (n != active_number_) {
+              sealed += s.bytes;
+              live += s.live_bytes;
+            }
+          if (sealed - live >= opt_.compaction_garbage_bytes
+              && (sealed - live) * 2 > sealed) {
+            compaction_wanted_ = true;
+            maintenance_cv_.notify_all();
+          }
+        }
+      }
+    }
+    if (!full) {
+      auto ok = active_file_->write_at(active_size_, buffer.data(),
+                                       buffer.size());
+      if (!ok) {
+        // Nothing of a failed batch may stay: cut it off again.
+        if (auto cut = active_file_->truncate(active_size_); !cut) {
+          stop_store(cut.error(), batch);
+          return;
+        }
+        if (ok.error().code() != errc::resource_exhausted) {
+          stop_store(ok.error(), batch);
+          return;
+        }
+        full = ok.error();
+      }
+    }
+    if (full) {
+      next_sequence_ = first_sequence;
+      {
+        std::lock_guard guard{mu_};
+        disk_full_ = true;
+        last_space_probe_ns_ = 0;
+        for (auto& e : batch)
+          if (e.has_record)
+            roll_back_locked(e);
+      }
+      error why{errc::resource_exhausted,
+                "the durable store's disk is full: " + full->message()};
+      for (auto& e : batch) {
+        if (e.on_append)
+          e.on_append(e.has_record ? expected<append_result>{why}
+                                   : append_result{0, e.duplicate});
+        if (e.on_done)
+          e.on_done(e.has_record ? expected<void>{why} : expected<void>{});
+      }
+      batch.clear();
+      return;
+    }
+    crash_point("after_append_before_fsync");
+    if (auto ok = active_file_->sync(); !ok) {
+      stop_store(error{errc::data_loss, "fdatasync failed ("
+                                          + ok.error().message()
+                                          + "); the store stopped"},
+                 batch);
+      return;
+    }
+    active_size_ += buffer.size();
+  }
+  crash_point("after_fsync_before_ack");
+  {
+    std::lock_guard guard{mu_};
+    segments_[active_number_].bytes = active_size_;
+    for (auto& e : batch) {
+      e.segment = active_number_;
+      apply_locked(e);
+    }
+  }
+  for (auto& e : batch) {
+    if (e.on_append)
+      e.on_append(append_result{e.duplicate ? 0 : e.id, e.duplicate});
+    if (e.on_done)
+      e.on_done({});
+  }
+  batch.clear();
 }
 
 void store::impl::maintenance_loop() {
