@@ -1,9 +1,10 @@
 #pragma once
 
-// The store's insides, split by concern over four files: store.cpp (the
-// public operations on the in-memory state), writer.cpp (the writer thread:
-// batches, segments, group commit), recovery.cpp (open: scan, truncate,
-// rebuild) and compaction.cpp.
+// The store's insides, split by concern: store.cpp (the operations on the
+// in-memory state), apply.cpp (what a durable record changes, or undoing
+// it after a full disk), writer.cpp (batches, segments, group commit, the
+// writer and maintenance threads), recovery.cpp (open: scan, truncate,
+// rebuild), compaction.cpp, and store_api.cpp (the public wrappers).
 //
 // Lock order: commit_mu_ (the commit token), then mu_ (the state), then
 // queue_mu_ (the writer's queue); compaction_mu_ before mu_. Nobody holds
@@ -91,7 +92,7 @@ public:
     std::uint64_t record_bytes = 0;
   };
 
-  // store.cpp
+  // store.cpp (operations); apply.cpp (apply_locked, roll_back_locked)
   void append(std::string_view queue, std::string payload,
               const message_options& options, append_callback done);
   expected<std::vector<stored_message>> claim(std::string_view queue,
