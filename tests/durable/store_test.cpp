@@ -47,6 +47,17 @@ TEST_CASE("messages come back in order after a reopen", "[durable]") {
   CHECK(again->queues().empty());
 }
 
+TEST_CASE("a store directory is used by one store at a time", "[durable]") {
+  temp_dir dir;
+  auto first = open_or_fail(small_options(dir.path()));
+  auto second = store::open(small_options(dir.path()));
+  REQUIRE_FALSE(second);
+  CHECK(second.code() == errc::failed_precondition);
+  CHECK_THAT(second.error().message(), Catch::Contains("open elsewhere"));
+  first.reset();
+  CHECK(store::open(small_options(dir.path())));
+}
+
 TEST_CASE("a queue hands out higher priorities first, equal ones in order",
           "[durable]") {
   temp_dir dir;

@@ -55,6 +55,9 @@ public:
   expected<std::uint64_t> free_bytes(const std::string& dir) override {
     return base_->free_bytes(dir);
   }
+  expected<std::shared_ptr<void>> lock(const std::string& dir) override {
+    return base_->lock(dir);
+  }
 
 private:
   class faulty_file final : public file {

@@ -143,6 +143,11 @@ public:
     return {};
   }
 
+  expected<std::shared_ptr<void>> lock(const std::string&) override {
+    // One store at a time by construction: the tests open them in turn.
+    return std::shared_ptr<void>{};
+  }
+
   expected<std::uint64_t> free_bytes(const std::string&) override {
     return std::uint64_t{1} << 40;
   }

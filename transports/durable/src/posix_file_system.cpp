@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -147,6 +148,24 @@ public:
     if (rc != 0)
       return io_error(err, "fsync", dir);
     return {};
+  }
+
+  expected<std::shared_ptr<void>> lock(const std::string& dir) override {
+    auto path = dir + "/LOCK";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+      return io_error(errno, "open", path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK)
+        return error{errc::failed_precondition,
+                     "the durable store in " + dir
+                       + " is open elsewhere (another store holds " + path
+                       + ")"};
+      return io_error(err, "flock", path);
+    }
+    return std::shared_ptr<void>{nullptr, [fd](void*) { ::close(fd); }};
   }
 
   expected<std::uint64_t> free_bytes(const std::string& dir) override {

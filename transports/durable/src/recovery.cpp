@@ -70,6 +70,10 @@ expected<void> store::impl::recover() {
   const auto& dir = opt_.directory;
   if (auto ok = fs_->make_dir(dir); !ok)
     return ok.error();
+  auto held = fs_->lock(dir);
+  if (!held)
+    return held.error();
+  lock_ = std::move(*held);
   auto names = fs_->list(dir);
   if (!names)
     return names.error();

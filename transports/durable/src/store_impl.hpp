@@ -180,6 +180,8 @@ public:
 
   store_options opt_;
   std::shared_ptr<file_system> fs_;
+  /// The directory's lock, held while the store is open.
+  std::shared_ptr<void> lock_;
   std::shared_ptr<clock_source> clock_;
   recovery_report report_;
 

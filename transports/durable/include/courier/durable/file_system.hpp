@@ -79,6 +79,13 @@ public:
   /// Makes the entries of `dir` (creations, renames, removals) durable.
   [[nodiscard]] virtual expected<void> sync_dir(const std::string& dir) = 0;
 
+  /// Takes the exclusive lock of the store in `dir` (a `LOCK` file held
+  /// with flock), so that one process at a time uses it; released when the
+  /// returned handle goes away, or when the process dies. Fails with
+  /// `failed_precondition` if another holder has it.
+  [[nodiscard]] virtual expected<std::shared_ptr<void>>
+  lock(const std::string& dir) = 0;
+
   /// Bytes free for an unprivileged writer on the file system of `dir`.
   [[nodiscard]] virtual expected<std::uint64_t>
   free_bytes(const std::string& dir) = 0;

@@ -174,7 +174,8 @@ public:
 
   /// Opens (and recovers) the store in `options.directory`. Fails with
   /// `data_loss` naming the file and offset if a record before the tail is
-  /// corrupt, `unimplemented` without SSE4.2, `invalid_argument` for bad
+  /// corrupt, `failed_precondition` if another store has the directory
+  /// open, `unimplemented` without SSE4.2, `invalid_argument` for bad
   /// options. Blocks while it reads the whole log.
   [[nodiscard]] static expected<std::unique_ptr<store>>
   open(store_options options);
@@ -201,7 +202,9 @@ public:
   /// they stay stored, invisible to other claims, until complete() or
   /// fail(), or until the store is reopened. Expired messages met on the
   /// way go to the dead letters. Never blocks on the disk: the attempt
-  /// counts are written with the next batch.
+  /// counts are written with the next batch; to count an attempt whose
+  /// handler may kill the process (poison by crash loop), call flush()
+  /// before running the handlers.
   [[nodiscard]] expected<std::vector<stored_message>>
   claim(std::string_view queue, std::size_t max = 1);
 
@@ -212,7 +215,8 @@ public:
   [[nodiscard]] expected<void> complete_and_wait(std::uint64_t id);
 
   /// The handler of claimed message `id` failed: the message goes back to
-  /// its place in the queue (visible again after `retry_after`), or, at
+  /// its place in the queue (visible again after `retry_after`, a delay kept
+  /// in memory only: after a reopen it is visible at once), or, at
   /// max_attempts, to the dead letters as poison with `reason`.
   void fail(std::uint64_t id, std::string reason, done_callback done,
             std::chrono::milliseconds retry_after = {});
