@@ -22,7 +22,6 @@
 //                 from the disk (the files are dropped from the page cache
 //                 with posix_fadvise before each)
 
-#include <semaphore>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +29,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,8 +66,8 @@ double us_since(clock_type::time_point t) {
 struct scratch {
   explicit scratch(const std::string& root) {
     static int n = 0;
-    path = root + "/run-" + std::to_string(::getpid()) + "-"
-           + std::to_string(n++);
+    path
+      = root + "/run-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
     std::filesystem::create_directories(path);
   }
   ~scratch() {
@@ -109,7 +109,7 @@ struct figures {
   double p99_us = 0;
 };
 
-// -- (a) one fsync per message -------------------------------------------------
+// -- (a) one fsync per message ------------------------------------------------
 
 figures courier_fsync_each(const std::string& root, int n, std::size_t size) {
   scratch dir{root};
@@ -150,7 +150,7 @@ figures raw_fsync_each(const std::string& root, int n, std::size_t record) {
   return f;
 }
 
-// -- (b) group commit -----------------------------------------------------------
+// -- (b) group commit ---------------------------------------------------------
 
 double courier_group(const std::string& root, int n, std::size_t size,
                      int in_flight) {
@@ -235,7 +235,7 @@ double sqlite_group(const std::string& root, int n, std::size_t size,
   return rate;
 }
 
-// -- (c) latency under group commit --------------------------------------------
+// -- (c) latency under group commit -------------------------------------------
 
 figures courier_latency(const std::string& root, int n, std::size_t size,
                         std::chrono::microseconds window, int writers) {
@@ -263,7 +263,7 @@ figures courier_latency(const std::string& root, int n, std::size_t size,
   return {rate, quantile(all, 0.5), quantile(all, 0.99)};
 }
 
-// -- (d) recovery -----------------------------------------------------------------
+// -- (d) recovery -------------------------------------------------------------
 
 void fill(const std::string& dir, int n, std::size_t size) {
   auto s = open_store(dir, {});
@@ -362,8 +362,8 @@ int main(int argc, char** argv) {
   std::string root = text_arg(argc, argv, "--dir", "/var/tmp");
   root += "/courier-bench-durable";
   std::string only = text_arg(argc, argv, "--scenario", "");
-  int messages = static_cast<int>(arg(argc, argv, "--messages",
-                                      quick ? 200 : 2000));
+  int messages
+    = static_cast<int>(arg(argc, argv, "--messages", quick ? 200 : 2000));
   int group_messages = quick ? 20'000 : 200'000;
   int recovery_messages = static_cast<int>(
     arg(argc, argv, "--recovery-messages", quick ? 20'000 : 1'000'000));

@@ -58,8 +58,8 @@ TEST_CASE("a torn tail at a random offset is cut off and the rest recovered",
   int truncated = 0;
   for (int round = 0; round < 60; ++round) {
     restore(pristine, dir.path());
-    auto cut = std::uniform_int_distribution<std::size_t>(
-      56, tail.size() - 1)(rng);
+    auto cut
+      = std::uniform_int_distribution<std::size_t>(56, tail.size() - 1)(rng);
     auto bytes = tail.substr(0, cut);
     if (round % 2 == 1) {
       // A torn write may leave garbage, not just a short file.
@@ -124,7 +124,8 @@ TEST_CASE("a zeroed block in a sealed segment is detected", "[durable]") {
   auto first = pristine.begin();
   for (int round = 0; round < 30; ++round) {
     restore(pristine, dir.path());
-    auto it = std::next(first, static_cast<long>(rng() % (pristine.size() - 1)));
+    auto it
+      = std::next(first, static_cast<long>(rng() % (pristine.size() - 1)));
     auto bytes = it->second;
     auto block = (rng() % ((bytes.size() + 511) / 512)) * 512;
     for (std::size_t i = block; i < std::min(bytes.size(), block + 512); ++i)

@@ -26,7 +26,7 @@ namespace {
 void say(const std::string& line) {
   auto text = line + "\n";
   // One write per line: the parent sees whole lines, even after a kill.
-  (void) !::write(STDOUT_FILENO, text.data(), text.size());
+  (void)!::write(STDOUT_FILENO, text.data(), text.size());
 }
 
 } // namespace

@@ -89,8 +89,8 @@ int run_child(const std::string& dir, history& h, std::uint64_t last,
 }
 
 void check(const history& h, std::uint64_t last, int crashes) {
-  INFO("acknowledged " << h.acked.size() << ", handled "
-                       << h.handled.size() << ", crashes " << crashes);
+  INFO("acknowledged " << h.acked.size() << ", handled " << h.handled.size()
+                       << ", crashes " << crashes);
   REQUIRE(h.done);
   int lost = 0;
   // Handled, not removed on record, never handled again: its removal was
@@ -167,12 +167,9 @@ TEST_CASE("every named crash point is reached and recovered from",
   history h;
   std::mt19937_64 rng{Catch::rngSeed()};
   const std::vector<std::pair<std::string, int>> points{
-    {"before_append", 60},
-    {"after_append_before_fsync", 60},
-    {"after_fsync_before_ack", 60},
-    {"after_handler_before_removal", 60},
-    {"mid_compaction", 2},
-    {"mid_rotation", 2},
+    {"before_append", 60},          {"after_append_before_fsync", 60},
+    {"after_fsync_before_ack", 60}, {"after_handler_before_removal", 60},
+    {"mid_compaction", 2},          {"mid_rotation", 2},
   };
   int rounds = cycles(2);
   int crashes = 0;
@@ -180,8 +177,7 @@ TEST_CASE("every named crash point is reached and recovered from",
     for (auto& [point, spread] : points) {
       auto n = std::uniform_int_distribution<int>(1, spread)(rng);
       INFO("crash point " << point << ":" << n);
-      auto status = run_child(dir.path(), h, endless,
-                              std::chrono::seconds{30},
+      auto status = run_child(dir.path(), h, endless, std::chrono::seconds{30},
                               point + ":" + std::to_string(n));
       REQUIRE(WIFEXITED(status));
       CHECK(WEXITSTATUS(status) == crash_exit_status);

@@ -91,9 +91,8 @@ class small_tmpfs {
 public:
   explicit small_tmpfs(std::size_t bytes) {
     auto opts = "size=" + std::to_string(bytes);
-    mounted_ = ::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0,
-                       opts.c_str())
-               == 0;
+    mounted_
+      = ::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, opts.c_str()) == 0;
   }
   ~small_tmpfs() {
     if (mounted_)

@@ -82,7 +82,7 @@ outcome run_workload(const std::shared_ptr<power_loss_file_system>& fs) {
   }
   for (auto& p : producers)
     p.join();
-  (void) (*s)->compact();
+  (void)(*s)->compact();
   append_n(**s, "q", 5, 100);
   (*s)->close();
   return out;
@@ -104,9 +104,8 @@ TEST_CASE("500 simulated power losses lose no acknowledged message",
   std::uint64_t torn_writes = 0;
   for (int round = 0; round < 500; ++round) {
     auto seed = rng();
-    auto fs = std::make_shared<power_loss_file_system>(sim_dir,
-                                                       power_loss_file_system::image{},
-                                                       seed);
+    auto fs = std::make_shared<power_loss_file_system>(
+      sim_dir, power_loss_file_system::image{}, seed);
     fs->crash_at_operation(1 + seed % total_ops);
     auto seen = run_workload(fs);
     auto image = fs->taken();
@@ -115,11 +114,11 @@ TEST_CASE("500 simulated power losses lose no acknowledged message",
     torn_writes += fs->counts().torn;
     ++images;
 
-    auto after = std::make_shared<power_loss_file_system>(sim_dir, *image,
-                                                          seed);
+    auto after
+      = std::make_shared<power_loss_file_system>(sim_dir, *image, seed);
     auto s = store::open(sim_options(after));
-    INFO("round " << round << ", crash at operation "
-                  << 1 + seed % total_ops << " of " << total_ops);
+    INFO("round " << round << ", crash at operation " << 1 + seed % total_ops
+                  << " of " << total_ops);
     REQUIRE(s);
     if ((*s)->recovery().truncated_bytes > 0)
       ++truncated;

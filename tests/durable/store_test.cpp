@@ -148,8 +148,8 @@ TEST_CASE("a poison message goes to the dead letters after exactly N "
   CHECK(dead[0].reason == dead_reason::poison);
   CHECK(dead[0].message.payload == "m0");
   CHECK(dead[0].message.attempts == 3);
-  CHECK_THAT(dead[0].detail, Catch::Contains("failed 3 times")
-                               && Catch::Contains("bad order"));
+  CHECK_THAT(dead[0].detail,
+             Catch::Contains("failed 3 times") && Catch::Contains("bad order"));
 }
 
 TEST_CASE("a message whose handler kills the process N times is poison",

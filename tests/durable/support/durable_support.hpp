@@ -61,10 +61,9 @@ inline void write_all(const std::string& path, const std::string& bytes) {
 /// Copies every file of `from` into `to` (both exist).
 inline void copy_dir(const std::string& from, const std::string& to) {
   for (auto& e : std::filesystem::directory_iterator(from))
-    std::filesystem::copy_file(e.path(),
-                               std::filesystem::path{to} / e.path().filename(),
-                               std::filesystem::copy_options::
-                                 overwrite_existing);
+    std::filesystem::copy_file(
+      e.path(), std::filesystem::path{to} / e.path().filename(),
+      std::filesystem::copy_options::overwrite_existing);
 }
 
 /// Appends `n` messages "m<i>" to `queue`, each waiting for its fsync

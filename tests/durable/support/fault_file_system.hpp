@@ -17,8 +17,7 @@ namespace courier::durable::testing {
 class fault_file_system : public file_system {
 public:
   explicit fault_file_system(std::shared_ptr<file_system> base)
-    : base_(std::move(base)) {
-  }
+    : base_(std::move(base)) {}
 
   /// From now on, file syncs fail with EIO.
   void fail_syncs() {
@@ -64,8 +63,7 @@ private:
   public:
     faulty_file(std::unique_ptr<file> base, std::string path,
                 fault_file_system& fs)
-      : base_(std::move(base)), path_(std::move(path)), fs_(fs) {
-    }
+      : base_(std::move(base)), path_(std::move(path)), fs_(fs) {}
     expected<void> write_at(std::uint64_t offset, const void* data,
                             std::size_t size) override {
       return base_->write_at(offset, data, size);

@@ -176,8 +176,7 @@ private:
   public:
     sim_file(std::shared_ptr<power_loss_file_system> fs,
              std::shared_ptr<inode> node)
-      : fs_(std::move(fs)), node_(std::move(node)) {
-    }
+      : fs_(std::move(fs)), node_(std::move(node)) {}
 
     expected<void> write_at(std::uint64_t offset, const void* data,
                             std::size_t size) override {

@@ -15,8 +15,8 @@ class test_clock : public clock_source {
 public:
   test_clock() {
     now_.boot[0] = 1;
-    now_.boottime_ns = 1'000'000'000'000;       // up 1000 s
-    now_.wall_ns = 1'800'000'000'000'000'000;   // some day in 2027
+    now_.boottime_ns = 1'000'000'000'000;     // up 1000 s
+    now_.wall_ns = 1'800'000'000'000'000'000; // some day in 2027
   }
 
   clock_reading now() override {

@@ -47,11 +47,11 @@ void store::impl::apply_locked(entry& e) {
       if (m.options.producer_id != 0) {
         dedup_.mark({m.options.producer_id, m.options.producer_epoch},
                     m.options.sequence);
-        pending_dedup_.erase({m.options.producer_id,
-                              m.options.producer_epoch, m.options.sequence});
+        pending_dedup_.erase({m.options.producer_id, m.options.producer_epoch,
+                              m.options.sequence});
       }
       auto [it, fresh] = messages_.emplace(m.id, std::move(m));
-      (void) fresh;
+      (void)fresh;
       index_locked(it->second);
       break;
     }
@@ -111,8 +111,8 @@ void store::impl::roll_back_locked(entry& e) {
       q.bytes -= m.payload.size();
       total_messages_ -= 1;
       total_bytes_ -= m.payload.size();
-      pending_dedup_.erase({m.options.producer_id, m.options.producer_epoch,
-                            m.options.sequence});
+      pending_dedup_.erase(
+        {m.options.producer_id, m.options.producer_epoch, m.options.sequence});
       break;
     }
     case record_type::remove:

@@ -11,8 +11,7 @@ namespace {
 std::int64_t read_ns(clockid_t id) {
   timespec ts{};
   ::clock_gettime(id, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000
-         + ts.tv_nsec;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 /// Parses the kernel's boot id ("8-4-4-4-12" hex); zeros if unreadable,

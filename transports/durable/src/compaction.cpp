@@ -85,7 +85,7 @@ expected<void> store::impl::compact() {
                 static_cast<unsigned long long>(upto));
   auto tmp = opt_.directory + name;
   auto give_up = [&](error why) -> expected<void> {
-    (void) fs_->remove(tmp);
+    (void)fs_->remove(tmp);
     return why;
   };
   {

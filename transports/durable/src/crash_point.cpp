@@ -28,8 +28,8 @@ void load() noexcept {
     auto colon = spec.find(':');
     armed_point = spec.substr(0, colon);
     if (colon != std::string::npos)
-      armed_count = std::max(1L, std::strtol(spec.c_str() + colon + 1,
-                                              nullptr, 10));
+      armed_count
+        = std::max(1L, std::strtol(spec.c_str() + colon + 1, nullptr, 10));
   }
   armed = !armed_point.empty();
   loaded = true;

@@ -8,8 +8,7 @@ namespace courier::durable::detail {
 
 dedup_window::dedup_window(std::uint32_t window, std::size_t max_producers)
   : window_(std::max<std::uint32_t>(64, (window + 63) / 64 * 64)),
-    max_producers_(std::max<std::size_t>(1, max_producers)) {
-}
+    max_producers_(std::max<std::size_t>(1, max_producers)) {}
 
 bool dedup_window::seen(const producer_key& key, std::uint64_t seq) const {
   auto i = entries_.find(key);

@@ -15,8 +15,8 @@
 
 namespace courier::durable::format {
 
-inline constexpr char segment_magic[8] = {'C', 'R', 'D', 'U',
-                                          'R', 'S', 'E', 'G'};
+inline constexpr char segment_magic[8]
+  = {'C', 'R', 'D', 'U', 'R', 'S', 'E', 'G'};
 inline constexpr std::uint32_t format_version = 1;
 inline constexpr std::size_t segment_header_size = 56;
 inline constexpr std::size_t record_header_size = 24;
@@ -102,8 +102,7 @@ record_problem read_record(std::string_view bytes, record_view& out);
 
 class writer {
 public:
-  explicit writer(std::string& out) : out_(out) {
-  }
+  explicit writer(std::string& out) : out_(out) {}
   void u8(std::uint8_t v) {
     out_.push_back(static_cast<char>(v));
   }
@@ -137,8 +136,7 @@ private:
 /// Bounds-checked reads; after any overrun ok() is false and reads yield 0.
 class reader {
 public:
-  explicit reader(std::string_view in) : in_(in) {
-  }
+  explicit reader(std::string_view in) : in_(in) {}
   std::uint8_t u8() {
     if (!need(1))
       return 0;

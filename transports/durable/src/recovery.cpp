@@ -25,8 +25,9 @@ std::optional<std::uint64_t> segment_number(const std::string& name) {
   std::uint64_t n = 0;
   for (std::size_t i = 4; i < 20; ++i) {
     char c = name[i];
-    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                  : -1;
+    int v = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
     if (v < 0)
       return std::nullopt;
     n = n << 4 | static_cast<std::uint64_t>(v);
@@ -149,15 +150,14 @@ expected<void> store::impl::recover() {
       last_clock = c;
   };
 
-  auto corrupt = [&](std::uint64_t n, std::uint64_t offset,
-                     const std::string& why) {
-    return error{errc::data_loss,
-                 "the durable store in " + dir + " is damaged: "
-                   + paths[n] + " at offset " + std::to_string(offset)
-                   + ": " + why
-                   + "; it does not open (no record is ever skipped); see "
-                     "docs/operations.md, \"When the store stops\""};
-  };
+  auto corrupt
+    = [&](std::uint64_t n, std::uint64_t offset, const std::string& why) {
+        return error{errc::data_loss,
+                     "the durable store in " + dir + " is damaged: " + paths[n]
+                       + " at offset " + std::to_string(offset) + ": " + why
+                       + "; it does not open (no record is ever skipped); see "
+                         "docs/operations.md, \"When the store stops\""};
+      };
 
   std::optional<std::uint64_t> active;
   std::string data;
@@ -179,8 +179,8 @@ expected<void> store::impl::recover() {
       return corrupt(n, 0, "the segment header is damaged");
     }
     if (s.header->number != n)
-      return corrupt(n, 16, "the header names segment "
-                              + std::to_string(s.header->number));
+      return corrupt(
+        n, 16, "the header names segment " + std::to_string(s.header->number));
     // One buffer for every segment: its pages are faulted in once.
     data.resize(s.size);
     auto got = s.f->read_at(0, data.data(), data.size());
@@ -193,22 +193,24 @@ expected<void> store::impl::recover() {
     std::size_t offset = format::segment_header_size;
     while (offset < data.size()) {
       format::record_view rv;
-      auto problem = format::read_record(
-        std::string_view{data}.substr(offset), rv);
+      auto problem
+        = format::read_record(std::string_view{data}.substr(offset), rv);
       std::string why = format::to_string(problem);
       if (problem == format::record_problem::none
           && rv.sequence != expected_seq) {
         problem = format::record_problem::bad_crc;
-        why = "record sequence " + std::to_string(rv.sequence)
-              + " where " + std::to_string(expected_seq) + " belongs";
+        why = "record sequence " + std::to_string(rv.sequence) + " where "
+              + std::to_string(expected_seq) + " belongs";
       }
       if (problem != format::record_problem::none) {
         if (!last)
           return corrupt(n, offset, why + " (in a sealed segment)");
         if (auto later = later_batch(data, offset, expected_seq))
           return corrupt(n, offset,
-                         why + "; a record of a later batch follows at "
-                           "offset " + std::to_string(*later));
+                         why
+                           + "; a record of a later batch follows at "
+                             "offset "
+                           + std::to_string(*later));
         // A torn tail: the last batch never finished its fsync.
         report_.truncated_bytes = data.size() - offset;
         report_.truncated_file = paths[n];
@@ -239,15 +241,15 @@ expected<void> store::impl::recover() {
           m.options.producer_epoch = b.producer_epoch;
           m.options.sequence = b.sequence;
           m.options.priority = b.priority;
-          m.options.time_to_reach_queue = std::chrono::nanoseconds{
-            b.time_to_reach_queue_ns};
-          m.options.time_to_be_received = std::chrono::nanoseconds{
-            b.time_to_be_received_ns};
+          m.options.time_to_reach_queue
+            = std::chrono::nanoseconds{b.time_to_reach_queue_ns};
+          m.options.time_to_be_received
+            = std::chrono::nanoseconds{b.time_to_be_received_ns};
           m.stored_at = b.stored_at;
           m.attempts = b.attempts;
           m.reason = static_cast<dead_reason>(b.dead_reason);
-          m.stage = b.dead_reason != 0 ? message_stage::dead
-                                       : message_stage::queued;
+          m.stage
+            = b.dead_reason != 0 ? message_stage::dead : message_stage::queued;
           m.detail = std::move(b.dead_detail);
           m.died_wall_ns = b.died_wall_ns;
           m.segment = n;
@@ -297,8 +299,8 @@ expected<void> store::impl::recover() {
           auto gap = r.i64();
           auto now = format::decode_clock(r);
           ok = r.done();
-          frames[prev] = boot_frame{now.boot,
-                                    now.boottime_ns - gap - prev_boottime};
+          frames[prev]
+            = boot_frame{now.boot, now.boottime_ns - gap - prev_boottime};
           saw_clock(now);
           break;
         }
@@ -331,8 +333,8 @@ expected<void> store::impl::recover() {
   auto now = clock_->now();
   if (last_clock && last_clock->boot != now.boot) {
     auto gap = std::max<std::int64_t>(0, now.wall_ns - last_clock->wall_ns);
-    frames[last_clock->boot] = boot_frame{
-      now.boot, now.boottime_ns - gap - last_clock->boottime_ns};
+    frames[last_clock->boot]
+      = boot_frame{now.boot, now.boottime_ns - gap - last_clock->boottime_ns};
     entry e;
     e.has_record = true;
     e.type = format::record_type::boot;

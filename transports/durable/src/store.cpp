@@ -43,8 +43,8 @@ bool store::impl::disk_full_locked() {
   return disk_full_;
 }
 
-std::optional<dead_reason>
-store::impl::expired_locked(const message_state& m, std::int64_t now) const {
+std::optional<dead_reason> store::impl::expired_locked(const message_state& m,
+                                                       std::int64_t now) const {
   auto age = now - m.stored_at.boottime_ns;
   auto reach = m.options.time_to_reach_queue.count();
   auto receive = m.options.time_to_be_received.count();
@@ -84,8 +84,7 @@ void store::impl::index_locked(message_state& m) {
     dead_.insert(m.id);
     return;
   }
-  queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority),
-                     m.id};
+  queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority), m.id};
   // Appends and recovery come in id order: the hint makes it O(1) for the
   // lowest priority present.
   q.all.emplace_hint(q.all.end(), k);
@@ -132,12 +131,11 @@ void store::impl::kill_locked(message_state& m, dead_reason reason,
 // -- operations ---------------------------------------------------------------
 
 void store::impl::append(std::string_view queue, std::string payload,
-                         const message_options& options,
-                         append_callback done) {
+                         const message_options& options, append_callback done) {
   crash_point("before_append");
   if (queue.empty() || queue.size() > 255)
-    return done(error{errc::invalid_argument,
-                      "a durable queue name has 1 to 255 bytes"});
+    return done(
+      error{errc::invalid_argument, "a durable queue name has 1 to 255 bytes"});
   if (options.priority > 7)
     return done(error{errc::invalid_argument,
                       "priority " + std::to_string(options.priority)
@@ -157,11 +155,11 @@ void store::impl::append(std::string_view queue, std::string payload,
   }
   if (disk_full_locked()) {
     guard.unlock();
-    return done(error{errc::resource_exhausted,
-                      "the durable store's disk is full ("
-                        + opt_.directory + "); it resumes when "
-                        + std::to_string(opt_.resume_free_bytes)
-                        + " bytes are free"});
+    return done(
+      error{errc::resource_exhausted, "the durable store's disk is full ("
+                                        + opt_.directory + "); it resumes when "
+                                        + std::to_string(opt_.resume_free_bytes)
+                                        + " bytes are free"});
   }
   auto tuple = std::make_tuple(options.producer_id, options.producer_epoch,
                                options.sequence);
@@ -182,23 +180,20 @@ void store::impl::append(std::string_view queue, std::string payload,
   if (q_count + 1 > opt_.queue_quota.max_messages
       || q.bytes + payload.size() > opt_.queue_quota.max_bytes) {
     guard.unlock();
-    return done(error{errc::resource_exhausted,
-                      "durable queue '" + std::string{queue}
-                        + "' is at its quota ("
-                        + std::to_string(opt_.queue_quota.max_messages)
-                        + " messages, "
-                        + std::to_string(opt_.queue_quota.max_bytes)
-                        + " bytes)"});
+    return done(
+      error{errc::resource_exhausted,
+            "durable queue '" + std::string{queue} + "' is at its quota ("
+              + std::to_string(opt_.queue_quota.max_messages) + " messages, "
+              + std::to_string(opt_.queue_quota.max_bytes) + " bytes)"});
   }
   if (total_messages_ + 1 > opt_.store_quota.max_messages
       || total_bytes_ + payload.size() > opt_.store_quota.max_bytes) {
     guard.unlock();
-    return done(error{errc::resource_exhausted,
-                      "the durable store is at its quota ("
-                        + std::to_string(opt_.store_quota.max_messages)
-                        + " messages, "
-                        + std::to_string(opt_.store_quota.max_bytes)
-                        + " bytes)"});
+    return done(
+      error{errc::resource_exhausted,
+            "the durable store is at its quota ("
+              + std::to_string(opt_.store_quota.max_messages) + " messages, "
+              + std::to_string(opt_.store_quota.max_bytes) + " bytes)"});
   }
   auto m = std::make_unique<message_state>();
   m->id = next_id_++;
@@ -233,8 +228,8 @@ void store::impl::append(std::string_view queue, std::string payload,
   submit_locked(std::move(e));
 }
 
-expected<std::vector<stored_message>>
-store::impl::claim(std::string_view queue, std::size_t max) {
+expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
+                                                         std::size_t max) {
   std::lock_guard guard{mu_};
   if (auto why = refusal_locked())
     return *why;
@@ -294,11 +289,10 @@ store::impl::find_locked(std::unique_lock<std::mutex>& guard, std::uint64_t id,
   if (!why
       && (mi == messages_.end() || mi->second.stage != stage
           || mi->second.busy))
-    why = error{errc::not_found,
-                stage == message_stage::dead
-                  ? "no dead letter " + std::to_string(id)
-                  : "durable message " + std::to_string(id)
-                      + " is not claimed"};
+    why = error{errc::not_found, stage == message_stage::dead
+                                   ? "no dead letter " + std::to_string(id)
+                                   : "durable message " + std::to_string(id)
+                                       + " is not claimed"};
   if (!why)
     return &mi->second;
   guard.unlock();
@@ -315,8 +309,7 @@ void store::impl::complete(std::uint64_t id, done_callback done) {
   remove_locked(*m, std::move(done));
 }
 
-void store::impl::fail(std::uint64_t id, std::string reason,
-                       done_callback done,
+void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
                        std::chrono::milliseconds retry_after) {
   std::unique_lock guard{mu_};
   auto* found = find_locked(guard, id, message_stage::claimed, done);
@@ -340,11 +333,11 @@ void store::impl::fail(std::uint64_t id, std::string reason,
   --q.in_flight;
   if (retry_after.count() > 0) {
     m.stage = message_stage::queued;
-    delayed_.emplace(steady_ns()
-                       + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           retry_after)
-                           .count(),
-                     id);
+    delayed_.emplace(
+      steady_ns()
+        + std::chrono::duration_cast<std::chrono::nanoseconds>(retry_after)
+            .count(),
+      id);
   } else {
     enqueue_ready_locked(m);
   }

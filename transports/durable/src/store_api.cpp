@@ -37,8 +37,7 @@ store::impl::impl(store_options options)
   : opt_(std::move(options)),
     fs_(opt_.files ? opt_.files : posix_file_system()),
     clock_(opt_.clock ? opt_.clock : system_clock_source()),
-    dedup_(opt_.dedup_window, opt_.dedup_max_producers) {
-}
+    dedup_(opt_.dedup_window, opt_.dedup_max_producers) {}
 
 // -- the public face ----------------------------------------------------------
 
@@ -62,8 +61,7 @@ expected<std::unique_ptr<store>> store::open(store_options options) {
   return std::unique_ptr<store>{new store(std::move(self))};
 }
 
-store::store(std::unique_ptr<impl> self) : self_(std::move(self)) {
-}
+store::store(std::unique_ptr<impl> self) : self_(std::move(self)) {}
 
 store::~store() {
   close();
@@ -81,10 +79,9 @@ expected<append_result> store::append_and_wait(std::string_view queue,
   auto f = p.get_future();
   {
     impl::leading_scope lead;
-    self_->append(queue, std::move(payload), options,
-                  [&p](expected<append_result> r) {
-                    p.set_value(std::move(r));
-                  });
+    self_->append(
+      queue, std::move(payload), options,
+      [&p](expected<append_result> r) { p.set_value(std::move(r)); });
   }
   lead_or_wake(*self_);
   return f.get();
@@ -153,9 +150,8 @@ expected<std::size_t> store::purge(std::string_view queue) {
   auto f = p.get_future();
   {
     impl::leading_scope lead;
-    self_->purge(queue, [&p](expected<std::size_t> r) {
-      p.set_value(std::move(r));
-    });
+    self_->purge(queue,
+                 [&p](expected<std::size_t> r) { p.set_value(std::move(r)); });
   }
   lead_or_wake(*self_);
   return f.get();

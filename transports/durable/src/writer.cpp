@@ -64,7 +64,7 @@ expected<void> store::impl::start_segment(std::uint64_t number,
   }
   auto header = format::encode_segment_header(h);
   auto undo = [&](error why) -> expected<void> {
-    (void) fs_->remove(path);
+    (void)fs_->remove(path);
     return why;
   };
   if (auto ok = (*f)->truncate(0); !ok)
@@ -131,8 +131,8 @@ void store::impl::writer_loop() {
       if (queue_.empty())
         return; // stopping, and everything is written
       if (opt_.group_commit_window.count() > 0 && !writer_stop_) {
-        auto until = std::chrono::steady_clock::now()
-                     + opt_.group_commit_window;
+        auto until
+          = std::chrono::steady_clock::now() + opt_.group_commit_window;
         queue_cv_.wait_until(guard, until, [&] {
           if (writer_stop_)
             return true;
@@ -234,8 +234,8 @@ void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
       }
     }
     if (!full) {
-      auto ok = active_file_->write_at(active_size_, buffer.data(),
-                                       buffer.size());
+      auto ok
+        = active_file_->write_at(active_size_, buffer.data(), buffer.size());
       if (!ok) {
         // Nothing of a failed batch may stay: cut it off again.
         if (auto cut = active_file_->truncate(active_size_); !cut) {
@@ -311,7 +311,7 @@ void store::impl::maintenance_loop() {
     guard.unlock();
     expire_due();
     if (compact_now)
-      (void) compact();
+      (void)compact();
     auto now = clock_->now();
     guard.lock();
     // While messages wait on timers, a clock record every 5 s bounds how

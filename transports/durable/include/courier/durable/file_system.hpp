@@ -31,9 +31,8 @@ public:
   /// Writes all `size` bytes at `offset`, extending the file as needed.
   /// On an error part of the bytes may have been written; the caller
   /// truncates them away. Blocks on the disk only if the kernel does.
-  [[nodiscard]] virtual expected<void> write_at(std::uint64_t offset,
-                                                const void* data,
-                                                std::size_t size) = 0;
+  [[nodiscard]] virtual expected<void>
+  write_at(std::uint64_t offset, const void* data, std::size_t size) = 0;
 
   /// Reads up to `size` bytes at `offset`; returns how many (0 at the end).
   [[nodiscard]] virtual expected<std::size_t>
@@ -68,7 +67,8 @@ public:
 
   /// Renames atomically, replacing `to` if it exists.
   [[nodiscard]] virtual expected<void> rename(const std::string& from,
-                                              const std::string& to) = 0;
+                                              const std::string& to)
+    = 0;
 
   /// Removes a file; removing a missing file is not an error.
   [[nodiscard]] virtual expected<void> remove(const std::string& path) = 0;
