@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all deps build demo test test-asan test-durable-long bench clean
+.PHONY: all deps build demo test test-asan test-durable-long bench package clean
 
 all: build
 
@@ -27,6 +27,10 @@ demo: build
 	./$(BUILD_DIR)/examples/order_desk/order_desk
 	@echo
 	./$(BUILD_DIR)/examples/local_office/local_office
+	@echo
+	./$(BUILD_DIR)/tools/courier up -d examples/deploy/system.toml
+	./$(BUILD_DIR)/tools/courier ps examples/deploy/system.toml
+	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
 	@echo
 	./$(BUILD_DIR)/examples/cluster/cluster
 
@@ -51,6 +55,11 @@ test-asan: deps $(ASAN_BUILD_DIR)/CMakeCache.txt
 
 bench: build
 	./$(BUILD_DIR)/bench/courier_bench_inproc
+
+# The Debian package of cmake/CourierInstall.cmake, written to the build
+# folder: sudo apt install ./$(BUILD_DIR)/courier-actors_*.deb
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

@@ -13,6 +13,8 @@ packages=(
   libssl-dev openssl libtomlplusplus-dev
   libsqlite3-dev
   etcd-server nftables iproute2 util-linux
+  libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-protobuf
+  file  # CPack: dpkg-shlibdeps runs on the files `file` calls ELF (make package)
 )
 
 missing=()

@@ -30,6 +30,9 @@ struct global_options {
   std::string dir;
   /// The cluster registry (node_config::registry); empty: the directory.
   std::string registry;
+  /// The CLI's own node name; empty: cli-<pid>. Across hosts it is the
+  /// name the CLI's certificate must carry.
+  std::string name;
   bool json = false;
   /// A node configuration file (docs/configuration.md) for the CLI's own
   /// node; empty for the defaults.
@@ -56,10 +59,21 @@ command find_command(CLI::App& sub);
 command routes_command(CLI::App& sub);
 command post_command(CLI::App& sub);
 command send_command(CLI::App& sub);
+// gateway_command.cpp
+command gateway_command(CLI::App& sub);
 
-// -- subcommands without a node (cert_command.cpp) ---------------------------
+// -- subcommands without a node ----------------------------------------------
+
+// cert_command.cpp
 
 offline_command cert_command(CLI::App& sub);
+
+// -- a system from one file (deploy_commands.cpp) ----------------------------
+
+offline_command up_command(CLI::App& sub);
+offline_command down_command(CLI::App& sub);
+offline_command ps_command(CLI::App& sub);
+offline_command logs_command(CLI::App& sub);
 
 // -- shared helpers (support.cpp) --------------------------------------------
 

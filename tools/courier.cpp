@@ -10,9 +10,16 @@
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
+//   courier [--name NODE] gateway [--listen HOST:PORT]
+//   courier up [-d] [--check] FILE
+//   courier down FILE
+//   courier [--json] ps FILE
+//   courier logs FILE [NODE] [-f]
 //
-// Every subcommand but cert also takes --config FILE, settings for the
-// CLI's own node (docs/configuration.md), and --registry
+// Every subcommand but cert, up, down, ps and logs also takes --config
+// FILE, settings for the CLI's own node (docs/configuration.md), --name
+// NODE, its node's name (the one its certificate names, across hosts), and
+// --registry
 // etcd://HOST:PORT[,...], to look at the nodes and names of a cluster
 // registry (docs/directory.md) instead of the machine's directory. --dir,
 // --config, --registry and --json may also follow the subcommand; each
@@ -53,6 +60,8 @@ constexpr subcommand subcommands[] = {
   {"routes", "each node's routes and the tier each takes", routes_command},
   {"post", "fire and forget a message given as JSON", post_command},
   {"send", "call an actor and print its reply as JSON", send_command},
+  {"gateway", "serve the verbs to gRPC clients until SIGINT or SIGTERM",
+   gateway_command},
 };
 
 /// A subcommand that starts no node.
@@ -65,6 +74,11 @@ struct offline_subcommand {
 constexpr offline_subcommand offline_subcommands[] = {
   {"cert", "make a development CA and node certificates for mutual TLS",
    cert_command},
+  {"up", "start a system of nodes from its file and supervise them",
+   up_command},
+  {"down", "stop a system started with up -d", down_command},
+  {"ps", "the processes of a running system", ps_command},
+  {"logs", "a node's output (or the supervisor's log)", logs_command},
 };
 
 /// Parses the command line into `global` and either `run` or `offline`.
@@ -80,6 +94,11 @@ std::optional<int> parse(int argc, char** argv, global_options& global,
   app.add_option("--registry", global.registry,
                  "a cluster registry, etcd://HOST:PORT[,HOST:PORT...] "
                  "(default: none, the node directory alone)");
+  app
+    .add_option("--name", global.name,
+                "the CLI's own node name (default: cli-<pid>); across hosts, "
+                "the node its TLS certificate names")
+    ->type_name("NODE");
   app.add_flag("--json", global.json, "print machine-readable JSON");
   app
     .add_option("--config", global.config,
@@ -124,8 +143,10 @@ expected<node> start_node(const global_options& global) {
       return std::move(loaded).error();
     config = std::move(*loaded);
   }
-  // Its own name, always: the file's would be taken by the node it is for.
-  config.name = "cli-" + std::to_string(::getpid());
+  // Its own name, never the file's: that would be taken by the node the
+  // file is for.
+  config.name = global.name.empty() ? "cli-" + std::to_string(::getpid())
+                                    : global.name;
   if (!global.dir.empty() || global.config.empty())
     config.directory = global.dir;
   if (!global.registry.empty())

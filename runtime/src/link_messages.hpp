@@ -84,12 +84,14 @@ struct answer_msg {
 struct names_query_msg {
   std::string pattern;
   deadline until; // the asker gives up then: so does the proxy
+  bool with_types = false;
 };
 
 struct names_msg {
   std::vector<std::string> names;
   errc code = errc::ok; // the link went, or the peer did not answer
   std::string text;
+  std::vector<std::string> type_files; // when asked for
 };
 
 /// Answers owed to the peer would pass their budget: it does not read them.

@@ -705,6 +705,8 @@ private:
         return; // late: the asker gave up
       names_msg answer;
       answer.names.assign(report.names().begin(), report.names().end());
+      answer.type_files.assign(report.type_files().begin(),
+                               report.type_files().end());
       i->second.promise.deliver(std::move(answer));
       queries_.erase(i);
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
@@ -769,12 +771,13 @@ private:
     if (gone_) {
       auto why = tombstone_ ? *tombstone_
                             : error{errc::unavailable, "the link is gone"};
-      promise.deliver(names_msg{{}, why.code(), why.message()});
+      promise.deliver(names_msg{{}, why.code(), why.message(), {}});
       return;
     }
     v1::NamesQuery msg;
     msg.set_query_id(++next_query_);
     msg.set_pattern(std::move(query.pattern));
+    msg.set_with_types(query.with_types);
     queries_.emplace(msg.query_id(),
                      names_query{std::move(promise), query.until});
     if (hello_done_)
@@ -804,6 +807,17 @@ private:
       }
       report.add_names(std::move(name));
     }
+    if (query.with_types()) {
+      auto record = owner_.record();
+      std::size_t size = 0;
+      for (const auto& file : record.type_files())
+        size += file.size() + 5; // its tag and length
+      if (size <= room) // all of them, or none: a file needs its imports
+        for (auto& file : *record.mutable_type_files())
+          report.add_type_files(std::move(file));
+      else
+        report.set_truncated(true);
+    }
     write_system(report);
   }
 
@@ -831,8 +845,8 @@ private:
         ++i;
         continue;
       }
-      i->second.promise.deliver(names_msg{{}, errc::deadline_exceeded,
-                                          "the peer did not list its names"});
+      i->second.promise.deliver(names_msg{
+        {}, errc::deadline_exceeded, "the peer did not list its names", {}});
       i = queries_.erase(i);
     }
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
@@ -906,7 +920,7 @@ private:
       flush.deliver(flushed_msg{});
     early_flushes_.clear();
     for (auto& [id, query] : queries_)
-      query.promise.deliver(names_msg{{}, code, text});
+      query.promise.deliver(names_msg{{}, code, text, {}});
     queries_.clear();
     early_queries_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
@@ -1018,10 +1032,10 @@ void unwatch_remote(const caf::actor& proxy,
   caf::anon_send(proxy, unwatch_msg{std::move(token)});
 }
 
-expected<std::vector<std::string>> names_over(caf::actor_system& system,
-                                              const caf::actor& proxy,
-                                              std::string pattern,
-                                              deadline until) {
+expected<std::vector<std::string>>
+names_over(caf::actor_system& system, const caf::actor& proxy,
+           std::string pattern, deadline until,
+           std::vector<std::string>* type_files) {
   expected<std::vector<std::string>> out{errc::deadline_exceeded,
                                          "no answer before the deadline"};
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1031,9 +1045,11 @@ expected<std::vector<std::string>> names_over(caf::actor_system& system,
   caf::scoped_actor self{system};
   self
     ->request(proxy, caf::duration{left},
-              names_query_msg{std::move(pattern), until})
+              names_query_msg{std::move(pattern), until, type_files != nullptr})
     .receive(
       [&](names_msg& answer) {
+        if (type_files != nullptr)
+          *type_files = std::move(answer.type_files);
         if (answer.code == errc::ok)
           out = std::move(answer.names);
         else

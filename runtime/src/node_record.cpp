@@ -81,12 +81,18 @@ expected<void> node_impl::open() {
   if (auto* seeds = dynamic_cast<seed_directory*>(dir_.get())) {
     // What the seeds hold is asked over links, which exist from now on.
     seeds->start_asking([this](const std::string& node)
-                          -> expected<std::vector<std::string>> {
+                          -> expected<seed_directory::answer> {
       auto link = peers_->link_to(node);
       if (!link)
         return std::move(link).error();
-      return names_over(*system_, link->proxy, "*",
-                        deadline{2 * config_.handshake_timeout});
+      seed_directory::answer out;
+      auto names = names_over(*system_, link->proxy, "*",
+                              deadline{2 * config_.handshake_timeout},
+                              &out.type_files);
+      if (!names)
+        return std::move(names).error();
+      out.names = std::move(*names);
+      return out;
     });
   }
   // The node's own system actor answers tools (courier routes).

@@ -85,10 +85,12 @@ void unwatch_remote(const caf::actor& proxy,
 /// node may find there (its rules decide, docs/security.md), sorted. Blocks
 /// the calling thread until the answer or `until`: unavailable when the
 /// link goes, deadline_exceeded when the peer does not answer in time.
-expected<std::vector<std::string>> names_over(caf::actor_system& system,
-                                              const caf::actor& proxy,
-                                              std::string pattern,
-                                              deadline until);
+/// With `type_files`, also the descriptors of the peer's message types
+/// (serialized FileDescriptorProtos; none if they would not fit a frame).
+expected<std::vector<std::string>>
+names_over(caf::actor_system& system, const caf::actor& proxy,
+           std::string pattern, deadline until,
+           std::vector<std::string>* type_files = nullptr);
 
 /// Asks a proxy to send what it has queued, close its link and stop.
 void drain_link(const caf::actor& proxy);

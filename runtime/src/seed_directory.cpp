@@ -128,7 +128,7 @@ void seed_directory::refresh(bool all) {
   for (const auto& node : due) {
     auto listed = list(node);
     if (listed)
-      std::sort(listed->begin(), listed->end());
+      std::sort(listed->names.begin(), listed->names.end());
     std::lock_guard guard{mu_};
     auto* entry = find(node);
     if (entry == nullptr)
@@ -148,7 +148,10 @@ void seed_directory::refresh(bool all) {
       log_(log_level::info, "seed " + quoted(node) + " answers again");
     entry->silent = false;
     entry->answered = true;
-    entry->names = std::move(*listed);
+    entry->names = std::move(listed->names);
+    entry->record.clear_type_files();
+    for (auto& file : listed->type_files)
+      entry->record.add_type_files(std::move(file));
   }
 }
 
@@ -252,6 +255,7 @@ void seed_directory::learn(const v1::NodeRecord& record) {
   // What the peer says of itself, with the configured address first: the
   // address this node can reach it at (the peer may advertise another).
   auto learned = record;
+  *learned.mutable_type_files() = entry->record.type_files(); // asked apart
   learned.clear_endpoints();
   auto* first = learned.add_endpoints();
   first->set_tier(std::string{seed_tier});

@@ -36,9 +36,15 @@ class file_directory;
 /// cache's lock meanwhile.
 class seed_directory final : public directory {
 public:
-  /// Lists the names a node lets this one find, over a link to it.
-  using lister = std::function<expected<std::vector<std::string>>(
-    const std::string& node)>;
+  /// What a seed answers: the names it lets this node find, and the
+  /// descriptors of its message types.
+  struct answer {
+    std::vector<std::string> names;
+    std::vector<std::string> type_files;
+  };
+
+  /// Asks a node, over a link to it.
+  using lister = std::function<expected<answer>(const std::string& node)>;
 
   /// `seeds` were checked (check_seed); `local` is the machine's directory.
   seed_directory(std::vector<seed> seeds, std::unique_ptr<file_directory> local,

@@ -4,6 +4,7 @@
 // in order once healed; a partition one way is seen from both sides.
 
 #include <algorithm>
+#include <fstream>
 #include <future>
 
 #include "local_node.hpp"
@@ -30,7 +31,7 @@ struct two_hosts {
                                                         "sloth", "counter",
                                                         "quitter"},
                      const temp_dir* peer_dir = nullptr)
-    : certs{mint_certs(dir, {"here", "peer"})} {
+    : certs{mint_certs(dir, {"here", "peer", "ops"})} {
     REQUIRE(hosts.ok());
     auto args = netns_pair::in(hosts.b());
     std::vector<std::string> flags{"--with-tcp", "--tcp-listen",
@@ -46,9 +47,9 @@ struct two_hosts {
       local_node looker{home, "looker", [](node_config& config) {
                           config.transports = {{"pipe", pipe::factory()}};
                         }};
-      seeds.push_back({"peer", "tls://10.77.0.2:"
-                                 + std::to_string(tcp_port_of(
-                                   *looker.instance, "peer"))});
+      peer_address = "tls://10.77.0.2:"
+                     + std::to_string(tcp_port_of(*looker.instance, "peer"));
+      seeds.push_back({"peer", peer_address});
     }
     REQUIRE(inside.ok());
     here.emplace(dir, "here", [&](node_config& config) {
@@ -64,6 +65,7 @@ struct two_hosts {
 
   netns_pair hosts;
   std::string certs;
+  std::string peer_address; // when found as a seed
   std::unique_ptr<child_process> peer;
   in_netns inside{hosts.a()};
   std::optional<local_node> here;
@@ -157,6 +159,59 @@ TEST_CASE("a node on another host is found as a static seed, and its names "
   REQUIRE(netns_pair::heal(setup.hosts.b()));
   CHECK(eventually([&] { return here.send("echo.p", ping(2), 1s).has_value(); },
                    15s));
+}
+
+TEST_CASE("the CLI on one host lists and reaches a node on another host",
+          "[hosts][tcp][seeds][cli]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  temp_dir dir, peer_dir, cli_dir;
+  two_hosts setup{dir, {"echo.p", "adder"}, &peer_dir};
+  // The CLI's node: its own folder, the peer as a seed, TLS with a
+  // certificate for "ops" (its --name).
+  auto file = cli_dir.path() + "/cli.toml";
+  {
+    std::ofstream out{file};
+    out << "directory = \"" << cli_dir.path() << "\"\n"
+        << "seeds = [\"peer@" << setup.peer_address << "\"]\n"
+        << "[tiers.tcp]\nlisten = \"10.77.0.1:0\"\n"
+        << "[tiers.tcp.tls]\n"
+        << "certificate = \"" << setup.certs << "/ops.pem\"\n"
+        << "private_key = \"" << setup.certs << "/ops.key\"\n"
+        << "ca = \"" << setup.certs << "/ca.pem\"\n";
+  }
+  auto run = [&](std::vector<std::string> args) {
+    auto argv = netns_pair::in(setup.hosts.a());
+    for (auto a : {std::string{COURIER_CLI}, std::string{"--config"}, file,
+                   std::string{"--name"}, std::string{"ops"}})
+      argv.push_back(a);
+    argv.insert(argv.end(), args.begin(), args.end());
+    child_process cli{argv};
+    std::string out;
+    REQUIRE(cli.read_all(out, 20s));
+    auto status = cli.wait_exit(20s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    return std::pair{WEXITSTATUS(*status), out};
+  };
+  auto [listed, names] = run({"names"});
+  CHECK(listed == 0);
+  CHECK_THAT(names, Catch::Contains("adder") && Catch::Contains("peer"));
+  auto [found, where] = run({"find", "echo.p"});
+  CHECK(found == 0);
+  CHECK_THAT(where, Catch::Contains("peer"));
+  auto [nodes_status, nodes] = run({"nodes"});
+  CHECK(nodes_status == 0);
+  CHECK_THAT(nodes, Catch::Contains("peer"));
+  auto [sent, reply] = run({"send", "adder", "courier_test.v1.Add",
+                            R"({"a": "40", "b": 2})"});
+  CHECK(sent == 0);
+  CHECK(reply == "{\"value\":\"42\"}\n");
+  auto [posted, nothing] = run({"post", "echo.p", "courier_test.v1.Ping",
+                                R"({"seq": 5})"});
+  CHECK(posted == 0);
 }
 
 TEST_CASE("a black-holed host is unreachable within the bound, and after "

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "local_node.hpp"
+#include "tcp_support.hpp"
 
 using namespace courier;
 using namespace courier::testing;
@@ -247,4 +248,60 @@ TEST_CASE("another user allowed to post to billing.* is refused everything "
                                     "courier.node.here"});
   CHECK(mine->broadcast("*.x", ping(1), 5s).replied.size() == 2);
   CHECK(here->refusals() == 13);
+}
+
+TEST_CASE("over TLS, a certificate allowed to post to billing.* is refused "
+          "send and admin.*, 10,000 times, and a certificate no rule names "
+          "is refused everything",
+          "[tcp][tls][security][integration]") {
+  temp_dir dir;
+  auto certs = mint_certs(dir, {"here", "ops", "intruder"});
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> counts{
+    {"billing.x", std::make_shared<std::atomic<int>>(0)},
+    {"admin.x", std::make_shared<std::atomic<int>>(0)},
+  };
+  local_node here{dir, "here", [&](node_config& config) {
+                    tcp::options settings;
+                    settings.tls = tls_files_of(certs, "here");
+                    config.transports = {{"tcp", tcp::factory(settings)}};
+                    config.rules = {
+                      {"san:ops", "billing.*", verbs::post | verbs::find}};
+                  }};
+  for (auto& [name, count] : counts)
+    REQUIRE(here->spawn(name, counting(count)));
+  auto remote = [&](const std::string& name, std::vector<std::string> tries) {
+    std::vector<std::string> args{COURIER_TEST_NODE, "--dir", dir.path(),
+                                  "--name", name, "--tcp", "--tls", certs};
+    for (auto& spec : tries) {
+      args.push_back("--try");
+      args.push_back(spec);
+    }
+    return std::make_unique<child_process>(args);
+  };
+
+  auto ops = remote("ops", {"post:billing.x:100", "send:billing.x:3",
+                            "post:admin.x:10000"});
+  CHECK(outcome(*ops, "tried post billing.x:")
+        == "tried post billing.x: posted 100 refused 0");
+  CHECK(outcome(*ops, "tried send billing.x:")
+        == "tried send billing.x: permission_denied 3");
+  CHECK(outcome(*ops, "tried post admin.x:")
+        == "tried post admin.x: posted 10000 refused 0");
+  REQUIRE(eventually([&] { return here->refusals() >= 10'003; }, 60s));
+  CHECK(eventually([&] { return counts["billing.x"]->load() == 100; }));
+  CHECK(here->refusals() == 10'003);
+  CHECK(counts["admin.x"]->load() == 0);
+  CHECK(here->dead_letters() == 0);
+  // The first refusal is logged (then at most a line a second).
+  CHECK(logged(*here.lines, "(node 'ops') may not send to 'billing.x'"));
+
+  // A valid certificate of the same CA that no rule names.
+  auto before = here->refusals();
+  auto intruder = remote("intruder", {"send:billing.x:2", "post:billing.x:5"});
+  auto sent = outcome(*intruder, "tried send billing.x:");
+  CHECK(sent.find("permission_denied") != std::string::npos);
+  REQUIRE(intruder->wait_for_line("ready", 30s));
+  CHECK(eventually([&] { return here->refusals() > before; }));
+  CHECK(counts["billing.x"]->load() == 100);
+  CHECK(here->dead_letters() == 0);
 }

@@ -3,7 +3,8 @@
 // actors.
 //
 //   courier_bench_tcp [--runs N] [--rounds N] [--security plain|tls|both]
-//                     [--scenario all|rtt|oneway|caf|first]
+//                     [--scenario all|rtt|oneway|caf|first|fan_in]
+//                     [--fan-in-count N]
 //                     [--oneway-only SIZE] [--count-64 N] [--count-1m N]
 //                     [--impl courier|raw] [--netns] [--quick]
 //                     [--scheduler automatic|sharing|latency|work_stealing]
@@ -23,9 +24,17 @@
 //                   one-way 64 B / 1 MiB; the ratio is Courier / CAF
 //   first_message   a fresh node's first send to a name on the serving node
 //                   (directory lookup, connect, TLS handshake, hello, one
-//                   round trip), next to its second send (Courier only)
-// With --netns, the round trips only, between two network namespaces joined
-// by a veth pair (root; made and removed by this program).
+//                   round trip), next to its second send (Courier only);
+//                   first_message_seed: the same for a node that knows the
+//                   serving node as a static seed (its names asked over
+//                   the new link first)
+//   fan_in          4 sender processes (each a node) post 64-byte Pings to
+//                   one actor: the aggregate rate, next to one sender
+//                   posting as many (Courier only; --fan-in-count N each)
+// With --netns, the round trips and the fan-in (or --scenario oneway)
+// between two network namespaces joined by a veth pair (root; made and
+// removed by this program): the senders on one host, the actor on the
+// other.
 // Both Courier nodes run with the tier alone and scheduler defaults
 // (automatic: latency for a node with transports, a thread per core);
 // --scheduler changes that for diagnosis.
@@ -160,17 +169,32 @@ public:
     ::close(in[0]);
     ::close(out[1]);
     to_child_ = in[1];
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n')
-      first_line_ += c;
-    ::close(out[0]);
+    from_child_ = out[0];
+    first_line_ = read_line();
     if (first_line_.empty())
       fail("the child " + args.back() + " did not start");
   }
 
   ~child() {
     ::close(to_child_);
+    ::close(from_child_);
     ::waitpid(pid_, nullptr, 0);
+  }
+
+  /// The child's next line of output; empty at its end.
+  std::string read_line() {
+    std::string line;
+    char c;
+    while (::read(from_child_, &c, 1) == 1 && c != '\n')
+      line += c;
+    return line;
+  }
+
+  void write_line(const std::string& line) {
+    auto text = line + "\n";
+    if (::write(to_child_, text.data(), text.size())
+        != static_cast<ssize_t>(text.size()))
+      fail("cannot write to a child");
   }
 
   child(const child&) = delete;
@@ -183,6 +207,7 @@ public:
 private:
   pid_t pid_ = -1;
   int to_child_ = -1;
+  int from_child_ = -1;
   std::string first_line_;
 };
 
@@ -417,26 +442,132 @@ double courier_oneway(courier_peer& peer, std::size_t size, int count) {
   return rate;
 }
 
-/// A fresh node's first and second send to "echo" on the serving node.
-std::pair<double, double> courier_first_message(courier_peer& peer, int run) {
+/// The TCP address the serving node publishes.
+std::string server_address(courier_peer& peer) {
+  for (const auto& info : peer.client->nodes())
+    if (info.name == "bench-server" && !info.addresses.empty())
+      return info.addresses[0];
+  fail("the serving node publishes no address");
+  return {};
+}
+
+struct first_times {
+  double start, first, second;
+};
+
+/// A fresh node's start, and its first and second send to "echo" on the
+/// serving node. With `seeded`, the fresh node has a directory of its own
+/// and knows the serving node as a static seed: it asks it for its names
+/// when it claims its own first name, in node::start, over the link the
+/// first send then uses; otherwise it finds it in the shared directory.
+first_times courier_first_message(courier_peer& peer, int run, bool seeded) {
   auto name = std::string{"bench-first-"} + peer.where.security() + "-"
-              + std::to_string(run);
+              + (seeded ? "seeded-" : "") + std::to_string(run);
   if (peer.where.tls())
     mint(peer.where.certs, name);
-  auto fresh = courier::node::start(
-    config_for(name, peer.dir, peer.where.client_host, peer.where.certs));
+  std::string own_dir;
+  auto config
+    = config_for(name, peer.dir, peer.where.client_host, peer.where.certs);
+  if (seeded) {
+    own_dir = make_temp_dir();
+    config.directory = own_dir;
+    config.seeds = {{"bench-server", server_address(peer)}};
+  }
+  struct cleanup {
+    std::string dir;
+    ~cleanup() {
+      std::error_code ignored;
+      if (!dir.empty())
+        std::filesystem::remove_all(dir, ignored);
+    }
+  } remove_dir{own_dir};
+  auto t = clock_type::now();
+  auto fresh = courier::node::start(std::move(config));
   if (!fresh)
     fail(fresh.error().to_string());
+  auto start = ns_since(t);
   bench::v1::Ping ping;
   ping.set_pad(std::string(48, 'x'));
-  auto t = clock_type::now();
+  t = clock_type::now();
   if (!fresh->send("echo", ping, std::chrono::seconds{10}))
     fail("the first send failed");
   auto first = ns_since(t);
   t = clock_type::now();
   if (!fresh->send("echo", ping, std::chrono::seconds{10}))
     fail("the second send failed");
-  return {first, ns_since(t)};
+  return {start, first, ns_since(t)};
+}
+
+constexpr int fan_in_senders = 4;
+
+/// A fan-in sender (a process of its own, on the client's host): links to
+/// the serving node, says "ready", posts `count` 64-byte Pings to "sink"
+/// once told "go", then asks the sink and prints "done <what it counted>".
+int courier_fan_in_sender(const std::string& dir, const std::string& host,
+                          const std::string& certs, const std::string& name,
+                          int count) {
+  auto self = courier::node::start(
+    config_for(name, dir, host, certs == "-" ? "" : certs));
+  if (!self) {
+    std::cerr << self.error().to_string() << "\n";
+    return 1;
+  }
+  bench::v1::Ping warm;
+  warm.set_pad("warm");
+  if (!self->send("echo", warm, std::chrono::seconds{10}))
+    return 1;
+  std::cout << "ready" << std::endl;
+  std::string go;
+  std::getline(std::cin, go);
+  auto msg = std::make_shared<bench::v1::Ping>();
+  msg->set_pad(std::string(48, 'x'));
+  courier::message posted{msg};
+  for (int i = 0; i < count; ++i)
+    post_patiently(*self, posted);
+  // Behind this sender's posts: when every sender has its answer, the
+  // sink has counted every post (each in the answer that followed it).
+  auto counted = self->send<bench::v1::Ping>("sink", bench::v1::Ping{},
+                                             std::chrono::seconds{120});
+  if (!counted)
+    return 1;
+  std::cout << "done " << (*counted)->seq() << std::endl;
+  std::string end;
+  std::getline(std::cin, end); // stays up until told: its link stays too
+  return 0;
+}
+
+/// Aggregate rate of fan_in_senders processes posting `count` each to
+/// "sink", from "go" to the last sender's answer.
+double courier_fan_in(courier_peer& peer, int count, int run) {
+  std::vector<std::unique_ptr<child>> senders;
+  for (int i = 0; i < fan_in_senders; ++i) {
+    auto name = std::string{"bench-fan-"} + peer.where.security() + "-"
+                + std::to_string(run) + "-" + std::to_string(i);
+    if (peer.where.tls())
+      mint(peer.where.certs, name);
+    auto args = std::vector<std::string>{
+      self_path(), "--fan-in-sender", peer.dir, peer.where.client_host,
+      peer.where.tls() ? peer.where.certs : "-", name, std::to_string(count),
+      "--scheduler", scheduler};
+    senders.push_back(std::make_unique<child>(args));
+    if (senders.back()->first_line() != "ready")
+      fail("a fan-in sender did not start");
+  }
+  auto t = clock_type::now();
+  for (auto& sender : senders)
+    sender->write_line("go");
+  long counted = 0;
+  for (auto& sender : senders) {
+    auto line = sender->read_line();
+    if (line.rfind("done ", 0) != 0)
+      fail("a fan-in sender failed");
+    counted += std::stol(line.substr(5));
+  }
+  auto rate = counted / (ns_since(t) / 1e9);
+  if (counted != static_cast<long>(count) * fan_in_senders)
+    fail("the sink counted " + std::to_string(counted) + " of "
+         + std::to_string(count * fan_in_senders) + " fan-in posts");
+  return rate;
 }
 
 struct plan {
@@ -446,6 +577,8 @@ struct plan {
   bool oneway = true;
   bool caf = true;
   bool first = true;
+  bool fan_in = true;
+  int fan_in_count = 20000; // per sender
   std::vector<std::pair<std::size_t, int>> sizes;
   std::string only_impl; // "courier" or "raw": one side only (profiling)
 };
@@ -509,17 +642,30 @@ void run_setup(const setup& s, const plan& p) {
         },
         "courier", "caf");
   }
-  if (p.first) {
-    std::vector<double> first, second;
+  if (p.fan_in)
+    // Four senders on the client's host into one actor, next to one
+    // sender (this process) posting as many as each of them.
+    compare_rate(
+      "fan_in", s.security(), p.runs, 64,
+      [&, run = 0]() mutable { return courier_fan_in(peer, p.fan_in_count, run++); },
+      [&] { return courier_oneway(peer, 64, p.fan_in_count); },
+      "courier_4_senders", "courier_1_sender");
+  for (bool seeded : {false, true}) {
+    if (!p.first)
+      break;
+    std::vector<double> start, first, second;
     for (int i = 0; i < p.runs; ++i) {
-      auto [a, b] = courier_first_message(peer, i);
-      first.push_back(a);
-      second.push_back(b);
+      auto times = courier_first_message(peer, i, seeded);
+      start.push_back(times.start);
+      first.push_back(times.first);
+      second.push_back(times.second);
     }
     json_line line;
-    line.add("scenario", "first_message").add("security", s.security());
+    line.add("scenario", seeded ? "first_message_seed" : "first_message");
+    line.add("security", s.security());
     line.add("impl", "courier").add("runs", p.runs);
-    line.add("first_ns", median(first)).add("second_ns", median(second));
+    line.add("start_ns", median(start)).add("first_ns", median(first));
+    line.add("second_ns", median(second));
     line.add("first_per_run", ratio_list(first));
     std::cout << line.str() << std::endl;
   }
@@ -539,6 +685,9 @@ int main(int argc, char** argv) {
   }
   if (argc >= 3 && std::strcmp(argv[1], "--serve-caf") == 0)
     return caf_serve(argv[2]);
+  if (argc >= 7 && std::strcmp(argv[1], "--fan-in-sender") == 0)
+    return courier_fan_in_sender(argv[2], argv[3], argv[4], argv[5],
+                                 std::atoi(argv[6]));
   ::signal(SIGPIPE, SIG_IGN);
 
   plan p;
@@ -559,9 +708,12 @@ int main(int argc, char** argv) {
     p.oneway = scenario == "oneway";
     p.caf = scenario == "caf";
     p.first = scenario == "first";
+    p.fan_in = scenario == "fan_in";
   }
+  p.fan_in_count = static_cast<int>(
+    arg(argc, argv, "--fan-in-count", quick ? 1000 : 20000));
   if (has_flag(argc, argv, "--oneway-only")) {
-    p.rtt = p.caf = p.first = false;
+    p.rtt = p.caf = p.first = p.fan_in = false;
     p.oneway = true;
   }
   p.only_impl = text_arg(argc, argv, "--impl", "");
@@ -590,7 +742,8 @@ int main(int argc, char** argv) {
       s.client_host = bench_hosts::address_a;
       s.child_prefix = hosts->in_b();
     }
-    p.oneway = p.caf = p.first = false;
+    p.caf = p.first = false;
+    p.oneway = p.oneway && scenario == "oneway";
   }
   for (const auto& s : setups)
     run_setup(s, p);

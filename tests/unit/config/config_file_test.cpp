@@ -310,7 +310,7 @@ TEST_CASE("each kind of mistake in a configuration names the line, column "
                                "is missing"));
 }
 
-TEST_CASE("a configuration file's errors name the file; a missing file is "
+TEST_CASE("a configuration file's errors name the file, and a missing file is "
           "not_found",
           "[config][unit]") {
   temp_dir dir;

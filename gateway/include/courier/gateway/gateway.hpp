@@ -1,0 +1,59 @@
+#pragma once
+
+// The gateway: a gRPC server that gives any gRPC client the verbs of a node
+// (post, send, find, names, broadcast, monitor), defined in
+// proto/courier/v1/gateway.proto (docs/gateway.md). gRPC's headers
+// stay in the .cpp: this one is cheap to include.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "courier/error.hpp"
+
+namespace courier {
+class node;
+}
+
+namespace courier::gateway {
+
+struct options {
+  /// host:port to listen on; port 0 lets the kernel pick (see port()).
+  std::string listen = "127.0.0.1:0";
+  /// The largest message a call may carry, either way.
+  std::size_t max_message = std::size_t{4} << 20;
+  /// A Send without a gRPC deadline gets this one.
+  std::chrono::milliseconds default_deadline{30000};
+};
+
+/// Thread safety: all member functions are thread-safe. The node must
+/// outlive the server.
+class server {
+public:
+  /// Serves `host`'s verbs on `settings.listen`: unavailable if it cannot
+  /// listen there, invalid_argument for a malformed address.
+  [[nodiscard]] static expected<std::unique_ptr<server>>
+  start(node& host, options settings = {});
+
+  /// Stops: calls under way end with CANCELLED or their outcome.
+  ~server();
+
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The port it listens on.
+  int port() const noexcept;
+
+  /// Calls answered since the start, and calls refused (bad input).
+  std::uint64_t calls() const noexcept;
+
+  struct impl;
+
+private:
+  explicit server(std::unique_ptr<impl> self);
+
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace courier::gateway

@@ -1,0 +1,505 @@
+#include "courier/gateway/gateway.hpp"
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include <google/protobuf/any.pb.h>
+#include <google/protobuf/empty.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include "courier/courier.hpp"
+#include "courier/v1/gateway.grpc.pb.h"
+
+namespace courier::gateway {
+
+namespace {
+
+namespace pb = courier::v1;
+
+/// Courier's codes are gRPC's (errc.hpp): the status says the same.
+grpc::Status status_of(const error& e) {
+  return grpc::Status{static_cast<grpc::StatusCode>(static_cast<int>(e.code())),
+                      e.message()};
+}
+
+/// The type a type URL names: what follows its last '/'.
+std::string type_of(const std::string& url) {
+  auto slash = url.rfind('/');
+  return slash == std::string::npos ? url : url.substr(slash + 1);
+}
+
+/// The node holding `name` ("actor" or "actor@node"), as far as `host`
+/// knows; empty if none.
+std::string holder_of(node& host, const std::string& name) {
+  auto at = name.find('@');
+  if (at != std::string::npos)
+    return name.substr(at + 1);
+  for (const auto& local : host.names(name))
+    if (local == name)
+      return host.name();
+  for (const auto& entry : host.machine_names(name))
+    if (entry.actor == name)
+      return entry.node;
+  return {};
+}
+
+/// The message an Any carries, built from a type `host` knows, or one the
+/// node of `target` publishes.
+expected<message> decode(node& host, const std::string& target,
+                         const google::protobuf::Any& any) {
+  auto type = type_of(any.type_url());
+  if (type.empty())
+    return error{errc::invalid_argument, "the message has no type URL"};
+  auto made = host.new_message(type);
+  if (!made && made.code() == errc::not_found) {
+    auto holder = holder_of(host, target);
+    if (!holder.empty() && holder != host.name()) {
+      if (auto imported = host.import_types(holder); !imported)
+        return imported.error();
+      made = host.new_message(type);
+    }
+  }
+  if (!made)
+    return std::move(made).error();
+  if (!(*made)->ParseFromString(any.value()))
+    return error{errc::invalid_argument,
+                 "the payload is not a valid " + type + " message"};
+  return message{std::move(*made)};
+}
+
+/// An actor of the gateway's node that issues requests and broadcasts for
+/// calls, so that a call waiting for its answer holds no thread: each job
+/// runs in the actor and finishes its call from a continuation.
+class requester {
+public:
+  using job = std::function<void(context&)>;
+
+  requester(node& host, std::string name)
+    : host_(host), name_(std::move(name)) {}
+
+  expected<void> start() {
+    // The actor holds the queue: it may run after the server is gone.
+    auto spawned = host_.spawn(name_, [queue = queue_](context&) {
+      return behavior{[queue](const google::protobuf::Empty&, context& ctx) {
+        run(*queue, ctx);
+      }};
+    });
+    if (!spawned)
+      return std::move(spawned).error();
+    return {};
+  }
+
+  void stop() {
+    (void)host_.stop(name_);
+  }
+
+  /// Queues `work`; the actor runs it soon.
+  expected<void> submit(job work) {
+    bool kick = false;
+    {
+      std::lock_guard guard{queue_->mu};
+      kick = queue_->jobs.empty();
+      queue_->jobs.push_back(std::move(work));
+    }
+    if (!kick)
+      return {}; // a kick is on its way
+    return host_.post(name_, google::protobuf::Empty{});
+  }
+
+private:
+  struct queue {
+    std::mutex mu;
+    std::deque<job> jobs; // guarded by mu
+  };
+
+  static void run(queue& q, context& ctx) {
+    std::deque<job> now;
+    {
+      std::lock_guard guard{q.mu};
+      now.swap(q.jobs);
+    }
+    for (auto& work : now)
+      work(ctx);
+  }
+
+  node& host_;
+  std::string name_;
+  std::shared_ptr<queue> queue_ = std::make_shared<queue>();
+};
+
+/// One Monitor call: a stream that carries the name's down notice, then
+/// ends. The node's callback may come after the client has gone: both
+/// sides meet under a lock in a state that outlives the reactor.
+class monitor_call final : public grpc::ServerWriteReactor<pb::ActorDown> {
+public:
+  monitor_call(node& host, const std::string& name) : host_(host) {
+    state_ = std::make_shared<shared>();
+    state_->call = this;
+    auto watched = host_.monitor(name, [state = state_](const down_notice& n) {
+      std::lock_guard guard{state->mu};
+      if (state->call == nullptr || state->finished)
+        return;
+      state->finished = true;
+      auto& out = state->notice;
+      out.set_name(n.name);
+      out.set_reason(std::string{to_string(n.reason)});
+      out.set_detail(n.detail);
+      out.set_restarting(n.restarting);
+      state->call->StartWriteAndFinish(&out, grpc::WriteOptions{},
+                                       grpc::Status::OK);
+    });
+    if (!watched) {
+      std::lock_guard guard{state_->mu};
+      state_->finished = true;
+      Finish(status_of(watched.error()));
+      return;
+    }
+    handle_ = *watched;
+  }
+
+  void OnCancel() override {
+    std::lock_guard guard{state_->mu};
+    if (state_->finished)
+      return;
+    state_->finished = true;
+    Finish(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard guard{state_->mu};
+      state_->call = nullptr;
+    }
+    if (handle_)
+      host_.demonitor(*handle_);
+    delete this;
+  }
+
+private:
+  struct shared {
+    std::mutex mu;
+    monitor_call* call = nullptr; // null once the call is done
+    bool finished = false;        // Finish was called
+    pb::ActorDown notice;
+  };
+
+  node& host_;
+  std::shared_ptr<shared> state_;
+  std::optional<monitor_handle> handle_;
+};
+
+/// A unary call whose outcome comes later (Send, Broadcast). Finished
+/// once: by its continuation, or by the server stopping first.
+struct pending_call {
+  grpc::CallbackServerContext* call;
+  grpc::ServerUnaryReactor* reactor;
+  std::mutex mu;     // held while the reply is filled and the call finished
+  bool done = false; // guarded by mu: Finish was called
+};
+
+/// The calls waiting for an outcome, and the counts. Continuations hold it
+/// (they may run after the server is gone).
+///
+/// Thread safety: all member functions are thread-safe.
+class call_book {
+public:
+  std::shared_ptr<pending_call> track(grpc::CallbackServerContext* call,
+                                      grpc::ServerUnaryReactor* reactor) {
+    auto pending = std::make_shared<pending_call>();
+    pending->call = call;
+    pending->reactor = reactor;
+    std::unique_lock guard{mu_};
+    if (!closed_) {
+      waiting_.insert(pending);
+      return pending;
+    }
+    guard.unlock();
+    finish(pending, stopped());
+    return pending;
+  }
+
+  /// Finishes a tracked call with `status`, unless it is finished already;
+  /// `fill` writes its reply first (not for a call the client cancelled:
+  /// that outcome is dropped and counted).
+  void finish(const std::shared_ptr<pending_call>& pending, grpc::Status status,
+              const std::function<void()>& fill = {}) {
+    {
+      std::lock_guard guard{pending->mu};
+      if (pending->done)
+        return;
+      pending->done = true;
+      if (pending->call->IsCancelled()) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        status = grpc::Status::CANCELLED;
+      } else if (fill) {
+        fill();
+      }
+      count();
+      pending->reactor->Finish(status);
+    }
+    std::lock_guard guard{mu_};
+    waiting_.erase(pending);
+  }
+
+  /// Stopping: the calls still waiting end now, and later ones at once.
+  void close() {
+    std::set<std::shared_ptr<pending_call>> left;
+    {
+      std::lock_guard guard{mu_};
+      closed_ = true;
+      left.swap(waiting_);
+    }
+    for (const auto& pending : left)
+      finish(pending, stopped());
+  }
+
+  /// Outcomes of calls whose client had gone.
+  std::uint64_t dropped() const {
+    return dropped_.load(std::memory_order_relaxed);
+  }
+
+  void count() {
+    answered_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::uint64_t answered() const {
+    return answered_.load(std::memory_order_relaxed);
+  }
+
+private:
+  static grpc::Status stopped() {
+    return {grpc::StatusCode::UNAVAILABLE, "the gateway stopped"};
+  }
+
+  std::mutex mu_;
+  std::set<std::shared_ptr<pending_call>> waiting_; // guarded by mu_
+  bool closed_ = false;                             // guarded by mu_
+  std::atomic<std::uint64_t> answered_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+};
+
+} // namespace
+
+struct server::impl final : pb::Gateway::CallbackService {
+  impl(node& host, options settings, std::string requester_name)
+    : host_(host), settings_(std::move(settings)),
+      requester_name_(std::move(requester_name)),
+      requester_(host, requester_name_) {}
+
+  // -- the verbs ------------------------------------------------------------
+
+  grpc::ServerUnaryReactor* Post(grpc::CallbackServerContext* call,
+                                 const pb::PostRequest* request,
+                                 pb::PostReply*) override {
+    auto* reactor = call->DefaultReactor();
+    auto msg = decode(host_, request->name(), request->message());
+    if (!msg)
+      return refuse(reactor, msg.error());
+    if (request->priority() > 7)
+      return refuse(reactor, error{errc::invalid_argument,
+                                   "priority is 0 to 7, not "
+                                     + std::to_string(request->priority())});
+    post_options options;
+    options.priority = static_cast<std::uint8_t>(request->priority());
+    auto posted = host_.post(request->name(), std::move(*msg), options);
+    if (!posted)
+      return refuse(reactor, posted.error());
+    return answer(reactor);
+  }
+
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* call,
+                                 const pb::SendRequest* request,
+                                 pb::SendReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    auto msg = decode(host_, request->name(), request->message());
+    if (!msg)
+      return refuse(reactor, msg.error());
+    auto until = deadline_of(*call);
+    auto pending = book_->track(call, reactor);
+    auto submitted
+      = requester_.submit([book = book_, pending, reply, name = request->name(),
+                           msg = *msg, until](context& ctx) {
+          ctx.request(name, msg, until)
+            .then(
+              [book, pending, reply](const message& out) {
+                book->finish(pending, grpc::Status::OK,
+                             [&] { reply->mutable_reply()->PackFrom(*out); });
+              },
+              [book, pending](const error& e) {
+                book->finish(pending, status_of(e));
+              });
+        });
+    if (!submitted)
+      book_->finish(pending, status_of(submitted.error()));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Find(grpc::CallbackServerContext* call,
+                                 const pb::FindRequest* request,
+                                 pb::FindReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    // Here, on this machine, or on a node the directory knows.
+    auto holder = holder_of(host_, request->name());
+    if (holder.empty()) {
+      auto found = host_.find(request->name()); // its error, for a bad name
+      return refuse(reactor, found ? error{errc::not_found,
+                                           "no actor named '" + request->name()
+                                             + "'"}
+                                   : found.error());
+    }
+    reply->set_node(holder);
+    return answer(reactor);
+  }
+
+  grpc::ServerUnaryReactor* Names(grpc::CallbackServerContext* call,
+                                  const pb::NamesRequest* request,
+                                  pb::NamesReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    auto pattern
+      = request->pattern().empty() ? std::string{"*"} : request->pattern();
+    for (const auto& entry : host_.machine_names(pattern)) {
+      if (entry.actor == requester_name())
+        continue; // the gateway's own
+      auto* out = reply->add_names();
+      out->set_actor(entry.actor);
+      out->set_node(entry.node);
+    }
+    return answer(reactor);
+  }
+
+  grpc::ServerUnaryReactor* Broadcast(grpc::CallbackServerContext* call,
+                                      const pb::BroadcastRequest* request,
+                                      pb::BroadcastReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    // Any target will do to find the type: the pattern's own matches.
+    google::protobuf::Any any = request->message();
+    auto msg = decode(host_, first_match(request->pattern()), any);
+    if (!msg)
+      return refuse(reactor, msg.error());
+    auto until = deadline_of(*call);
+    auto pending = book_->track(call, reactor);
+    auto submitted = requester_.submit([book = book_, pending, reply,
+                                        pattern = request->pattern(),
+                                        msg = *msg, until](context& ctx) {
+      ctx.broadcast(pattern, msg, until)
+        .then([book, pending, reply](broadcast_result result) {
+          book->finish(pending, grpc::Status::OK, [&] {
+            for (auto& r : result.replied) {
+              auto* out = reply->add_replied();
+              out->set_name(r.name);
+              out->mutable_reply()->PackFrom(*r.payload);
+            }
+            for (auto& f : result.failed) {
+              auto* out = reply->add_failed();
+              out->set_name(f.name);
+              out->set_code(static_cast<std::uint32_t>(f.reason.code()));
+              out->set_message(f.reason.message());
+            }
+            for (auto& name : result.timed_out)
+              reply->add_timed_out(name);
+            for (auto& name : result.dead)
+              reply->add_dead(name);
+          });
+        });
+    });
+    if (!submitted)
+      book_->finish(pending, status_of(submitted.error()));
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<pb::ActorDown>*
+  Monitor(grpc::CallbackServerContext*,
+          const pb::MonitorRequest* request) override {
+    book_->count();
+    return new monitor_call(host_, request->name());
+  }
+
+  // -- plumbing -------------------------------------------------------------
+
+  const std::string& requester_name() const {
+    return requester_name_;
+  }
+
+  /// A name matching `pattern`, for the types of a broadcast; empty if none.
+  std::string first_match(const std::string& pattern) {
+    for (const auto& entry : host_.machine_names(pattern))
+      if (entry.actor != requester_name_)
+        return entry.actor + "@" + entry.node;
+    return {};
+  }
+
+  deadline deadline_of(const grpc::CallbackServerContext& call) const {
+    auto at = call.deadline();
+    if (at == std::chrono::system_clock::time_point::max())
+      return deadline{settings_.default_deadline};
+    auto left = at - std::chrono::system_clock::now();
+    return deadline{std::chrono::duration_cast<std::chrono::nanoseconds>(left)};
+  }
+
+  grpc::ServerUnaryReactor* answer(grpc::ServerUnaryReactor* reactor) {
+    book_->count();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* refuse(grpc::ServerUnaryReactor* reactor,
+                                   const error& why) {
+    book_->count();
+    reactor->Finish(status_of(why));
+    return reactor;
+  }
+
+  node& host_;
+  options settings_;
+  std::string requester_name_;
+  requester requester_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
+};
+
+expected<std::unique_ptr<server>> server::start(node& host, options settings) {
+  static std::atomic<unsigned> made{0};
+  auto name = "courier.gateway." + std::to_string(made.fetch_add(1));
+  auto self = std::make_unique<impl>(host, settings, name);
+  if (auto started = self->requester_.start(); !started)
+    return std::move(started).error();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(settings.listen, grpc::InsecureServerCredentials(),
+                           &self->port_);
+  builder.RegisterService(self.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
+  self->server_ = builder.BuildAndStart();
+  if (!self->server_ || self->port_ == 0) {
+    self->requester_.stop();
+    return error{errc::unavailable,
+                 "the gateway cannot listen on " + settings.listen};
+  }
+  return std::unique_ptr<server>{new server{std::move(self)}};
+}
+
+server::server(std::unique_ptr<impl> self) : impl_(std::move(self)) {}
+
+server::~server() {
+  // Calls under way end now; their continuations, if they come later,
+  // find them cancelled.
+  impl_->book_->close();
+  impl_->server_->Shutdown(std::chrono::system_clock::now()
+                           + std::chrono::seconds{2});
+  impl_->requester_.stop();
+}
+
+int server::port() const noexcept {
+  return impl_->port_;
+}
+
+std::uint64_t server::calls() const noexcept {
+  return impl_->book_->answered();
+}
+
+} // namespace courier::gateway

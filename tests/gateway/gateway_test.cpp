@@ -1,0 +1,306 @@
+// The gRPC gateway, called by a real gRPC client (the stub gRPC generates
+// for C++) over a real socket: every verb, the error codes, deadlines,
+// cancellation and bad input.
+
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <google/protobuf/any.pb.h>
+#include <grpcpp/grpcpp.h>
+
+#include "courier/gateway/gateway.hpp"
+#include "courier/v1/gateway.grpc.pb.h"
+#include "test_support.hpp"
+
+using namespace courier;
+using namespace courier::testing;
+namespace gw = courier::v1;
+
+namespace {
+
+/// A node with "echo" (Ping -> Pong), "adder" (Add -> Sum), "sloth" (holds
+/// every request), "quitter" (Quit stops it), and a gateway in front.
+struct served {
+  served() {
+    REQUIRE(host->spawn("echo", [](context&) {
+      return behavior{[](const tpb::Ping& p) {
+        tpb::Pong out;
+        out.set_seq(p.seq());
+        return out;
+      }};
+    }));
+    REQUIRE(host->spawn("adder", [](context&) {
+      return behavior{[](const tpb::Add& a) {
+        tpb::Sum out;
+        out.set_value(a.a() + a.b());
+        return out;
+      }};
+    }));
+    REQUIRE(host->spawn("sloth", [](context&) {
+      return behavior{[](const tpb::Hold&, context& ctx) {
+        // Kept, never answered: the caller's deadline decides.
+        static std::mutex mu;
+        static std::vector<responder> parked;
+        std::lock_guard guard{mu};
+        parked.push_back(ctx.take_reply());
+      }};
+    }));
+    REQUIRE(host->spawn("quitter", [](context&) {
+      return behavior{[](const tpb::Quit&, context& ctx) { ctx.stop(); }};
+    }));
+    auto started = gateway::server::start(*host);
+    REQUIRE(started);
+    server = std::move(*started);
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()),
+                                  grpc::InsecureChannelCredentials());
+    stub = gw::Gateway::NewStub(channel);
+  }
+
+  quiet_node host{"gateway-host"};
+  std::unique_ptr<gateway::server> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<gw::Gateway::Stub> stub;
+};
+
+template <class T>
+google::protobuf::Any any_of(const T& msg) {
+  google::protobuf::Any out;
+  out.PackFrom(msg);
+  return out;
+}
+
+/// Threads of this process, as the kernel counts them.
+int thread_count() {
+  std::ifstream status{"/proc/self/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Threads:", 0) == 0)
+      return std::stoi(line.substr(8));
+  return -1;
+}
+
+void with_deadline(grpc::ClientContext& ctx, std::chrono::milliseconds left) {
+  ctx.set_deadline(std::chrono::system_clock::now() + left);
+}
+
+} // namespace
+
+TEST_CASE("the gateway sends, posts, finds, lists and broadcasts",
+          "[gateway]") {
+  served s;
+  {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::SendRequest request;
+    request.set_name("adder");
+    *request.mutable_message() = any_of(add(40, 2));
+    gw::SendReply reply;
+    auto status = s.stub->Send(&ctx, request, &reply);
+    REQUIRE(status.ok());
+    tpb::Sum sum;
+    REQUIRE(reply.reply().UnpackTo(&sum));
+    CHECK(sum.value() == 42);
+    CHECK(reply.reply().type_url()
+          == "type.googleapis.com/courier_test.v1.Sum");
+  }
+  {
+    grpc::ClientContext ctx;
+    gw::PostRequest request;
+    request.set_name("echo");
+    *request.mutable_message() = any_of(ping(3));
+    gw::PostReply reply;
+    CHECK(s.stub->Post(&ctx, request, &reply).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    gw::FindRequest request;
+    request.set_name("echo");
+    gw::FindReply reply;
+    REQUIRE(s.stub->Find(&ctx, request, &reply).ok());
+    CHECK(reply.node() == "gateway-host");
+  }
+  {
+    grpc::ClientContext ctx;
+    gw::NamesRequest request;
+    request.set_pattern("*");
+    gw::NamesReply reply;
+    REQUIRE(s.stub->Names(&ctx, request, &reply).ok());
+    std::vector<std::string> names;
+    for (const auto& entry : reply.names())
+      names.push_back(entry.actor());
+    // The gateway's own actor is not listed.
+    for (auto expected : {"adder", "echo", "quitter", "sloth"})
+      CHECK(std::find(names.begin(), names.end(), expected) != names.end());
+    for (const auto& name : names)
+      CHECK(name.rfind("courier.gateway.", 0) != 0);
+  }
+  {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 2s);
+    gw::BroadcastRequest request;
+    request.set_pattern("*e*"); // echo answers; adder fails (no handler);
+                                // sloth never answers
+    *request.mutable_message() = any_of(ping(9));
+    gw::BroadcastReply reply;
+    REQUIRE(s.stub->Broadcast(&ctx, request, &reply).ok());
+    REQUIRE(reply.replied_size() == 1);
+    CHECK(reply.replied(0).name() == "echo");
+    tpb::Pong pong;
+    REQUIRE(reply.replied(0).reply().UnpackTo(&pong));
+    CHECK(pong.seq() == 9);
+    bool adder_failed = false;
+    for (const auto& failed : reply.failed())
+      if (failed.name() == "adder")
+        adder_failed
+          = failed.code() == static_cast<unsigned>(errc::unimplemented);
+    CHECK(adder_failed);
+  }
+}
+
+TEST_CASE("the gateway's errors are Courier's codes with their text",
+          "[gateway]") {
+  served s;
+  auto send = [&](const std::string& name, const google::protobuf::Any& msg,
+                  std::chrono::milliseconds left = 5s) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, left);
+    gw::SendRequest request;
+    request.set_name(name);
+    *request.mutable_message() = msg;
+    gw::SendReply reply;
+    return s.stub->Send(&ctx, request, &reply);
+  };
+  auto nobody = send("nobody", any_of(ping(1)));
+  CHECK(nobody.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(nobody.error_message(), Catch::Contains("nobody"));
+  CHECK(send("bad name!", any_of(ping(1))).error_code()
+        == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(send("echo", any_of(add(1, 2))).error_code()
+        == grpc::StatusCode::UNIMPLEMENTED);
+
+  google::protobuf::Any unknown;
+  unknown.set_type_url("type.googleapis.com/no.such.Type");
+  CHECK(send("echo", unknown).error_code() == grpc::StatusCode::NOT_FOUND);
+  google::protobuf::Any garbage;
+  garbage.set_type_url("type.googleapis.com/courier_test.v1.Ping");
+  garbage.set_value("\xff\xff\xff\xff not protobuf");
+  auto bad = send("echo", garbage);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(bad.error_message(), Catch::Contains("not a valid"));
+  google::protobuf::Any untyped;
+  CHECK(send("echo", untyped).error_code()
+        == grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The call's deadline is the request's: a request nobody answers ends
+  // within it and 50 ms.
+  auto began = std::chrono::steady_clock::now();
+  auto slow = send("sloth", any_of(tpb::Hold{}), 300ms);
+  auto took = std::chrono::steady_clock::now() - began;
+  CHECK(slow.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+  CHECK(took < 300ms + 50ms + 100ms); // the bound, and the client's own slack
+
+  // Oversized: over the 4 MiB limit, refused by gRPC before Courier.
+  tpb::Ping huge;
+  huge.set_text(std::string(5u << 20, 'x'));
+  CHECK(send("echo", any_of(huge)).error_code()
+        == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The node is fine.
+  CHECK(send("echo", any_of(ping(2))).ok());
+}
+
+TEST_CASE("a gateway monitor streams the down notice, and a cancelled call's "
+          "reply is dropped",
+          "[gateway]") {
+  served s;
+  grpc::ClientContext watch;
+  gw::MonitorRequest request;
+  request.set_name("quitter");
+  auto stream = s.stub->Monitor(&watch, request);
+  // The watch is in place once the node holds it; then the actor quits.
+  REQUIRE(eventually([&] {
+    grpc::ClientContext ctx;
+    gw::PostRequest quit;
+    quit.set_name("quitter");
+    *quit.mutable_message() = any_of(tpb::Quit{});
+    gw::PostReply ignored;
+    return s.stub->Post(&ctx, quit, &ignored).ok();
+  }));
+  gw::ActorDown notice;
+  REQUIRE(stream->Read(&notice));
+  CHECK(notice.name() == "quitter");
+  CHECK(notice.reason() == "stopped");
+  CHECK_FALSE(stream->Read(&notice));
+  CHECK(stream->Finish().ok());
+
+  grpc::ClientContext missing;
+  request.set_name("nobody");
+  auto none = s.stub->Monitor(&missing, request);
+  CHECK_FALSE(none->Read(&notice));
+  CHECK(none->Finish().error_code() == grpc::StatusCode::NOT_FOUND);
+
+  // A call cancelled while its request waits: the gateway finishes it
+  // CANCELLED, and the node goes on.
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 10s);
+  gw::SendRequest held;
+  held.set_name("sloth");
+  *held.mutable_message() = any_of(tpb::Hold{});
+  gw::SendReply reply;
+  auto call = std::async(std::launch::async,
+                         [&] { return s.stub->Send(&ctx, held, &reply); });
+  std::this_thread::sleep_for(100ms); // a pause so that the call is in flight
+  ctx.TryCancel();
+  CHECK(call.get().error_code() == grpc::StatusCode::CANCELLED);
+  grpc::ClientContext after;
+  gw::SendRequest again;
+  again.set_name("echo");
+  *again.mutable_message() = any_of(ping(5));
+  CHECK(s.stub->Send(&after, again, &reply).ok());
+}
+
+TEST_CASE("a thousand slow calls at once are held without a thread each",
+          "[gateway]") {
+  served s;
+  gw::Gateway::Stub& stub = *s.stub;
+  // Asynchronous client calls on one completion queue.
+  grpc::CompletionQueue cq;
+  constexpr int calls = 1000;
+  struct slot {
+    grpc::ClientContext ctx;
+    gw::SendReply reply;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<gw::SendReply>> reader;
+  };
+  std::vector<std::unique_ptr<slot>> slots;
+  gw::SendRequest request;
+  request.set_name("sloth");
+  *request.mutable_message() = any_of(tpb::Hold{});
+  for (int i = 0; i < calls; ++i) {
+    auto& one = *slots.emplace_back(std::make_unique<slot>());
+    with_deadline(one.ctx, 1500ms);
+    one.reader = stub.AsyncSend(&one.ctx, request, &cq);
+    one.reader->Finish(&one.reply, &one.status, &one);
+  }
+  // Meanwhile the gateway answers others.
+  grpc::ClientContext ctx;
+  gw::SendRequest quick;
+  quick.set_name("echo");
+  *quick.mutable_message() = any_of(ping(1));
+  gw::SendReply reply;
+  CHECK(s.stub->Send(&ctx, quick, &reply).ok());
+  // The gateway's process has no thread per call.
+  CHECK(thread_count() < 100);
+  int expired = 0;
+  for (int i = 0; i < calls; ++i) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    if (static_cast<slot*>(tag)->status.error_code()
+        == grpc::StatusCode::DEADLINE_EXCEEDED)
+      ++expired;
+  }
+  CHECK(expired == calls);
+  cq.Shutdown();
+}

@@ -1,0 +1,59 @@
+// courier gateway: the CLI's node serves the verbs to gRPC clients until
+// SIGINT or SIGTERM (docs/gateway.md).
+
+#include <csignal>
+#include <iostream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.hpp"
+#include "courier/courier.hpp"
+#include "courier/gateway/gateway.hpp"
+
+namespace courier::cli {
+
+namespace {
+
+/// Written by the signal handler (on whichever thread the kernel picks),
+/// read by the command's thread.
+int stop_pipe[2] = {-1, -1};
+
+void on_stop(int signal) {
+  unsigned char byte = static_cast<unsigned char>(signal);
+  (void) !::write(stop_pipe[1], &byte, 1);
+}
+
+} // namespace
+
+command gateway_command(CLI::App& sub) {
+  auto settings = std::make_shared<gateway::options>();
+  sub.add_option("--listen", settings->listen,
+                 "host:port to serve gRPC on; port 0 picks one (default "
+                 "127.0.0.1:0)");
+  return [settings](node& self, const global_options&) {
+    if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
+      return fail(error{errc::internal, "cannot make a pipe"});
+    struct sigaction action {};
+    action.sa_handler = on_stop;
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+    auto served = gateway::server::start(self, *settings);
+    if (!served)
+      return fail(served.error());
+    std::cout << "courier gateway: node '" << self.name() << "' serves gRPC on "
+              << "port " << (*served)->port() << std::endl;
+    unsigned char signal = 0;
+    while (::read(stop_pipe[0], &signal, 1) != 1 && errno == EINTR) {
+    }
+    std::cout << "courier gateway: stopping ("
+              << (signal == SIGINT ? "SIGINT" : "SIGTERM") << ")" << std::endl;
+    return exit_ok;
+  };
+}
+
+} // namespace courier::cli
