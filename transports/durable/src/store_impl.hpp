@@ -127,6 +127,8 @@ public:
   /// the calling thread is leading, see try_lead).
   void submit_locked(entry e);
   void writer_loop();
+  /// True when queue_ holds a whole batch (queue_mu_ held).
+  bool batch_full_locked() const;
   /// Moves the next batch out of queue_ (queue_mu_ held).
   void take_batch_locked(std::vector<entry>& batch);
   /// Writes, syncs, applies and acknowledges `batch` (commit_mu_ held).
@@ -211,6 +213,8 @@ public:
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<entry> queue_;
+  /// Bytes of the records in queue_ (with their headers).
+  std::size_t queued_bytes_ = 0;
   bool writer_stop_ = false;
   std::condition_variable maintenance_cv_;
   bool maintenance_stop_ = false;

@@ -40,12 +40,25 @@ store::impl::leading_scope::~leading_scope() {
 }
 
 void store::impl::submit_locked(entry e) {
+  bool wake;
   {
     std::lock_guard guard{queue_mu_};
+    bool was_empty = queue_.empty();
+    queued_bytes_ += e.body.size() + format::record_header_size;
     queue_.push_back(std::move(e));
+    // The writer thread waits for the first entry, then (with a window)
+    // for a full batch; waking it for anything else only costs a context
+    // switch per append.
+    wake = was_empty || batch_full_locked();
   }
-  if (!leading)
+  if (wake && !leading)
     queue_cv_.notify_one();
+}
+
+bool store::impl::batch_full_locked() const {
+  return (opt_.max_batch_messages != 0
+          && queue_.size() >= opt_.max_batch_messages)
+         || queued_bytes_ >= opt_.max_batch_bytes;
 }
 
 expected<void> store::impl::start_segment(std::uint64_t number,
@@ -94,6 +107,7 @@ void store::impl::stop_store(error why, std::vector<entry>& batch) {
     for (auto& e : queue_)
       rest.push_back(std::move(e));
     queue_.clear();
+    queued_bytes_ = 0;
   }
   error pending{errc::data_loss,
                 "the durable store stopped: " + why.message()
@@ -115,7 +129,9 @@ void store::impl::take_batch_locked(std::vector<entry>& batch) {
              || (bytes < opt_.max_batch_bytes
                  && (opt_.max_batch_messages == 0
                      || batch.size() < opt_.max_batch_messages)))) {
-    bytes += queue_.front().body.size() + format::record_header_size;
+    auto size = queue_.front().body.size() + format::record_header_size;
+    bytes += size;
+    queued_bytes_ -= size;
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
@@ -133,17 +149,8 @@ void store::impl::writer_loop() {
       if (opt_.group_commit_window.count() > 0 && !writer_stop_) {
         auto until
           = std::chrono::steady_clock::now() + opt_.group_commit_window;
-        queue_cv_.wait_until(guard, until, [&] {
-          if (writer_stop_)
-            return true;
-          if (opt_.max_batch_messages != 0
-              && queue_.size() >= opt_.max_batch_messages)
-            return true;
-          std::size_t bytes = 0;
-          for (auto& e : queue_)
-            bytes += e.body.size() + format::record_header_size;
-          return bytes >= opt_.max_batch_bytes;
-        });
+        queue_cv_.wait_until(
+          guard, until, [&] { return writer_stop_ || batch_full_locked(); });
       }
     }
     std::lock_guard token{commit_mu_};
