@@ -34,32 +34,32 @@ void store::impl::apply_locked(entry& e) {
   using format::record_type;
   if (!e.has_record)
     return;
-  auto& seg = segments_[e.segment];
-  switch (e.type) {
-    case record_type::message: {
-      auto& m = *e.message;
-      auto& q = queues_[m.queue];
-      q.pending -= 1;
-      q.bytes -= m.payload.size(); // index_locked adds it back
-      m.segment = e.segment;
-      m.record_bytes = e.record_bytes;
-      seg.live_bytes += e.record_bytes;
-      if (m.options.producer_id != 0) {
-        dedup_.mark({m.options.producer_id, m.options.producer_epoch},
-                    m.options.sequence);
-        pending_dedup_.erase({m.options.producer_id, m.options.producer_epoch,
-                              m.options.sequence});
-      }
-      auto [it, fresh] = messages_.emplace(m.id, std::move(m));
-      (void)fresh;
-      index_locked(it->second);
-      break;
+  if (e.type == record_type::message) {
+    auto& m = *e.message;
+    auto& q = queues_[m.queue];
+    q.pending -= 1;
+    q.bytes -= m.payload.size(); // index_locked adds it back
+    m.segment = e.segment;
+    m.record_bytes = e.record_bytes;
+    segments_[e.segment].live_bytes += e.record_bytes;
+    if (m.options.producer_id != 0) {
+      dedup_.mark({m.options.producer_id, m.options.producer_epoch},
+                  m.options.sequence);
+      pending_dedup_.erase(
+        {m.options.producer_id, m.options.producer_epoch, m.options.sequence});
     }
+    auto [it, fresh] = messages_.emplace(m.id, std::move(m));
+    (void)fresh;
+    index_locked(it->second);
+    return;
+  }
+  // The other records change a message that may be gone already.
+  auto mi = messages_.find(e.id);
+  if (mi == messages_.end())
+    return;
+  auto& m = mi->second;
+  switch (e.type) {
     case record_type::remove: {
-      auto mi = messages_.find(e.id);
-      if (mi == messages_.end())
-        break;
-      auto& m = mi->second;
       if (m.stage == message_stage::dead)
         dead_.erase(m.id);
       else
@@ -72,28 +72,18 @@ void store::impl::apply_locked(entry& e) {
       messages_.erase(mi);
       break;
     }
-    case record_type::dead: {
-      auto mi = messages_.find(e.id);
-      if (mi == messages_.end())
-        break;
-      auto& m = mi->second;
+    case record_type::dead:
       unindex_locked(m);
       read_dead(e.body, m);
       m.busy = false;
       dead_.insert(m.id);
       break;
-    }
-    case record_type::replay: {
-      auto mi = messages_.find(e.id);
-      if (mi == messages_.end())
-        break;
-      auto& m = mi->second;
+    case record_type::replay:
       read_replay(e.body, m);
       m.busy = false;
       dead_.erase(m.id);
       index_locked(m);
       break;
-    }
     default:
       break;
   }
@@ -103,41 +93,36 @@ void store::impl::roll_back_locked(entry& e) {
   using format::record_type;
   if (!e.has_record)
     return;
+  if (e.type == record_type::message) {
+    auto& m = *e.message;
+    auto& q = queues_[m.queue];
+    q.pending -= 1;
+    q.bytes -= m.payload.size();
+    total_messages_ -= 1;
+    total_bytes_ -= m.payload.size();
+    pending_dedup_.erase(
+      {m.options.producer_id, m.options.producer_epoch, m.options.sequence});
+    return;
+  }
+  auto mi = messages_.find(e.id);
+  if (mi == messages_.end())
+    return;
+  auto& m = mi->second;
   switch (e.type) {
-    case record_type::message: {
-      auto& m = *e.message;
-      auto& q = queues_[m.queue];
-      q.pending -= 1;
-      q.bytes -= m.payload.size();
-      total_messages_ -= 1;
-      total_bytes_ -= m.payload.size();
-      pending_dedup_.erase(
-        {m.options.producer_id, m.options.producer_epoch, m.options.sequence});
-      break;
-    }
     case record_type::remove:
-    case record_type::replay: {
-      auto mi = messages_.find(e.id);
-      if (mi == messages_.end())
-        break;
-      mi->second.busy = false;
+    case record_type::replay:
+      m.busy = false;
       // A purged message was taken out of the claimable set.
-      if (mi->second.stage == message_stage::queued)
-        enqueue_ready_locked(mi->second);
+      if (m.stage == message_stage::queued)
+        enqueue_ready_locked(m);
       break;
-    }
-    case record_type::dead: {
+    case record_type::dead:
       // Back in the queue; a later claim, expiry or failure retries.
-      auto mi = messages_.find(e.id);
-      if (mi == messages_.end())
-        break;
-      auto& m = mi->second;
       m.busy = false;
       if (m.stage == message_stage::claimed)
         --queues_[m.queue].in_flight;
       enqueue_ready_locked(m);
       break;
-    }
     default:
       break;
   }
