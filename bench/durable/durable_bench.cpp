@@ -4,15 +4,16 @@
 //
 //   courier_bench_durable [--runs N] [--dir PATH] [--scenario NAME]
 //                         [--messages N] [--recovery-messages N]
-//                         [--window-us N] [--quick]
+//                         [--window-us N] [--in-flight N] [--quick]
 //
 // Scenarios:
 //   fsync_each    one writer, each append waits for its fsync (window 0):
 //                 appends/s and commit latency p50/p99; raw twin: pwrite
 //                 of a record of the same size + fdatasync, in a loop
-//   group_commit  64 B payloads, at most 100 appends in flight, batches
-//                 closed at 100 records (max_batch_messages, a 5 ms window
-//                 as the bound): messages/s; raw twin: 100 records of
+//   group_commit  64 B payloads, at most 200 appends in flight (the next
+//                 batch forms during the last one's fsync; --in-flight N),
+//                 batches closed at 100 records (max_batch_messages, a 5 ms
+//                 window as the bound): messages/s; raw twin: 100 records of
 //                 the same on-disk size per pwrite + one fdatasync; and
 //                 SQLite (WAL, synchronous=FULL, 100 rows per transaction)
 //   latency       4 writers waiting for their acks, group commit window W:
@@ -153,11 +154,11 @@ figures raw_fsync_each(const std::string& root, int n, std::size_t record) {
 // -- (b) group commit ---------------------------------------------------------
 
 double courier_group(const std::string& root, int n, std::size_t size,
-                     int in_flight) {
+                     int batch, int in_flight) {
   scratch dir{root};
-  // The window only bounds the wait: a batch closes at 100 records.
+  // The window only bounds the wait: a batch closes at `batch` records.
   auto s = open_store(dir.path, std::chrono::milliseconds{5},
-                      static_cast<std::size_t>(in_flight));
+                      static_cast<std::size_t>(batch));
   std::string payload(size, 'p');
   std::counting_semaphore<1 << 20> slots{in_flight};
   std::atomic<int> failed{0};
@@ -365,6 +366,9 @@ int main(int argc, char** argv) {
   int messages
     = static_cast<int>(arg(argc, argv, "--messages", quick ? 200 : 2000));
   int group_messages = quick ? 20'000 : 200'000;
+  // Two batches in flight: the next batch forms while the last one's
+  // fsync runs, as with concurrent producers; each fsync still covers 100.
+  int group_in_flight = static_cast<int>(arg(argc, argv, "--in-flight", 200));
   int recovery_messages = static_cast<int>(
     arg(argc, argv, "--recovery-messages", quick ? 20'000 : 1'000'000));
   std::chrono::microseconds window{arg(argc, argv, "--window-us", 1000)};
@@ -413,7 +417,10 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) {
       double cr = 0, wr = 0, sr = 0;
       alternate(
-        r, [&] { cr = courier_group(root, group_messages, 64, 100); },
+        r,
+        [&] {
+          cr = courier_group(root, group_messages, 64, 100, group_in_flight);
+        },
         [&] {
           wr = raw_group(root, group_messages, record_size(64), 100);
           sr = sqlite_group(root, group_messages / 4, 64, 100);
