@@ -160,20 +160,29 @@ double courier_group(const std::string& root, int n, std::size_t size,
   auto s = open_store(dir.path, std::chrono::milliseconds{5},
                       static_cast<std::size_t>(batch));
   std::string payload(size, 'p');
-  std::counting_semaphore<1 << 20> slots{in_flight};
+  // The producer refills by the batch: it sleeps at `in_flight` and is
+  // woken once when a batch's acknowledgements bring it down to
+  // `in_flight - batch` (or to 0), not once per acknowledgement.
+  std::atomic<int> outstanding{0};
   std::atomic<int> failed{0};
+  auto wait_below = [&](int limit) {
+    for (int v = outstanding.load(); v > limit; v = outstanding.load())
+      outstanding.wait(v);
+  };
   auto start = clock_type::now();
   for (int i = 0; i < n; ++i) {
-    slots.acquire();
+    wait_below(in_flight - 1);
+    ++outstanding;
     s->append("q", payload, {},
               [&](courier::expected<durable::append_result> r) {
                 if (!r)
                   ++failed;
-                slots.release();
+                auto left = outstanding.fetch_sub(1) - 1;
+                if (left == in_flight - batch || left == 0)
+                  outstanding.notify_one();
               });
   }
-  for (int i = 0; i < in_flight; ++i)
-    slots.acquire();
+  wait_below(0);
   auto rate = n / seconds_since(start);
   if (failed != 0)
     std::exit(4);
