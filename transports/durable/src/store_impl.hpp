@@ -215,6 +215,8 @@ public:
   std::deque<entry> queue_;
   /// Bytes of the records in queue_ (with their headers).
   std::size_t queued_bytes_ = 0;
+  /// When the oldest entry in queue_ arrived.
+  std::chrono::steady_clock::time_point first_queued_;
   bool writer_stop_ = false;
   std::condition_variable maintenance_cv_;
   bool maintenance_stop_ = false;

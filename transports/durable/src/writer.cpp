@@ -44,6 +44,8 @@ void store::impl::submit_locked(entry e) {
   {
     std::lock_guard guard{queue_mu_};
     bool was_empty = queue_.empty();
+    if (was_empty)
+      first_queued_ = std::chrono::steady_clock::now();
     queued_bytes_ += e.body.size() + format::record_header_size;
     queue_.push_back(std::move(e));
     // The writer thread waits for the first entry, then (with a window)
@@ -147,8 +149,9 @@ void store::impl::writer_loop() {
       if (queue_.empty())
         return; // stopping, and everything is written
       if (opt_.group_commit_window.count() > 0 && !writer_stop_) {
-        auto until
-          = std::chrono::steady_clock::now() + opt_.group_commit_window;
+        // The window runs from the batch's first entry, not from when
+        // this thread got to it: an append waits one window at most.
+        auto until = first_queued_ + opt_.group_commit_window;
         queue_cv_.wait_until(
           guard, until, [&] { return writer_stop_ || batch_full_locked(); });
       }
