@@ -4,14 +4,16 @@
 #include <deque>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include <google/protobuf/any.pb.h>
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -286,6 +288,120 @@ private:
   std::atomic<std::uint64_t> dropped_{0};
 };
 
+/// The bytes of a gRPC message.
+std::string bytes_of(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok())
+    return out;
+  for (const auto& slice : slices)
+    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return out;
+}
+
+/// A unary call to a service an actor serves: read the one request, ask
+/// the actor, write its reply. The request's continuation may come after
+/// the call is gone: both meet under a lock in a state that outlives it.
+class service_call final : public grpc::ServerGenericBidiReactor {
+public:
+  struct route {
+    std::string actor;
+    const google::protobuf::MethodDescriptor* method = nullptr;
+  };
+
+  service_call(requester& asker, std::shared_ptr<call_book> book,
+               expected<route> to, deadline until)
+    : asker_(asker), book_(std::move(book)), until_(until) {
+    state_ = std::make_shared<shared>();
+    state_->call = this;
+    if (!to) {
+      finish(status_of(to.error()));
+      return;
+    }
+    to_ = std::move(*to);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok)
+      return finish({grpc::StatusCode::INVALID_ARGUMENT,
+                     "the call ended before its request"});
+    const auto* input = to_.method->input_type();
+    const auto* prototype
+      = google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+        input);
+    std::shared_ptr<google::protobuf::Message> msg{prototype->New()};
+    if (!msg->ParseFromString(bytes_of(request_)))
+      return finish({grpc::StatusCode::INVALID_ARGUMENT,
+                     "the request is not a valid " + input->full_name()});
+    auto submitted = asker_.submit(
+      [state = state_, book = book_, actor = to_.actor,
+       msg = message{std::move(msg)}, until = until_](context& ctx) {
+        ctx.request(actor, msg, until)
+          .then(
+            [state, book](const message& reply) {
+              std::lock_guard guard{state->mu};
+              if (state->call == nullptr || state->finished)
+                return;
+              state->finished = true;
+              std::string bytes;
+              reply->SerializeToString(&bytes);
+              grpc::Slice slice{bytes};
+              state->response = grpc::ByteBuffer{&slice, 1};
+              book->count();
+              state->call->StartWriteAndFinish(
+                &state->response, grpc::WriteOptions{}, grpc::Status::OK);
+            },
+            [state, book](const error& e) {
+              std::lock_guard guard{state->mu};
+              if (state->call == nullptr || state->finished)
+                return;
+              state->finished = true;
+              book->count();
+              state->call->Finish(status_of(e));
+            });
+      });
+    if (!submitted)
+      finish(status_of(submitted.error()));
+  }
+
+  void OnCancel() override {
+    finish(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard guard{state_->mu};
+      state_->call = nullptr;
+    }
+    delete this;
+  }
+
+private:
+  struct shared {
+    std::mutex mu;
+    service_call* call = nullptr; // null once the call is done
+    bool finished = false;        // Finish was called
+    grpc::ByteBuffer response;
+  };
+
+  void finish(const grpc::Status& status) {
+    std::lock_guard guard{state_->mu};
+    if (state_->finished)
+      return;
+    state_->finished = true;
+    book_->count();
+    Finish(status);
+  }
+
+  requester& asker_;
+  std::shared_ptr<call_book> book_;
+  deadline until_;
+  route to_;
+  grpc::ByteBuffer request_;
+  std::shared_ptr<shared> state_;
+};
+
 } // namespace
 
 struct server::impl final : pb::Gateway::CallbackService {
@@ -350,10 +466,10 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto holder = holder_of(host_, request->name());
     if (holder.empty()) {
       auto found = host_.find(request->name()); // its error, for a bad name
-      return refuse(reactor, found ? error{errc::not_found,
-                                           "no actor named '" + request->name()
-                                             + "'"}
-                                   : found.error());
+      return refuse(reactor,
+                    found ? error{errc::not_found,
+                                  "no actor named '" + request->name() + "'"}
+                          : found.error());
     }
     reply->set_node(holder);
     return answer(reactor);
@@ -422,6 +538,48 @@ struct server::impl final : pb::Gateway::CallbackService {
     return new monitor_call(host_, request->name());
   }
 
+  // -- services served by actors ---------------------------------------------
+
+  /// Every call the registered services do not take: "/pkg.Service/Method".
+  struct actor_services final : grpc::CallbackGenericService {
+    explicit actor_services(impl& owner) : owner_(owner) {}
+
+    grpc::ServerGenericBidiReactor*
+    CreateReactor(grpc::GenericCallbackServerContext* call) override {
+      return new service_call(owner_.requester_, owner_.book_,
+                              owner_.route_of(call->method()),
+                              owner_.deadline_of(*call));
+    }
+
+    impl& owner_;
+  };
+
+  /// The actor and method a call's path names, or why not.
+  expected<service_call::route> route_of(const std::string& path) const {
+    auto slash = path.rfind('/');
+    if (path.size() < 4 || path[0] != '/' || slash == 0
+        || slash + 1 >= path.size())
+      return error{errc::unimplemented, "no such method: " + path};
+    auto service = path.substr(1, slash - 1);
+    auto method_name = path.substr(slash + 1);
+    auto served = settings_.services.find(service);
+    if (served == settings_.services.end())
+      return error{errc::unimplemented, "no actor serves " + service};
+    const auto* descriptor
+      = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+        service);
+    const auto* method = descriptor != nullptr
+                           ? descriptor->FindMethodByName(method_name)
+                           : nullptr;
+    if (method == nullptr)
+      return error{errc::unimplemented,
+                   service + " has no method " + method_name};
+    if (method->client_streaming() || method->server_streaming())
+      return error{errc::unimplemented, "actors serve unary methods; " + service
+                                          + "." + method_name + " streams"};
+    return service_call::route{served->second, method};
+  }
+
   // -- plumbing -------------------------------------------------------------
 
   const std::string& requester_name() const {
@@ -464,6 +622,7 @@ struct server::impl final : pb::Gateway::CallbackService {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
+  actor_services services_{*this};
 };
 
 namespace {
@@ -474,9 +633,8 @@ expected<std::string> pem(const std::string& path, const char* what) {
   std::stringstream text;
   text << in.rdbuf();
   if (!in || text.str().empty())
-    return error{errc::invalid_argument,
-                 std::string{"the gateway's "} + what + " '" + path
-                   + "' cannot be read"};
+    return error{errc::invalid_argument, std::string{"the gateway's "} + what
+                                           + " '" + path + "' cannot be read"};
   return text.str();
 }
 
@@ -517,6 +675,17 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   builder.RegisterService(self.get());
+  for (const auto& [service, actor] : settings.services)
+    if (google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          service)
+        == nullptr) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "the gateway cannot serve " + service + " (for " + actor
+                     + "): its descriptor is not compiled into this program"};
+    }
+  if (!settings.services.empty())
+    builder.RegisterCallbackGenericService(&self->services_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
   self->server_ = builder.BuildAndStart();
@@ -528,6 +697,8 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   if (auto* health = self->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(pb::Gateway::service_full_name(), true);
+    for (const auto& [service, actor] : settings.services)
+      health->SetServingStatus(service, true);
   }
   return std::unique_ptr<server>{new server{std::move(self)}};
 }

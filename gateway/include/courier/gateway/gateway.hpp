@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,13 @@ struct options {
   /// Mutual TLS: every caller presents a certificate of `tls->ca`. Without
   /// it the gateway speaks plaintext (keep it on a trusted network).
   std::optional<tls_files> tls;
+  /// Services served by actors: a gRPC service's full name ("shop.Orders")
+  /// and the actor ("orders", or "orders@node") that answers its unary
+  /// methods. A call to /shop.Orders/Place is a request to that actor with
+  /// the method's input message; the actor's reply is the call's. The
+  /// service's .proto must be compiled into this program (its descriptors
+  /// in Protobuf's generated pool).
+  std::map<std::string, std::string> services;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must
