@@ -137,6 +137,17 @@ private:
   std::shared_ptr<queue> queue_ = std::make_shared<queue>();
 };
 
+/// Where a call and the continuation that finishes it meet: the
+/// continuation may come after the call is gone (its reactor deleted), so
+/// both sides take the lock, and the call clears `call` when it is done.
+template <class Call, class Out>
+struct meeting {
+  std::mutex mu;
+  Call* call = nullptr;  // null once the call is done
+  bool finished = false; // Finish was called
+  Out out;               // what the call writes, kept until it is written
+};
+
 /// One Monitor call: a stream that carries the name's down notice, then
 /// ends. The node's callback may come after the client has gone: both
 /// sides meet under a lock in a state that outlives the reactor.
@@ -150,7 +161,7 @@ public:
       if (state->call == nullptr || state->finished)
         return;
       state->finished = true;
-      auto& out = state->notice;
+      auto& out = state->out;
       out.set_name(n.name);
       out.set_reason(std::string{to_string(n.reason)});
       out.set_detail(n.detail);
@@ -186,12 +197,7 @@ public:
   }
 
 private:
-  struct shared {
-    std::mutex mu;
-    monitor_call* call = nullptr; // null once the call is done
-    bool finished = false;        // Finish was called
-    pb::ActorDown notice;
-  };
+  using shared = meeting<monitor_call, pb::ActorDown>;
 
   node& host_;
   std::shared_ptr<shared> state_;
@@ -347,10 +353,10 @@ public:
               std::string bytes;
               reply->SerializeToString(&bytes);
               grpc::Slice slice{bytes};
-              state->response = grpc::ByteBuffer{&slice, 1};
+              state->out = grpc::ByteBuffer{&slice, 1};
               book->count();
               state->call->StartWriteAndFinish(
-                &state->response, grpc::WriteOptions{}, grpc::Status::OK);
+                &state->out, grpc::WriteOptions{}, grpc::Status::OK);
             },
             [state, book](const error& e) {
               std::lock_guard guard{state->mu};
@@ -378,12 +384,7 @@ public:
   }
 
 private:
-  struct shared {
-    std::mutex mu;
-    service_call* call = nullptr; // null once the call is done
-    bool finished = false;        // Finish was called
-    grpc::ByteBuffer response;
-  };
+  using shared = meeting<service_call, grpc::ByteBuffer>;
 
   void finish(const grpc::Status& status) {
     std::lock_guard guard{state_->mu};

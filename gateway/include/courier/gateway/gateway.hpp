@@ -13,6 +13,7 @@
 #include <string>
 
 #include "courier/error.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
 class node;
@@ -20,14 +21,10 @@ class node;
 
 namespace courier::gateway {
 
-/// Mutual TLS for gateway callers: PEM files, as the TCP tier's (a node
+/// Mutual TLS for gateway callers: the TCP tier's PEM files (a node
 /// certificate and key from `courier cert`, and the CA whose certificates
 /// callers must present).
-struct tls_files {
-  std::string certificate;
-  std::string private_key;
-  std::string ca;
-};
+using tls_files = tcp::tls_files;
 
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
