@@ -32,6 +32,9 @@ demo: build
 	./$(BUILD_DIR)/tools/courier ps examples/deploy/system.toml
 	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
 	@echo
+	./$(BUILD_DIR)/examples/polyglot/polyglot examples/polyglot/client.py \
+	  $(BUILD_DIR)/examples/polyglot/python ./$(BUILD_DIR)/tools/courier
+	@echo
 	./$(BUILD_DIR)/examples/cluster/cluster
 
 test: build

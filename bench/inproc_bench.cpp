@@ -227,6 +227,7 @@ long max_mailbox = -1;
 courier::node start_node() {
   courier::node_config config;
   config.name = "bench";
+  config.join_directory = false; // in process only: no machine directory
   config.worker_threads = worker_threads;
   if (max_mailbox >= 0)
     config.max_mailbox = static_cast<std::size_t>(max_mailbox);

@@ -14,6 +14,7 @@ packages=(
   libsqlite3-dev
   etcd-server nftables iproute2 util-linux
   libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-protobuf
+  grpc-proto  # gRPC's health and reflection protos, for the gateway's tests
   file  # CPack: dpkg-shlibdeps runs on the files `file` calls ELF (make package)
 )
 

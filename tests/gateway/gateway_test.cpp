@@ -5,13 +5,18 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <google/protobuf/any.pb.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "courier/gateway/gateway.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "courier_test/v1/calculator.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tcp_support.hpp"
 #include "test_support.hpp"
 
 using namespace courier;
@@ -303,4 +308,229 @@ TEST_CASE("a thousand slow calls at once are held without a thread each",
   }
   CHECK(expired == calls);
   cq.Shutdown();
+}
+
+TEST_CASE("a gateway with mutual TLS serves callers with a certificate of its "
+          "CA and refuses others",
+          "[gateway][tls]") {
+  temp_dir dir;
+  auto certs = mint_certs(dir, {"gw", "caller"});
+  auto strangers = mint_certs(dir, {"caller"}, "other-ca");
+  quiet_node host{"tls-gateway"};
+  REQUIRE(host->spawn("adder", [](context&) {
+    return behavior{[](const tpb::Add& a) {
+      tpb::Sum out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  }));
+  gateway::options settings;
+  settings.tls = gateway::tls_files{certs + "/gw.pem", certs + "/gw.key",
+                                    certs + "/ca.pem"};
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto read = [](const std::string& path) {
+    std::ifstream in{path};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  auto call = [&](const std::string& folder, bool with_cert) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = read(certs + "/ca.pem");
+    if (with_cert) {
+      tls.pem_private_key = read(folder + "/caller.key");
+      tls.pem_cert_chain = read(folder + "/caller.pem");
+    }
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("gw"); // the name its certificate carries
+    auto channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string((*served)->port()),
+      grpc::SslCredentials(tls), args);
+    auto stub = gw::Gateway::NewStub(channel);
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::SendRequest request;
+    request.set_name("adder");
+    *request.mutable_message() = any_of(add(2, 3));
+    gw::SendReply reply;
+    return stub->Send(&ctx, request, &reply);
+  };
+  CHECK(call(certs, true).ok());
+  CHECK_FALSE(call(certs, false).ok());    // no client certificate
+  CHECK_FALSE(call(strangers, true).ok()); // a certificate of another CA
+  // Plaintext is not spoken at all.
+  auto plain = gw::Gateway::NewStub(
+    grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                        grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 2s);
+  gw::FindRequest find;
+  find.set_name("adder");
+  gw::FindReply found;
+  CHECK_FALSE(plain->Find(&ctx, find, &found).ok());
+
+  gateway::options missing;
+  missing.tls = gateway::tls_files{dir.path() + "/none.pem", certs + "/gw.key",
+                                   certs + "/ca.pem"};
+  auto refused = gateway::server::start(*host, missing);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
+  CHECK_THAT(refused.error().message(), Catch::Contains("none.pem"));
+}
+
+TEST_CASE("the gateway answers gRPC health checks and server reflection",
+          "[gateway]") {
+  auto s = std::make_unique<served>();
+  auto health = grpc::health::v1::Health::NewStub(s->channel);
+  auto status_of = [&](const std::string& service) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    auto called = health->Check(&ctx, request, &response);
+    return called.ok() ? response.status()
+                       : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
+  };
+  CHECK(status_of("") == grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(status_of("courier.v1.Gateway")
+        == grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(status_of("no.such.Service")
+        == grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+
+  // Reflection lists the services, as grpcurl's "list" asks: a generic
+  // call with the request's bytes (ServerReflectionRequest, field 7
+  // list_services = "*"), as gRPC's library holds reflection's own types.
+  grpc::GenericStub generic{s->channel};
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  auto step = [&](std::intptr_t expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(reinterpret_cast<std::intptr_t>(tag) == expected);
+    return ok;
+  };
+  auto call = generic.PrepareCall(
+    &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  REQUIRE(step(1));
+  const std::string list{"\x3a\x01*", 3};
+  grpc::Slice slice{list};
+  grpc::ByteBuffer request{&slice, 1};
+  call->Write(request, reinterpret_cast<void*>(2));
+  REQUIRE(step(2));
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  REQUIRE(step(3));
+  std::vector<grpc::Slice> parts;
+  REQUIRE(response.Dump(&parts).ok());
+  std::string bytes;
+  for (const auto& part : parts)
+    bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+  CHECK_THAT(bytes, Catch::Contains("courier.v1.Gateway"));
+  CHECK_THAT(bytes, Catch::Contains("grpc.health.v1.Health"));
+  call->WritesDone(reinterpret_cast<void*>(4));
+  REQUIRE(step(4));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  REQUIRE(step(5));
+  CHECK(status.ok());
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST_CASE("an actor serves a .proto service to stock gRPC clients",
+          "[gateway]") {
+  quiet_node host{"service-host"};
+  REQUIRE(host->spawn("calculator", [](context&) {
+    return behavior{[](const tpb::Operands& a) {
+      tpb::Result out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  }));
+  gateway::options settings;
+  settings.services = {{"courier_test.v1.Calculator", "calculator"}};
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto channel
+    = grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                          grpc::InsecureChannelCredentials());
+  auto calculator = tpb::Calculator::NewStub(channel);
+
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  tpb::Operands operands;
+  operands.set_a(40);
+  operands.set_b(2);
+  tpb::Result sum;
+  auto called = calculator->Add(&ctx, operands, &sum);
+  REQUIRE(called.ok());
+  CHECK(sum.value() == 42);
+
+  // Streaming methods and unknown services are not served.
+  grpc::ClientContext stream_ctx;
+  with_deadline(stream_ctx, 5s);
+  auto reader = calculator->Count(&stream_ctx, operands);
+  CHECK_FALSE(reader->Read(&sum));
+  auto streamed = reader->Finish();
+  CHECK(streamed.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_THAT(streamed.error_message(), Catch::Contains("unary"));
+  grpc::GenericStub generic{channel};
+  grpc::ClientContext unknown_ctx;
+  with_deadline(unknown_ctx, 5s);
+  grpc::CompletionQueue cq;
+  // (a unary generic call to a service nobody serves)
+  grpc::Slice request_bytes{operands.SerializeAsString()};
+  grpc::ByteBuffer empty_request{&request_bytes, 1};
+  grpc::ByteBuffer empty_reply;
+  grpc::Status unknown_status;
+  std::promise<void> unknown_done;
+  generic.UnaryCall(&unknown_ctx, "/no.such.Service/Do", grpc::StubOptions{},
+                    &empty_request, &empty_reply, [&](grpc::Status status) {
+                      unknown_status = status;
+                      unknown_done.set_value();
+                    });
+  unknown_done.get_future().wait();
+  CHECK(unknown_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+
+  // A request that is not the method's input type is refused before the
+  // actor sees it.
+  grpc::ClientContext garbage_ctx;
+  with_deadline(garbage_ctx, 5s);
+  grpc::Slice junk{std::string{"\xff\xff\xff\xff"}};
+  grpc::ByteBuffer garbage{&junk, 1};
+  grpc::Status garbage_status;
+  std::promise<void> garbage_done;
+  generic.UnaryCall(&garbage_ctx, "/courier_test.v1.Calculator/Add",
+                    grpc::StubOptions{}, &garbage, &empty_reply,
+                    [&](grpc::Status status) {
+                      garbage_status = status;
+                      garbage_done.set_value();
+                    });
+  garbage_done.get_future().wait();
+  CHECK(garbage_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Health knows the service.
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext health_ctx;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("courier_test.v1.Calculator");
+  grpc::health::v1::HealthCheckResponse response;
+  REQUIRE(health->Check(&health_ctx, request, &response).ok());
+  CHECK(response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // A service whose descriptor this program lacks is refused at start.
+  gateway::options unknown;
+  unknown.services = {{"shop.Orders", "orders"}};
+  auto refused = gateway::server::start(*host, unknown);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
 }

@@ -16,6 +16,7 @@
 
 #include "cert.hpp"
 #include "courier/tcp/tcp_transport.hpp"
+#include "process.hpp"
 #include "test_support.hpp"
 
 namespace courier::testing {

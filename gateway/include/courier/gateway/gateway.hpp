@@ -7,16 +7,24 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "courier/error.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
 class node;
 }
 
 namespace courier::gateway {
+
+/// Mutual TLS for gateway callers: the TCP tier's PEM files (a node
+/// certificate and key from `courier cert`, and the CA whose certificates
+/// callers must present).
+using tls_files = tcp::tls_files;
 
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
@@ -25,6 +33,16 @@ struct options {
   std::size_t max_message = std::size_t{4} << 20;
   /// A Send without a gRPC deadline gets this one.
   std::chrono::milliseconds default_deadline{30000};
+  /// Mutual TLS: every caller presents a certificate of `tls->ca`. Without
+  /// it the gateway speaks plaintext (keep it on a trusted network).
+  std::optional<tls_files> tls;
+  /// Services served by actors: a gRPC service's full name ("shop.Orders")
+  /// and the actor ("orders", or "orders@node") that answers its unary
+  /// methods. A call to /shop.Orders/Place is a request to that actor with
+  /// the method's input message; the actor's reply is the call's. The
+  /// service's .proto must be compiled into this program (its descriptors
+  /// in Protobuf's generated pool).
+  std::map<std::string, std::string> services;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must
