@@ -26,6 +26,9 @@ namespace {
 
 namespace pb = courier::v1;
 
+/// The names of gateways' own actors, left out of what Names lists.
+constexpr std::string_view gateway_prefix = "courier.gateway.";
+
 /// Courier's codes are gRPC's (errc.hpp): the status says the same.
 grpc::Status status_of(const error& e) {
   return grpc::Status{static_cast<grpc::StatusCode>(static_cast<int>(e.code())),
@@ -483,8 +486,8 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto pattern
       = request->pattern().empty() ? std::string{"*"} : request->pattern();
     for (const auto& entry : host_.machine_names(pattern)) {
-      if (entry.actor == requester_name())
-        continue; // the gateway's own
+      if (entry.actor.starts_with(gateway_prefix))
+        continue; // gateways' own
       auto* out = reply->add_names();
       out->set_actor(entry.actor);
       out->set_node(entry.node);
@@ -590,7 +593,7 @@ struct server::impl final : pb::Gateway::CallbackService {
   /// A name matching `pattern`, for the types of a broadcast; empty if none.
   std::string first_match(const std::string& pattern) {
     for (const auto& entry : host_.machine_names(pattern))
-      if (entry.actor != requester_name_)
+      if (!entry.actor.starts_with(gateway_prefix))
         return entry.actor + "@" + entry.node;
     return {};
   }
@@ -660,7 +663,9 @@ credentials_of(const options& settings) {
 
 expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   static std::atomic<unsigned> made{0};
-  auto name = "courier.gateway." + std::to_string(made.fetch_add(1));
+  // Names are unique on the machine: the node's name makes it so.
+  auto name = std::string{gateway_prefix} + host.name() + "."
+              + std::to_string(made.fetch_add(1));
   auto self = std::make_unique<impl>(host, settings, name);
   if (auto started = self->requester_.start(); !started)
     return std::move(started).error();
