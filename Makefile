@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all deps build demo test test-asan bench package clean
+.PHONY: all deps build demo test test-asan test-durable-long bench package clean
 
 all: build
 
@@ -32,10 +32,19 @@ demo: build
 	./$(BUILD_DIR)/tools/courier ps examples/deploy/system.toml
 	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
 	@echo
+	./$(BUILD_DIR)/examples/polyglot/polyglot examples/polyglot/client.py \
+	  $(BUILD_DIR)/examples/polyglot/python ./$(BUILD_DIR)/tools/courier
+	@echo
 	./$(BUILD_DIR)/examples/cluster/cluster
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 120
+
+# The durable store's crash tests with ten times the SIGKILL cycles and
+# crash points (the PR-sized run is part of `make test`).
+test-durable-long: build
+	cd $(BUILD_DIR) && COURIER_DURABLE_LONG=1 ctest --output-on-failure \
+	  -R '^durable: ' --timeout 600
 
 $(ASAN_BUILD_DIR)/CMakeCache.txt: | deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug \

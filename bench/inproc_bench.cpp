@@ -231,6 +231,7 @@ bool metrics_on = true;
 courier::node start_node() {
   courier::node_config config;
   config.name = "bench";
+  config.join_directory = false; // in process only: no machine directory
   config.worker_threads = worker_threads;
   config.metrics = metrics_on;
   if (max_mailbox >= 0)

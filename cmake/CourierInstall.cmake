@@ -1,3 +1,8 @@
+# `cmake --install` and `make package` install what was built and do not
+# build first: the package test runs them while other tests run the
+# tree's programs, which a rebuild must not replace under their feet.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
+
 # `cmake --install` and `make package`: the public headers, the libraries, the
 # `courier` CLI, courier_proto_library() and a CMake package (courierConfig
 # .cmake) whose targets are courier::<component>, plus courier.pc for

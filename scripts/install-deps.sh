@@ -11,6 +11,7 @@ packages=(
   catch2
   libcli11-dev nlohmann-json3-dev
   libssl-dev openssl libtomlplusplus-dev
+  libsqlite3-dev
   etcd-server nftables iproute2 util-linux
   libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-protobuf
   grpc-proto  # gRPC's health and reflection protos, for the gateway's tests

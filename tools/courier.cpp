@@ -13,6 +13,7 @@
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
 //                    [--force]
 //   courier [--name NODE] gateway [--listen HOST:PORT]
+//                    [--certificate F --private-key F --ca F]
 //   courier up [-d] [--check] FILE
 //   courier down FILE
 //   courier [--json] ps FILE

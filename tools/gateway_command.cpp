@@ -35,7 +35,25 @@ command gateway_command(CLI::App& sub) {
   sub.add_option("--listen", settings->listen,
                  "host:port to serve gRPC on; port 0 picks one (default "
                  "127.0.0.1:0)");
-  return [settings](node& self, const global_options&) {
+  auto tls = std::make_shared<gateway::tls_files>();
+  sub.add_option("--certificate", tls->certificate,
+                 "mutual TLS: the gateway's certificate (PEM, from courier "
+                 "cert); with --private-key and --ca")
+    ->type_name("FILE");
+  sub.add_option("--private-key", tls->private_key, "its private key (PEM)")
+    ->type_name("FILE");
+  sub.add_option("--ca", tls->ca,
+                 "the CA whose certificates callers must present (PEM)")
+    ->type_name("FILE");
+  return [settings, tls](node& self, const global_options&) {
+    const bool any = !tls->certificate.empty() || !tls->private_key.empty()
+                     || !tls->ca.empty();
+    if (any && (tls->certificate.empty() || tls->private_key.empty()
+                || tls->ca.empty()))
+      return fail(error{errc::invalid_argument,
+                        "TLS needs --certificate, --private-key and --ca"});
+    if (any)
+      settings->tls = *tls;
     if (::pipe2(stop_pipe, O_CLOEXEC) != 0)
       return fail(error{errc::internal, "cannot make a pipe"});
     struct sigaction action {};

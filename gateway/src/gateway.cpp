@@ -4,14 +4,16 @@
 #include <deque>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include <google/protobuf/any.pb.h>
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -23,6 +25,9 @@ namespace courier::gateway {
 namespace {
 
 namespace pb = courier::v1;
+
+/// The names of gateways' own actors, left out of what Names lists.
+constexpr std::string_view gateway_prefix = "courier.gateway.";
 
 /// Courier's codes are gRPC's (errc.hpp): the status says the same.
 grpc::Status status_of(const error& e) {
@@ -135,6 +140,17 @@ private:
   std::shared_ptr<queue> queue_ = std::make_shared<queue>();
 };
 
+/// Where a call and the continuation that finishes it meet: the
+/// continuation may come after the call is gone (its reactor deleted), so
+/// both sides take the lock, and the call clears `call` when it is done.
+template <class Call, class Out>
+struct meeting {
+  std::mutex mu;
+  Call* call = nullptr;  // null once the call is done
+  bool finished = false; // Finish was called
+  Out out;               // what the call writes, kept until it is written
+};
+
 /// One Monitor call: a stream that carries the name's down notice, then
 /// ends. The node's callback may come after the client has gone: both
 /// sides meet under a lock in a state that outlives the reactor.
@@ -148,7 +164,7 @@ public:
       if (state->call == nullptr || state->finished)
         return;
       state->finished = true;
-      auto& out = state->notice;
+      auto& out = state->out;
       out.set_name(n.name);
       out.set_reason(std::string{to_string(n.reason)});
       out.set_detail(n.detail);
@@ -184,12 +200,7 @@ public:
   }
 
 private:
-  struct shared {
-    std::mutex mu;
-    monitor_call* call = nullptr; // null once the call is done
-    bool finished = false;        // Finish was called
-    pb::ActorDown notice;
-  };
+  using shared = meeting<monitor_call, pb::ActorDown>;
 
   node& host_;
   std::shared_ptr<shared> state_;
@@ -286,6 +297,115 @@ private:
   std::atomic<std::uint64_t> dropped_{0};
 };
 
+/// The bytes of a gRPC message.
+std::string bytes_of(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok())
+    return out;
+  for (const auto& slice : slices)
+    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return out;
+}
+
+/// A unary call to a service an actor serves: read the one request, ask
+/// the actor, write its reply. The request's continuation may come after
+/// the call is gone: both meet under a lock in a state that outlives it.
+class service_call final : public grpc::ServerGenericBidiReactor {
+public:
+  struct route {
+    std::string actor;
+    const google::protobuf::MethodDescriptor* method = nullptr;
+  };
+
+  service_call(requester& asker, std::shared_ptr<call_book> book,
+               expected<route> to, deadline until)
+    : asker_(asker), book_(std::move(book)), until_(until) {
+    state_ = std::make_shared<shared>();
+    state_->call = this;
+    if (!to) {
+      finish(status_of(to.error()));
+      return;
+    }
+    to_ = std::move(*to);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok)
+      return finish({grpc::StatusCode::INVALID_ARGUMENT,
+                     "the call ended before its request"});
+    const auto* input = to_.method->input_type();
+    const auto* prototype
+      = google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+        input);
+    std::shared_ptr<google::protobuf::Message> msg{prototype->New()};
+    if (!msg->ParseFromString(bytes_of(request_)))
+      return finish({grpc::StatusCode::INVALID_ARGUMENT,
+                     "the request is not a valid " + input->full_name()});
+    auto submitted = asker_.submit(
+      [state = state_, book = book_, actor = to_.actor,
+       msg = message{std::move(msg)}, until = until_](context& ctx) {
+        ctx.request(actor, msg, until)
+          .then(
+            [state, book](const message& reply) {
+              std::lock_guard guard{state->mu};
+              if (state->call == nullptr || state->finished)
+                return;
+              state->finished = true;
+              std::string bytes;
+              reply->SerializeToString(&bytes);
+              grpc::Slice slice{bytes};
+              state->out = grpc::ByteBuffer{&slice, 1};
+              book->count();
+              state->call->StartWriteAndFinish(
+                &state->out, grpc::WriteOptions{}, grpc::Status::OK);
+            },
+            [state, book](const error& e) {
+              std::lock_guard guard{state->mu};
+              if (state->call == nullptr || state->finished)
+                return;
+              state->finished = true;
+              book->count();
+              state->call->Finish(status_of(e));
+            });
+      });
+    if (!submitted)
+      finish(status_of(submitted.error()));
+  }
+
+  void OnCancel() override {
+    finish(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard guard{state_->mu};
+      state_->call = nullptr;
+    }
+    delete this;
+  }
+
+private:
+  using shared = meeting<service_call, grpc::ByteBuffer>;
+
+  void finish(const grpc::Status& status) {
+    std::lock_guard guard{state_->mu};
+    if (state_->finished)
+      return;
+    state_->finished = true;
+    book_->count();
+    Finish(status);
+  }
+
+  requester& asker_;
+  std::shared_ptr<call_book> book_;
+  deadline until_;
+  route to_;
+  grpc::ByteBuffer request_;
+  std::shared_ptr<shared> state_;
+};
+
 } // namespace
 
 struct server::impl final : pb::Gateway::CallbackService {
@@ -350,10 +470,10 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto holder = holder_of(host_, request->name());
     if (holder.empty()) {
       auto found = host_.find(request->name()); // its error, for a bad name
-      return refuse(reactor, found ? error{errc::not_found,
-                                           "no actor named '" + request->name()
-                                             + "'"}
-                                   : found.error());
+      return refuse(reactor,
+                    found ? error{errc::not_found,
+                                  "no actor named '" + request->name() + "'"}
+                          : found.error());
     }
     reply->set_node(holder);
     return answer(reactor);
@@ -366,8 +486,8 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto pattern
       = request->pattern().empty() ? std::string{"*"} : request->pattern();
     for (const auto& entry : host_.machine_names(pattern)) {
-      if (entry.actor == requester_name())
-        continue; // the gateway's own
+      if (entry.actor.starts_with(gateway_prefix))
+        continue; // gateways' own
       auto* out = reply->add_names();
       out->set_actor(entry.actor);
       out->set_node(entry.node);
@@ -422,6 +542,48 @@ struct server::impl final : pb::Gateway::CallbackService {
     return new monitor_call(host_, request->name());
   }
 
+  // -- services served by actors ---------------------------------------------
+
+  /// Every call the registered services do not take: "/pkg.Service/Method".
+  struct actor_services final : grpc::CallbackGenericService {
+    explicit actor_services(impl& owner) : owner_(owner) {}
+
+    grpc::ServerGenericBidiReactor*
+    CreateReactor(grpc::GenericCallbackServerContext* call) override {
+      return new service_call(owner_.requester_, owner_.book_,
+                              owner_.route_of(call->method()),
+                              owner_.deadline_of(*call));
+    }
+
+    impl& owner_;
+  };
+
+  /// The actor and method a call's path names, or why not.
+  expected<service_call::route> route_of(const std::string& path) const {
+    auto slash = path.rfind('/');
+    if (path.size() < 4 || path[0] != '/' || slash == 0
+        || slash + 1 >= path.size())
+      return error{errc::unimplemented, "no such method: " + path};
+    auto service = path.substr(1, slash - 1);
+    auto method_name = path.substr(slash + 1);
+    auto served = settings_.services.find(service);
+    if (served == settings_.services.end())
+      return error{errc::unimplemented, "no actor serves " + service};
+    const auto* descriptor
+      = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+        service);
+    const auto* method = descriptor != nullptr
+                           ? descriptor->FindMethodByName(method_name)
+                           : nullptr;
+    if (method == nullptr)
+      return error{errc::unimplemented,
+                   service + " has no method " + method_name};
+    if (method->client_streaming() || method->server_streaming())
+      return error{errc::unimplemented, "actors serve unary methods; " + service
+                                          + "." + method_name + " streams"};
+    return service_call::route{served->second, method};
+  }
+
   // -- plumbing -------------------------------------------------------------
 
   const std::string& requester_name() const {
@@ -431,7 +593,7 @@ struct server::impl final : pb::Gateway::CallbackService {
   /// A name matching `pattern`, for the types of a broadcast; empty if none.
   std::string first_match(const std::string& pattern) {
     for (const auto& entry : host_.machine_names(pattern))
-      if (entry.actor != requester_name_)
+      if (!entry.actor.starts_with(gateway_prefix))
         return entry.actor + "@" + entry.node;
     return {};
   }
@@ -464,6 +626,7 @@ struct server::impl final : pb::Gateway::CallbackService {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
+  actor_services services_{*this};
 };
 
 namespace {
@@ -474,9 +637,8 @@ expected<std::string> pem(const std::string& path, const char* what) {
   std::stringstream text;
   text << in.rdbuf();
   if (!in || text.str().empty())
-    return error{errc::invalid_argument,
-                 std::string{"the gateway's "} + what + " '" + path
-                   + "' cannot be read"};
+    return error{errc::invalid_argument, std::string{"the gateway's "} + what
+                                           + " '" + path + "' cannot be read"};
   return text.str();
 }
 
@@ -501,7 +663,9 @@ credentials_of(const options& settings) {
 
 expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   static std::atomic<unsigned> made{0};
-  auto name = "courier.gateway." + std::to_string(made.fetch_add(1));
+  // Names are unique on the machine: the node's name makes it so.
+  auto name = std::string{gateway_prefix} + host.name() + "."
+              + std::to_string(made.fetch_add(1));
   auto self = std::make_unique<impl>(host, settings, name);
   if (auto started = self->requester_.start(); !started)
     return std::move(started).error();
@@ -517,6 +681,17 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   builder.RegisterService(self.get());
+  for (const auto& [service, actor] : settings.services)
+    if (google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          service)
+        == nullptr) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "the gateway cannot serve " + service + " (for " + actor
+                     + "): its descriptor is not compiled into this program"};
+    }
+  if (!settings.services.empty())
+    builder.RegisterCallbackGenericService(&self->services_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
   self->server_ = builder.BuildAndStart();
@@ -528,6 +703,8 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   if (auto* health = self->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(pb::Gateway::service_full_name(), true);
+    for (const auto& [service, actor] : settings.services)
+      health->SetServingStatus(service, true);
   }
   return std::unique_ptr<server>{new server{std::move(self)}};
 }

@@ -4,8 +4,8 @@
 
 #include <fstream>
 #include <future>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <google/protobuf/any.pb.h>
@@ -14,6 +14,7 @@
 
 #include "courier/gateway/gateway.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "courier_test/v1/calculator.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tcp_support.hpp"
 #include "test_support.hpp"
@@ -356,12 +357,12 @@ TEST_CASE("a gateway with mutual TLS serves callers with a certificate of its "
     return stub->Send(&ctx, request, &reply);
   };
   CHECK(call(certs, true).ok());
-  CHECK_FALSE(call(certs, false).ok());     // no client certificate
-  CHECK_FALSE(call(strangers, true).ok());  // a certificate of another CA
+  CHECK_FALSE(call(certs, false).ok());    // no client certificate
+  CHECK_FALSE(call(strangers, true).ok()); // a certificate of another CA
   // Plaintext is not spoken at all.
-  auto plain = gw::Gateway::NewStub(grpc::CreateChannel(
-    "127.0.0.1:" + std::to_string((*served)->port()),
-    grpc::InsecureChannelCredentials()));
+  auto plain = gw::Gateway::NewStub(
+    grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                        grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   with_deadline(ctx, 2s);
   gw::FindRequest find;
@@ -443,4 +444,93 @@ TEST_CASE("the gateway answers gRPC health checks and server reflection",
   bool ok = false;
   while (cq.Next(&tag, &ok)) {
   }
+}
+
+TEST_CASE("an actor serves a .proto service to stock gRPC clients",
+          "[gateway]") {
+  quiet_node host{"service-host"};
+  REQUIRE(host->spawn("calculator", [](context&) {
+    return behavior{[](const tpb::Operands& a) {
+      tpb::Result out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  }));
+  gateway::options settings;
+  settings.services = {{"courier_test.v1.Calculator", "calculator"}};
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto channel
+    = grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                          grpc::InsecureChannelCredentials());
+  auto calculator = tpb::Calculator::NewStub(channel);
+
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  tpb::Operands operands;
+  operands.set_a(40);
+  operands.set_b(2);
+  tpb::Result sum;
+  auto called = calculator->Add(&ctx, operands, &sum);
+  REQUIRE(called.ok());
+  CHECK(sum.value() == 42);
+
+  // Streaming methods and unknown services are not served.
+  grpc::ClientContext stream_ctx;
+  with_deadline(stream_ctx, 5s);
+  auto reader = calculator->Count(&stream_ctx, operands);
+  CHECK_FALSE(reader->Read(&sum));
+  auto streamed = reader->Finish();
+  CHECK(streamed.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_THAT(streamed.error_message(), Catch::Contains("unary"));
+  grpc::GenericStub generic{channel};
+  grpc::ClientContext unknown_ctx;
+  with_deadline(unknown_ctx, 5s);
+  grpc::CompletionQueue cq;
+  // (a unary generic call to a service nobody serves)
+  grpc::Slice request_bytes{operands.SerializeAsString()};
+  grpc::ByteBuffer empty_request{&request_bytes, 1};
+  grpc::ByteBuffer empty_reply;
+  grpc::Status unknown_status;
+  std::promise<void> unknown_done;
+  generic.UnaryCall(&unknown_ctx, "/no.such.Service/Do", grpc::StubOptions{},
+                    &empty_request, &empty_reply, [&](grpc::Status status) {
+                      unknown_status = status;
+                      unknown_done.set_value();
+                    });
+  unknown_done.get_future().wait();
+  CHECK(unknown_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+
+  // A request that is not the method's input type is refused before the
+  // actor sees it.
+  grpc::ClientContext garbage_ctx;
+  with_deadline(garbage_ctx, 5s);
+  grpc::Slice junk{std::string{"\xff\xff\xff\xff"}};
+  grpc::ByteBuffer garbage{&junk, 1};
+  grpc::Status garbage_status;
+  std::promise<void> garbage_done;
+  generic.UnaryCall(&garbage_ctx, "/courier_test.v1.Calculator/Add",
+                    grpc::StubOptions{}, &garbage, &empty_reply,
+                    [&](grpc::Status status) {
+                      garbage_status = status;
+                      garbage_done.set_value();
+                    });
+  garbage_done.get_future().wait();
+  CHECK(garbage_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Health knows the service.
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext health_ctx;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("courier_test.v1.Calculator");
+  grpc::health::v1::HealthCheckResponse response;
+  REQUIRE(health->Check(&health_ctx, request, &response).ok());
+  CHECK(response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // A service whose descriptor this program lacks is refused at start.
+  gateway::options unknown;
+  unknown.services = {{"shop.Orders", "orders"}};
+  auto refused = gateway::server::start(*host, unknown);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
 }

@@ -126,6 +126,52 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
         check(len(notices) == 1 and notices[0].name == "quitter"
               and notices[0].reason == "stopped", "monitor: %s" % notices)
         channel.close()
+
+        # The same gateway behind mutual TLS, with certificates from
+        # `courier cert`: a client with one of the CA's certificates is
+        # served, one without a certificate is not.
+        certs = os.path.join(folder, "certs")
+        subprocess.run([courier_cli, "cert", "ca", "--out", certs], check=True,
+                       stdout=subprocess.DEVNULL)
+        for name in ("gw2", "caller"):
+            subprocess.run([courier_cli, "cert", "node", name, "--ca", certs,
+                            "--out", certs], check=True,
+                           stdout=subprocess.DEVNULL)
+        tls_gateway = subprocess.Popen(
+            [courier_cli, "--dir", folder, "--name", "gw2", "gateway",
+             "--listen", "127.0.0.1:0",
+             "--certificate", os.path.join(certs, "gw2.pem"),
+             "--private-key", os.path.join(certs, "gw2.key"),
+             "--ca", os.path.join(certs, "ca.pem")], stdout=subprocess.PIPE)
+        try:
+            tls_port = read_line(tls_gateway).rsplit(" ", 1)[1]
+
+            def read(name):
+                with open(os.path.join(certs, name), "rb") as f:
+                    return f.read()
+
+            def find_over_tls(key, chain):
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=read("ca.pem"), private_key=key,
+                    certificate_chain=chain)
+                with grpc.secure_channel(
+                        "127.0.0.1:" + tls_port, credentials,
+                        options=[("grpc.ssl_target_name_override", "gw2")]) as c:
+                    stub = gateway_pb2_grpc.GatewayStub(c)
+                    return stub.Find(gateway_pb2.FindRequest(name="adder"),
+                                     timeout=5).node
+
+            check(find_over_tls(read("caller.key"), read("caller.pem")) == "peer",
+                  "find over mutual TLS")
+            try:
+                find_over_tls(None, None)
+                check(False, "a client without a certificate was served")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.UNAVAILABLE,
+                      "no certificate: %s" % e.code())
+        finally:
+            tls_gateway.send_signal(signal.SIGTERM)
+            tls_gateway.wait(10)
     finally:
         for process in (gateway, node):
             if process is not None and process.poll() is None:

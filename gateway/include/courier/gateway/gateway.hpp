@@ -7,11 +7,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "courier/error.hpp"
+#include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
 class node;
@@ -19,14 +21,10 @@ class node;
 
 namespace courier::gateway {
 
-/// Mutual TLS for gateway callers: PEM files, as the TCP tier's (a node
+/// Mutual TLS for gateway callers: the TCP tier's PEM files (a node
 /// certificate and key from `courier cert`, and the CA whose certificates
 /// callers must present).
-struct tls_files {
-  std::string certificate;
-  std::string private_key;
-  std::string ca;
-};
+using tls_files = tcp::tls_files;
 
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
@@ -38,6 +36,13 @@ struct options {
   /// Mutual TLS: every caller presents a certificate of `tls->ca`. Without
   /// it the gateway speaks plaintext (keep it on a trusted network).
   std::optional<tls_files> tls;
+  /// Services served by actors: a gRPC service's full name ("shop.Orders")
+  /// and the actor ("orders", or "orders@node") that answers its unary
+  /// methods. A call to /shop.Orders/Place is a request to that actor with
+  /// the method's input message; the actor's reply is the call's. The
+  /// service's .proto must be compiled into this program (its descriptors
+  /// in Protobuf's generated pool).
+  std::map<std::string, std::string> services;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must

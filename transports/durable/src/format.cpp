@@ -1,0 +1,163 @@
+#include "format.hpp"
+
+#include "courier/durable/crc32c.hpp"
+
+namespace courier::durable::format {
+
+namespace {
+
+void store_u32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = static_cast<char>(v >> (8 * i));
+}
+
+} // namespace
+
+std::string encode_segment_header(const segment_header& h) {
+  std::string out;
+  writer w{out};
+  w.raw(segment_magic, sizeof(segment_magic));
+  w.u32(format_version);
+  w.u32(h.flags);
+  w.u64(h.number);
+  w.u64(h.first_sequence);
+  w.u64(h.covers_from);
+  w.u64(h.next_message_id);
+  w.u32(0);
+  w.u32(crc32c(out.data(), segment_header_size - 4));
+  return out;
+}
+
+std::optional<segment_header> decode_segment_header(std::string_view b) {
+  if (b.size() < segment_header_size)
+    return std::nullopt;
+  if (std::memcmp(b.data(), segment_magic, sizeof(segment_magic)) != 0)
+    return std::nullopt;
+  if (load_u32(b.data() + segment_header_size - 4)
+      != crc32c(b.data(), segment_header_size - 4))
+    return std::nullopt;
+  if (load_u32(b.data() + 8) != format_version)
+    return std::nullopt;
+  segment_header h;
+  h.flags = load_u32(b.data() + 12);
+  h.number = load_u64(b.data() + 16);
+  h.first_sequence = load_u64(b.data() + 24);
+  h.covers_from = load_u64(b.data() + 32);
+  h.next_message_id = load_u64(b.data() + 40);
+  return h;
+}
+
+void append_record(std::string& out, std::uint64_t sequence,
+                   std::uint32_t batch_pos, record_type type,
+                   std::string_view body) {
+  auto start = out.size();
+  out.resize(start + record_header_size);
+  char* h = out.data() + start;
+  store_u32(h + 4, static_cast<std::uint32_t>(body.size()));
+  for (int i = 0; i < 8; ++i)
+    h[8 + i] = static_cast<char>(sequence >> (8 * i));
+  store_u32(h + 16, batch_pos);
+  h[20] = static_cast<char>(type);
+  h[21] = h[22] = h[23] = 0;
+  out.append(body);
+  h = out.data() + start;
+  auto crc = crc32c(h + 4, record_header_size - 4);
+  crc = crc32c(body.data(), body.size(), crc);
+  store_u32(h, crc);
+}
+
+const char* to_string(record_problem p) noexcept {
+  switch (p) {
+    case record_problem::none:
+      return "no problem";
+    case record_problem::truncated_header:
+      return "the file ends inside a record header";
+    case record_problem::bad_length:
+      return "the record length is impossible";
+    case record_problem::truncated_body:
+      return "the file ends inside a record body";
+    case record_problem::bad_crc:
+      return "the record's CRC32C does not match";
+    case record_problem::bad_type:
+      return "unknown record type (with a valid CRC)";
+  }
+  return "?";
+}
+
+record_problem read_record(std::string_view b, record_view& out) {
+  if (b.size() < record_header_size)
+    return record_problem::truncated_header;
+  auto length = load_u32(b.data() + 4);
+  if (length > max_record_body)
+    return record_problem::bad_length;
+  if (b.size() - record_header_size < length)
+    return record_problem::truncated_body;
+  auto crc = crc32c(b.data() + 4, record_header_size - 4 + length);
+  if (crc != load_u32(b.data()))
+    return record_problem::bad_crc;
+  auto type = static_cast<std::uint8_t>(b[20]);
+  if (type < 1 || type > 8)
+    return record_problem::bad_type;
+  out.sequence = load_u64(b.data() + 8);
+  out.batch_pos = load_u32(b.data() + 16);
+  out.type = static_cast<record_type>(type);
+  out.body = b.substr(record_header_size, length);
+  out.total_size = record_header_size + length;
+  return record_problem::none;
+}
+
+void encode_clock(writer& w, const clock_reading& c) {
+  w.raw(c.boot.data(), c.boot.size());
+  w.i64(c.boottime_ns);
+  w.i64(c.wall_ns);
+}
+
+clock_reading decode_clock(reader& r) {
+  clock_reading c;
+  r.raw(c.boot.data(), c.boot.size());
+  c.boottime_ns = r.i64();
+  c.wall_ns = r.i64();
+  return c;
+}
+
+void encode(std::string& out, const message_body& m) {
+  // One allocation: the fixed part is 103 bytes (docs/disk-format.md).
+  out.reserve(out.size() + 103 + m.queue.size() + m.dead_detail.size()
+              + m.payload.size());
+  writer w{out};
+  w.u64(m.id);
+  w.bytes(m.queue);
+  w.u64(m.producer_id);
+  w.u32(m.producer_epoch);
+  w.u64(m.sequence);
+  w.u8(m.priority);
+  w.i64(m.time_to_reach_queue_ns);
+  w.i64(m.time_to_be_received_ns);
+  encode_clock(w, m.stored_at);
+  w.u32(m.attempts);
+  w.u8(m.dead_reason);
+  w.bytes(m.dead_detail);
+  w.i64(m.died_wall_ns);
+  w.bytes(m.payload);
+}
+
+bool decode(std::string_view in, message_body& m) {
+  reader r{in};
+  m.id = r.u64();
+  m.queue = r.bytes();
+  m.producer_id = r.u64();
+  m.producer_epoch = r.u32();
+  m.sequence = r.u64();
+  m.priority = r.u8();
+  m.time_to_reach_queue_ns = r.i64();
+  m.time_to_be_received_ns = r.i64();
+  m.stored_at = decode_clock(r);
+  m.attempts = r.u32();
+  m.dead_reason = r.u8();
+  m.dead_detail = r.bytes();
+  m.died_wall_ns = r.i64();
+  m.payload = r.bytes();
+  return r.done() && m.priority <= 7;
+}
+
+} // namespace courier::durable::format
