@@ -57,15 +57,16 @@ std::string holder_of(node& host, const std::string& name) {
 }
 
 /// The message an Any carries, built from a type `host` knows, or one the
-/// node of `target` publishes.
-expected<message> decode(node& host, const std::string& target,
+/// node holding the name `target()` gives publishes (asked only when the
+/// type is not known here: finding a name reads the directory).
+expected<message> decode(node& host, const std::function<std::string()>& target,
                          const google::protobuf::Any& any) {
   auto type = type_of(any.type_url());
   if (type.empty())
     return error{errc::invalid_argument, "the message has no type URL"};
   auto made = host.new_message(type);
   if (!made && made.code() == errc::not_found) {
-    auto holder = holder_of(host, target);
+    auto holder = holder_of(host, target());
     if (!holder.empty() && holder != host.name()) {
       if (auto imported = host.import_types(holder); !imported)
         return imported.error();
@@ -411,8 +412,7 @@ private:
 struct server::impl final : pb::Gateway::CallbackService {
   impl(node& host, options settings, std::string requester_name)
     : host_(host), settings_(std::move(settings)),
-      requester_name_(std::move(requester_name)),
-      requester_(host, requester_name_) {}
+      requester_(host, std::move(requester_name)) {}
 
   // -- the verbs ------------------------------------------------------------
 
@@ -420,7 +420,8 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::PostRequest* request,
                                  pb::PostReply*) override {
     auto* reactor = call->DefaultReactor();
-    auto msg = decode(host_, request->name(), request->message());
+    auto msg = decode(
+      host_, [&] { return request->name(); }, request->message());
     if (!msg)
       return refuse(reactor, msg.error());
     if (request->priority() > 7)
@@ -439,7 +440,8 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::SendRequest* request,
                                  pb::SendReply* reply) override {
     auto* reactor = call->DefaultReactor();
-    auto msg = decode(host_, request->name(), request->message());
+    auto msg = decode(
+      host_, [&] { return request->name(); }, request->message());
     if (!msg)
       return refuse(reactor, msg.error());
     auto until = deadline_of(*call);
@@ -499,9 +501,10 @@ struct server::impl final : pb::Gateway::CallbackService {
                                       const pb::BroadcastRequest* request,
                                       pb::BroadcastReply* reply) override {
     auto* reactor = call->DefaultReactor();
-    // Any target will do to find the type: the pattern's own matches.
-    google::protobuf::Any any = request->message();
-    auto msg = decode(host_, first_match(request->pattern()), any);
+    // Any of the pattern's matches will do to find the type.
+    auto msg = decode(
+      host_, [&] { return first_match(request->pattern()); },
+      request->message());
     if (!msg)
       return refuse(reactor, msg.error());
     auto until = deadline_of(*call);
@@ -586,10 +589,6 @@ struct server::impl final : pb::Gateway::CallbackService {
 
   // -- plumbing -------------------------------------------------------------
 
-  const std::string& requester_name() const {
-    return requester_name_;
-  }
-
   /// A name matching `pattern`, for the types of a broadcast; empty if none.
   std::string first_match(const std::string& pattern) {
     for (const auto& entry : host_.machine_names(pattern))
@@ -621,7 +620,6 @@ struct server::impl final : pb::Gateway::CallbackService {
 
   node& host_;
   options settings_;
-  std::string requester_name_;
   requester requester_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
