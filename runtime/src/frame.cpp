@@ -234,6 +234,13 @@ std::size_t error_size(const envelope_head& h) {
          + string_size(f_message, h.error_message);
 }
 
+/// Field 19 when the head has a trace: tag (2 bytes), length, 25 bytes.
+std::size_t trace_field_size(const envelope_head& h) {
+  return h.trace.valid() ? varint_size(tag_of(trace_field, delimited)) + 1
+                             + trace_size
+                         : 0;
+}
+
 std::size_t head_size(const envelope_head& h) {
   return string_size(f_target, h.target)
          + (h.has_sender ? nested_size(f_sender, sender_size(h)) : 0)
@@ -244,7 +251,8 @@ std::size_t head_size(const envelope_head& h) {
          + scalar_size(f_timeout_ns, h.timeout_ns)
          + scalar_size(f_priority, h.priority)
          + scalar_size(f_created_unix_ns, as_varint(h.created_unix_ns))
-         + (h.has_error ? nested_size(f_error, error_size(h)) : 0);
+         + (h.has_error ? nested_size(f_error, error_size(h)) : 0)
+         + trace_field_size(h);
 }
 
 std::uint8_t* write_head(const envelope_head& h, std::uint8_t* at) {
@@ -265,6 +273,11 @@ std::uint8_t* write_head(const envelope_head& h, std::uint8_t* at) {
     at = put_nested(f_error, error_size(h), at);
     at = put_scalar(f_code, h.error_code, at);
     at = put_string(f_message, h.error_message, at);
+  }
+  if (h.trace.valid()) {
+    at = put_nested(trace_field, trace_size, at);
+    put_trace(h.trace, at);
+    at += trace_size;
   }
   return at;
 }
@@ -378,8 +391,9 @@ bool read_head(std::string_view frame, envelope_head& h,
     } else if (type != delimited || !in.bytes(bytes)) {
       return false;
     }
-    // Fields 1-4 and 17 are length-delimited, the others varints.
-    const bool delimited_field = field <= payload_field || field == f_error;
+    // Fields 1-4, 17 and 19 are length-delimited, the others varints.
+    const bool delimited_field
+      = field <= payload_field || field == f_error || field == trace_field;
     if ((type == delimited) != delimited_field)
       return false;
     switch (field) {
@@ -427,6 +441,11 @@ bool read_head(std::string_view frame, envelope_head& h,
         if (!read_pair(bytes, h.error_code, h.error_message))
           return false;
         h.has_error = true;
+        break;
+      case trace_field:
+        h.trace = get_trace(bytes);
+        if (!h.trace.valid())
+          return false; // Protobuf reads it, and the head ignores it
         break;
       default:
         return false;
@@ -550,6 +569,9 @@ v1::Envelope envelope_from(const envelope_head& h) {
     env.mutable_error()->set_code(h.error_code);
     env.mutable_error()->set_message(std::string{h.error_message});
   }
+  if (h.trace.valid())
+    put_trace(h.trace, reinterpret_cast<std::uint8_t*>(
+                         env.mutable_trace()->assign(trace_size, '\0').data()));
   return env;
 }
 
@@ -576,6 +598,7 @@ envelope_head head_of(const v1::Envelope& env) {
   h.producer_epoch = env.producer_epoch();
   h.sequence = env.sequence();
   h.broadcast = env.broadcast();
+  h.trace = get_trace(env.trace());
   return h;
 }
 

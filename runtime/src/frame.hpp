@@ -15,6 +15,7 @@
 
 #include "courier/error.hpp"
 #include "courier/frame.hpp"
+#include "courier/trace.hpp"
 #include "courier/v1/envelope.pb.h"
 
 namespace courier::detail {
@@ -42,6 +43,8 @@ struct envelope_head {
   bool has_error = false;
   std::uint32_t error_code = 0;
   std::string_view error_message;
+  // The trace context (field 19, 25 bytes in binary); not valid(): none.
+  trace_context trace;
   // Durable delivery and ordering (docs/wire-format.md, "Durable fields").
   std::int32_t delivery = 0; // a v1::DeliveryClass
   std::uint64_t time_to_reach_queue_ns = 0;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,7 @@
 #include <google/protobuf/message.h>
 
 #include "courier/error.hpp"
+#include "courier/trace.hpp"
 #include "courier/v1/envelope.pb.h"
 
 namespace courier::detail::wire {
@@ -22,6 +24,29 @@ using google::protobuf::io::CodedInputStream;
 /// Envelope.payload is field 4, length-delimited.
 constexpr std::uint32_t payload_field = 4;
 constexpr std::uint32_t payload_tag = (payload_field << 3) | 2;
+
+/// Envelope.trace is field 19: the trace id, the span id and the flags.
+constexpr std::uint32_t trace_field = 19;
+constexpr std::size_t trace_size = 16 + 8 + 1;
+
+/// The 25 bytes of a valid trace context, written at `at`.
+inline void put_trace(const trace_context& trace, std::uint8_t* at) {
+  std::memcpy(at, trace.trace_id.data(), 16);
+  std::memcpy(at + 16, trace.span_id.data(), 8);
+  at[24] = trace.flags;
+}
+
+/// A trace context from the field's bytes; not valid() unless they are
+/// 25 bytes with a non-zero trace id (anything else is ignored).
+inline trace_context get_trace(std::string_view bytes) {
+  trace_context out;
+  if (bytes.size() != trace_size)
+    return out;
+  std::memcpy(out.trace_id.data(), bytes.data(), 16);
+  std::memcpy(out.span_id.data(), bytes.data() + 16, 8);
+  out.flags = static_cast<std::uint8_t>(bytes[24]);
+  return out;
+}
 
 inline std::size_t position(const CodedInputStream& in) {
   return static_cast<std::size_t>(in.CurrentPosition());

@@ -16,6 +16,7 @@
 #include "courier/message.hpp"
 #include "courier/notices.hpp"
 #include "courier/options.hpp"
+#include "courier/trace.hpp"
 
 namespace courier::detail {
 
@@ -145,6 +146,9 @@ struct letter_fields {
   /// authorizes it as the verb broadcast (docs/security.md).
   bool broadcast = false;
   std::uint8_t priority = default_priority;
+  /// The trace this letter belongs to (courier/trace.hpp); not valid():
+  /// none.
+  trace_context trace;
   /// Held while the letter waits for its route to another node or in an
   /// actor's mailbox; a copy holds none.
   letter_charge charge;
@@ -243,6 +247,7 @@ struct deferred_call {
 /// Asks the supervisor to bring a failed actor back under its name.
 struct restart_msg {
   std::shared_ptr<name_slot> slot;
+  std::string reason; // the failure, for the log line
 };
 
 } // namespace courier::detail

@@ -30,6 +30,7 @@ std::optional<envelope_head> envelope_of(const letter& msg,
                                               : v1::KIND_POST;
   env.priority = msg.priority;
   env.broadcast = msg.broadcast;
+  env.trace = msg.trace;
   // created_unix_ns is for durable messages: express ones leave it out.
   return env;
 }
@@ -76,7 +77,7 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   const auto verb = !is_request   ? verbs::post
                     : env.broadcast ? verbs::broadcast
                                     : verbs::send;
-  if (!authorized(env.target, verb)) {
+  if (!authorized(env.target, verb, env.trace)) {
     if (is_request)
       answer(env.message_id,
              reply_msg{nullptr, errc::permission_denied,
@@ -134,6 +135,7 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
                                 std::move(payload), *target, std::move(sender),
                                 until);
   msg.charge = std::move(charge); // until the actor has handled it
+  msg.trace = env.trace;
   if (is_request)
     // The target answers, or the letter dies unanswered and says so.
     msg.reply_to = std::make_shared<link_reply>(shared_from_this(),

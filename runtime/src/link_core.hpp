@@ -140,10 +140,11 @@ public:
   /// Whether the peer may use `verb` on `target`; if not, the refusal is
   /// counted and logged (link_host::report_refusal). Cheap for the node's
   /// own user: one flag.
-  bool authorized(std::string_view target, verbs verb) {
+  bool authorized(std::string_view target, verbs verb,
+                  const trace_context& trace = {}) {
     if (access_->unrestricted() || access_->allows(target, verb))
       return true;
-    owner_.report_refusal(*access_, peer_, verb, target);
+    owner_.report_refusal(*access_, peer_, verb, target, trace);
     return false;
   }
 

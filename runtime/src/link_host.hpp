@@ -24,6 +24,7 @@
 #include "courier/transport.hpp"
 #include "courier/v1/control.pb.h"
 #include "letter.hpp"
+#include "log_line.hpp"
 
 namespace courier::detail {
 
@@ -48,6 +49,13 @@ public:
   virtual v1::NodeRecord record() const = 0;
 
   virtual void log(log_level level, std::string_view line) const = 0;
+
+  /// A line with its fields (log_line.hpp), for the JSON format; by
+  /// default the line alone.
+  virtual void log_event(log_level level, std::string_view line,
+                         const log_fields&) const {
+    log(level, line);
+  }
 
   // -- what arrives ---------------------------------------------------------------
 
@@ -87,7 +95,8 @@ public:
   /// bounded rate.
   virtual void report_refusal(const link_access& who,
                               std::string_view peer_node, verbs verb,
-                              std::string_view target)
+                              std::string_view target,
+                              const trace_context& trace)
     = 0;
 
   /// The names held here that match `pattern` and that `who` may find,

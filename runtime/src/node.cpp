@@ -64,20 +64,12 @@ expected<message> wait_for_answer(caf::scoped_actor& self,
 /// directory comes first, so it cannot use the node's).
 std::function<void(log_level, std::string_view)>
 directory_log(const node_config& config) {
-  return [sink = config.log, name = config.name](log_level level,
-                                                 std::string_view line) {
-    if (sink) {
-      try {
-        sink(level, line);
-      } catch (...) {
-        // A log sink must not take the runtime down.
-      }
-      return;
-    }
-    if (level >= log_level::warning)
-      std::fprintf(stderr, "courier[%s] %s: %.*s\n", name.c_str(),
-                   level == log_level::warning ? "warning" : "error",
-                   static_cast<int>(line.size()), line.data());
+  node_config words; // what write_log reads of the node's
+  words.name = config.name;
+  words.log = config.log;
+  words.log_format = config.log_format;
+  return [words = std::move(words)](log_level level, std::string_view line) {
+    detail::write_log(words, level, line, {});
   };
 }
 

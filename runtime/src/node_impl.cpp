@@ -34,7 +34,8 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    return {[this](restart_msg& msg) { owner_.restart(msg.slot); }};
+    return {
+      [this](restart_msg& msg) { owner_.restart(msg.slot, msg.reason); }};
   }
 
 private:
@@ -132,19 +133,12 @@ node_impl::~node_impl() {
 }
 
 void node_impl::log(log_level level, std::string_view line) const {
-  if (config_.log) {
-    try {
-      config_.log(level, line);
-    } catch (...) {
-      // A log sink must not take the runtime down; nowhere left to say so.
-    }
-    return;
-  }
-  if (level < log_level::warning)
-    return;
-  std::fprintf(stderr, "courier[%s] %s: %.*s\n", config_.name.c_str(),
-               level == log_level::warning ? "warning" : "error",
-               static_cast<int>(line.size()), line.data());
+  write_log(config_, level, line, {});
+}
+
+void node_impl::log_event(log_level level, std::string_view line,
+                          const log_fields& fields) const {
+  write_log(config_, level, line, fields);
 }
 
 // -- node_impl: types ------------------------------------------------------------
@@ -226,6 +220,20 @@ void node_impl::report_dead_letter(dead_letter_reason reason,
                                    const name_slot* sender) {
   dead_counts_[static_cast<std::size_t>(reason)].fetch_add(
     1, std::memory_order_relaxed);
+  if (std::uint64_t held = 0;
+      dead_gates_[static_cast<std::size_t>(reason)].pass(held)) {
+    auto why = to_string(reason);
+    std::string line = "dropped a message";
+    if (msg)
+      line += " of type " + msg->GetDescriptor()->full_name();
+    line += " to " + quoted(target);
+    if (sender != nullptr && !sender->name.empty())
+      line += " from " + quoted(sender->name);
+    line += " as a dead letter: ";
+    line += why;
+    line += held_back_note(held);
+    log_event(log_level::info, line, {target, {}, why, {}});
+  }
   std::shared_ptr<const std::function<void(const dead_letter&)>> hook;
   {
     std::lock_guard guard{hook_mu_};

@@ -283,7 +283,8 @@ public:
   // -- authorization (access.hpp) ---------------------------------------------
 
   void report_refusal(const link_access& who, std::string_view peer_node,
-                      verbs verb, std::string_view target) override;
+                      verbs verb, std::string_view target,
+                      const trace_context& trace) override;
 
   std::vector<std::string> visible_names(std::string_view pattern,
                                          const link_access& who) override;
@@ -311,7 +312,8 @@ public:
   void on_exit(const std::shared_ptr<name_slot>& slot, const caf::error& why);
 
   /// Called by the supervisor when a restart's backoff has passed.
-  void restart(const std::shared_ptr<name_slot>& slot);
+  /// `reason`: the failure, for the log line.
+  void restart(const std::shared_ptr<name_slot>& slot, std::string_view reason);
 
   // -- metrics (metrics_registry.hpp, node_metrics.cpp) ---------------------------
 
@@ -336,6 +338,9 @@ public:
   }
 
   void log(log_level level, std::string_view line) const override;
+
+  void log_event(log_level level, std::string_view line,
+                 const log_fields& fields) const override;
 
   /// Builds a letter for `msg`; the node is its dead-letter office.
   letter make_letter(letter_kind kind, message msg, const route& to,
@@ -375,6 +380,9 @@ private:
   // still report here.
   std::array<std::atomic<std::uint64_t>, dead_letter_reason_count>
     dead_counts_{};
+  // A line per dead letter, at most one a second per reason (a peer can
+  // send to names nobody holds as fast as it likes).
+  mutable std::array<log_gate, dead_letter_reason_count> dead_gates_;
   mutable std::mutex hook_mu_;
   std::shared_ptr<const std::function<void(const dead_letter&)>> hook_;
 

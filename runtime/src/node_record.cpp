@@ -331,9 +331,11 @@ std::vector<name_info> node_impl::machine_names(std::string_view pattern) const 
 
 void node_impl::report_refusal(const link_access& who,
                                std::string_view peer_node, verbs verb,
-                               std::string_view target) {
+                               std::string_view target,
+                               const trace_context& trace) {
   if (auto line = refusals_.count(who.principal(), peer_node, verb, target))
-    log(log_level::warning, *line);
+    log_event(log_level::warning, *line,
+              {target, peer_node, "permission_denied", trace});
 }
 
 std::vector<std::string> node_impl::visible_names(std::string_view pattern,

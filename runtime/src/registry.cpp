@@ -381,18 +381,23 @@ void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
       release_locked(slot);
   }
   if (gave_up)
-    log(log_level::warning,
-        quoted(slot->name) + " failed more than "
-          + std::to_string(slot->options.restart->max_restarts)
-          + " times within "
-          + std::to_string(slot->options.restart->window.count())
-          + " ms; its supervisor gives up and releases the name");
+    log_event(log_level::warning,
+              quoted(slot->name) + " failed more than "
+                + std::to_string(slot->options.restart->max_restarts)
+                + " times within "
+                + std::to_string(slot->options.restart->window.count())
+                + " ms; its supervisor gives up and releases the name (last "
+                  "failure: "
+                + notice.detail + ")",
+              {slot->name, {}, "gave_up", {}});
   notify(monitors, notice);
   if (notice.restarting)
-    caf::delayed_anon_send(supervisor_, backoff, restart_msg{slot});
+    caf::delayed_anon_send(supervisor_, backoff,
+                           restart_msg{slot, std::move(notice.detail)});
 }
 
-void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
+void node_impl::restart(const std::shared_ptr<name_slot>& slot,
+                        std::string_view reason) {
   caf::actor handle;
   {
     std::unique_lock guard{mu_};
@@ -406,7 +411,10 @@ void node_impl::restart(const std::shared_ptr<name_slot>& slot) {
   }
   if (slot->stats != nullptr)
     slot->stats->restarts.fetch_add(1, std::memory_order_relaxed);
-  log(log_level::info, "restarted " + quoted(slot->name));
+  log_event(log_level::info,
+            "restarted " + quoted(slot->name) + " after it failed: "
+              + std::string{reason},
+            {slot->name, {}, "restarted", {}});
   watch_exit(handle, slot);
 }
 } // namespace courier::detail

@@ -129,6 +129,7 @@ void shell::dispatch(letter& msg) {
     return;
   }
   current_ = &msg;
+  trace_ = msg.trace;
   reply_taken_ = false;
   expected<message> outcome = message{};
   auto* stats = slot_->stats;
@@ -140,6 +141,7 @@ void shell::dispatch(letter& msg) {
   if (timed)
     stats->timed(metrics_clock::now() - began);
   current_ = nullptr;
+  trace_ = {};
   if (auto taken = std::move(current_responder_); taken && failure)
     // The handler took the reply, then threw: the caller learns why.
     taken->deliver(reply_msg{nullptr, errc::internal, *failure});
@@ -197,14 +199,17 @@ void shell::await_answer(expected<started_request> started, deadline until,
   // The answer and the node's timer race; the first one wins.
   struct outcome {
     reply_callback cb;
+    trace_context trace; // continued by the continuation
     bool done = false;
   };
-  auto state = std::make_shared<outcome>(outcome{std::move(on_outcome)});
+  auto state = std::make_shared<outcome>(outcome{std::move(on_outcome), trace_});
   auto finish = [this, state](expected<message> result) {
     if (state->done)
       return;
     state->done = true;
+    trace_ = state->trace;
     guarded("a reply continuation", [&] { state->cb(std::move(result)); });
+    trace_ = {};
   };
   auto target = started->target;
   add_multiplexed_response_handler(
@@ -420,6 +425,14 @@ const std::string& context::sender() const noexcept {
 
 const std::string& context::node_name() const noexcept {
   return self_->owner().name();
+}
+
+const trace_context& context::trace() const noexcept {
+  return self_->current_trace();
+}
+
+std::string context::trace_id() const {
+  return self_->current_trace().trace_id_hex();
 }
 
 expected<void> context::post(destination to, message msg,

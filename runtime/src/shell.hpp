@@ -40,6 +40,10 @@ public:
 
   const std::string& current_sender() const noexcept;
 
+  const trace_context& current_trace() const noexcept {
+    return trace_;
+  }
+
   // (Named *_to and so on: CAF's own send, request and monitor must stay
   // visible in this class.)
 
@@ -76,7 +80,7 @@ private:
 
   /// This actor as the caller of a verb.
   verb_caller caller() noexcept {
-    return verb_caller{slot_, routes_, this};
+    return verb_caller{slot_, routes_, this, &trace_};
   }
 
   /// Waits, without blocking, for the answer to a request the verbs
@@ -89,6 +93,9 @@ private:
   courier::context ctx_;
   behavior behavior_;
   letter* current_ = nullptr;
+  // The trace of the message being handled, or of the request whose
+  // continuation runs; not valid() otherwise.
+  trace_context trace_;
   bool reply_taken_ = false;
   // The responder taken for the current request, held while its handler
   // runs so that a throw answers `internal` before unwinding drops it.

@@ -33,6 +33,7 @@
 #include "binding.hpp"
 #include "letter.hpp"
 #include "metrics_registry.hpp"
+#include "tracing.hpp"
 
 namespace courier::detail {
 
@@ -79,6 +80,9 @@ struct verb_caller {
   /// plain thread's scoped_actor; null for a post from a plain thread (an
   /// anonymous message). Requests need one.
   caf::local_actor* self;
+  /// The trace of the message the caller handles, continued by what it
+  /// sends (tracing.hpp); null for a plain thread.
+  const trace_context* trace = nullptr;
 };
 
 /// A binding that stands for no actor: the sender of a plain thread.

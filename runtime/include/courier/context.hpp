@@ -14,6 +14,7 @@
 #include "courier/message.hpp"
 #include "courier/notices.hpp"
 #include "courier/options.hpp"
+#include "courier/trace.hpp"
 
 namespace courier {
 
@@ -164,6 +165,16 @@ public:
 
   /// The name of the node this actor runs in.
   const std::string& node_name() const noexcept;
+
+  /// The trace of the message being handled (or of the request whose
+  /// continuation runs): its trace id, and as span id the span that sent
+  /// it, the parent of what this actor sends now (which continues the
+  /// trace, each message with a new span id). Not valid() when the
+  /// message carried no trace (courier/trace.hpp).
+  const trace_context& trace() const noexcept;
+
+  /// trace()'s trace id as 32 hex digits; empty when there is none.
+  std::string trace_id() const;
 
   /// Fire and forget. Fails with not_found, unavailable (restarting) or
   /// invalid_argument; never blocks.

@@ -12,3 +12,4 @@
 #include "courier/node.hpp"
 #include "courier/notices.hpp"
 #include "courier/options.hpp"
+#include "courier/trace.hpp"

@@ -82,6 +82,15 @@ enum class scheduler_policy : std::uint8_t {
 /// Severity of a line in the runtime's log.
 enum class log_level : std::uint8_t { debug, info, warning, error };
 
+/// How the runtime words its log lines (docs/operations.md, "Logs").
+enum class log_format : std::uint8_t {
+  /// The line's text alone (node_config::log gets it as it is).
+  text,
+  /// One JSON object per line: time, level, node, and where known actor,
+  /// peer, trace_id, span_id, reason; then message, the text.
+  json,
+};
+
 /// A node of another machine, and the address of its TCP tier
 /// ("tls://host:port", or "tcp://host:port" where plaintext is allowed).
 struct seed {
@@ -199,9 +208,17 @@ struct node_config {
   /// How long an idle scheduler thread polls before it sleeps, with
   /// scheduler_policy::latency.
   std::chrono::microseconds idle_spin{200};
-  /// Where log lines go; empty writes warnings and errors to stderr.
-  /// Called from runtime threads; keep it short and thread-safe.
+  /// Where log lines go; empty writes warnings and errors to stderr
+  /// (with log_format::json: info and above). Called from runtime threads;
+  /// keep it short and thread-safe.
   std::function<void(log_level, std::string_view)> log;
+  /// text, or json: each line (to `log`, or to stderr) is one JSON object.
+  courier::log_format log_format = courier::log_format::text;
+  /// Start a trace (courier/trace.hpp) for every post, send, request and
+  /// broadcast that does not continue one already (a plain thread's, or a
+  /// handler's for an untraced message). Off, only traces that come in
+  /// (from another node, the gateway, a trace_scope) are continued.
+  bool trace = false;
 };
 
 } // namespace courier

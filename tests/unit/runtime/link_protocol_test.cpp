@@ -222,7 +222,8 @@ public:
   }
 
   void report_refusal(const link_access& who, std::string_view,
-                      verbs verb, std::string_view target) override {
+                      verbs verb, std::string_view target,
+                      const trace_context&) override {
     refused.push(who.principal() + " " + std::string{verb_name(verb)} + " "
                  + std::string{target});
   }
