@@ -81,12 +81,15 @@ expected<node_config> make_node_config(node_settings settings) {
   if (settings.log_threshold) {
     config.log
       = [threshold = *settings.log_threshold,
+         json = config.log_format == log_format::json,
          who = config.name.empty() ? std::string{"courier"} : config.name](
           log_level level, std::string_view line) {
           if (level < threshold)
             return;
           // One write per line, so lines of several threads do not mix.
-          std::string text = who + ": " + level_name(level) + ": ";
+          // A JSON line is a whole object already.
+          std::string text = json ? std::string{}
+                                  : who + ": " + level_name(level) + ": ";
           text += line;
           text += '\n';
           std::cerr << text << std::flush;

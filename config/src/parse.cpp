@@ -350,6 +350,11 @@ constexpr std::pair<std::string_view, log_level> log_levels[] = {
   {"error", log_level::error},
 };
 
+constexpr std::pair<std::string_view, log_format> log_formats[] = {
+  {"text", log_format::text},
+  {"json", log_format::json},
+};
+
 constexpr field<node_settings> node_fields[] = {
   {"name",
    [](parse_state& state, const toml::node& value, const std::string& key,
@@ -511,6 +516,24 @@ constexpr field<node_settings> node_fields[] = {
      if (!level)
        return std::move(level).error();
      settings.log_threshold = *level;
+     return {};
+   }},
+  {"log_format",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto format = read_choice(state, value, key, log_formats);
+     if (!format)
+       return std::move(format).error();
+     settings.node.log_format = *format;
+     return {};
+   }},
+  {"trace",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings& settings) -> expected<void> {
+     auto flag = read_bool(state, value, key);
+     if (!flag)
+       return std::move(flag).error();
+     settings.node.trace = *flag;
      return {};
    }},
   {"tiers",

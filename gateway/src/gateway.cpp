@@ -35,6 +35,20 @@ grpc::Status status_of(const error& e) {
                       e.message()};
 }
 
+/// The trace a call continues: its `traceparent` metadata (W3C Trace
+/// Context), or a new trace when it has none or a malformed one. The
+/// client learns which from the initial metadata's `traceparent`.
+trace_context trace_of(grpc::CallbackServerContext& call) {
+  const auto& metadata = call.client_metadata();
+  std::optional<trace_context> given;
+  if (auto found = metadata.find("traceparent"); found != metadata.end())
+    given = trace_context::parse(
+      std::string_view{found->second.data(), found->second.size()});
+  auto trace = given ? *given : trace_context::start();
+  call.AddInitialMetadata("traceparent", trace.traceparent());
+  return trace;
+}
+
 /// The type a type URL names: what follows its last '/'.
 std::string type_of(const std::string& url) {
   auto slash = url.rfind('/');
@@ -320,8 +334,8 @@ public:
   };
 
   service_call(requester& asker, std::shared_ptr<call_book> book,
-               expected<route> to, deadline until)
-    : asker_(asker), book_(std::move(book)), until_(until) {
+               expected<route> to, deadline until, trace_context trace)
+    : asker_(asker), book_(std::move(book)), until_(until), trace_(trace) {
     state_ = std::make_shared<shared>();
     state_->call = this;
     if (!to) {
@@ -346,7 +360,9 @@ public:
                      "the request is not a valid " + input->full_name()});
     auto submitted = asker_.submit(
       [state = state_, book = book_, actor = to_.actor,
-       msg = message{std::move(msg)}, until = until_](context& ctx) {
+       msg = message{std::move(msg)}, until = until_,
+       trace = trace_](context& ctx) {
+        trace_scope traced{trace};
         ctx.request(actor, msg, until)
           .then(
             [state, book](const message& reply) {
@@ -402,6 +418,7 @@ private:
   requester& asker_;
   std::shared_ptr<call_book> book_;
   deadline until_;
+  trace_context trace_;
   route to_;
   grpc::ByteBuffer request_;
   std::shared_ptr<shared> state_;
@@ -430,6 +447,7 @@ struct server::impl final : pb::Gateway::CallbackService {
                                      + std::to_string(request->priority())});
     post_options options;
     options.priority = static_cast<std::uint8_t>(request->priority());
+    trace_scope traced{trace_of(*call)};
     auto posted = host_.post(request->name(), std::move(*msg), options);
     if (!posted)
       return refuse(reactor, posted.error());
@@ -445,10 +463,12 @@ struct server::impl final : pb::Gateway::CallbackService {
     if (!msg)
       return refuse(reactor, msg.error());
     auto until = deadline_of(*call);
+    auto trace = trace_of(*call);
     auto pending = book_->track(call, reactor);
     auto submitted
       = requester_.submit([book = book_, pending, reply, name = request->name(),
-                           msg = *msg, until](context& ctx) {
+                           msg = *msg, until, trace](context& ctx) {
+          trace_scope traced{trace};
           ctx.request(name, msg, until)
             .then(
               [book, pending, reply](const message& out) {
@@ -508,10 +528,13 @@ struct server::impl final : pb::Gateway::CallbackService {
     if (!msg)
       return refuse(reactor, msg.error());
     auto until = deadline_of(*call);
+    auto trace = trace_of(*call);
     auto pending = book_->track(call, reactor);
     auto submitted = requester_.submit([book = book_, pending, reply,
                                         pattern = request->pattern(),
-                                        msg = *msg, until](context& ctx) {
+                                        msg = *msg, until,
+                                        trace](context& ctx) {
+      trace_scope traced{trace};
       ctx.broadcast(pattern, msg, until)
         .then([book, pending, reply](broadcast_result result) {
           book->finish(pending, grpc::Status::OK, [&] {
@@ -555,7 +578,7 @@ struct server::impl final : pb::Gateway::CallbackService {
     CreateReactor(grpc::GenericCallbackServerContext* call) override {
       return new service_call(owner_.requester_, owner_.book_,
                               owner_.route_of(call->method()),
-                              owner_.deadline_of(*call));
+                              owner_.deadline_of(*call), trace_of(*call));
     }
 
     impl& owner_;

@@ -33,6 +33,13 @@
 // tiers; --tcp-listen ADDR (default 127.0.0.1:0), --tls DIR (mutual TLS
 // with DIR/ca.pem, DIR/<name>.pem and DIR/<name>.key), --allow-plaintext,
 // --heartbeat MS and --unreachable-after MS set it up.
+// hop.<suffix> takes a Ping as a request, prints "hop NODE/NAME trace
+// TRACE_ID span SPAN_ID" (its context's trace), and asks --hop-next NAME
+// the same Ping before it answers with the reply (or, without
+// --hop-next, answers a Pong whose `from` is its trace id).
+// --trace sets node_config::trace (plain threads' calls start traces);
+// --log-json sets log_format json; --no-rules leaves out the rule that
+// lets network peers do everything with --tcp (they are then refused).
 // It prints "ready" once its actors are up, then serves until stdin closes
 // or it is killed. Everything it logs goes to stderr.
 
@@ -58,6 +65,31 @@ using namespace std::chrono_literals;
 namespace tpb = courier_test::v1;
 
 namespace {
+
+std::mutex stdout_mu;
+std::string hop_next; // --hop-next
+
+behavior hop(context& ctx) {
+  return {[&ctx](const tpb::Ping& p) {
+    {
+      std::lock_guard guard{stdout_mu};
+      std::cout << "hop " << ctx.node_name() << "/" << ctx.name() << " trace "
+                << ctx.trace_id() << " span " << ctx.trace().span_id_hex()
+                << std::endl;
+    }
+    if (hop_next.empty()) {
+      tpb::Pong out;
+      out.set_seq(p.seq());
+      out.set_from(ctx.trace_id());
+      ctx.take_reply().deliver(std::move(out));
+      return;
+    }
+    auto answer = std::make_shared<responder>(ctx.take_reply());
+    ctx.request(hop_next, p, deadline{10s})
+      .then([answer](const message& reply) { answer->deliver(reply); },
+            [answer](const error& e) { answer->deliver(e); });
+  }};
+}
 
 behavior echo(context& ctx) {
   return {
@@ -224,6 +256,7 @@ int main(int argc, char** argv) {
   enum { no_tcp, tcp_only, with_tcp } tcp_use = no_tcp;
   tcp::options tcp_settings;
   std::string tls_dir;
+  bool no_rules = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--dir" && i + 1 < argc)
@@ -270,10 +303,17 @@ int main(int argc, char** argv) {
       config.registry_lease = std::chrono::milliseconds{std::stoll(argv[++i])};
     else if (arg == "--log-stdout")
       config.log = [](log_level, std::string_view line) {
-        static std::mutex mu;
-        std::lock_guard guard{mu};
+        std::lock_guard guard{stdout_mu};
         std::cout << "log: " << line << std::endl;
       };
+    else if (arg == "--log-json")
+      config.log_format = log_format::json;
+    else if (arg == "--trace")
+      config.trace = true;
+    else if (arg == "--no-rules")
+      no_rules = true;
+    else if (arg == "--hop-next" && i + 1 < argc)
+      hop_next = argv[++i];
     else if (arg == "--try" && i + 1 < argc)
       tries.push_back(argv[++i]);
     else if (arg == "--flood" && i + 1 < argc)
@@ -289,7 +329,7 @@ int main(int argc, char** argv) {
     tcp_settings.tls = tcp::tls_files{tls_dir + "/" + config.name + ".pem",
                                       tls_dir + "/" + config.name + ".key",
                                       tls_dir + "/ca.pem"};
-  if (tcp_use != no_tcp)
+  if (tcp_use != no_tcp && !no_rules)
     // Network peers are denied everything by default (docs/security.md):
     // the test's nodes on the loopback, or with the test CA's
     // certificates, may do everything.
@@ -308,6 +348,8 @@ int main(int argc, char** argv) {
     actor_factory factory;
     if (name.rfind("echo", 0) == 0)
       factory = echo;
+    else if (name.rfind("hop", 0) == 0)
+      factory = hop;
     else if (name == "adder")
       factory = adder;
     else if (name == "sloth")
@@ -337,9 +379,15 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  for (auto& spec : tries)
-    std::cout << try_verb(*started, spec) << std::endl;
-  std::cout << "ready" << std::endl;
+  for (auto& spec : tries) {
+    auto tried = try_verb(*started, spec);
+    std::lock_guard guard{stdout_mu};
+    std::cout << tried << std::endl;
+  }
+  {
+    std::lock_guard guard{stdout_mu};
+    std::cout << "ready" << std::endl;
+  }
   if (!flood_target.empty()) {
     flood = std::thread{[&] {
       tpb::Ping p;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -188,6 +189,12 @@ public:
         return got == read_result::eof;
       }
     }
+  }
+
+  /// Closes the child's stdin (a test node then leaves).
+  void close_stdin() {
+    if (stdin_ >= 0)
+      ::close(std::exchange(stdin_, -1));
   }
 
   void kill(int signal) {

@@ -547,6 +547,12 @@ v1::Envelope envelope_of(const envelope_head& h) {
     env.mutable_error()->set_code(h.error_code);
     env.mutable_error()->set_message(std::string{h.error_message});
   }
+  if (h.trace.valid()) {
+    std::string bytes(h.trace.trace_id.begin(), h.trace.trace_id.end());
+    bytes.append(h.trace.span_id.begin(), h.trace.span_id.end());
+    bytes += static_cast<char>(h.trace.flags);
+    env.set_trace(bytes);
+  }
   return env;
 }
 
@@ -595,6 +601,10 @@ struct head_maker {
     if (h.has_error) {
       h.error_code = static_cast<std::uint32_t>(number());
       h.error_message = text();
+    }
+    if (random() % 3 == 0) {
+      h.trace = courier::trace_context::start();
+      h.trace.flags = static_cast<std::uint8_t>(random());
     }
     return h;
   }
@@ -779,4 +789,72 @@ TEST_CASE("frame codec errors say why", "[unit][frame]") {
           "required fields are missing")
         != std::string::npos);
   CHECK(encode_frame(head, nullptr, out)); // a head alone always encodes
+}
+
+TEST_CASE("a trace costs 28 bytes in a head, nothing without one, and a "
+          "trace field of another length is ignored",
+          "[unit][frame][trace]") {
+  envelope_head h;
+  h.target = "billing";
+  h.has_sender = true;
+  h.sender_node = "a";
+  h.type_name = "courier_test.v1.Ping";
+  h.message_id = 7;
+  h.kind = v1::KIND_REQUEST;
+  courier::frame plain;
+  REQUIRE(encode_frame(h, nullptr, plain));
+  h.trace = courier::trace_context::start();
+  courier::frame traced;
+  REQUIRE(encode_frame(h, nullptr, traced));
+  CHECK(traced.size() == plain.size() + 28);
+
+  auto bytes = std::move(traced).flatten();
+  envelope_head back;
+  v1::Envelope spare;
+  std::string_view payload;
+  REQUIRE(decode_frame(bytes, back, spare, payload));
+  CHECK(back.trace == h.trace);
+  CHECK(spare.ByteSizeLong() == 0); // by hand
+
+  // 24 bytes: Protobuf reads the frame, and the head has no trace.
+  auto env = envelope_of(h);
+  env.mutable_trace()->resize(24);
+  REQUIRE(decode_frame(env.SerializeAsString(), back, spare, payload));
+  CHECK(!back.trace.valid());
+  CHECK(back.target == "billing");
+}
+
+TEST_CASE("traceparent: the W3C text form, read and written",
+          "[unit][trace]") {
+  using courier::trace_context;
+  auto read = trace_context::parse(
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  REQUIRE(read);
+  CHECK(read->trace_id_hex() == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(read->span_id_hex() == "00f067aa0ba902b7");
+  CHECK(read->flags == 1);
+  CHECK(read->traceparent()
+        == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  // A later version may add fields; version ff, upper case, zero ids and
+  // wrong lengths are refused (the receiver starts a new trace).
+  CHECK(trace_context::parse(
+    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more"));
+  for (const char* bad :
+       {"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    CHECK_FALSE(trace_context::parse(bad));
+  auto child = read->child();
+  CHECK(child.trace_id == read->trace_id);
+  CHECK(child.span_id != read->span_id);
+  CHECK(child.flags == read->flags);
+  auto fresh = trace_context::start();
+  CHECK(fresh.valid());
+  CHECK(fresh.trace_id != trace_context::start().trace_id);
+  CHECK_FALSE(trace_context{}.valid());
+  CHECK(trace_context{}.trace_id_hex().empty());
 }
