@@ -543,3 +543,56 @@ TEST_CASE("an actor serves a .proto service to stock gRPC clients",
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == errc::invalid_argument);
 }
+
+TEST_CASE("a gateway call continues the caller's traceparent, and a call "
+          "without one starts a trace",
+          "[gateway][trace]") {
+  served s;
+  // Answers with the trace its request carries: "<trace id> <span id>".
+  REQUIRE(s.host->spawn("tracer", [](context&) {
+    return behavior{[](const tpb::Ping&, context& ctx) {
+      tpb::Pong out;
+      out.set_from(ctx.trace_id() + " " + ctx.trace().span_id_hex());
+      return out;
+    }};
+  }));
+  auto call = [&](const std::string& traceparent, std::string& told) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    if (!traceparent.empty())
+      ctx.AddMetadata("traceparent", traceparent);
+    gw::SendRequest request;
+    request.set_name("tracer");
+    *request.mutable_message() = any_of(ping(1));
+    gw::SendReply reply;
+    auto status = s.stub->Send(&ctx, request, &reply);
+    REQUIRE(status.ok());
+    const auto& metadata = ctx.GetServerInitialMetadata();
+    auto found = metadata.find("traceparent");
+    REQUIRE(found != metadata.end());
+    told.assign(found->second.data(), found->second.size());
+    tpb::Pong pong;
+    REQUIRE(reply.reply().UnpackTo(&pong));
+    return pong.from();
+  };
+  const std::string given
+    = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  std::string told;
+  auto seen = call(given, told);
+  CHECK(told == given);
+  REQUIRE(seen.size() == 32 + 1 + 16);
+  CHECK(seen.substr(0, 32) == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(seen.substr(33) != "00f067aa0ba902b7"); // the gateway's hop
+
+  auto fresh = call("", told);
+  auto started = trace_context::parse(told);
+  REQUIRE(started);
+  REQUIRE(fresh.size() == 32 + 1 + 16);
+  CHECK(fresh.substr(0, 32) == started->trace_id_hex());
+  CHECK(fresh.substr(0, 32) != "4bf92f3577b34da6a3ce929d0e0e4736");
+
+  // A malformed one is dropped for a new trace, as the W3C text says.
+  auto replaced = call("00-not-a-trace-01", told);
+  CHECK(trace_context::parse(told));
+  CHECK(replaced.substr(0, 32) == trace_context::parse(told)->trace_id_hex());
+}
