@@ -112,11 +112,12 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   // not its wire bytes (repeated empty elements take 20 times more).
   if (auto held = held_size(**prototype, *payload, wire); held > wire) {
     if (held > budget_) {
-      owner_.log(log_level::warning,
-                 "refused a " + std::string{env.type_name} + " from node '"
-                   + peer_ + "': parsed, it holds " + std::to_string(held)
-                   + " bytes, over the link's budget of "
-                   + std::to_string(budget_) + " (limits.max_queued)");
+      owner_.log_peer_fault(
+        "refused a " + std::string{env.type_name} + " from node '" + peer_
+          + "': parsed, it holds " + std::to_string(held)
+          + " bytes, over the link's budget of " + std::to_string(budget_)
+          + " (limits.max_queued)",
+        {env.target, peer_, "resource_exhausted", env.trace});
       return refuse(errc::resource_exhausted,
                     "the payload holds " + std::to_string(held)
                       + " bytes parsed, over the link's budget of "

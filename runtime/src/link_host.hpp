@@ -57,6 +57,14 @@ public:
     log(level, line);
   }
 
+  /// A line a peer can cause at will (a refused or misbehaving new link):
+  /// at most one a second for the node, which counts those held back; by
+  /// default every line.
+  virtual void log_peer_fault(std::string_view line,
+                              const log_fields& fields) const {
+    log_event(log_level::warning, line, fields);
+  }
+
   // -- what arrives ---------------------------------------------------------------
 
   /// An actor of this node, for an envelope addressed to it.

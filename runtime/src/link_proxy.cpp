@@ -602,7 +602,8 @@ private:
         static_cast<std::uint32_t>(errc::permission_denied));
       ack.mutable_refused()->set_message(refusal);
       write_system(ack);
-      owner_.log(log_level::warning, "refused a link: " + refusal);
+      owner_.log_peer_fault("refused a link: " + refusal,
+                            {{}, peer_.name(), "permission_denied", {}});
       return close_with(error{errc::permission_denied, refusal});
     }
     // Raised before the peer can read the ack and send more.
@@ -858,11 +859,12 @@ private:
   }
 
   void protocol_error(const std::string& what) {
-    owner_.log(log_level::warning, "closing the link with "
-                                     + (peer_.name().empty()
-                                          ? std::string{"a new peer"}
-                                          : "node '" + peer_.name() + "'")
-                                     + ": it sent " + what);
+    owner_.log_peer_fault("closing the link with "
+                            + (peer_.name().empty()
+                                 ? std::string{"a new peer"}
+                                 : "node '" + peer_.name() + "'")
+                            + ": it sent " + what,
+                          {{}, peer_.name(), "invalid_argument", {}});
     close_with(error{errc::invalid_argument, "protocol error: " + what});
   }
 

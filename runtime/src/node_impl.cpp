@@ -141,6 +141,13 @@ void node_impl::log_event(log_level level, std::string_view line,
   write_log(config_, level, line, fields);
 }
 
+void node_impl::log_peer_fault(std::string_view line,
+                               const log_fields& fields) const {
+  if (std::uint64_t held = 0; peer_faults_.pass(held))
+    write_log(config_, log_level::warning,
+              std::string{line} + held_back_note(held), fields);
+}
+
 // -- node_impl: types ------------------------------------------------------------
 
 namespace {

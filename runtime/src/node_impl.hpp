@@ -342,6 +342,9 @@ public:
   void log_event(log_level level, std::string_view line,
                  const log_fields& fields) const override;
 
+  void log_peer_fault(std::string_view line,
+                      const log_fields& fields) const override;
+
   /// Builds a letter for `msg`; the node is its dead-letter office.
   letter make_letter(letter_kind kind, message msg, const route& to,
                      std::shared_ptr<name_slot> sender, deadline expires) override {
@@ -383,6 +386,7 @@ private:
   // A line per dead letter, at most one a second per reason (a peer can
   // send to names nobody holds as fast as it likes).
   mutable std::array<log_gate, dead_letter_reason_count> dead_gates_;
+  mutable log_gate peer_faults_; // log_peer_fault
   mutable std::mutex hook_mu_;
   std::shared_ptr<const std::function<void(const dead_letter&)>> hook_;
 

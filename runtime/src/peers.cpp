@@ -22,7 +22,8 @@ void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
   if (!admitted) {
     // Refused before a single byte is read from the peer; it is told why.
     const auto& why = admitted.error().message();
-    owner_.log(log_level::warning, "refused a " + tier + " link: " + why);
+    owner_.log_peer_fault("refused a " + tier + " link: " + why,
+                          {{}, {}, "permission_denied", {}});
     v1::HelloAck ack;
     *ack.mutable_node()->mutable_name() = name;
     ack.mutable_refused()->set_code(
@@ -42,11 +43,12 @@ void peers::accept(std::unique_ptr<link> conn, const std::string& tier) {
   if (half_open_.fetch_add(1, std::memory_order_relaxed)
       >= max_half_open_links) {
     end_half_open();
-    owner_.log(log_level::warning,
-               "closed a new " + tier + " link from "
-                 + conn->peer().describe() + " at once: "
-                 + std::to_string(max_half_open_links)
-                 + " accepted links have not said hello yet (the limit)");
+    owner_.log_peer_fault("closed a new " + tier + " link from "
+                            + conn->peer().describe() + " at once: "
+                            + std::to_string(max_half_open_links)
+                            + " accepted links have not said hello yet (the "
+                              "limit)",
+                          {{}, {}, "resource_exhausted", {}});
     conn->close();
     return;
   }
