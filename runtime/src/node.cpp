@@ -4,6 +4,7 @@
 // of their own to hide (actor_ref, behavior).
 
 #include <cstdio>
+#include <optional>
 
 #include <unistd.h>
 
@@ -248,6 +249,10 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
     *impl_, detail::verb_caller{detail::no_binding(), routes, self.ptr()},
     pattern, msg);
   auto result = std::move(plan.known);
+  // One trace for all the requests, if one starts here.
+  std::optional<trace_scope> traced;
+  if (detail::starts_trace(nullptr, impl_->config().trace))
+    traced.emplace(trace_context::start());
   // Send every request first, then collect: the waits overlap, so the whole
   // broadcast takes at most until the deadline.
   std::vector<expected<detail::started_request>> pending;
@@ -255,6 +260,7 @@ broadcast_result node::broadcast(std::string_view pattern, message msg,
   for (auto& target : plan.targets)
     pending.push_back(
       start_blocking_request(*impl_, self, routes, target, msg, until, true));
+  traced.reset();
   for (std::size_t i = 0; i < pending.size(); ++i) {
     auto name = plan.targets[i].slot->name;
     detail::classify(result, std::move(name),

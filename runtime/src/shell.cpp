@@ -270,6 +270,10 @@ void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
             [&] { state->on_done(std::move(state->result)); });
   };
   state->pending = plan.targets.size();
+  // One trace for all the requests, if one starts here.
+  std::optional<trace_scope> traced;
+  if (starts_trace(&trace_, owner().config().trace))
+    traced.emplace(trace_context::start());
   for (auto& target : plan.targets)
     await_answer(start_request(owner(), caller(), target, msg, until, true,
                                true),

@@ -24,4 +24,12 @@ inline trace_context next_trace(const trace_context* handling, bool start) {
   return {};
 }
 
+/// True when next_trace would start a new trace for each message: a
+/// broadcast then starts one for all its requests (a trace_scope around
+/// them).
+inline bool starts_trace(const trace_context* handling, bool start) {
+  return start && scoped_trace == nullptr
+         && (handling == nullptr || !handling->valid());
+}
+
 } // namespace courier::detail
