@@ -99,9 +99,9 @@ TEST_CASE("a trace_scope makes a plain thread's calls continue its trace",
 }
 
 TEST_CASE("a broadcast's requests share one trace", "[unit][trace]") {
-  quiet_node n{"caster", [](node_config& c) { c.trace = true; }};
   std::mutex mu;
   std::vector<trace_context> seen;
+  quiet_node n{"caster", [](node_config& c) { c.trace = true; }};
   for (auto name : {"b.1", "b.2", "b.3"})
     REQUIRE(n->spawn(name, [&](context&) {
       return behavior{[&](const tpb::Ping&, context& ctx) {
