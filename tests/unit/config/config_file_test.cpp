@@ -58,6 +58,8 @@ worker_threads = 3
 scheduler = "latency"
 idle_spin = "150us"
 log_level = "info"
+log_format = "json"
+trace = true
 
 [limits]
 max_frame = "1MiB"
@@ -112,6 +114,8 @@ ca = "/ABSOLUTE/etc/certs/ca.pem"
   CHECK(node.limits.max_frame == 1u << 20);
   CHECK(node.limits.max_queued == 8u << 20);
   CHECK(settings->log_threshold == log_level::info);
+  CHECK(node.log_format == log_format::json);
+  CHECK(node.trace);
   CHECK(settings->tiers == std::vector<std::string>{"shm", "pipe", "tcp"});
   REQUIRE(settings->tcp);
   const auto& tcp = *settings->tcp;
@@ -167,6 +171,8 @@ TEST_CASE("an empty configuration keeps node_config's defaults",
   CHECK(node.worker_threads == defaults.worker_threads);
   CHECK(node.scheduler == defaults.scheduler);
   CHECK(node.idle_spin == defaults.idle_spin);
+  CHECK(node.log_format == log_format::text);
+  CHECK_FALSE(node.trace);
   CHECK(node.limits.max_frame == defaults.limits.max_frame);
   CHECK(node.limits.max_queued == defaults.limits.max_queued);
   CHECK_FALSE(settings->log_threshold);
