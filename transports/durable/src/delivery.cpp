@@ -625,10 +625,15 @@ void mailroom::dispatch(const std::string& lane) {
 void mailroom::dispatched(const std::string& lane, const claimed_item& claimed,
                           const expected<message>& outcome) {
   if (outcome) {
-    store_->complete(claimed.id, [](expected<void>) {});
-    notify(claimed.item, v1::DurableNotice::KIND_HANDLED, claimed.id);
+    // The next message waits until this one's removal is durable: a crash
+    // hands again at most the one message whose handler had returned.
     succeeded(lane);
-    return settle(lane, true, 0ms);
+    store_->complete(claimed.id,
+                     [self = shared_from_this(), lane](expected<void>) {
+                       self->settle(lane, true, 0ms);
+                     });
+    notify(claimed.item, v1::DurableNotice::KIND_HANDLED, claimed.id);
+    return;
   }
   auto delay = failed(lane, {});
   if (outcome.code() == errc::not_found || outcome.code() == errc::unavailable
@@ -771,7 +776,8 @@ void mailroom::on_dead_letter(const dead_letter& dead) {
              "durable message " + std::to_string(dead.message.id) + " ("
                + dead.message.queue + ", from node '" + item.sender_node()
                + "') is a dead letter on node '" + host_.name() + "': "
-               + std::string{to_string(dead.reason)} + ", " + dead.detail);
+               + (dead.reason == dead_reason::poison ? "poison, " : "")
+               + dead.detail);
   notify(item, v1::DurableNotice::KIND_DEAD_LETTER, dead.message.id,
          std::string{to_string(dead.reason)}, dead.detail,
          dead.message.attempts);
