@@ -422,10 +422,14 @@ void store::impl::purge(std::string_view queue,
   }
   std::size_t n = 0;
   if (auto qi = queues_.find(queue); qi != queues_.end()) {
+    // Every queued message: the ready ones and those waiting out a
+    // retry_after (claimed ones finish their handling).
     auto& q = qi->second;
-    for (auto it = q.ready.begin(); it != q.ready.end();) {
-      auto& m = messages_.at(it->second);
-      it = q.ready.erase(it);
+    for (const auto& key : q.all) {
+      auto& m = messages_.at(key.second);
+      if (m.stage != message_stage::queued || m.busy)
+        continue;
+      q.ready.erase(key);
       remove_locked(m, nullptr);
       ++n;
     }
