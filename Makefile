@@ -36,6 +36,8 @@ demo: build
 	  $(BUILD_DIR)/examples/polyglot/python ./$(BUILD_DIR)/tools/courier
 	@echo
 	./$(BUILD_DIR)/examples/cluster/cluster
+	@echo
+	./$(BUILD_DIR)/examples/durable_orders/durable_orders
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 120

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -67,6 +68,12 @@ command gateway_command(CLI::App& sub);
 command stats_command(CLI::App& sub);
 command top_command(CLI::App& sub);
 
+// -- durable queues and dead letters (queue_commands.cpp) --------------------
+
+command queues_command(CLI::App& sub);
+command queue_command(CLI::App& sub);
+command deadletters_command(CLI::App& sub);
+
 // -- subcommands without a node ----------------------------------------------
 
 // cert_command.cpp
@@ -92,6 +99,9 @@ int print_rows(const nlohmann::ordered_json& rows, bool json,
 
 /// A JSON value as plain text: strings without quotes, the rest as JSON.
 std::string plain(const nlohmann::ordered_json& value);
+
+/// The nodes to ask: `only`, or every node of the directory but the CLI's.
+std::vector<std::string> nodes_to_ask(node& self, const std::string& only);
 
 /// The node holding `name` ("actor" or "actor@node") on this machine, other
 /// than the CLI's own: invalid_argument when the name is malformed,

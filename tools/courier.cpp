@@ -8,6 +8,11 @@
 //   courier [--dir DIR] [--json] send NAME TYPE JSON [--timeout MS]
 //   courier [--dir DIR] [--json] stats [NODE] [--timeout MS]
 //   courier [--dir DIR] top [NODE] [--interval MS] [--rows N] [--once]
+//   courier [--dir DIR] [--json] queues [NODE]
+//   courier [--dir DIR] queue peek NAME [N] [--node NODE]
+//   courier [--dir DIR] [--json] queue purge NAME [--node NODE]
+//   courier [--dir DIR] [--json] deadletters [NODE]
+//   courier [--dir DIR] [--json] deadletters replay (ID|--all) [--node NODE]
 //   courier [--json] cert ca --out DIR [--name CN] [--days N] [--force]
 //   courier [--json] cert node NAME --ca DIR --out DIR [--san SAN]...
 //                    [--days N] [--not-before OFFSET] [--not-after OFFSET]
@@ -68,6 +73,11 @@ constexpr subcommand subcommands[] = {
   {"top", "a live view of the busiest actors and routes", top_command},
   {"gateway", "serve the verbs to gRPC clients until SIGINT or SIGTERM",
    gateway_command},
+  {"queues", "each node's durable queues: depth, in flight, bytes, oldest",
+   queues_command},
+  {"queue", "peek into or purge a durable queue", queue_command},
+  {"deadletters", "durable dead letters (reason, attempts, times); replay",
+   deadletters_command},
 };
 
 /// A subcommand that starts no node.

@@ -141,17 +141,6 @@ std::string metrics_text(const v1::MetricsReport& report) {
   return out.str();
 }
 
-/// The nodes to ask: `only`, or every node of the directory but the CLI's.
-std::vector<std::string> nodes_to_ask(node& self, const std::string& only) {
-  if (!only.empty())
-    return {only};
-  std::vector<std::string> out;
-  for (const auto& info : self.nodes())
-    if (info.name != self.name())
-      out.push_back(info.name);
-  return out;
-}
-
 expected<v1::MetricsReport> ask_metrics(node& self, const std::string& peer,
                                         std::chrono::milliseconds timeout) {
   auto report = self.send<v1::MetricsReport>("courier.node." + peer,

@@ -30,6 +30,16 @@ std::string plain(const nlohmann::ordered_json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
+std::vector<std::string> nodes_to_ask(node& self, const std::string& only) {
+  if (!only.empty())
+    return {only};
+  std::vector<std::string> out;
+  for (const auto& info : self.nodes())
+    if (info.name != self.name())
+      out.push_back(info.name);
+  return out;
+}
+
 expected<std::string> holder_of(node& self, const std::string& name) {
   // The CLI's node holds no actors, so find() fails for every name; for a
   // malformed one it says invalid_argument. The runtime's rule, not a copy.

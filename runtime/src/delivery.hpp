@@ -9,10 +9,10 @@
 // actor itself for a name here (the in-process hand-off) or the proxy of
 // the route's link for a name elsewhere (remote.hpp); a request to another
 // node may skip the proxy and be written to the link at once
-// (request_direct). Durable delivery (store-and-forward on disk,
-// ARCHITECTURE.md section 6) comes in its own issue and plugs in here: a
-// durable letter goes to the store first, and the store hands it on. There
-// is no durable path yet, so nothing here pretends to have one.
+// (request_direct). Durable posts (store-and-forward on disk,
+// ARCHITECTURE.md section 6) never become letters: the verbs hand them to
+// the node's durable plug-in (courier/durable_plugin.hpp), whose forwarder
+// and dispatcher come back through the verbs as express requests.
 //
 // Thread safety: the functions are thread-safe; each is called on the
 // thread of the verb's caller (a plain thread, or an actor running its
@@ -36,11 +36,11 @@ enum class delivery_class : std::uint8_t {
   /// At most once, in order per pair: the in-process hand-off, or the
   /// route's link.
   express,
-  // durable: store-and-forward, from its own issue; decided in class_of.
+  // Durable posts go to the durable plug-in before they become letters.
 };
 
-/// The delivery class of `msg`. Always express today: no verb offers a
-/// durable option yet.
+/// The delivery class of `msg`: every letter is express (durable posts
+/// never become letters).
 delivery_class class_of(const letter& msg) noexcept;
 
 /// Letters of this priority and above take CAF's urgent lane, overtaking

@@ -2,9 +2,16 @@
 
 #include <caf/send.hpp>
 
+#include "courier/v1/durable.pb.h"
 #include "link_messages.hpp"
 
 namespace courier::detail {
+
+namespace {
+
+constexpr std::string_view durable_transfer_type = "courier.v1.DurableTransfer";
+
+} // namespace
 
 /// The envelope of a letter to another node (viewing the letter's strings
 /// and `node_name`), or nothing when its deadline has passed.
@@ -74,9 +81,13 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   // Authorized before anything else, the payload unparsed: a refusal
   // reaches neither the actor nor its dead letters, and says nothing of
   // whether the name is held here.
-  const auto verb = !is_request   ? verbs::post
-                    : env.broadcast ? verbs::broadcast
-                                    : verbs::send;
+  // A durable transfer is a request only to carry its acknowledgement: it
+  // asks to post to the name (docs/durable.md).
+  const bool durable = is_request && !env.broadcast
+                       && env.type_name == durable_transfer_type;
+  const auto verb = !is_request || durable ? verbs::post
+                    : env.broadcast        ? verbs::broadcast
+                                           : verbs::send;
   if (!authorized(env.target, verb, env.trace)) {
     if (is_request)
       answer(env.message_id,
@@ -93,6 +104,8 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
                   target.code() == errc::unavailable
                     ? dead_letter_reason::restarting
                     : dead_letter_reason::no_such_name);
+  if (durable)
+    return accept_durable(frame, charge);
   auto prototype = owner_.prototype(env.type_name);
   if (!prototype)
     return refuse(errc::unimplemented,
@@ -143,6 +156,30 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
                                                 env.message_id,
                                                 target->slot);
   caf::anon_send(target->handle, std::move(msg));
+}
+
+void link_core::accept_durable(const inbound_frame& frame,
+                               backlog_charge& charge) {
+  const auto& env = frame.env;
+  auto transfer = std::make_shared<v1::DurableTransfer>();
+  if (!parse(frame, *transfer))
+    return answer(env.message_id,
+                  reply_msg{nullptr, errc::invalid_argument,
+                            "the payload is not a valid "
+                              + std::string{durable_transfer_type}});
+  // The link's inbound budget holds the transfer until it is stored.
+  auto held = std::make_shared<backlog_charge>(std::move(charge));
+  owner_.accept_durable(
+    env.target, std::move(transfer),
+    [self = shared_from_this(), id = env.message_id,
+     held](expected<message> outcome) mutable {
+      held.reset();
+      if (outcome)
+        self->answer(id, reply_msg{std::move(*outcome), errc::ok, {}});
+      else
+        self->answer(id, reply_msg{nullptr, outcome.code(),
+                                   outcome.error().message()});
+    });
 }
 
 void link_core::complete(const inbound_frame& frame) {

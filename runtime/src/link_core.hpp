@@ -338,6 +338,10 @@ public:
   /// until the actor has handled it.
   void deliver(const inbound_frame& frame, backlog_charge& charge);
 
+  /// A durable transfer for a name here, authorized: to the node's durable
+  /// plug-in, which answers once its items are stored.
+  void accept_durable(const inbound_frame& frame, backlog_charge& charge);
+
   /// The bytes a payload parsed from `wire` bytes holds, for the inbound
   /// budget: `wire` for a flat type (flat_type()) without unknown fields,
   /// which holds at most that plus message_overhead; otherwise what

@@ -85,6 +85,17 @@ public:
                              deadline expires)
     = 0;
 
+  /// A durable transfer (courier.v1.DurableTransfer) for `target`, a name
+  /// held here, authorized already: handed to the node's durable plug-in,
+  /// which calls `answer` once (on any thread). Without one, unimplemented.
+  virtual void accept_durable(std::string_view target, message transfer,
+                              std::function<void(expected<message>)> answer) {
+    (void)target;
+    (void)transfer;
+    answer(error{errc::unimplemented, "node '" + std::string{name()}
+                                        + "' keeps no durable store"});
+  }
+
   virtual void report_dead_letter(dead_letter_reason reason,
                                   std::string_view target, const message& msg,
                                   const name_slot* sender)

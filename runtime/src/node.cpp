@@ -160,7 +160,11 @@ expected<node> node::start(node_config config) {
       std::move(config), std::move(dir), std::move(tiers));
     if (auto opened = impl->open(); !opened)
       return opened.error();
-    return node{std::move(impl)};
+    auto* raw = impl.get();
+    node started{std::move(impl)};
+    if (auto durable = raw->start_durable(); !durable)
+      return durable.error();
+    return started;
   } catch (const std::exception& ex) {
     return error{errc::internal, std::string{"cannot start node: "} + ex.what()};
   }
@@ -170,9 +174,31 @@ node::node(std::unique_ptr<detail::node_impl> impl) noexcept
   : impl_(std::move(impl)) {
 }
 
-node::node(node&&) noexcept = default;
-node& node::operator=(node&&) noexcept = default;
-node::~node() = default;
+node node::borrow(detail::node_impl& impl) noexcept {
+  node lent{std::unique_ptr<detail::node_impl>{&impl}};
+  lent.borrowed_ = true;
+  return lent;
+}
+
+node::node(node&& other) noexcept
+  : impl_(std::move(other.impl_)),
+    borrowed_(std::exchange(other.borrowed_, false)) {
+}
+
+node& node::operator=(node&& other) noexcept {
+  if (this != &other) {
+    if (borrowed_)
+      (void)impl_.release();
+    impl_ = std::move(other.impl_);
+    borrowed_ = std::exchange(other.borrowed_, false);
+  }
+  return *this;
+}
+
+node::~node() {
+  if (borrowed_)
+    (void)impl_.release();
+}
 
 const std::string& node::name() const noexcept {
   return impl_->name();
@@ -192,6 +218,16 @@ expected<void> node::post(destination to, message msg, post_options options) {
   return detail::post(*impl_,
                       detail::verb_caller{detail::no_binding(), routes, nullptr},
                       to, std::move(msg), std::move(options));
+}
+
+void node::log(log_level level, std::string_view line) const {
+  impl_->log(level, line);
+}
+
+expected<std::uint64_t> node::post_durable(destination to, message msg,
+                                           post_options options) {
+  options.durable = true;
+  return impl_->post_durable(to.name(), msg, options);
 }
 
 expected<message> node::send(destination to, message msg, deadline until) {

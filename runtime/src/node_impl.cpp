@@ -81,6 +81,10 @@ node_impl::node_impl(
 }
 
 node_impl::~node_impl() {
+  if (durable_) {
+    durable_ready_.store(nullptr, std::memory_order_release);
+    durable_->stop(); // no durable verb from here on
+  }
   endpoint_.reset(); // nobody reads the node while it goes
   if (auto* seeds = dynamic_cast<seed_directory*>(dir_.get()))
     seeds->stop_asking(); // no new links to ask over
@@ -272,6 +276,45 @@ void letter::report_unconsumed() noexcept {
     office->report_dead_letter(dead_letter_reason::actor_stopped,
                                target ? target->name : "", payload,
                                sender.get());
+}
+
+// -- durable delivery ---------------------------------------------------------
+
+expected<void> node_impl::start_durable() {
+  if (!config_.durable)
+    return {};
+  durable_host_ = std::make_unique<node>(node::borrow(*this));
+  auto made = config_.durable(*durable_host_);
+  if (!made)
+    return error{made.code(), "durable delivery: " + made.error().message()};
+  if (*made == nullptr)
+    return error{errc::invalid_argument,
+                 "durable delivery: the factory made nothing"};
+  durable_ = std::move(*made);
+  durable_ready_.store(durable_.get(), std::memory_order_release);
+  return {};
+}
+
+expected<std::uint64_t> node_impl::post_durable(std::string_view to,
+                                                const message& msg,
+                                                const post_options& options) {
+  auto* durable = durable_ready_.load(std::memory_order_acquire);
+  if (durable == nullptr)
+    return error{errc::failed_precondition,
+                 "node " + quoted(config_.name)
+                   + " has no durable store (node_config::durable)"};
+  if (!msg)
+    return error{errc::invalid_argument, "cannot post a null message"};
+  return durable->post(to, msg, options);
+}
+
+void node_impl::accept_durable(std::string_view target, message transfer,
+                               std::function<void(expected<message>)> answer) {
+  auto* durable = durable_ready_.load(std::memory_order_acquire);
+  if (durable == nullptr)
+    return link_host::accept_durable(target, std::move(transfer),
+                                     std::move(answer));
+  durable->accept(target, std::move(transfer), std::move(answer));
 }
 
 } // namespace courier::detail

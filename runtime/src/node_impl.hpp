@@ -35,6 +35,7 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 
+#include "courier/durable_plugin.hpp"
 #include "courier/node.hpp"
 #include "courier/v1/control.pb.h"
 #include "deadline_timer.hpp"
@@ -127,6 +128,20 @@ public:
                             spawn_options options);
 
   expected<void> stop(destination name);
+
+  // -- durable delivery (the plug-in, courier/durable_plugin.hpp) --------------
+
+  /// Makes the plug-in of node_config::durable, lending it a public node
+  /// over this one. Called once, after open(), before the node is handed
+  /// to its user.
+  expected<void> start_durable();
+
+  /// A durable post; failed_precondition without a plug-in.
+  expected<std::uint64_t> post_durable(std::string_view to, const message& msg,
+                                       const post_options& options);
+
+  void accept_durable(std::string_view target, message transfer,
+                      std::function<void(expected<message>)> answer) override;
 
   /// Resolves a destination to a running actor. On failure the message is
   /// reported as a dead letter (no_such_name or restarting).
@@ -425,6 +440,13 @@ private:
   caf::actor supervisor_;
   // Serves snapshot_metrics(); stopped first thing in the destructor.
   std::unique_ptr<metrics_endpoint> endpoint_;
+  // Durable delivery: set once by start_durable, before any verb may reach
+  // it, and stopped first thing in the destructor (then kept until the
+  // actors it spawned are gone). The node it was lent.
+  std::shared_ptr<durable_plugin> durable_;
+  std::unique_ptr<node> durable_host_;
+  // What links read: a transfer may arrive before start_durable is done.
+  std::atomic<durable_plugin*> durable_ready_{nullptr};
 };
 
 } // namespace courier::detail

@@ -66,6 +66,12 @@ actor_stats* sender_stats(const verb_caller& from) noexcept {
 
 expected<void> post(node_impl& node, const verb_caller& from, destination to,
                     message msg, post_options options) {
+  if (options.durable) {
+    auto stored = node.post_durable(to.name(), msg, options);
+    if (!stored)
+      return std::move(stored).error();
+    return {};
+  }
   if (!msg)
     return error{errc::invalid_argument, "cannot post a null message"};
   auto target = from.routes.resolve(node, to, msg, from.binding.get());

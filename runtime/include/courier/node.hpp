@@ -63,6 +63,22 @@ public:
     return post(to, make_message(std::forward<T>(msg)), options);
   }
 
+  /// A durable post (post_options::durable is implied): returns the
+  /// message's id in this node's store once it is on disk. Errors:
+  /// failed_precondition (no node_config::durable), invalid_argument,
+  /// resource_exhausted (a quota, or the disk is full), unavailable or
+  /// data_loss (the store stopped; docs/operations.md).
+  expected<std::uint64_t> post_durable(destination to, message msg,
+                                       post_options options = {});
+
+  template <class T>
+    requires is_payload_v<T>
+  expected<std::uint64_t> post_durable(destination to, T&& msg,
+                                       post_options options = {}) {
+    return post_durable(to, make_message(std::forward<T>(msg)),
+                        std::move(options));
+  }
+
   /// Calls `to` and blocks the calling thread until the reply, an error, or
   /// the deadline: exactly one outcome. Errors: not_found, unavailable,
   /// deadline_exceeded, unimplemented, aborted, internal (handler threw) or
@@ -165,14 +181,24 @@ public:
   /// every metric). Takes the name registry's lock for reading.
   metrics_snapshot metrics() const;
 
+  /// Writes a line to the node's log (node_config::log), as the runtime
+  /// does: for plug-ins and tools that act for the node.
+  void log(log_level level, std::string_view line) const;
+
   /// Where the metrics endpoint listens ("127.0.0.1:40123", the port
   /// chosen when node_config::metrics_listen said 0); empty when off.
   std::string metrics_address() const;
 
 private:
+  friend class detail::node_impl;
+
   explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;
 
+  /// A node that does not own `impl` (lent to the durable plug-in).
+  static node borrow(detail::node_impl& impl) noexcept;
+
   std::unique_ptr<detail::node_impl> impl_;
+  bool borrowed_ = false;
 };
 
 } // namespace courier

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +54,25 @@ struct post_options {
   /// own. Order per (sender, receiver) pair holds across the change. Local
   /// destinations always get the in-process hand-off.
   std::string tier;
+
+  // -- durable delivery (docs/durable.md) -------------------------------------
+  /// Store and forward: the post returns once the message is on this
+  /// node's disk, and the node forwards it to whoever holds the name, now
+  /// or later (the name may be unknown yet), over any tier, until the
+  /// receiving node has it on its disk; its handler runs once, in order
+  /// per (sender node, name), and the message is removed only when the
+  /// handler has returned. Needs node_config::durable; `expires` and
+  /// `tier` do not apply (the timers below do).
+  bool durable = false;
+  /// The message expires into this node's dead letters if it has not
+  /// reached the target's queue by then; zero: no limit.
+  std::chrono::nanoseconds time_to_reach_queue{0};
+  /// It expires into the dead letters of the node where it is if it has
+  /// not been handled by then, counted from the post; zero: no limit.
+  std::chrono::nanoseconds time_to_be_received{0};
+  /// An actor name that receives courier.v1.DurableNotice posts: reached
+  /// the queue, handled, dead-lettered (with the reason). Empty: none.
+  std::string ack_to;
 };
 
 /// How the node's scheduler threads find work.
@@ -78,6 +98,15 @@ enum class scheduler_policy : std::uint8_t {
   /// process).
   automatic,
 };
+
+class durable_plugin;
+class node;
+
+/// Makes a node's durable delivery once the node has started. The node is
+/// lent to the plug-in until durable_plugin::stop(): it uses the public
+/// verbs, never after stop.
+using durable_factory =
+  std::function<expected<std::shared_ptr<durable_plugin>>(node& host)>;
 
 /// Severity of a line in the runtime's log.
 enum class log_level : std::uint8_t { debug, info, warning, error };
@@ -198,6 +227,12 @@ struct node_config {
   /// endpoint. node::start fails with invalid_argument for a bad address
   /// and unavailable when it cannot listen there.
   std::string metrics_listen;
+  /// Durable delivery (post_options::durable, docs/durable.md), e.g.
+  /// `courier::durable::delivery({.directory = "/var/lib/app/queue"})`
+  /// (courier/durable/delivery.hpp). Empty: durable posts fail with
+  /// failed_precondition, and durable transfers from other nodes with
+  /// unimplemented (their senders keep them and try again).
+  durable_factory durable;
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.

@@ -122,9 +122,25 @@ void store::impl::kill_locked(message_state& m, dead_reason reason,
   w.u64(m.id);
   w.u8(static_cast<std::uint8_t>(reason));
   w.bytes(detail);
-  w.i64(clock_->now().wall_ns);
+  auto now = clock_->now();
+  w.i64(now.wall_ns);
   e.id = m.id;
-  e.on_done = std::move(done);
+  if (opt_.on_dead_letter) {
+    auto dead = std::make_shared<dead_letter>();
+    dead->message = copy_out(m, now.boottime_ns);
+    dead->reason = reason;
+    dead->detail = std::move(detail);
+    dead->died_wall_ns = now.wall_ns;
+    e.on_done = [hook = opt_.on_dead_letter, dead,
+                 done = std::move(done)](expected<void> r) {
+      if (r)
+        hook(*dead);
+      if (done)
+        done(std::move(r));
+    };
+  } else {
+    e.on_done = std::move(done);
+  }
   submit_locked(std::move(e));
 }
 
@@ -229,7 +245,7 @@ void store::impl::append(std::string_view queue, std::string payload,
 }
 
 expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
-                                                         std::size_t max) {
+                                                         std::size_t max, bool counted) {
   std::lock_guard guard{mu_};
   if (auto why = refusal_locked())
     return *why;
@@ -257,7 +273,7 @@ expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
                   nullptr);
       continue;
     }
-    if (m.attempts >= opt_.max_attempts) {
+    if (counted && m.attempts >= opt_.max_attempts) {
       // Its last attempt did not end (the process died in the handler).
       kill_locked(m, dead_reason::poison,
                   "attempt " + std::to_string(m.attempts)
@@ -266,8 +282,13 @@ expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
       continue;
     }
     m.stage = message_stage::claimed;
-    ++m.attempts;
+    m.counted = counted;
     ++q.in_flight;
+    if (!counted) {
+      out.push_back(copy_out(m, now));
+      continue;
+    }
+    ++m.attempts;
     entry e;
     e.has_record = true;
     e.type = format::record_type::attempt;
@@ -329,22 +350,55 @@ void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
                 std::move(done));
     return;
   }
+  requeue_locked(m, retry_after);
+  // Acknowledged after the attempt count it raised is durable.
+  entry e;
+  e.on_done = std::move(done);
+  submit_locked(std::move(e));
+}
+
+void store::impl::requeue_locked(message_state& m,
+                                 std::chrono::milliseconds retry_after) {
   auto& q = queues_[m.queue];
   --q.in_flight;
+  m.counted = false;
   if (retry_after.count() > 0) {
     m.stage = message_stage::queued;
     delayed_.emplace(
       steady_ns()
         + std::chrono::duration_cast<std::chrono::nanoseconds>(retry_after)
             .count(),
-      id);
+      m.id);
   } else {
     enqueue_ready_locked(m);
   }
-  // Acknowledged after the attempt count it raised is durable.
-  entry e;
-  e.on_done = std::move(done);
-  submit_locked(std::move(e));
+}
+
+expected<void> store::impl::release(std::uint64_t id,
+                                    std::chrono::milliseconds retry_after) {
+  std::unique_lock guard{mu_};
+  std::optional<error> refused;
+  done_callback note = [&refused](expected<void> r) {
+    if (!r)
+      refused = r.error();
+  };
+  auto* found = find_locked(guard, id, message_stage::claimed, note);
+  if (found == nullptr)
+    return *refused;
+  auto& m = *found;
+  if (m.counted && m.attempts > 0) {
+    --m.attempts;
+    entry e;
+    e.has_record = true;
+    e.type = format::record_type::attempt;
+    format::writer w{e.body};
+    w.u64(m.id);
+    w.u32(m.attempts);
+    e.id = m.id;
+    submit_locked(std::move(e));
+  }
+  requeue_locked(m, retry_after);
+  return {};
 }
 
 void store::impl::remove_locked(message_state& m, done_callback done) {
@@ -368,10 +422,14 @@ void store::impl::purge(std::string_view queue,
   }
   std::size_t n = 0;
   if (auto qi = queues_.find(queue); qi != queues_.end()) {
+    // Every queued message: the ready ones and those waiting out a
+    // retry_after (claimed ones finish their handling).
     auto& q = qi->second;
-    for (auto it = q.ready.begin(); it != q.ready.end();) {
-      auto& m = messages_.at(it->second);
-      it = q.ready.erase(it);
+    for (const auto& key : q.all) {
+      auto& m = messages_.at(key.second);
+      if (m.stage != message_stage::queued || m.busy)
+        continue;
+      q.ready.erase(key);
       remove_locked(m, nullptr);
       ++n;
     }

@@ -89,7 +89,17 @@ expected<append_result> store::append_and_wait(std::string_view queue,
 
 expected<std::vector<stored_message>> store::claim(std::string_view queue,
                                                    std::size_t max) {
-  return self_->claim(queue, max);
+  return self_->claim(queue, max, true);
+}
+
+expected<std::vector<stored_message>>
+store::claim_uncounted(std::string_view queue, std::size_t max) {
+  return self_->claim(queue, max, false);
+}
+
+expected<void> store::release(std::uint64_t id,
+                              std::chrono::milliseconds retry_after) {
+  return self_->release(id, retry_after);
 }
 
 void store::complete(std::uint64_t id, done_callback done) {

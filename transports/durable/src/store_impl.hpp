@@ -44,6 +44,8 @@ public:
     clock_reading stored_at;
     std::uint32_t attempts = 0;
     message_stage stage = message_stage::queued;
+    /// The current claim counted an attempt.
+    bool counted = false;
     /// A removal, death or replay of it waits for its batch.
     bool busy = false;
     dead_reason reason = dead_reason::none;
@@ -96,7 +98,12 @@ public:
   void append(std::string_view queue, std::string payload,
               const message_options& options, append_callback done);
   expected<std::vector<stored_message>> claim(std::string_view queue,
-                                              std::size_t max);
+                                              std::size_t max, bool counted);
+  expected<void> release(std::uint64_t id,
+                         std::chrono::milliseconds retry_after);
+  /// Puts `m` (no longer claimed) back in its queue, at once or after
+  /// `retry_after`.
+  void requeue_locked(message_state& m, std::chrono::milliseconds retry_after);
   void complete(std::uint64_t id, done_callback done);
   void fail(std::uint64_t id, std::string reason, done_callback done,
             std::chrono::milliseconds retry_after);

@@ -35,6 +35,8 @@ struct quota {
   std::uint64_t max_bytes = 0;
 };
 
+struct dead_letter;
+
 struct store_options {
   /// The store's directory; created if absent. One store per directory.
   std::string directory;
@@ -76,6 +78,11 @@ struct store_options {
   std::shared_ptr<file_system> files;
   /// The clocks; null means system_clock_source().
   std::shared_ptr<clock_source> clock;
+  /// Called once a message has become a dead letter (its dead record is
+  /// durable): expired, poison. Runs on the store's writer thread or on
+  /// the thread whose call found it dead; must not block and must not call
+  /// the store's *_and_wait functions.
+  std::function<void(const dead_letter&)> on_dead_letter;
 };
 
 /// How one message is stored. A producer id of 0 means no de-duplication.
@@ -207,6 +214,21 @@ public:
   /// before running the handlers.
   [[nodiscard]] expected<std::vector<stored_message>>
   claim(std::string_view queue, std::size_t max = 1);
+
+  /// claim() that counts no attempt and writes nothing: for a queue whose
+  /// consumer only moves messages on (a node's outgoing queue, where a
+  /// route that is down is no fault of the message). Messages claimed so
+  /// are given back with release(), or removed with complete().
+  [[nodiscard]] expected<std::vector<stored_message>>
+  claim_uncounted(std::string_view queue, std::size_t max = 1);
+
+  /// Gives claimed message `id` back to its place in the queue, visible
+  /// again after `retry_after` (kept in memory only), as if this claim had
+  /// not happened: an attempt it counted is taken back (written with the
+  /// next batch). For a handler that never ran (its actor was away).
+  /// `not_found` if `id` is not claimed.
+  [[nodiscard]] expected<void>
+  release(std::uint64_t id, std::chrono::milliseconds retry_after = {});
 
   /// The handler of claimed message `id` returned: removes the message.
   /// `done` runs once the removal is durable. `not_found` if `id` is not
