@@ -129,7 +129,7 @@ void shell::dispatch(letter& msg) {
     return;
   }
   current_ = &msg;
-  trace_ = msg.trace;
+  trace_ = &msg.trace;
   reply_taken_ = false;
   expected<message> outcome = message{};
   auto* stats = slot_->stats;
@@ -141,7 +141,7 @@ void shell::dispatch(letter& msg) {
   if (timed)
     stats->timed(metrics_clock::now() - began);
   current_ = nullptr;
-  trace_ = {};
+  trace_ = nullptr;
   if (auto taken = std::move(current_responder_); taken && failure)
     // The handler took the reply, then threw: the caller learns why.
     taken->deliver(reply_msg{nullptr, errc::internal, *failure});
@@ -202,14 +202,15 @@ void shell::await_answer(expected<started_request> started, deadline until,
     trace_context trace; // continued by the continuation
     bool done = false;
   };
-  auto state = std::make_shared<outcome>(outcome{std::move(on_outcome), trace_});
+  auto state = std::make_shared<outcome>(
+    outcome{std::move(on_outcome), trace_ != nullptr ? *trace_ : trace_context{}});
   auto finish = [this, state](expected<message> result) {
     if (state->done)
       return;
     state->done = true;
-    trace_ = state->trace;
+    trace_ = &state->trace;
     guarded("a reply continuation", [&] { state->cb(std::move(result)); });
-    trace_ = {};
+    trace_ = nullptr;
   };
   auto target = started->target;
   add_multiplexed_response_handler(
@@ -272,7 +273,7 @@ void shell::broadcast_to(std::string_view pattern, message msg, deadline until,
   state->pending = plan.targets.size();
   // One trace for all the requests, if one starts here.
   std::optional<trace_scope> traced;
-  if (starts_trace(&trace_, owner().config().trace))
+  if (starts_trace(trace_, owner().config().trace))
     traced.emplace(trace_context::start());
   for (auto& target : plan.targets)
     await_answer(start_request(owner(), caller(), target, msg, until, true,

@@ -41,7 +41,8 @@ public:
   const std::string& current_sender() const noexcept;
 
   const trace_context& current_trace() const noexcept {
-    return trace_;
+    static const trace_context none;
+    return trace_ != nullptr ? *trace_ : none;
   }
 
   // (Named *_to and so on: CAF's own send, request and monitor must stay
@@ -80,7 +81,7 @@ private:
 
   /// This actor as the caller of a verb.
   verb_caller caller() noexcept {
-    return verb_caller{slot_, routes_, this, &trace_};
+    return verb_caller{slot_, routes_, this, trace_};
   }
 
   /// Waits, without blocking, for the answer to a request the verbs
@@ -94,8 +95,8 @@ private:
   behavior behavior_;
   letter* current_ = nullptr;
   // The trace of the message being handled, or of the request whose
-  // continuation runs; not valid() otherwise.
-  trace_context trace_;
+  // continuation runs (in its letter, or its outcome); null otherwise.
+  const trace_context* trace_ = nullptr;
   bool reply_taken_ = false;
   // The responder taken for the current request, held while its handler
   // runs so that a throw answers `internal` before unwinding drops it.

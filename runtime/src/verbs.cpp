@@ -88,7 +88,7 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   envelope.charge = std::move(*charge);
   envelope.priority = options.priority;
   envelope.tier = std::move(options.tier);
-  envelope.trace = next_trace(from.trace, node.config().trace);
+  next_trace(envelope.trace, from.trace, node.config().trace);
   deliver_post(dest, std::move(envelope), from.self);
   if (!dest.link)
     node.metrics().count_local(sender_stats(from));
@@ -122,7 +122,7 @@ expected<started_request> start_request(node_impl& node,
   auto envelope = node.make_letter(letter_kind::request, std::move(msg), to,
                                    from.binding, until);
   envelope.broadcast = broadcast;
-  envelope.trace = next_trace(from.trace, node.config().trace);
+  next_trace(envelope.trace, from.trace, node.config().trace);
   auto id = from.self->new_request_id(caf::message_priority::normal);
   // Timed from here to the answer when the target is an actor here (the
   // links time requests to other nodes), one in timing_sample.
