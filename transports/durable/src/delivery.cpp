@@ -141,6 +141,8 @@ public:
 
   void stop() noexcept override;
 
+  void add_metrics(metrics_snapshot& snapshot) const override;
+
 private:
   /// One store queue and who moves it: an outgoing queue's forwarder or
   /// an incoming queue's dispatcher.
@@ -950,6 +952,35 @@ mailroom::administer(const v1::DurableAdminRequest& request) {
                    "unknown durable administration request"};
   }
   return reply;
+}
+
+void mailroom::add_metrics(metrics_snapshot& snapshot) const {
+  if (!store_)
+    return;
+  auto queues = store_->queues();
+  std::erase_if(queues, [](const queue_info& q) {
+    return !has_prefix(q.name, out_prefix) && !has_prefix(q.name, in_prefix);
+  });
+  // Bounded labels: the deepest 100 queues (one per destination name).
+  constexpr std::size_t most = 100;
+  if (queues.size() > most) {
+    std::nth_element(queues.begin(), queues.begin() + most, queues.end(),
+                     [](const auto& x, const auto& y) {
+                       return x.depth > y.depth;
+                     });
+    queues.resize(most);
+  }
+  std::sort(queues.begin(), queues.end(),
+            [](const auto& x, const auto& y) { return x.name < y.name; });
+  auto now = wall_ns();
+  for (const auto& q : queues)
+    snapshot.durable_queues.push_back(
+      {q.name, q.depth, q.in_flight, q.bytes,
+       q.oldest_wall_ns == 0
+         ? 0.0
+         : static_cast<double>(std::max<std::int64_t>(0, now - q.oldest_wall_ns))
+             / 1e9});
+  snapshot.durable_dead_letters = store_->dead_letter_count();
 }
 
 } // namespace
