@@ -368,3 +368,28 @@ TEST_CASE("a node's metrics show its durable queues and dead letters",
 }
 
 } // namespace courier::testing
+
+namespace courier::testing {
+
+TEST_CASE("an actor posts durably from its handler, as a plain thread does",
+          "[durable][node]") {
+  temp_dir dir;
+  temp_dir store;
+  durable_node a{dir, "alpha", store.path()};
+  auto log = std::make_shared<handled_log>();
+  REQUIRE(a->spawn("billing", [log](context&) { return recorder(log); }));
+  // The front desk forwards every order durably, from its own handler.
+  REQUIRE(a->spawn("desk", [](context& ctx) {
+    return behavior{[&ctx](const tpb::Ping& p) -> expected<void> {
+      post_options o;
+      o.durable = true;
+      return ctx.post("billing", p, o);
+    }};
+  }));
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(a->post("desk", ping(i)));
+  REQUIRE(eventually([&] { return log->size() >= 50; }));
+  CHECK(log->all() == upto(50));
+}
+
+} // namespace courier::testing
