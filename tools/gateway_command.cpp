@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <sstream>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -45,7 +46,30 @@ command gateway_command(CLI::App& sub) {
   sub.add_option("--ca", tls->ca,
                  "the CA whose certificates callers must present (PEM)")
     ->type_name("FILE");
-  return [settings, tls](node& self, const global_options&) {
+  auto rules = std::make_shared<std::vector<std::string>>();
+  sub.add_option("--rule", *rules,
+                 "who may do what through the gateway, \"PRINCIPAL NAMES "
+                 "VERBS\" (e.g. \"cert:CN=clerk orders.* send,find\"; "
+                 "docs/security.md); repeatable; with any, callers are "
+                 "denied what no rule allows")
+    ->type_name("RULE");
+  return [settings, tls, rules](node& self, const global_options&) {
+    if (!rules->empty()) {
+      std::vector<access_rule> parsed;
+      for (const auto& text : *rules) {
+        std::istringstream words{text};
+        std::string principal, names, verb_list, extra;
+        if (!(words >> principal >> names >> verb_list) || (words >> extra))
+          return fail(error{errc::invalid_argument,
+                            "a --rule is \"PRINCIPAL NAMES VERBS\", not \""
+                              + text + "\""});
+        auto allowed = parse_verbs(verb_list);
+        if (!allowed)
+          return fail(allowed.error());
+        parsed.push_back({principal, names, *allowed});
+      }
+      settings->rules = std::move(parsed);
+    }
     const bool any = !tls->certificate.empty() || !tls->private_key.empty()
                      || !tls->ca.empty();
     if (any && (tls->certificate.empty() || tls->private_key.empty()

@@ -96,6 +96,13 @@ json metrics_json(const v1::MetricsReport& report) {
   for (const auto& r : report.refusals())
     refusals.push_back(
       {{"verb", r.verb()}, {"reason", r.reason()}, {"count", r.count()}});
+  json durable = json::array();
+  for (const auto& q : report.durable_queues())
+    durable.push_back({{"queue", q.queue()},
+                       {"depth", q.depth()},
+                       {"in_flight", q.in_flight()},
+                       {"bytes", q.bytes()},
+                       {"oldest_age_seconds", q.oldest_age_seconds()}});
   return {{"node", report.node()},
           {"enabled", report.enabled()},
           {"metrics_address", report.metrics_address()},
@@ -103,7 +110,9 @@ json metrics_json(const v1::MetricsReport& report) {
           {"routes", routes},
           {"actors", actors},
           {"dead_letters", dead},
-          {"refusals", refusals}};
+          {"refusals", refusals},
+          {"durable_queues", durable},
+          {"durable_dead_letters", report.durable_dead_letters()}};
 }
 
 std::string metrics_text(const v1::MetricsReport& report) {
@@ -138,6 +147,12 @@ std::string metrics_text(const v1::MetricsReport& report) {
   for (const auto& r : report.refusals())
     out << " " << r.verb() << " " << r.count();
   out << "\n";
+  for (const auto& q : report.durable_queues())
+    out << "  durable " << q.queue() << "  depth " << q.depth()
+        << "  in flight " << q.in_flight() << "  bytes " << q.bytes()
+        << "  oldest " << duration_text(q.oldest_age_seconds()) << "\n";
+  if (report.durable_dead_letters() > 0)
+    out << "  durable dead letters " << report.durable_dead_letters() << "\n";
   return out.str();
 }
 

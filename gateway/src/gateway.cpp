@@ -14,9 +14,11 @@
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "courier/access_policy.hpp"
 #include "courier/courier.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
 
@@ -171,9 +173,17 @@ struct meeting {
 /// sides meet under a lock in a state that outlives the reactor.
 class monitor_call final : public grpc::ServerWriteReactor<pb::ActorDown> {
 public:
-  monitor_call(node& host, const std::string& name) : host_(host) {
+  monitor_call(node& host, const std::string& name,
+               std::optional<error> refused = std::nullopt)
+    : host_(host) {
     state_ = std::make_shared<shared>();
     state_->call = this;
+    if (refused) {
+      std::lock_guard guard{state_->mu};
+      state_->finished = true;
+      Finish(status_of(*refused));
+      return;
+    }
     auto watched = host_.monitor(name, [state = state_](const down_notice& n) {
       std::lock_guard guard{state->mu};
       if (state->call == nullptr || state->finished)
@@ -437,6 +447,8 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::PostRequest* request,
                                  pb::PostReply*) override {
     auto* reactor = call->DefaultReactor();
+    if (auto no = refused(*call, request->name(), verbs::post))
+      return refuse(reactor, *no);
     auto msg = decode(
       host_, [&] { return request->name(); }, request->message());
     if (!msg)
@@ -458,6 +470,8 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::SendRequest* request,
                                  pb::SendReply* reply) override {
     auto* reactor = call->DefaultReactor();
+    if (auto no = refused(*call, request->name(), verbs::send))
+      return refuse(reactor, *no);
     auto msg = decode(
       host_, [&] { return request->name(); }, request->message());
     if (!msg)
@@ -488,6 +502,8 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::FindRequest* request,
                                  pb::FindReply* reply) override {
     auto* reactor = call->DefaultReactor();
+    if (auto no = refused(*call, request->name(), verbs::find))
+      return refuse(reactor, *no);
     // Here, on this machine, or on a node the directory knows.
     auto holder = holder_of(host_, request->name());
     if (holder.empty()) {
@@ -507,9 +523,12 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto* reactor = call->DefaultReactor();
     auto pattern
       = request->pattern().empty() ? std::string{"*"} : request->pattern();
+    auto caller = caller_of(*call);
     for (const auto& entry : host_.machine_names(pattern)) {
       if (entry.actor.starts_with(gateway_prefix))
         continue; // gateways' own
+      if (policy_ && !policy_->allows(caller, entry.actor, verbs::find))
+        continue; // what the caller may not find, it does not see
       auto* out = reply->add_names();
       out->set_actor(entry.actor);
       out->set_node(entry.node);
@@ -521,6 +540,13 @@ struct server::impl final : pb::Gateway::CallbackService {
                                       const pb::BroadcastRequest* request,
                                       pb::BroadcastReply* reply) override {
     auto* reactor = call->DefaultReactor();
+    // Every name it would ask must allow it (the node's broadcast cannot
+    // leave some out).
+    if (policy_)
+      for (const auto& entry : host_.machine_names(request->pattern()))
+        if (!entry.actor.starts_with(gateway_prefix))
+          if (auto no = refused(*call, entry.actor, verbs::broadcast))
+            return refuse(reactor, *no);
     // Any of the pattern's matches will do to find the type.
     auto msg = decode(
       host_, [&] { return first_match(request->pattern()); },
@@ -562,10 +588,11 @@ struct server::impl final : pb::Gateway::CallbackService {
   }
 
   grpc::ServerWriteReactor<pb::ActorDown>*
-  Monitor(grpc::CallbackServerContext*,
+  Monitor(grpc::CallbackServerContext* call,
           const pb::MonitorRequest* request) override {
     book_->count();
-    return new monitor_call(host_, request->name());
+    return new monitor_call(host_, request->name(),
+                            refused(*call, request->name(), verbs::monitor));
   }
 
   // -- services served by actors ---------------------------------------------
@@ -576,9 +603,13 @@ struct server::impl final : pb::Gateway::CallbackService {
 
     grpc::ServerGenericBidiReactor*
     CreateReactor(grpc::GenericCallbackServerContext* call) override {
+      auto route = owner_.route_of(call->method());
+      if (route)
+        if (auto no = owner_.refused(*call, route->actor, verbs::send))
+          route = *no;
       return new service_call(owner_.requester_, owner_.book_,
-                              owner_.route_of(call->method()),
-                              owner_.deadline_of(*call), trace_of(*call));
+                              std::move(route), owner_.deadline_of(*call),
+                              trace_of(*call));
     }
 
     impl& owner_;
@@ -608,6 +639,60 @@ struct server::impl final : pb::Gateway::CallbackService {
       return error{errc::unimplemented, "actors serve unary methods; " + service
                                           + "." + method_name + " streams"};
     return service_call::route{served->second, method};
+  }
+
+  // -- authorization (options::rules) ---------------------------------------
+
+  /// Who calls: the certificate gRPC's TLS checked, or the address alone.
+  static peer_identity caller_of(const grpc::ServerContextBase& call) {
+    peer_identity who;
+    who.address = call.peer();
+    auto auth = call.auth_context();
+    if (auth && auth->IsPeerAuthenticated()) {
+      auto subject = auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
+      if (!subject.empty()) {
+        certificate_identity cert;
+        cert.subject.assign(subject.front().data(), subject.front().size());
+        for (const auto& san :
+             auth->FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME))
+          cert.alt_names.emplace_back(san.data(), san.size());
+        who.certificate = std::move(cert);
+      }
+    }
+    return who;
+  }
+
+  /// Why the caller may not use `verb` on `name`; nothing if it may (or
+  /// the gateway has no rules).
+  std::optional<error> refused(const grpc::ServerContextBase& call,
+                               std::string_view name, verbs verb) {
+    if (!policy_)
+      return std::nullopt;
+    auto who = caller_of(call);
+    if (policy_->allows(who, name, verb))
+      return std::nullopt;
+    auto text = policy_->principal(who) + " may not "
+                + std::string{verb_word(verb)} + " to '" + std::string{name}
+                + "' through the gateway on node '" + host_.name() + "'";
+    refusals_.fetch_add(1, std::memory_order_relaxed);
+    // A caller can refuse itself at will: one line a second at most.
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_refusal_log_.load(std::memory_order_relaxed);
+    if (now - last > std::chrono::steady_clock::duration{std::chrono::seconds{1}}.count()
+        && last_refusal_log_.compare_exchange_strong(last, now))
+      host_.log(log_level::warning, "refused: " + text);
+    return error{errc::permission_denied, std::move(text)};
+  }
+
+  static std::string_view verb_word(verbs verb) {
+    switch (verb) {
+      case verbs::post: return "post";
+      case verbs::send: return "send";
+      case verbs::find: return "find";
+      case verbs::broadcast: return "broadcast";
+      case verbs::monitor: return "monitor";
+      default: return "use";
+    }
   }
 
   // -- plumbing -------------------------------------------------------------
@@ -648,6 +733,10 @@ struct server::impl final : pb::Gateway::CallbackService {
   int port_ = 0;
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
   actor_services services_{*this};
+  // options::rules, made once; none: every caller acts as the node.
+  std::optional<access_policy> policy_;
+  std::atomic<std::uint64_t> refusals_{0};
+  std::atomic<std::chrono::steady_clock::rep> last_refusal_log_{0};
 };
 
 namespace {
@@ -688,6 +777,13 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   auto name = std::string{gateway_prefix} + host.name() + "."
               + std::to_string(made.fetch_add(1));
   auto self = std::make_unique<impl>(host, settings, name);
+  if (settings.rules) {
+    auto policy = access_policy::make(*settings.rules);
+    if (!policy)
+      return error{policy.code(),
+                   "the gateway's rules: " + policy.error().message()};
+    self->policy_.emplace(std::move(*policy));
+  }
   if (auto started = self->requester_.start(); !started)
     return std::move(started).error();
   auto credentials = credentials_of(settings);
@@ -749,6 +845,10 @@ int server::port() const noexcept {
 
 std::uint64_t server::calls() const noexcept {
   return impl_->book_->answered();
+}
+
+std::uint64_t server::refusals() const noexcept {
+  return impl_->refusals_.load(std::memory_order_relaxed);
 }
 
 } // namespace courier::gateway

@@ -1,11 +1,13 @@
 #include "file_directory.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -136,6 +138,28 @@ std::string default_directory() {
   return ::geteuid() == 0 ? "/run/courier" : "/tmp/courier";
 }
 
+namespace {
+
+/// The lock at `fd` is held. A live node holds it exclusively; a peer that
+/// asks whether the last incarnation still lives (alive(), reap()) holds it
+/// shared for a moment. Waits out such probes (up to two seconds) and takes
+/// the lock exclusively; false if a live node holds it.
+bool wait_for_probers(int fd) {
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0)
+    return false; // held exclusively: a live node
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{2};
+  while (std::chrono::steady_clock::now() < until) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0)
+      return true;
+    // A poll, not a wait: flock has no timeout, and a probe takes
+    // microseconds.
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
+  return false;
+}
+
+} // namespace
+
 expected<std::unique_ptr<file_directory>>
 file_directory::join(std::string path, std::string node) {
   if (path.empty())
@@ -155,11 +179,16 @@ file_directory::join(std::string path, std::string node) {
     if (fd < 0)
       return error{errc::unavailable, errno_text("cannot open " + lock_path)};
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd);
-      if (errno == EWOULDBLOCK)
+      if (errno != EWOULDBLOCK) {
+        auto why = errno_text("cannot lock " + lock_path);
+        ::close(fd);
+        return error{errc::unavailable, why};
+      }
+      if (!wait_for_probers(fd)) {
+        ::close(fd);
         return error{errc::already_exists,
                      "a live node named '" + node + "' runs in " + path};
-      return error{errc::unavailable, errno_text("cannot lock " + lock_path)};
+      }
     }
     struct stat held {}, current {};
     if (::fstat(fd, &held) == 0 && ::stat(lock_path.c_str(), &current) == 0

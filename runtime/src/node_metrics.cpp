@@ -201,6 +201,31 @@ std::string to_prometheus(const metrics_snapshot& m) {
     x.sample("courier_dead_letters_total", {{"reason", reason}},
              n(m.dead_letters[i]));
   }
+  if (!m.durable_queues.empty() || m.durable_dead_letters != 0) {
+    x.family("courier_durable_queue_depth", "gauge",
+             "Durable messages waiting in a queue or being handled.");
+    for (const auto& q : m.durable_queues)
+      x.sample("courier_durable_queue_depth", {{"queue", q.queue}},
+               n(q.depth));
+    x.family("courier_durable_queue_in_flight", "gauge",
+             "Durable messages of a queue being forwarded or handled.");
+    for (const auto& q : m.durable_queues)
+      x.sample("courier_durable_queue_in_flight", {{"queue", q.queue}},
+               n(q.in_flight));
+    x.family("courier_durable_queue_bytes", "gauge",
+             "Payload bytes of a durable queue.");
+    for (const auto& q : m.durable_queues)
+      x.sample("courier_durable_queue_bytes", {{"queue", q.queue}},
+               n(q.bytes));
+    x.family("courier_durable_queue_oldest_age_seconds", "gauge",
+             "Age of the oldest message of a durable queue.");
+    for (const auto& q : m.durable_queues)
+      x.sample("courier_durable_queue_oldest_age_seconds", {{"queue", q.queue}},
+               q.oldest_age_seconds);
+    x.family("courier_durable_dead_letters", "gauge",
+             "Durable dead letters kept in the node's store.");
+    x.sample("courier_durable_dead_letters", {}, n(m.durable_dead_letters));
+  }
   x.family("courier_refusals_total", "counter",
            "Requests from other nodes the rules refused, by verb.");
   for (const auto& r : m.refusals)
@@ -265,6 +290,15 @@ v1::MetricsReport to_report(const metrics_snapshot& m) {
     x->set_reason(r.reason);
     x->set_count(r.count);
   }
+  for (const auto& q : m.durable_queues) {
+    auto* x = out.add_durable_queues();
+    x->set_queue(q.queue);
+    x->set_depth(q.depth);
+    x->set_in_flight(q.in_flight);
+    x->set_bytes(q.bytes);
+    x->set_oldest_age_seconds(q.oldest_age_seconds);
+  }
+  out.set_durable_dead_letters(m.durable_dead_letters);
   return out;
 }
 
@@ -309,6 +343,8 @@ metrics_snapshot node_impl::snapshot_metrics() const {
                     verbs::send})
     out.refusals.push_back(
       {std::string{verb_name(verb)}, "rules", refusals_.of(verb)});
+  if (auto* durable = durable_ready_.load(std::memory_order_acquire))
+    durable->add_metrics(out);
   return out;
 }
 

@@ -331,3 +331,65 @@ TEST_CASE("a durable post over the queue's quota fails at once with "
 }
 
 } // namespace courier::testing
+
+namespace courier::testing {
+
+TEST_CASE("a node's metrics show its durable queues and dead letters",
+          "[durable][node][metrics]") {
+  temp_dir dir;
+  temp_dir store;
+  durable_node a{dir, "alpha", store.path(),
+                 [](durable::delivery_options& o) {
+                   o.store.max_attempts = 1;
+                 }};
+  REQUIRE(a->spawn("billing", [](context&) {
+    return behavior{[](const tpb::Ping&) -> expected<void> {
+      return error{errc::invalid_argument, "refused"};
+    }};
+  }));
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(a->post_durable("nobody", ping(i)));
+  REQUIRE(a->post_durable("billing", ping(9)));
+  REQUIRE(eventually([&] { return a->metrics().durable_dead_letters == 1; }));
+  auto m = a->metrics();
+  bool seen = false;
+  for (const auto& q : m.durable_queues)
+    if (q.queue == "out:nobody") {
+      seen = true;
+      CHECK(q.depth == 5);
+      CHECK(q.bytes > 0);
+      CHECK(q.oldest_age_seconds >= 0);
+    }
+  CHECK(seen);
+  auto text = to_prometheus(m);
+  CHECK_THAT(text, Catch::Contains("courier_durable_queue_depth{node=\"alpha\","
+                                   "queue=\"out:nobody\"} 5"));
+  CHECK_THAT(text, Catch::Contains("courier_durable_dead_letters{node=\"alpha\"} 1"));
+}
+
+} // namespace courier::testing
+
+namespace courier::testing {
+
+TEST_CASE("an actor posts durably from its handler, as a plain thread does",
+          "[durable][node]") {
+  temp_dir dir;
+  temp_dir store;
+  durable_node a{dir, "alpha", store.path()};
+  auto log = std::make_shared<handled_log>();
+  REQUIRE(a->spawn("billing", [log](context&) { return recorder(log); }));
+  // The front desk forwards every order durably, from its own handler.
+  REQUIRE(a->spawn("desk", [](context& ctx) {
+    return behavior{[&ctx](const tpb::Ping& p) -> expected<void> {
+      post_options o;
+      o.durable = true;
+      return ctx.post("billing", p, o);
+    }};
+  }));
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(a->post("desk", ping(i)));
+  REQUIRE(eventually([&] { return log->size() >= 50; }));
+  CHECK(log->all() == upto(50));
+}
+
+} // namespace courier::testing

@@ -595,4 +595,102 @@ TEST_CASE("a gateway call continues the caller's traceparent, and a call "
   auto replaced = call("00-not-a-trace-01", told);
   CHECK(trace_context::parse(told));
   CHECK(replaced.substr(0, 32) == trace_context::parse(told)->trace_id_hex());
+
+TEST_CASE("a gateway with rules lets each caller do what its certificate's "
+          "rules allow and refuses the rest",
+          "[gateway][tls][security]") {
+  temp_dir dir;
+  auto certs = mint_certs(dir, {"gw", "clerk", "auditor"});
+  quiet_node host{"ruled-gateway"};
+  auto posted = std::make_shared<probe<std::int64_t>>();
+  REQUIRE(host->spawn("adder", [posted](context&) {
+    return behavior{[](const tpb::Add& a) {
+                      tpb::Sum out;
+                      out.set_value(a.a() + a.b());
+                      return out;
+                    },
+                    [posted](const tpb::Ping& p) { posted->push(p.seq()); }};
+  }));
+  REQUIRE(host->spawn("vault", [](context&) {
+    return behavior{[](const tpb::Add&) { return tpb::Sum{}; }};
+  }));
+  gateway::options settings;
+  settings.tls = gateway::tls_files{certs + "/gw.pem", certs + "/gw.key",
+                                    certs + "/ca.pem"};
+  // The clerk may call and find the adder; the auditor may only find.
+  settings.rules = std::vector<access_rule>{
+    {"cert:CN=clerk", "adder", verbs::send | verbs::find},
+    {"cert:CN=auditor", "*", verbs::find}};
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto read = [](const std::string& path) {
+    std::ifstream in{path};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  auto stub_for = [&](const std::string& who) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = read(certs + "/ca.pem");
+    tls.pem_private_key = read(certs + "/" + who + ".key");
+    tls.pem_cert_chain = read(certs + "/" + who + ".pem");
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("gw");
+    return gw::Gateway::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string((*served)->port()),
+      grpc::SslCredentials(tls), args));
+  };
+  auto send = [](gw::Gateway::Stub& stub, const std::string& name) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::SendRequest request;
+    request.set_name(name);
+    *request.mutable_message() = any_of(add(2, 3));
+    gw::SendReply reply;
+    return stub.Send(&ctx, request, &reply);
+  };
+  auto post = [](gw::Gateway::Stub& stub, const std::string& name) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::PostRequest request;
+    request.set_name(name);
+    *request.mutable_message() = any_of(ping(1));
+    gw::PostReply reply;
+    return stub.Post(&ctx, request, &reply);
+  };
+  auto names = [](gw::Gateway::Stub& stub) {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    gw::NamesRequest request;
+    gw::NamesReply reply;
+    REQUIRE(stub.Names(&ctx, request, &reply).ok());
+    std::vector<std::string> out;
+    for (const auto& n : reply.names())
+      out.push_back(n.actor());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto clerk = stub_for("clerk");
+  auto auditor = stub_for("auditor");
+  CHECK(send(*clerk, "adder").ok());
+  auto vault = send(*clerk, "vault");
+  CHECK(vault.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(vault.error_message(),
+             Catch::Contains("cert:CN=clerk may not send to 'vault'"));
+  CHECK(post(*clerk, "adder").error_code()
+        == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(send(*auditor, "adder").error_code()
+        == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(names(*clerk) == std::vector<std::string>{"adder"});
+  CHECK(names(*auditor) == std::vector<std::string>{"adder", "vault"});
+  // Refused before anything reached an actor, and counted.
+  CHECK(posted->size() == 0);
+  CHECK((*served)->refusals() == 3);
+
+  // A malformed rule stops the gateway from starting.
+  gateway::options bad = settings;
+  bad.rules = std::vector<access_rule>{{"certificate:x", "*", verbs::all}};
+  auto refused = gateway::server::start(*host, bad);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 
+#include "courier/durable/delivery.hpp"
 #include "local_node.hpp"
 #include "netns.hpp"
 #include "tcp_support.hpp"
@@ -30,7 +31,8 @@ struct two_hosts {
                      std::vector<std::string> actors = {"echo.p", "adder",
                                                         "sloth", "counter",
                                                         "quitter"},
-                     const temp_dir* peer_dir = nullptr)
+                     const temp_dir* peer_dir = nullptr,
+                     std::function<void(node_config&)> adjust = {})
     : certs{mint_certs(dir, {"here", "peer", "ops"})} {
     REQUIRE(hosts.ok());
     auto args = netns_pair::in(hosts.b());
@@ -60,6 +62,8 @@ struct two_hosts {
       settings.unreachable_after = bound;
       config.transports.emplace_back("tcp", tcp::factory(settings));
       config.seeds = seeds;
+      if (adjust)
+        adjust(config);
     });
   }
 
@@ -276,4 +280,60 @@ TEST_CASE("a partition one way is detected by both sides",
     "lost the link with node 'here': nothing came from the peer", 10s));
   // b's side
   REQUIRE(netns_pair::heal(setup.hosts.b()));
+}
+
+TEST_CASE("durable posts across a partition between hosts: everything "
+          "acknowledged is handled once, in order, after it heals",
+          "[hosts][tcp][durable]") {
+  if (!netns_pair::available()) {
+    WARN("skipped: network namespaces need root, ip and nft");
+    return;
+  }
+  // 5 s in every run; 30 s as well with COURIER_DURABLE_LONG=1.
+  std::vector<std::chrono::seconds> partitions{5s};
+  if (const char* longer = std::getenv("COURIER_DURABLE_LONG");
+      longer != nullptr && std::string{longer} == "1")
+    partitions.push_back(30s);
+  temp_dir dir, stores;
+  two_hosts setup{dir,
+                  {"--durable", stores.path() + "/peer", "counter"},
+                  nullptr,
+                  [&](node_config& config) {
+                    durable::delivery_options o;
+                    o.store.directory = stores.path() + "/here";
+                    o.retry_min = 10ms;
+                    o.retry_max = 200ms;
+                    o.forward_timeout = 1s;
+                    config.durable = durable::delivery(o);
+                  }};
+  auto& here = setup.local();
+  std::int64_t seq = 0;
+  auto post_some = [&](int n) {
+    for (int i = 0; i < n; ++i)
+      REQUIRE(here.post_durable("counter", ping(seq++)));
+  };
+  auto handled = [&] {
+    auto sum = here.send<tpb::Sum>("counter", add(0, 0), 1s);
+    return sum ? (*sum)->value() : -1;
+  };
+  post_some(100);
+  REQUIRE(eventually([&] { return handled() == 100 * 1000000LL; }, 15s));
+  for (auto cut : partitions) {
+    REQUIRE(netns_pair::black_hole(setup.hosts.a()));
+    REQUIRE(netns_pair::black_hole(setup.hosts.b()));
+    // Posted during the partition: on this node's disk, waiting.
+    auto until = std::chrono::steady_clock::now() + cut;
+    while (std::chrono::steady_clock::now() < until) {
+      post_some(10);
+      std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(netns_pair::heal(setup.hosts.a()));
+    REQUIRE(netns_pair::heal(setup.hosts.b()));
+    post_some(100);
+    // Every post is handled once and in order: the counter counts them and
+    // the ones out of order (a duplicate would be one).
+    INFO("after a partition of " << cut.count() << " s, " << seq
+                                 << " posted");
+    REQUIRE(eventually([&] { return handled() == seq * 1000000LL; }, 60s));
+  }
 }

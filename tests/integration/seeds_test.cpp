@@ -5,6 +5,8 @@
 
 #include <csignal>
 
+#include "courier/durable/delivery.hpp"
+#include "courier/v1/durable.pb.h"
 #include "local_node.hpp"
 #include "tcp_support.hpp"
 
@@ -169,4 +171,81 @@ TEST_CASE("seeds are checked when the node starts", "[seeds]") {
   CHECK(parsed->address == "tls://10.0.0.2:7000");
   CHECK_FALSE(parse_seed("beta"));
   CHECK_FALSE(parse_seed("beta@tls://10.0.0.2"));
+}
+
+TEST_CASE("a durable transfer is authorized as a post to its target: a "
+          "principal the rules do not let post to a name gets nothing to it",
+          "[seeds][tcp][tls][durable][security]") {
+  temp_dir there, here_dir, stores;
+  auto certs = mint_certs(there, {"here", "peer"});
+  auto handled = std::make_shared<probe<std::string>>();
+  auto recorder = [handled](std::string name) {
+    return [handled, name](context&) {
+      return behavior{[handled, name](const tpb::Ping&) {
+        handled->push(name);
+      }};
+    };
+  };
+  // "peer", another machine: "here" may find both names but post only to
+  // billing.
+  local_node peer{there, "peer", [&](node_config& config) {
+                    tcp::options settings;
+                    settings.tls = tls_files_of(certs, "peer");
+                    config.transports = {{"tcp", tcp::factory(settings)}};
+                    config.rules = {
+                      {"cert:CN=here", "billing", verbs::post | verbs::find},
+                      {"cert:CN=here", "audit", verbs::find}};
+                    durable::delivery_options o;
+                    o.store.directory = stores.path() + "/peer";
+                    config.durable = durable::delivery(o);
+                  }};
+  REQUIRE(peer->spawn("billing", recorder("billing")));
+  REQUIRE(peer->spawn("audit", recorder("audit")));
+  auto address
+    = "tls://127.0.0.1:" + std::to_string(published_port(there, "peer"));
+  auto notices = std::make_shared<probe<v1::DurableNotice>>();
+  local_node here{here_dir, "here", [&](node_config& config) {
+                    tcp::options settings;
+                    settings.tls = tls_files_of(certs, "here");
+                    config.transports = {{"tcp", tcp::factory(settings)}};
+                    config.seeds = {{"peer", address}};
+                    durable::delivery_options o;
+                    o.store.directory = stores.path() + "/here";
+                    o.retry_min = 10ms;
+                    o.retry_max = 100ms;
+                    config.durable = durable::delivery(o);
+                  }};
+  REQUIRE(here->spawn("admin", [notices](context&) {
+    return behavior{[notices](const v1::DurableNotice& n) {
+      notices->push(n);
+    }};
+  }));
+  post_options o;
+  o.ack_to = "admin";
+  o.time_to_reach_queue = 1500ms;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(here->post_durable("billing", ping(i), o));
+    REQUIRE(here->post_durable("audit", ping(i), o));
+  }
+  // Billing's reach the queue and its handler; audit's are refused at the
+  // link, retried, and expire on this node with their reason.
+  REQUIRE(eventually(
+    [&] {
+      std::size_t dead = 0;
+      for (const auto& n : notices->items())
+        dead += n.kind() == v1::DurableNotice::KIND_DEAD_LETTER;
+      return dead == 3;
+    },
+    20s));
+  REQUIRE(eventually([&] { return handled->size() >= 3; }));
+  for (const auto& name : handled->items())
+    CHECK(name == "billing");
+  for (const auto& n : notices->items())
+    if (n.kind() == v1::DurableNotice::KIND_DEAD_LETTER) {
+      CHECK(n.target() == "audit");
+      CHECK(n.reason() == "time_to_reach_queue");
+      CHECK(n.node() == "here");
+    }
+  CHECK(peer->refusals() >= 3);
+  CHECK(logged(*here.lines, "may not post to 'audit'"));
 }

@@ -13,7 +13,8 @@
 // posts, and keeps the first one until the process is asked to end, so
 // that the others wait in its mailbox).
 // --registry sets node_config::registry (an etcd URL) and --lease its
-// registry_lease in milliseconds.
+// registry_lease in milliseconds. --durable DIR gives the node durable
+// delivery with its store in DIR.
 // --max-queued sets limits.max_queued; --log-stdout prints the node's log
 // lines to stdout, each as "log: <line>".
 // --flood NAME posts Pings numbered from 0 to NAME without pause, from a
@@ -54,6 +55,7 @@
 #include <vector>
 
 #include "courier/courier.hpp"
+#include "courier/durable/delivery.hpp"
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
 #include "courier/tcp/tcp_transport.hpp"
@@ -301,7 +303,13 @@ int main(int argc, char** argv) {
       config.seeds.push_back(std::move(*parsed));
     } else if (arg == "--lease" && i + 1 < argc)
       config.registry_lease = std::chrono::milliseconds{std::stoll(argv[++i])};
-    else if (arg == "--log-stdout")
+    else if (arg == "--durable" && i + 1 < argc) {
+      durable::delivery_options o;
+      o.store.directory = argv[++i];
+      o.retry_min = std::chrono::milliseconds{10};
+      o.retry_max = std::chrono::milliseconds{200};
+      config.durable = durable::delivery(o);
+    } else if (arg == "--log-stdout")
       config.log = [](log_level, std::string_view line) {
         std::lock_guard guard{stdout_mu};
         std::cout << "log: " << line << std::endl;

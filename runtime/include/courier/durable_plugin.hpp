@@ -16,6 +16,7 @@
 
 #include "courier/error.hpp"
 #include "courier/message.hpp"
+#include "courier/metrics.hpp"
 #include "courier/options.hpp"
 
 namespace courier {
@@ -37,6 +38,13 @@ public:
   /// Called on a link's thread: must not block.
   virtual void accept(std::string_view target, message transfer,
                       std::function<void(expected<message>)> answer) = 0;
+
+  /// Adds the store's queues and dead letters to a metrics snapshot
+  /// (durable_queues, durable_dead_letters). Any thread; must not block on
+  /// the disk.
+  virtual void add_metrics(metrics_snapshot& snapshot) const {
+    (void)snapshot;
+  }
 
   /// The node stops: the plug-in finishes with the node (no verb after
   /// this returns). Called once, before the node stops its actors.

@@ -81,6 +81,17 @@ struct refusal_metrics {
   std::uint64_t count = 0;
 };
 
+/// One durable queue of the node's store (docs/durable.md): "out:NAME"
+/// waits to reach NAME's node, "in:NAME" for NAME's handler.
+struct durable_queue_metrics {
+  std::string queue;
+  std::uint64_t depth = 0; ///< waiting or being handled
+  std::uint64_t in_flight = 0;
+  std::uint64_t bytes = 0;
+  /// Since the oldest message was stored (wall clock); 0 when empty.
+  double oldest_age_seconds = 0;
+};
+
 /// Everything a node counts, at one moment. Counters only grow while the
 /// node lives; gauges (depths, link state) are as of the snapshot.
 struct metrics_snapshot {
@@ -93,6 +104,10 @@ struct metrics_snapshot {
   std::vector<actor_metrics> actors; ///< sorted by name
   std::array<std::uint64_t, dead_letter_reason_count> dead_letters{};
   std::vector<refusal_metrics> refusals; ///< sorted by verb
+  /// With durable delivery (node_config::durable): the deepest queues (at
+  /// most 100), sorted by name, and the dead letters kept in the store.
+  std::vector<durable_queue_metrics> durable_queues;
+  std::uint64_t durable_dead_letters = 0;
 };
 
 /// The snapshot in Prometheus text exposition format, version 0.0.4.

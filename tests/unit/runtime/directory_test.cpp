@@ -4,7 +4,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
 
 #include "file_directory.hpp"
 #include "process.hpp"
@@ -62,4 +67,35 @@ TEST_CASE("a node's endpoints listed in its record go with it, and nothing "
   CHECK_FALSE(std::filesystem::exists(sockets + "a.shm"));
   CHECK(std::filesystem::exists(sockets + "a.b.sock"));
   CHECK(std::filesystem::exists(dir.path() + "/elsewhere"));
+}
+
+TEST_CASE("a node restarting while a peer asks whether its last incarnation "
+          "lives gets its name; a live node keeps it",
+          "[directory]") {
+  temp_dir dir;
+  {
+    auto first = file_directory::join(dir.path(), "billing");
+    REQUIRE(first);
+    // A second start while the first lives is refused.
+    auto second = file_directory::join(dir.path(), "billing");
+    REQUIRE_FALSE(second);
+    CHECK(second.code() == errc::already_exists);
+  }
+  // The last incarnation is gone, but a peer's probe (alive(), reap():
+  // a shared lock for a moment) holds the lock file as the new one starts.
+  auto lock_path = dir.path() + "/nodes/billing.lock";
+  std::ofstream{lock_path}.flush();
+  int probe = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(probe >= 0);
+  REQUIRE(::flock(probe, LOCK_SH | LOCK_NB) == 0);
+  std::thread release{[probe] {
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    ::close(probe);
+  }};
+  auto restarted = file_directory::join(dir.path(), "billing");
+  release.join();
+  REQUIRE(restarted);
+  auto again = file_directory::join(dir.path(), "billing");
+  REQUIRE_FALSE(again);
+  CHECK(again.code() == errc::already_exists);
 }

@@ -141,6 +141,8 @@ public:
 
   void stop() noexcept override;
 
+  void add_metrics(metrics_snapshot& snapshot) const override;
+
 private:
   /// One store queue and who moves it: an outgoing queue's forwarder or
   /// an incoming queue's dispatcher.
@@ -195,9 +197,29 @@ private:
   void store_items(const std::string& target,
                    std::vector<const v1::DurableItem*> items,
                    std::function<void(store_outcome)> done);
+  /// One claim of an incoming queue, handed to the actor one message at
+  /// a time, in order.
+  struct dispatch_run {
+    std::string lane, target;
+    std::vector<claimed_item> items;
+    std::vector<message> payloads;
+    /// Why item i cannot be handed over (empty: it can).
+    std::vector<std::string> unreadable;
+    /// The next item to hand over (used inside the actor only).
+    std::size_t next = 0;
+    std::mutex mu;
+    std::size_t removals = 0; // submitted, not yet durable (mu)
+    bool finished = false;    // (mu)
+    milliseconds delay{0};    // (mu)
+  };
   void dispatch(const std::string& lane);
-  void dispatched(const std::string& lane, const claimed_item& claimed,
-                  const expected<message>& outcome);
+  void hand_over(const std::shared_ptr<dispatch_run>& run, context& ctx);
+  /// The item at run->next failed (or was never handed over): a failed
+  /// attempt, or a release, and the rest go back.
+  void stop_run(const std::shared_ptr<dispatch_run>& run, const error& why);
+  void finish_run(const std::shared_ptr<dispatch_run>& run,
+                  milliseconds delay);
+  void removed(const std::shared_ptr<dispatch_run>& run);
 
   // -- notices, the actor, administration ----------------------------------
   void notify(const v1::DurableItem& item, v1::DurableNotice::Kind kind,
@@ -568,85 +590,127 @@ void mailroom::dispatch(const std::string& lane) {
   if (!is_local(target))
     // Its actor is away (restarting, or not spawned yet): look again.
     return settle(lane, true, failed(lane, {}));
-  auto got = store_->claim(lane, 1);
+  auto got = store_->claim(lane, std::max<std::size_t>(1, opt_.dispatch_batch));
   if (!got)
     return settle(lane, true, failed(lane, got.error().message()));
   if (got->empty()) {
     succeeded(lane);
     return settle(lane, false, 0ms);
   }
-  auto& m = got->front();
-  bool flush_first = m.attempts > 1;
+  auto run = std::make_shared<dispatch_run>();
+  run->lane = lane;
+  run->target = target;
+  bool flush_first = false;
+  for (auto& m : *got) {
+    flush_first = flush_first || m.attempts > 1;
+    claimed_item c;
+    c.id = m.id;
+    message payload;
+    std::string bad;
+    if (!c.item.ParseFromString(m.payload)) {
+      bad = "the stored record is unreadable";
+    } else {
+      (void)host_.register_type(c.item.type_name());
+      auto made = host_.new_message(c.item.type_name());
+      if (!made)
+        bad = "type " + c.item.type_name() + " is unknown on node '"
+              + host_.name() + "'";
+      else if (!(*made)->ParseFromString(c.item.payload()))
+        bad = "the payload is not a valid " + c.item.type_name();
+      else
+        payload = message{std::move(*made)};
+    }
+    run->items.push_back(std::move(c));
+    run->payloads.push_back(std::move(payload));
+    run->unreadable.push_back(std::move(bad));
+  }
   {
     std::lock_guard guard{mu_};
     flush_first = flush_first || !std::exchange(lanes_[lane].flushed, true);
   }
   // A handler that kills the process is counted even so, and becomes
-  // poison after max_attempts: its attempt is durable before it runs.
+  // poison after max_attempts: its attempt is durable before it runs again.
   if (flush_first)
     (void)store_->flush();
-  claimed_item c;
-  c.id = m.id;
-  std::optional<std::string> bad;
-  message payload;
-  if (!c.item.ParseFromString(m.payload)) {
-    bad = "the stored record is unreadable";
-  } else {
-    (void)host_.register_type(c.item.type_name());
-    auto made = host_.new_message(c.item.type_name());
-    if (!made)
-      bad = "type " + c.item.type_name() + " is unknown on node '"
-            + host_.name() + "'";
-    else if (!(*made)->ParseFromString(c.item.payload()))
-      bad = "the payload is not a valid " + c.item.type_name();
-    else
-      payload = message{std::move(*made)};
-  }
   auto self = shared_from_this();
-  if (bad) {
-    auto delay = failed(lane, {});
-    store_->fail(m.id, *bad, [](expected<void>) {}, delay);
-    return settle(lane, true, 0ms);
-  }
-  submit(job{
-    [self, lane, c, payload, target](context& ctx) {
-      ctx.request(target, payload, self->opt_.handler_timeout)
-        .then(
-          [self, lane, c](const message& reply) {
-            self->dispatched(lane, c, reply);
-          },
-          [self, lane, c](const error& why) {
-            self->dispatched(lane, c, why);
-          });
-    },
-    [self, lane, c](const error& why) { self->dispatched(lane, c, why); }});
+  submit(job{[self, run](context& ctx) { self->hand_over(run, ctx); },
+             [self, run](const error& why) { self->stop_run(run, why); }});
 }
 
-void mailroom::dispatched(const std::string& lane, const claimed_item& claimed,
-                          const expected<message>& outcome) {
-  if (outcome) {
-    // The next message waits until this one's removal is durable: a crash
-    // hands again at most the one message whose handler had returned.
-    succeeded(lane);
-    store_->complete(claimed.id,
-                     [self = shared_from_this(), lane](expected<void>) {
-                       self->settle(lane, true, 0ms);
-                     });
-    notify(claimed.item, v1::DurableNotice::KIND_HANDLED, claimed.id);
-    return;
+void mailroom::hand_over(const std::shared_ptr<dispatch_run>& run,
+                         context& ctx) {
+  if (run->next == run->items.size())
+    return finish_run(run, 0ms);
+  auto i = run->next;
+  if (!run->unreadable[i].empty())
+    return stop_run(run, error{errc::invalid_argument, run->unreadable[i]});
+  auto self = shared_from_this();
+  ctx.request(run->target, run->payloads[i], opt_.handler_timeout)
+    .then(
+      [self, run, &ctx](const message&) {
+        // Handled: removed (its fsync runs while the next one is handled);
+        // the next batch is claimed once every removal is durable.
+        auto& c = run->items[run->next++];
+        {
+          std::lock_guard guard{run->mu};
+          ++run->removals;
+        }
+        self->store_->complete(c.id, [self, run](expected<void>) {
+          self->removed(run);
+        });
+        self->notify(c.item, v1::DurableNotice::KIND_HANDLED, c.id);
+        self->hand_over(run, ctx);
+      },
+      [self, run](const error& why) { self->stop_run(run, why); });
+}
+
+void mailroom::stop_run(const std::shared_ptr<dispatch_run>& run,
+                        const error& why) {
+  auto delay = failed(run->lane, {});
+  auto i = run->next;
+  if (i < run->items.size()) {
+    const auto& c = run->items[i];
+    if (why.code() == errc::not_found || why.code() == errc::unavailable
+        || why.code() == errc::aborted)
+      // The handler did not run (its actor was away, or stopped): no
+      // attempt.
+      (void)store_->release(c.id, delay);
+    else
+      store_->fail(c.id, std::string{to_string(why.code())} + ": "
+                           + why.message(),
+                   [](expected<void>) {}, delay);
   }
-  auto delay = failed(lane, {});
-  if (outcome.code() == errc::not_found || outcome.code() == errc::unavailable
-      || outcome.code() == errc::aborted) {
-    // The handler did not run (its actor was away, or stopped): no attempt.
-    (void)store_->release(claimed.id, delay);
-  } else {
-    store_->fail(claimed.id,
-                 std::string{to_string(outcome.code())} + ": "
-                   + outcome.error().message(),
-                 [](expected<void>) {}, delay);
+  // The rest were not handed over: back in their place, no attempt.
+  for (auto j = i + 1; j < run->items.size(); ++j)
+    (void)store_->release(run->items[j].id, delay);
+  finish_run(run, delay);
+}
+
+void mailroom::finish_run(const std::shared_ptr<dispatch_run>& run,
+                          milliseconds delay) {
+  {
+    std::lock_guard guard{run->mu};
+    run->finished = true;
+    run->delay = delay;
+    if (run->removals != 0)
+      return; // the last removal settles the lane
   }
-  settle(lane, true, delay);
+  if (delay == 0ms)
+    succeeded(run->lane);
+  settle(run->lane, true, delay);
+}
+
+void mailroom::removed(const std::shared_ptr<dispatch_run>& run) {
+  milliseconds delay;
+  {
+    std::lock_guard guard{run->mu};
+    if (--run->removals != 0 || !run->finished)
+      return;
+    delay = run->delay;
+  }
+  if (delay == 0ms)
+    succeeded(run->lane);
+  settle(run->lane, true, delay);
 }
 
 // -- the pump -------------------------------------------------------------------
@@ -888,6 +952,35 @@ mailroom::administer(const v1::DurableAdminRequest& request) {
                    "unknown durable administration request"};
   }
   return reply;
+}
+
+void mailroom::add_metrics(metrics_snapshot& snapshot) const {
+  if (!store_)
+    return;
+  auto queues = store_->queues();
+  std::erase_if(queues, [](const queue_info& q) {
+    return !has_prefix(q.name, out_prefix) && !has_prefix(q.name, in_prefix);
+  });
+  // Bounded labels: the deepest 100 queues (one per destination name).
+  constexpr std::size_t most = 100;
+  if (queues.size() > most) {
+    std::nth_element(queues.begin(), queues.begin() + most, queues.end(),
+                     [](const auto& x, const auto& y) {
+                       return x.depth > y.depth;
+                     });
+    queues.resize(most);
+  }
+  std::sort(queues.begin(), queues.end(),
+            [](const auto& x, const auto& y) { return x.name < y.name; });
+  auto now = wall_ns();
+  for (const auto& q : queues)
+    snapshot.durable_queues.push_back(
+      {q.name, q.depth, q.in_flight, q.bytes,
+       q.oldest_wall_ns == 0
+         ? 0.0
+         : static_cast<double>(std::max<std::int64_t>(0, now - q.oldest_wall_ns))
+             / 1e9});
+  snapshot.durable_dead_letters = store_->dead_letter_count();
 }
 
 } // namespace

@@ -138,6 +138,10 @@ expected<void> store::fail_and_wait(std::uint64_t id, std::string reason,
   });
 }
 
+std::size_t store::dead_letter_count() const {
+  return self_->dead_letter_count();
+}
+
 std::vector<stored_message> store::peek(std::string_view queue,
                                         std::size_t max) const {
   return self_->peek(queue, max);

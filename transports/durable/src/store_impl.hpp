@@ -111,6 +111,10 @@ public:
                                    std::size_t max) const;
   std::vector<queue_info> queues() const;
   std::vector<dead_letter> dead_letters() const;
+  std::size_t dead_letter_count() const {
+    std::lock_guard guard{mu_};
+    return dead_.size();
+  }
   void replay(std::uint64_t id, done_callback done);
   void purge(std::string_view queue,
              std::function<void(expected<std::size_t>)> done);

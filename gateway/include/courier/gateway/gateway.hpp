@@ -11,7 +11,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "courier/access.hpp"
 #include "courier/error.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 
@@ -43,6 +45,17 @@ struct options {
   /// service's .proto must be compiled into this program (its descriptors
   /// in Protobuf's generated pool).
   std::map<std::string, std::string> services;
+  /// Who may do what through the gateway (courier/access.hpp, the rules
+  /// of docs/security.md): a caller is `cert:<subject>` (and `san:` for
+  /// its alternative names) when mutual TLS checked its certificate, else
+  /// `anonymous`. Deny by default: a call whose verb on its actor name no
+  /// rule allows fails with PERMISSION_DENIED before anything is sent;
+  /// Names lists only what the caller may find; a Broadcast needs the verb
+  /// on every name it would ask; a service call is a `send` to its actor.
+  /// Refusals are counted (refusals()) and logged, at most one line a
+  /// second. Unset: every caller the transport lets in acts as the
+  /// gateway's node (keep it on the loopback or behind mutual TLS).
+  std::optional<std::vector<access_rule>> rules;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must
@@ -65,6 +78,9 @@ public:
 
   /// Calls answered since the start, and calls refused (bad input).
   std::uint64_t calls() const noexcept;
+
+  /// Calls the rules refused (options::rules) since the start.
+  std::uint64_t refusals() const noexcept;
 
   struct impl;
 

@@ -21,7 +21,8 @@
 //   after the fsync;
 // - a dispatcher hands each incoming queue's messages, one at a time and
 //   in order, to the actor as a request, and removes a message only when
-//   the handler has returned; a handler that fails is tried again with
+//   the handler has returned (up to dispatch_batch handled messages wait
+//   for their removals' fsync together); a handler that fails is tried again with
 //   backoff, and after max_attempts the message is a dead letter (poison)
 //   and the ones behind it go on.
 // The node's actor "courier.durable.<node>" runs the verbs and answers the
@@ -49,6 +50,11 @@ struct delivery_options {
   /// retry_max is also how often a queue whose name is away is looked at.
   std::chrono::milliseconds retry_min{20};
   std::chrono::milliseconds retry_max{1'000};
+  /// An incoming queue's handler gets up to this many messages in a row
+  /// (in order, one at a time) before the dispatcher waits for their
+  /// removals to be durable: more is faster (removals share fsyncs), and
+  /// is also how many handled messages a crash may hand again.
+  std::size_t dispatch_batch = 16;
   /// One transfer holds at most this many messages and bytes.
   std::size_t forward_batch = 256;
   std::size_t forward_batch_bytes = 1u << 20;

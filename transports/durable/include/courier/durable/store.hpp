@@ -257,6 +257,9 @@ public:
   /// The dead letters, oldest first.
   std::vector<dead_letter> dead_letters() const;
 
+  /// How many dead letters there are (without copying them).
+  std::size_t dead_letter_count() const;
+
   /// Puts dead letter `id` back at its place in its queue with zero
   /// attempts and its timers restarted. Waits until durable.
   [[nodiscard]] expected<void> replay(std::uint64_t id);
