@@ -23,9 +23,10 @@ public:
   id_source() {
     std::random_device seed;
     static std::atomic<std::uint64_t> threads{0};
-    std::uint64_t mix = threads.fetch_add(1) ^ static_cast<std::uint64_t>(::getpid())
-                        ^ static_cast<std::uint64_t>(
-                          std::chrono::steady_clock::now().time_since_epoch().count());
+    std::uint64_t mix
+      = threads.fetch_add(1) ^ static_cast<std::uint64_t>(::getpid())
+        ^ static_cast<std::uint64_t>(
+          std::chrono::steady_clock::now().time_since_epoch().count());
     for (auto& word : state_) {
       word = (std::uint64_t{seed()} << 32 | seed()) ^ splitmix(mix);
     }
@@ -138,8 +139,8 @@ std::string trace_context::traceparent() const {
 std::optional<trace_context> trace_context::parse(std::string_view text) {
   // version "-" trace-id "-" parent-id "-" trace-flags: 2+1+32+1+16+1+2.
   // A later version may append fields after a '-'.
-  if (text.size() < 55 || text[2] != '-' || text[35] != '-'
-      || text[52] != '-' || (text.size() > 55 && text[55] != '-'))
+  if (text.size() < 55 || text[2] != '-' || text[35] != '-' || text[52] != '-'
+      || (text.size() > 55 && text[55] != '-'))
     return std::nullopt;
   std::array<std::uint8_t, 1> version{};
   std::array<std::uint8_t, 1> flags{};

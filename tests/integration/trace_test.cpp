@@ -69,8 +69,8 @@ TEST_CASE("one trace id is seen on every hop of a request that crosses "
   // c serves over TCP alone; b has the local tiers and TCP, so b -> c is
   // TCP and a -> b shared memory (the tier policy's first choice).
   auto c = start_test_node(dir, "c", {"--tcp", "hop.c"});
-  auto b = start_test_node(dir, "b",
-                           {"--with-tcp", "--hop-next", "hop.c", "hop.b"});
+  auto b
+    = start_test_node(dir, "b", {"--with-tcp", "--hop-next", "hop.c", "hop.b"});
   // a's plain thread sends to its own hop.a; with --trace it starts the
   // trace, which every hop continues.
   child_process a{{COURIER_TEST_NODE, "--dir", dir.path(), "--name", "a",
@@ -116,8 +116,8 @@ TEST_CASE("JSON log lines parse, and a refusal is one line with its reason, "
           "[trace][log]") {
   temp_dir dir;
   // x lets network peers do nothing (--no-rules): y's call is refused.
-  auto x = start_test_node(dir, "x", {"--tcp", "--no-rules", "--log-json",
-                                      "--log-stdout", "hop.x"});
+  auto x = start_test_node(
+    dir, "x", {"--tcp", "--no-rules", "--log-json", "--log-stdout", "hop.x"});
   child_process y{{COURIER_TEST_NODE, "--dir", dir.path(), "--name", "y",
                    "--tcp", "--trace", "--try", "send:hop.x"}};
   auto tried = y.line_containing("tried send hop.x:", 20s);
@@ -137,9 +137,10 @@ TEST_CASE("JSON log lines parse, and a refusal is one line with its reason, "
       CHECK(line[key].is_string());
     }
     CHECK(line["node"] == "x");
-    CHECK(std::regex_match(line["time"].get<std::string>(),
-                           std::regex{"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d"
-                                      "\\.\\d{6}Z"}));
+    CHECK(
+      std::regex_match(line["time"].get<std::string>(),
+                       std::regex{"\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d"
+                                  "\\.\\d{6}Z"}));
     if (line.value("reason", "") == "permission_denied")
       refusals.push_back(line);
   }

@@ -56,8 +56,7 @@ struct trace_context {
   /// span id. Of a context that is not valid(), a new trace.
   trace_context child() const;
 
-  friend bool operator==(const trace_context&,
-                         const trace_context&) = default;
+  friend bool operator==(const trace_context&, const trace_context&) = default;
 };
 
 /// While it lives, what this thread sends (node::post, node::send,
