@@ -595,6 +595,7 @@ TEST_CASE("a gateway call continues the caller's traceparent, and a call "
   auto replaced = call("00-not-a-trace-01", told);
   CHECK(trace_context::parse(told));
   CHECK(replaced.substr(0, 32) == trace_context::parse(told)->trace_id_hex());
+}
 
 TEST_CASE("a gateway with rules lets each caller do what its certificate's "
           "rules allow and refuses the rest",
