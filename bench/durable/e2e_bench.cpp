@@ -3,14 +3,18 @@
 // same run, alternating which goes first (docs/benchmarks.md, "Durable
 // posts end to end").
 //
-//   courier_bench_durable_e2e [--runs N] [--messages N] [--dir PATH]
-//                             [--quick]
+//   courier_bench_durable_e2e [--runs N] [--messages N] [--paced N]
+//                             [--dir PATH] [--quick]
 //
 // Modes, each N runs:
 //   express      one thread posts 64 B messages (node::post)
 //   durable_1    one thread posts them durably (node::post_durable): every
 //                post waits for its fsync, so this is the disk's fsync rate
 //   durable_8    eight threads post durably (group commit)
+//   express_paced, durable_paced
+//                one message at a time: posted, then handled, then the
+//                next (--paced N of them): the path's latency without a
+//                queue in front of it
 // For each: messages/s from the first post until the handler has handled
 // the last one, and the p50 and p99 of post-to-handler latency (the
 // handler reads the monotonic clock the post wrote into the message: both
@@ -153,7 +157,30 @@ figures run_mode(courier::node& producer, const std::string& mode,
       }
     }
   };
-  if (mode == "durable_8") {
+  if (mode.ends_with("_paced")) {
+    // One at a time: each message is handled before the next is posted,
+    // so its latency is the path's own, not the queue's.
+    control.set_seq(report_seq);
+    for (long i = 0; i < messages; ++i) {
+      auto msg = payload(i);
+      auto posted = mode == "express_paced"
+                      ? producer.post("sink", msg)
+                      : producer.post_durable("sink", msg).has_value()
+                          ? courier::expected<void>{}
+                          : courier::expected<void>{courier::error{
+                            courier::errc::internal, "post failed"}};
+      if (!posted)
+        throw std::runtime_error{posted.error().to_string()};
+      auto until = std::chrono::steady_clock::now() + 30s;
+      for (;;) {
+        auto seen = producer.send<bench::v1::Ping>("sink", control, 10s);
+        if (seen && (*seen)->seq() > i)
+          break;
+        if (std::chrono::steady_clock::now() > until)
+          throw std::runtime_error{"a paced message was never handled"};
+      }
+    }
+  } else if (mode == "durable_8") {
     std::vector<std::thread> threads;
     for (long t = 0; t < 8; ++t)
       threads.emplace_back(post_range, messages * t / 8,
@@ -190,6 +217,7 @@ int main(int argc, char** argv) {
   bool quick = has_flag(argc, argv, "--quick");
   auto runs = arg(argc, argv, "--runs", quick ? 1 : 5);
   auto messages = arg(argc, argv, "--messages", quick ? 200 : 20'000);
+  auto paced = arg(argc, argv, "--paced", quick ? 20 : 500);
   fs::path root = fs::path{text_arg(argc, argv, "--dir", "/var/tmp")}
                   / ("courier-e2e-" + std::to_string(::getpid()));
   fs::create_directories(root / "nodes");
@@ -223,16 +251,19 @@ int main(int argc, char** argv) {
         throw std::runtime_error{producer.error().to_string()};
       // A first message makes the route; not measured.
       (void)run_mode(*producer, "express", 10);
-      std::vector<std::string> modes{"express", "durable_1", "durable_8"};
+      std::vector<std::string> modes{"express", "durable_1", "durable_8",
+                                     "express_paced", "durable_paced"};
       std::map<std::string, std::vector<figures>> all;
-      std::vector<double> rate_1, rate_8, p50_1, p50_8, p99_1, p99_8;
+      std::vector<double> rate_1, rate_8, p50_1, p50_8, p99_1, p99_8,
+        paced_50, paced_99;
       for (int r = 0; r < runs; ++r) {
         auto order = modes;
         if (r % 2 == 1)
           std::reverse(order.begin(), order.end());
         std::map<std::string, figures> now;
         for (const auto& mode : order) {
-          now[mode] = run_mode(*producer, mode, messages);
+          now[mode] = run_mode(*producer, mode,
+                               mode.ends_with("_paced") ? paced : messages);
           all[mode].push_back(now[mode]);
           std::cout << "{\"run\":" << r << ",\"mode\":\"" << mode
                     << "\",\"messages\":" << messages << ",\"per_s\":"
@@ -246,6 +277,9 @@ int main(int argc, char** argv) {
         p50_8.push_back(now["durable_8"].p50_us / e.p50_us);
         p99_1.push_back(now["durable_1"].p99_us / e.p99_us);
         p99_8.push_back(now["durable_8"].p99_us / e.p99_us);
+        const auto& ep = now["express_paced"];
+        paced_50.push_back(now["durable_paced"].p50_us / ep.p50_us);
+        paced_99.push_back(now["durable_paced"].p99_us / ep.p99_us);
       }
       for (const auto& mode : modes) {
         std::vector<double> rate, p50, p99;
@@ -263,7 +297,10 @@ int main(int argc, char** argv) {
                 << ",\"p99\":" << median(p99_1) << "}\n"
                 << "{\"ratio\":\"durable_8/express\",\"per_s\":"
                 << median(rate_8) << ",\"p50\":" << median(p50_8)
-                << ",\"p99\":" << median(p99_8) << "}" << std::endl;
+                << ",\"p99\":" << median(p99_8) << "}\n"
+                << "{\"ratio\":\"durable_paced/express_paced\",\"p50\":"
+                << median(paced_50) << ",\"p99\":" << median(paced_99) << "}"
+                << std::endl;
     }
     ::close(to_child[1]); // the sink exits at EOF
     ::waitpid(pid, nullptr, 0);

@@ -1,6 +1,7 @@
 #include "courier/gateway/gateway.hpp"
 
 #include <atomic>
+#include <climits>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -809,6 +810,31 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
     }
   if (!settings.services.empty())
     builder.RegisterCallbackGenericService(&self->services_);
+  // Keepalive (options::keepalive): gRPC's channel arguments, in ms.
+  auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<int>(std::min<std::int64_t>(d.count(), INT32_MAX));
+  };
+  const auto& alive = settings.keepalive;
+  if (alive.time.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(alive.time));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               ms(alive.timeout));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  }
+  builder.AddChannelArgument(
+    GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+    ms(alive.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+                             alive.max_ping_strikes);
+  if (alive.max_idle.count() > 0)
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               ms(alive.max_idle));
+  if (alive.max_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               ms(alive.max_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               ms(alive.max_age_grace));
+  }
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
   self->server_ = builder.BuildAndStart();

@@ -160,6 +160,28 @@ void report(const verdict& v, const history& h, int kills) {
   UNSCOPED_INFO(line.str());
 }
 
+/// Waits for every producer to drain and exit, then until everything
+/// acknowledged is applied; returns the history and its verdict (reported).
+std::pair<history, verdict>
+settle(const temp_dir& dir, const std::vector<std::string>& ids,
+       std::vector<child_process*> producers,
+       const std::map<std::string, long>& attempted, int kills) {
+  for (auto* p : producers) {
+    REQUIRE(p->wait_for_line("drained", 120s));
+    REQUIRE(p->wait_exit(10s));
+  }
+  history h;
+  REQUIRE(eventually(
+    [&] {
+      h = read_history(dir, ids);
+      return check(h, attempted).lost == 0;
+    },
+    60s));
+  auto v = check(h, attempted);
+  report(v, h, kills);
+  return {h, v};
+}
+
 } // namespace
 
 TEST_CASE("durable orders survive the receiving node stopping at each named "
@@ -196,18 +218,8 @@ TEST_CASE("durable orders survive the receiving node stopping at each named "
       REQUIRE(WIFEXITED(*status));
       CHECK(WEXITSTATUS(*status) == 86); // it reached the point
       billing = start_billing(dir);
-      REQUIRE(producer->wait_for_line("drained", 120s));
-      REQUIRE(producer->wait_exit(10s));
-      std::map<std::string, long> attempted{{"p1", count - 1}};
-      history h;
-      REQUIRE(eventually(
-        [&] {
-          h = read_history(dir, {"p1"});
-          return check(h, attempted).lost == 0;
-        },
-        60s));
-      auto v = check(h, attempted);
-      report(v, h, 1);
+      auto [h, v] = settle(dir, {"p1"}, {producer.get()}, {{"p1", count - 1}},
+                           1);
       CHECK(h.acknowledged.size() == count);
       CHECK(v.lost == 0);
       CHECK(v.unexpected == 0);
@@ -244,21 +256,9 @@ TEST_CASE("durable orders survive SIGKILLs of the receiving node at random "
     REQUIRE(billing->wait_exit(30s));
     billing = start_billing(dir);
   }
-  for (auto& p : producers) {
-    REQUIRE(p->wait_for_line("drained", 120s));
-    REQUIRE(p->wait_exit(10s));
-  }
-  std::map<std::string, long> attempted{{"p1", count - 1}, {"p2", count - 1}};
   // Everything acknowledged is applied once the queues are empty.
-  history h;
-  REQUIRE(eventually(
-    [&] {
-      h = read_history(dir, ids);
-      return check(h, attempted).lost == 0;
-    },
-    60s));
-  auto v = check(h, attempted);
-  report(v, h, kills);
+  auto [h, v] = settle(dir, ids, {producers[0].get(), producers[1].get()},
+                       {{"p1", count - 1}, {"p2", count - 1}}, kills);
   CHECK(h.acknowledged.size() == 2 * count);
   CHECK(v.lost == 0);
   CHECK(v.unexpected == 0);
@@ -293,20 +293,8 @@ TEST_CASE("durable orders survive SIGKILLs of the sending nodes at random "
     // posting may be on its disk already (then it is "recovered").
     producers[id] = start_producer(dir, id, count, last_acked(dir, id) + 1);
   }
-  for (auto& [id, p] : producers) {
-    REQUIRE(p->wait_for_line("drained", 120s));
-    REQUIRE(p->wait_exit(10s));
-  }
-  std::map<std::string, long> attempted{{"p1", count - 1}, {"p2", count - 1}};
-  history h;
-  REQUIRE(eventually(
-    [&] {
-      h = read_history(dir, ids);
-      return check(h, attempted).lost == 0;
-    },
-    60s));
-  auto v = check(h, attempted);
-  report(v, h, kills);
+  auto [h, v] = settle(dir, ids, {producers["p1"].get(), producers["p2"].get()},
+                       {{"p1", count - 1}, {"p2", count - 1}}, kills);
   CHECK(v.lost == 0);
   CHECK(v.unexpected == 0);
   // A re-posted order is a new message with the same business key: the

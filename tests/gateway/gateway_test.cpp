@@ -695,3 +695,45 @@ TEST_CASE("a gateway with rules lets each caller do what its certificate's "
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == errc::invalid_argument);
 }
+
+TEST_CASE("the gateway ends the connection of a caller that pings too often, "
+          "and keeps a polite one",
+          "[gateway][keepalive]") {
+  quiet_node host{"keepalive-gateway"};
+  REQUIRE(host->spawn("sloth", [](context&) {
+    return behavior{[](const tpb::Hold&) {}};
+  }));
+  gateway::options settings;
+  settings.keepalive.min_client_ping_interval = 2s;
+  settings.keepalive.max_ping_strikes = 2;
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  // A caller whose channel pings every `every`, with or without calls.
+  auto watch_with_pings = [&](std::chrono::milliseconds every,
+                              std::chrono::milliseconds watch_for) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(every.count()));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    auto stub = gw::Gateway::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string((*served)->port()),
+      grpc::InsecureChannelCredentials(), args));
+    // A monitor of an actor that never stops: the stream stays open
+    // until the connection goes, or the watch ends.
+    grpc::ClientContext ctx;
+    with_deadline(ctx, watch_for);
+    gw::MonitorRequest request;
+    request.set_name("sloth");
+    auto stream = stub->Monitor(&ctx, request);
+    gw::ActorDown notice;
+    CHECK_FALSE(stream->Read(&notice));
+    return stream->Finish();
+  };
+  // Pings every 100 ms against a floor of 2 s: GOAWAY after two strikes.
+  auto rude = watch_with_pings(100ms, 15s);
+  CHECK(rude.error_code() == grpc::StatusCode::UNAVAILABLE);
+  // Pings every 3 s: the watch lasts until its own deadline.
+  auto polite = watch_with_pings(3s, 4s);
+  CHECK(polite.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}

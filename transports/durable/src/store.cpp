@@ -289,14 +289,7 @@ expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
       continue;
     }
     ++m.attempts;
-    entry e;
-    e.has_record = true;
-    e.type = format::record_type::attempt;
-    format::writer w{e.body};
-    w.u64(m.id);
-    w.u32(m.attempts);
-    e.id = m.id;
-    submit_locked(std::move(e));
+    submit_attempts_locked(m);
     out.push_back(copy_out(m, now));
   }
   return out;
@@ -357,6 +350,17 @@ void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
   submit_locked(std::move(e));
 }
 
+void store::impl::submit_attempts_locked(const message_state& m) {
+  entry e;
+  e.has_record = true;
+  e.type = format::record_type::attempt;
+  format::writer w{e.body};
+  w.u64(m.id);
+  w.u32(m.attempts);
+  e.id = m.id;
+  submit_locked(std::move(e));
+}
+
 void store::impl::requeue_locked(message_state& m,
                                  std::chrono::milliseconds retry_after) {
   auto& q = queues_[m.queue];
@@ -388,14 +392,7 @@ expected<void> store::impl::release(std::uint64_t id,
   auto& m = *found;
   if (m.counted && m.attempts > 0) {
     --m.attempts;
-    entry e;
-    e.has_record = true;
-    e.type = format::record_type::attempt;
-    format::writer w{e.body};
-    w.u64(m.id);
-    w.u32(m.attempts);
-    e.id = m.id;
-    submit_locked(std::move(e));
+    submit_attempts_locked(m);
   }
   requeue_locked(m, retry_after);
   return {};

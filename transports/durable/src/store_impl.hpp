@@ -104,6 +104,8 @@ public:
   /// Puts `m` (no longer claimed) back in its queue, at once or after
   /// `retry_after`.
   void requeue_locked(message_state& m, std::chrono::milliseconds retry_after);
+  /// Writes `m`'s attempt count with the next batch.
+  void submit_attempts_locked(const message_state& m);
   void complete(std::uint64_t id, done_callback done);
   void fail(std::uint64_t id, std::string reason, done_callback done,
             std::chrono::milliseconds retry_after);

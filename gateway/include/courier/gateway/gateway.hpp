@@ -28,6 +28,30 @@ namespace courier::gateway {
 /// callers must present).
 using tls_files = tcp::tls_files;
 
+/// How the gateway keeps its connections honest (gRPC's HTTP/2 pings and
+/// connection ages; docs/gateway.md, "Keepalive").
+struct keepalive {
+  /// The gateway pings a connection idle this long, and closes it if the
+  /// ping is not answered within `timeout`: a caller that vanished
+  /// without a FIN (a cable, a frozen process) frees its calls and
+  /// monitors. Zero: no pings.
+  std::chrono::milliseconds time{30'000};
+  std::chrono::milliseconds timeout{10'000};
+  /// Callers may ping no more often than this (pings without calls in
+  /// between included); after `max_ping_strikes` pings that come sooner
+  /// the gateway ends the connection (GOAWAY "too_many_pings"), so a
+  /// client cannot keep it busy with pings.
+  std::chrono::milliseconds min_client_ping_interval{10'000};
+  int max_ping_strikes = 2;
+  /// A connection without calls this long is closed (zero: never).
+  std::chrono::milliseconds max_idle{0};
+  /// Every connection is closed, gracefully, at this age (zero: never),
+  /// so that callers spread over gateways again; calls under way get
+  /// `max_age_grace` to finish.
+  std::chrono::milliseconds max_age{0};
+  std::chrono::milliseconds max_age_grace{10'000};
+};
+
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
   std::string listen = "127.0.0.1:0";
@@ -56,6 +80,8 @@ struct options {
   /// second. Unset: every caller the transport lets in acts as the
   /// gateway's node (keep it on the loopback or behind mutual TLS).
   std::optional<std::vector<access_rule>> rules;
+  /// Pings, idle and aged connections.
+  gateway::keepalive keepalive;
 };
 
 /// Thread safety: all member functions are thread-safe. The node must
