@@ -498,6 +498,29 @@ struct server::impl final : pb::Gateway::CallbackService {
     return answer(reactor);
   }
 
+  grpc::ServerUnaryReactor* Types(grpc::CallbackServerContext* call,
+                                  const pb::TypesRequest* request,
+                                  pb::TypesReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    if (auto no = refused(*call, request->name(), verbs::find))
+      return refuse(reactor, *no);
+    auto holder = holder_of(host_, request->name());
+    if (holder.empty()) {
+      auto found = host_.find(request->name()); // its error, for a bad name
+      return refuse(reactor,
+                    found ? error{errc::not_found,
+                                  "no actor named '" + request->name() + "'"}
+                          : found.error());
+    }
+    auto files = host_.published_types(holder);
+    if (!files)
+      return refuse(reactor, files.error());
+    reply->set_node(holder);
+    for (auto& file : *files)
+      reply->add_file_descriptor_protos(std::move(file));
+    return answer(reactor);
+  }
+
   grpc::ServerUnaryReactor* Names(grpc::CallbackServerContext* call,
                                   const pb::NamesRequest* request,
                                   pb::NamesReply* reply) override {
