@@ -733,3 +733,41 @@ TEST_CASE("the gateway's Types gives the descriptors a client builds a "
   CHECK(s.stub->Types(&missing, request, &reply).error_code()
         == grpc::StatusCode::NOT_FOUND);
 }
+
+TEST_CASE("a service's health follows its actor: not serving while the name "
+          "is not held, serving again when it is",
+          "[gateway][health]") {
+  quiet_node host{"health-host"};
+  auto calculator = [](context&) {
+    return behavior{[](const tpb::Operands& a) {
+      tpb::Result out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  };
+  REQUIRE(host->spawn("calculator", calculator));
+  gateway::options settings;
+  settings.services = {{"courier_test.v1.Calculator", "calculator"}};
+  settings.health_interval = 20ms;
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto health = grpc::health::v1::Health::NewStub(
+    grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                        grpc::InsecureChannelCredentials()));
+  auto status = [&] {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("courier_test.v1.Calculator");
+    grpc::health::v1::HealthCheckResponse response;
+    auto called = health->Check(&ctx, request, &response);
+    return called.ok() ? response.status()
+                       : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  };
+  using hs = grpc::health::v1::HealthCheckResponse;
+  REQUIRE(eventually([&] { return status() == hs::SERVING; }));
+  REQUIRE(host->stop("calculator"));
+  REQUIRE(eventually([&] { return status() == hs::NOT_SERVING; }, 2s));
+  REQUIRE(host->spawn("calculator", calculator));
+  REQUIRE(eventually([&] { return status() == hs::SERVING; }, 2s));
+}
