@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <climits>
+#include <condition_variable>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/descriptor.h>
@@ -518,6 +520,29 @@ struct server::impl final : pb::Gateway::CallbackService {
     return answer(reactor);
   }
 
+  grpc::ServerUnaryReactor* Types(grpc::CallbackServerContext* call,
+                                  const pb::TypesRequest* request,
+                                  pb::TypesReply* reply) override {
+    auto* reactor = call->DefaultReactor();
+    if (auto no = refused(*call, request->name(), verbs::find))
+      return refuse(reactor, *no);
+    auto holder = holder_of(host_, request->name());
+    if (holder.empty()) {
+      auto found = host_.find(request->name()); // its error, for a bad name
+      return refuse(reactor,
+                    found ? error{errc::not_found,
+                                  "no actor named '" + request->name() + "'"}
+                          : found.error());
+    }
+    auto files = host_.published_types(holder);
+    if (!files)
+      return refuse(reactor, files.error());
+    reply->set_node(holder);
+    for (auto& file : *files)
+      reply->add_file_descriptor_protos(std::move(file));
+    return answer(reactor);
+  }
+
   grpc::ServerUnaryReactor* Names(grpc::CallbackServerContext* call,
                                   const pb::NamesRequest* request,
                                   pb::NamesReply* reply) override {
@@ -642,6 +667,38 @@ struct server::impl final : pb::Gateway::CallbackService {
     return service_call::route{served->second, method};
   }
 
+  // -- health of the services actors serve ------------------------------------
+
+  /// Sets each service SERVING while its actor's name is held, NOT_SERVING
+  /// while not, every health_interval until the server stops.
+  void watch_health(grpc::HealthCheckServiceInterface& health) {
+    std::unique_lock guard{health_mu_};
+    while (!health_stop_) {
+      guard.unlock();
+      for (const auto& [service, actor] : settings_.services) {
+        auto bare = actor.substr(0, actor.find('@'));
+        auto holder = holder_of(host_, bare);
+        bool up = !holder.empty()
+                  && (actor.find('@') == std::string::npos
+                      || holder == actor.substr(actor.find('@') + 1));
+        health.SetServingStatus(service, up);
+      }
+      guard.lock();
+      health_cv_.wait_for(guard, settings_.health_interval,
+                          [this] { return health_stop_; });
+    }
+  }
+
+  void stop_health() {
+    {
+      std::lock_guard guard{health_mu_};
+      health_stop_ = true;
+    }
+    health_cv_.notify_all();
+    if (health_watch_.joinable())
+      health_watch_.join();
+  }
+
   // -- authorization (options::rules) ---------------------------------------
 
   /// Who calls: the certificate gRPC's TLS checked, or the address alone.
@@ -736,6 +793,11 @@ struct server::impl final : pb::Gateway::CallbackService {
   actor_services services_{*this};
   // options::rules, made once; none: every caller acts as the node.
   std::optional<access_policy> policy_;
+  // Follows the serving actors' names (options::health_interval).
+  std::thread health_watch_;
+  std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  bool health_stop_ = false; // guarded by health_mu_
   std::atomic<std::uint64_t> refusals_{0};
   std::atomic<std::chrono::steady_clock::rep> last_refusal_log_{0};
 };
@@ -846,8 +908,10 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   if (auto* health = self->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(pb::Gateway::service_full_name(), true);
-    for (const auto& [service, actor] : settings.services)
-      health->SetServingStatus(service, true);
+    if (!settings.services.empty())
+      self->health_watch_ = std::thread{[raw = self.get(), health] {
+        raw->watch_health(*health);
+      }};
   }
   return std::unique_ptr<server>{new server{std::move(self)}};
 }
@@ -857,6 +921,7 @@ server::server(std::unique_ptr<impl> self) : impl_(std::move(self)) {}
 server::~server() {
   // Calls under way end now; their continuations, if they come later,
   // find them cancelled.
+  impl_->stop_health();
   if (auto* health = impl_->server_->GetHealthCheckService())
     health->SetServingStatus(false); // for whoever asks in the grace period
   impl_->book_->close();

@@ -329,6 +329,11 @@ std::vector<route_info> node::routes() const {
   return impl_->routes();
 }
 
+expected<std::vector<std::string>>
+node::published_types(std::string_view node_name) const {
+  return impl_->published_types(node_name);
+}
+
 expected<void> node::import_types(std::string_view node_name) {
   return impl_->import_types(node_name);
 }

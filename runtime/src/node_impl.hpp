@@ -199,6 +199,10 @@ public:
   /// Makes the types another node published known here (for tools that
   /// encode messages they were not compiled with).
   expected<void> import_types(std::string_view node_name);
+  expected<std::vector<std::string>>
+  published_types(std::string_view node_name) const;
+  /// The files of every type known here, dependencies first.
+  std::vector<const google::protobuf::FileDescriptor*> type_files() const;
 
   // -- other nodes ------------------------------------------------------------
 

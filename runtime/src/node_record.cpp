@@ -211,14 +211,18 @@ v1::NodeRecord node_impl::record() const {
   return record_;
 }
 
-void node_impl::publish_record() {
+std::vector<const google::protobuf::FileDescriptor*>
+node_impl::type_files() const {
   std::vector<const google::protobuf::FileDescriptor*> files;
-  {
-    std::shared_lock guard{types_mu_};
-    std::set<std::string> seen;
-    for (auto& [name, proto] : types_)
-      collect_files(proto->GetDescriptor()->file(), seen, files);
-  }
+  std::shared_lock guard{types_mu_};
+  std::set<std::string> seen;
+  for (auto& [name, proto] : types_)
+    collect_files(proto->GetDescriptor()->file(), seen, files);
+  return files;
+}
+
+void node_impl::publish_record() {
+  auto files = type_files();
   std::lock_guard guard{record_mu_};
   record_.clear_type_files();
   published_files_.clear();
@@ -231,6 +235,27 @@ void node_impl::publish_record() {
   if (auto written = dir_->publish(record_); !written)
     log(log_level::error, "cannot publish the node record: "
                             + written.error().message());
+}
+
+expected<std::vector<std::string>>
+node_impl::published_types(std::string_view node_name) const {
+  if (node_name == config_.name) {
+    // This node's own, whether or not it publishes a record.
+    std::vector<std::string> out;
+    for (const auto* file : type_files()) {
+      google::protobuf::FileDescriptorProto proto;
+      file->CopyTo(&proto);
+      proto.SerializeToString(&out.emplace_back());
+    }
+    return out;
+  }
+  if (!dir_)
+    return error{errc::failed_precondition, "this node joined no directory"};
+  auto peer = dir_->read_node(node_name);
+  if (!peer)
+    return std::move(peer).error();
+  return std::vector<std::string>(peer->type_files().begin(),
+                                  peer->type_files().end());
 }
 
 expected<void> node_impl::import_types(std::string_view node_name) {

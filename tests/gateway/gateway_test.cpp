@@ -9,6 +9,8 @@
 #include <thread>
 
 #include <google/protobuf/any.pb.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/dynamic_message.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -736,4 +738,89 @@ TEST_CASE("the gateway ends the connection of a caller that pings too often, "
   // Pings every 3 s: the watch lasts until its own deadline.
   auto polite = watch_with_pings(3s, 4s);
   CHECK(polite.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_CASE("the gateway's Types gives the descriptors a client builds a "
+          "name's messages from",
+          "[gateway]") {
+  served s;
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  gw::TypesRequest request;
+  request.set_name("adder");
+  gw::TypesReply reply;
+  REQUIRE(s.stub->Types(&ctx, request, &reply).ok());
+  CHECK(reply.node() == "gateway-host");
+  // A pool of the client's own, from the descriptors alone: it builds an
+  // Add, and the adder answers it.
+  google::protobuf::DescriptorPool pool;
+  for (const auto& bytes : reply.file_descriptor_protos()) {
+    google::protobuf::FileDescriptorProto file;
+    REQUIRE(file.ParseFromString(bytes));
+    if (pool.FindFileByName(file.name()) == nullptr)
+      REQUIRE(pool.BuildFile(file) != nullptr);
+  }
+  const auto* add_type = pool.FindMessageTypeByName("courier_test.v1.Add");
+  REQUIRE(add_type != nullptr);
+  google::protobuf::DynamicMessageFactory factory{&pool};
+  std::unique_ptr<google::protobuf::Message> add_msg{
+    factory.GetPrototype(add_type)->New()};
+  add_msg->GetReflection()->SetInt64(add_msg.get(),
+                                     add_type->FindFieldByName("a"), 40);
+  add_msg->GetReflection()->SetInt64(add_msg.get(),
+                                     add_type->FindFieldByName("b"), 2);
+  grpc::ClientContext call;
+  with_deadline(call, 5s);
+  gw::SendRequest send;
+  send.set_name("adder");
+  send.mutable_message()->set_type_url("type.googleapis.com/courier_test.v1.Add");
+  send.mutable_message()->set_value(add_msg->SerializeAsString());
+  gw::SendReply sum;
+  REQUIRE(s.stub->Send(&call, send, &sum).ok());
+  tpb::Sum value;
+  REQUIRE(sum.reply().UnpackTo(&value));
+  CHECK(value.value() == 42);
+
+  grpc::ClientContext missing;
+  request.set_name("nobody");
+  CHECK(s.stub->Types(&missing, request, &reply).error_code()
+        == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("a service's health follows its actor: not serving while the name "
+          "is not held, serving again when it is",
+          "[gateway][health]") {
+  quiet_node host{"health-host"};
+  auto calculator = [](context&) {
+    return behavior{[](const tpb::Operands& a) {
+      tpb::Result out;
+      out.set_value(a.a() + a.b());
+      return out;
+    }};
+  };
+  REQUIRE(host->spawn("calculator", calculator));
+  gateway::options settings;
+  settings.services = {{"courier_test.v1.Calculator", "calculator"}};
+  settings.health_interval = 20ms;
+  auto served = gateway::server::start(*host, settings);
+  REQUIRE(served);
+  auto health = grpc::health::v1::Health::NewStub(
+    grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
+                        grpc::InsecureChannelCredentials()));
+  auto status = [&] {
+    grpc::ClientContext ctx;
+    with_deadline(ctx, 5s);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("courier_test.v1.Calculator");
+    grpc::health::v1::HealthCheckResponse response;
+    auto called = health->Check(&ctx, request, &response);
+    return called.ok() ? response.status()
+                       : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  };
+  using hs = grpc::health::v1::HealthCheckResponse;
+  REQUIRE(eventually([&] { return status() == hs::SERVING; }));
+  REQUIRE(host->stop("calculator"));
+  REQUIRE(eventually([&] { return status() == hs::NOT_SERVING; }, 2s));
+  REQUIRE(host->spawn("calculator", calculator));
+  REQUIRE(eventually([&] { return status() == hs::SERVING; }, 2s));
 }

@@ -162,6 +162,13 @@ public:
   /// new_message() can build them (tools encoding JSON use this).
   expected<void> import_types(std::string_view node_name);
 
+  /// The message types node `node_name` published, each a serialized
+  /// google.protobuf.FileDescriptorProto, dependencies first (what
+  /// import_types() reads; the gateway's Types hands them to clients).
+  /// not_found for a node the directory does not know.
+  expected<std::vector<std::string>>
+  published_types(std::string_view node_name) const;
+
   /// Installs the dead-letter hook (replacing any previous one). It runs on
   /// the thread that found the message undeliverable; keep it short.
   void on_dead_letter(std::function<void(const dead_letter&)> hook);

@@ -69,6 +69,10 @@ struct options {
   /// service's .proto must be compiled into this program (its descriptors
   /// in Protobuf's generated pool).
   std::map<std::string, std::string> services;
+  /// How often the health of each service is looked at: SERVING while
+  /// its actor's name is held (here or on a node the directory knows),
+  /// NOT_SERVING while it is not.
+  std::chrono::milliseconds health_interval{250};
   /// Who may do what through the gateway (courier/access.hpp, the rules
   /// of docs/security.md): a caller is `cert:<subject>` (and `san:` for
   /// its alternative names) when mutual TLS checked its certificate, else
