@@ -227,7 +227,9 @@ void node::log(log_level level, std::string_view line) const {
 expected<std::uint64_t> node::post_durable(destination to, message msg,
                                            post_options options) {
   options.durable = true;
-  return impl_->post_durable(to.name(), msg, options);
+  trace_context trace;
+  detail::next_trace(trace, nullptr, impl_->config().trace);
+  return impl_->post_durable(to.name(), msg, options, trace);
 }
 
 expected<message> node::send(destination to, message msg, deadline until) {

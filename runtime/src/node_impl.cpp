@@ -297,7 +297,8 @@ expected<void> node_impl::start_durable() {
 
 expected<std::uint64_t> node_impl::post_durable(std::string_view to,
                                                 const message& msg,
-                                                const post_options& options) {
+                                                const post_options& options,
+                                                const trace_context& trace) {
   auto* durable = durable_ready_.load(std::memory_order_acquire);
   if (durable == nullptr)
     return error{errc::failed_precondition,
@@ -305,7 +306,7 @@ expected<std::uint64_t> node_impl::post_durable(std::string_view to,
                    + " has no durable store (node_config::durable)"};
   if (!msg)
     return error{errc::invalid_argument, "cannot post a null message"};
-  return durable->post(to, msg, options);
+  return durable->post(to, msg, options, trace);
 }
 
 void node_impl::accept_durable(std::string_view target, message transfer,

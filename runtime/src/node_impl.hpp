@@ -138,7 +138,8 @@ public:
 
   /// A durable post; failed_precondition without a plug-in.
   expected<std::uint64_t> post_durable(std::string_view to, const message& msg,
-                                       const post_options& options);
+                                       const post_options& options,
+                                       const trace_context& trace);
 
   void accept_durable(std::string_view target, message transfer,
                       std::function<void(expected<message>)> answer) override;

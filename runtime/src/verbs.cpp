@@ -67,7 +67,9 @@ actor_stats* sender_stats(const verb_caller& from) noexcept {
 expected<void> post(node_impl& node, const verb_caller& from, destination to,
                     message msg, post_options options) {
   if (options.durable) {
-    auto stored = node.post_durable(to.name(), msg, options);
+    trace_context trace;
+    next_trace(trace, from.trace, node.config().trace);
+    auto stored = node.post_durable(to.name(), msg, options, trace);
     if (!stored)
       return std::move(stored).error();
     return {};

@@ -393,3 +393,30 @@ TEST_CASE("an actor posts durably from its handler, as a plain thread does",
 }
 
 } // namespace courier::testing
+
+namespace courier::testing {
+
+TEST_CASE("a durable message's handler continues the trace of its post",
+          "[durable][node][trace]") {
+  temp_dir dir;
+  temp_dir store;
+  durable_node a{dir, "alpha", store.path()};
+  auto seen = std::make_shared<probe<std::string>>();
+  REQUIRE(a->spawn("billing", [seen](context& ctx) {
+    return behavior{[seen, &ctx](const tpb::Ping&) {
+      seen->push(ctx.trace_id());
+    }};
+  }));
+  auto parent = trace_context::start();
+  {
+    trace_scope scope{parent};
+    REQUIRE(a->post_durable("billing", ping(1)));
+  }
+  REQUIRE(a->post_durable("billing", ping(2))); // no trace asked
+  REQUIRE(seen->wait_for_count(2));
+  auto ids = seen->items();
+  CHECK(ids[0] == parent.trace_id_hex());
+  CHECK(ids[1].empty());
+}
+
+} // namespace courier::testing

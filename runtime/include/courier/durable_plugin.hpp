@@ -18,6 +18,7 @@
 #include "courier/message.hpp"
 #include "courier/metrics.hpp"
 #include "courier/options.hpp"
+#include "courier/trace.hpp"
 
 namespace courier {
 
@@ -28,9 +29,11 @@ public:
   /// A durable post from any thread (an actor's included): returns the
   /// message's id once it is on this node's disk, or fails without having
   /// stored it (invalid_argument, resource_exhausted, unavailable,
-  /// data_loss).
+  /// data_loss). `trace` is the message's own span (not valid(): none),
+  /// for its handler to continue.
   virtual expected<std::uint64_t> post(std::string_view to, const message& msg,
-                                       const post_options& options) = 0;
+                                       const post_options& options,
+                                       const trace_context& trace) = 0;
 
   /// A courier.v1.DurableTransfer for `target`, a name held on this node,
   /// from another node. `answer` gets a courier.v1.DurableTransferAck once

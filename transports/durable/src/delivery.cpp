@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -65,6 +66,32 @@ std::int64_t wall_ns() {
   return std::chrono::duration_cast<nanoseconds>(
            std::chrono::system_clock::now().time_since_epoch())
     .count();
+}
+
+/// A trace context as DurableItem::trace keeps it (the envelope's form).
+std::string trace_bytes(const trace_context& trace) {
+  std::string out;
+  out.append(reinterpret_cast<const char*>(trace.trace_id.data()),
+             trace.trace_id.size());
+  out.append(reinterpret_cast<const char*>(trace.span_id.data()),
+             trace.span_id.size());
+  out.push_back(static_cast<char>(trace.flags));
+  return out;
+}
+
+/// The trace context DurableItem::trace holds; nothing for none (or a
+/// malformed one).
+std::optional<trace_context> trace_of(std::string_view bytes) {
+  trace_context out;
+  if (bytes.size() != out.trace_id.size() + out.span_id.size() + 1)
+    return std::nullopt;
+  std::memcpy(out.trace_id.data(), bytes.data(), out.trace_id.size());
+  std::memcpy(out.span_id.data(), bytes.data() + out.trace_id.size(),
+              out.span_id.size());
+  out.flags = static_cast<std::uint8_t>(bytes.back());
+  if (!out.valid())
+    return std::nullopt;
+  return out;
 }
 
 bool has_prefix(std::string_view text, std::string_view prefix) {
@@ -134,7 +161,8 @@ public:
   expected<void> open();
 
   expected<std::uint64_t> post(std::string_view to, const message& msg,
-                               const post_options& options) override;
+                               const post_options& options,
+                               const trace_context& trace) override;
 
   void accept(std::string_view target, message transfer,
               std::function<void(expected<message>)> answer) override;
@@ -336,7 +364,8 @@ void mailroom::stop() noexcept {
 // -- the sender ---------------------------------------------------------------
 
 expected<std::uint64_t> mailroom::post(std::string_view to, const message& msg,
-                                       const post_options& options) {
+                                       const post_options& options,
+                                       const trace_context& trace) {
   if (to.empty() || to.size() > 200
       || to.find_first_of("*?") != std::string_view::npos)
     return error{errc::invalid_argument,
@@ -373,6 +402,8 @@ expected<std::uint64_t> mailroom::post(std::string_view to, const message& msg,
   item.set_ack_to(options.ack_to);
   item.set_sender_node(host_.name());
   item.set_target(target);
+  if (trace.valid())
+    item.set_trace(trace_bytes(trace));
   message_options stored;
   stored.priority = options.priority;
   stored.time_to_reach_queue = options.time_to_reach_queue;
@@ -645,6 +676,10 @@ void mailroom::hand_over(const std::shared_ptr<dispatch_run>& run,
   if (!run->unreadable[i].empty())
     return stop_run(run, error{errc::invalid_argument, run->unreadable[i]});
   auto self = shared_from_this();
+  // The handler continues the post's trace, if it had one.
+  std::optional<trace_scope> traced;
+  if (auto trace = trace_of(run->items[i].item.trace()))
+    traced.emplace(*trace);
   ctx.request(run->target, run->payloads[i], opt_.handler_timeout)
     .then(
       [self, run, &ctx](const message&) {
