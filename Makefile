@@ -30,6 +30,8 @@ demo: build
 	@echo
 	./$(BUILD_DIR)/tools/courier up -d examples/deploy/system.toml
 	./$(BUILD_DIR)/tools/courier ps examples/deploy/system.toml
+	./$(BUILD_DIR)/tools/courier --dir /tmp/courier-office-deploy stats \
+	  front-office
 	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
 	@echo
 	./$(BUILD_DIR)/examples/polyglot/polyglot examples/polyglot/client.py \
