@@ -34,6 +34,17 @@ demo: build
 	  front-office
 	./$(BUILD_DIR)/tools/courier down examples/deploy/system.toml
 	@echo
+	@# The cluster as a system file, where network namespaces can be made.
+	@if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && [ -x /usr/bin/etcd ]; then \
+	  set -e; d=/tmp/courier-cluster-deploy; \
+	  ./$(BUILD_DIR)/examples/cluster/cluster --hosts up $$d; \
+	  trap './$(BUILD_DIR)/tools/courier down examples/deploy/cluster.toml; \
+	        ./$(BUILD_DIR)/examples/cluster/cluster --hosts down '$$d EXIT; \
+	  ./$(BUILD_DIR)/tools/courier up -d examples/deploy/cluster.toml; \
+	  ./$(BUILD_DIR)/tools/courier ps examples/deploy/cluster.toml; \
+	  ./$(BUILD_DIR)/examples/cluster/cluster --ask $$d; \
+	else echo "cluster.toml: skipped (needs root, ip and etcd)"; fi
+	@echo
 	./$(BUILD_DIR)/examples/polyglot/polyglot examples/polyglot/client.py \
 	  $(BUILD_DIR)/examples/polyglot/python ./$(BUILD_DIR)/tools/courier
 	@echo

@@ -4,6 +4,11 @@
 //   cluster --serve NODE ACTOR [NEXT NEXT_NODE] --registry URL --listen ADDR
 //           --certs DIR
 //                      one node of the cluster (started by the above)
+//   cluster --hosts up|down DIR
+//                      makes (or removes) the hosts courier-demo-{alpha,
+//                      beta,gamma} and the certificates in DIR, for
+//                      examples/deploy/cluster.toml
+//   cluster --ask DIR  from alpha's host, asks "front" and prints the path
 //
 // The hosts are network namespaces joined by a bridge (10.78.0.1-3), which
 // Courier takes for three machines: a host is a machine id, a boot id and
@@ -234,6 +239,92 @@ child spawn(const std::vector<std::string>& argv, bool quiet) {
   return {pid, in[1], out[0]};
 }
 
+/// The certificates' folder under `work`.
+std::string certs_of(const fs::path& work) {
+  return (work / "certs").string();
+}
+
+/// The hosts: a bridge in namespace `hub`, a veth from each of `spaces`
+/// (one per entry of `hosts`) to it, with the host's address.
+bool make_hosts(const std::string& hub, const std::vector<std::string>& spaces) {
+  bool made = run("ip netns add " + hub)
+              && run("ip -n " + hub + " link add br0 type bridge")
+              && run("ip -n " + hub + " link set br0 up");
+  for (std::size_t i = 0; made && i < hosts.size(); ++i) {
+    auto port = "v" + hosts[i].node;
+    made = run("ip netns add " + spaces[i])
+           && run("ip link add " + port + " netns " + hub
+                  + " type veth peer name eth0 netns " + spaces[i])
+           && run("ip -n " + hub + " link set " + port + " master br0 up")
+           && run("ip -n " + spaces[i] + " addr add " + hosts[i].address
+                  + "/24 dev eth0")
+           && run("ip -n " + spaces[i] + " link set eth0 up")
+           && run("ip -n " + spaces[i] + " link set lo up");
+  }
+  return made;
+}
+
+/// Certificates for every node in `certs`, one CA.
+bool mint(const std::string& certs) {
+  courier::cert::ca_request ca;
+  ca.out = certs;
+  bool minted = static_cast<bool>(courier::cert::make_ca(ca));
+  for (const auto& name : {"alpha", "beta", "gamma", "desk"}) {
+    courier::cert::node_request node;
+    node.name = name;
+    node.ca = certs;
+    node.out = certs;
+    minted = minted && courier::cert::make_node_certificate(node);
+  }
+  return minted;
+}
+
+/// From alpha's host, a node of this process ("desk") asks "front" and
+/// prints the path; 0 on success.
+int ask(const std::string& space, const std::string& registry,
+        const std::string& certs) {
+  int status = 1;
+  int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int there = ::open(("/run/netns/" + space).c_str(), O_RDONLY | O_CLOEXEC);
+  if (home < 0 || there < 0 || ::setns(there, CLONE_NEWNET) != 0) {
+    std::cerr << "cluster: cannot enter alpha's host\n";
+    return 1;
+  }
+  ::close(there);
+  {
+    courier::node_config config;
+    config.name = "desk";
+    config.registry = registry;
+    config.registry_lease = 2s;
+    config.transports = courier::cluster_transports(
+      tcp_settings(hosts[0].address + ":0", certs, "desk"));
+    auto desk = start_node(std::move(config));
+    if (desk) {
+      cluster::Trace trace;
+      trace.add_hops("desk");
+      auto path = desk->send<cluster::Path>("front", trace, 10s);
+      if (path) {
+        std::cout << "request to 'front' went:\n  desk --"
+                  << tier_to(*desk, "alpha") << "-->";
+        for (const auto& hop : (*path)->hops())
+          if (hop != "desk")
+            std::cout << " " << hop;
+        std::cout << std::endl;
+        for (const auto& route : desk->routes())
+          std::cout << "route desk -> " << route.peer << ": " << route.tier
+                    << " (" << route.note << ")" << std::endl;
+        status = 0;
+      } else {
+        std::cerr << "cluster: the request failed: "
+                  << path.error().to_string() << "\n";
+      }
+    }
+  }
+  ::setns(home, CLONE_NEWNET);
+  ::close(home);
+  return status;
+}
+
 int launch(const std::string& self_path) {
   if (::geteuid() != 0 || !run("command -v ip") || !fs::exists("/usr/bin/etcd")) {
     std::cout << "cluster: skipped (it needs root, ip and etcd to make three "
@@ -258,44 +349,12 @@ int launch(const std::string& self_path) {
     fs::remove_all(work);
   };
 
-  // The hosts: a bridge in the hub, a veth from each host to it.
-  bool made = run("ip netns add " + hub)
-              && run("ip -n " + hub + " link add br0 type bridge")
-              && run("ip -n " + hub + " link set br0 up");
-  for (std::size_t i = 0; made && i < hosts.size(); ++i) {
-    auto port = "v" + hosts[i].node;
-    made = run("ip netns add " + spaces[i])
-           && run("ip link add " + port + " netns " + hub
-                  + " type veth peer name eth0 netns " + spaces[i])
-           && run("ip -n " + hub + " link set " + port + " master br0 up")
-           && run("ip -n " + spaces[i] + " addr add " + hosts[i].address
-                  + "/24 dev eth0")
-           && run("ip -n " + spaces[i] + " link set eth0 up")
-           && run("ip -n " + spaces[i] + " link set lo up");
-  }
-  if (!made) {
-    std::cerr << "cluster: cannot make the network namespaces\n";
+  if (!make_hosts(hub, spaces) || !mint(certs_of(work))) {
+    std::cerr << "cluster: cannot make the hosts or their certificates\n";
     cleanup();
     return 1;
   }
-
-  // Certificates for every node, one CA.
-  auto certs = (work / "certs").string();
-  courier::cert::ca_request ca;
-  ca.out = certs;
-  bool minted = static_cast<bool>(courier::cert::make_ca(ca));
-  for (const auto& name : {"alpha", "beta", "gamma", "desk"}) {
-    courier::cert::node_request node;
-    node.name = name;
-    node.ca = certs;
-    node.out = certs;
-    minted = minted && courier::cert::make_node_certificate(node);
-  }
-  if (!minted) {
-    std::cerr << "cluster: cannot make the certificates\n";
-    cleanup();
-    return 1;
-  }
+  auto certs = certs_of(work);
 
   // etcd on alpha's host.
   auto etcd_url = "http://" + hosts[0].address + ":2379";
@@ -332,45 +391,7 @@ int launch(const std::string& self_path) {
   }
 
   // This process joins alpha's host with a node of its own and asks.
-  int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  int there = ::open(("/run/netns/" + spaces[0]).c_str(), O_RDONLY | O_CLOEXEC);
-  if (home < 0 || there < 0 || ::setns(there, CLONE_NEWNET) != 0) {
-    std::cerr << "cluster: cannot enter alpha's host\n";
-    cleanup();
-    return 1;
-  }
-  ::close(there);
-  {
-    courier::node_config config;
-    config.name = "desk";
-    config.registry = registry;
-    config.registry_lease = 2s;
-    config.transports = courier::cluster_transports(
-      tcp_settings(hosts[0].address + ":0", certs, "desk"));
-    auto desk = start_node(std::move(config));
-    if (desk) {
-      cluster::Trace trace;
-      trace.add_hops("desk");
-      auto path = desk->send<cluster::Path>("front", trace, 10s);
-      if (path) {
-        std::cout << "request to 'front' went:\n  desk --"
-                  << tier_to(*desk, "alpha") << "-->";
-        for (const auto& hop : (*path)->hops())
-          if (hop != "desk")
-            std::cout << " " << hop;
-        std::cout << std::endl;
-        for (const auto& route : desk->routes())
-          std::cout << "route desk -> " << route.peer << ": " << route.tier
-                    << " (" << route.note << ")" << std::endl;
-        status = 0;
-      } else {
-        std::cerr << "cluster: the request failed: "
-                  << path.error().to_string() << "\n";
-      }
-    }
-  }
-  ::setns(home, CLONE_NEWNET);
-  ::close(home);
+  status = ask(spaces[0], registry, certs);
   cleanup();
   return status;
 }
@@ -381,5 +402,26 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--serve")
     return serve({args.begin() + 1, args.end()});
+  // For a system file (examples/deploy/cluster.toml): the hosts and
+  // certificates made and removed apart from the nodes, and the request.
+  if (args.size() == 3 && args[0] == "--hosts") {
+    std::vector<std::string> spaces;
+    for (const auto& h : hosts)
+      spaces.push_back("courier-demo-" + h.node);
+    if (args[1] == "down") {
+      for (const auto& ns : spaces)
+        run("ip netns del " + ns);
+      run("ip netns del courier-demo-hub");
+      fs::remove_all(args[2]);
+      return 0;
+    }
+    fs::create_directories(args[2]);
+    return make_hosts("courier-demo-hub", spaces) && mint(certs_of(args[2]))
+             ? 0
+             : 1;
+  }
+  if (args.size() == 2 && args[0] == "--ask")
+    return ask("courier-demo-alpha", "etcd://" + hosts[0].address + ":2379",
+               certs_of(args[1]));
   return launch(fs::canonical("/proc/self/exe").string());
 }
