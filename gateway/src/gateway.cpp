@@ -507,16 +507,10 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto* reactor = call->DefaultReactor();
     if (auto no = refused(*call, request->name(), verbs::find))
       return refuse(reactor, *no);
-    // Here, on this machine, or on a node the directory knows.
-    auto holder = holder_of(host_, request->name());
-    if (holder.empty()) {
-      auto found = host_.find(request->name()); // its error, for a bad name
-      return refuse(reactor,
-                    found ? error{errc::not_found,
-                                  "no actor named '" + request->name() + "'"}
-                          : found.error());
-    }
-    reply->set_node(holder);
+    auto holder = find_holder(request->name());
+    if (!holder)
+      return refuse(reactor, holder.error());
+    reply->set_node(*holder);
     return answer(reactor);
   }
 
@@ -526,18 +520,13 @@ struct server::impl final : pb::Gateway::CallbackService {
     auto* reactor = call->DefaultReactor();
     if (auto no = refused(*call, request->name(), verbs::find))
       return refuse(reactor, *no);
-    auto holder = holder_of(host_, request->name());
-    if (holder.empty()) {
-      auto found = host_.find(request->name()); // its error, for a bad name
-      return refuse(reactor,
-                    found ? error{errc::not_found,
-                                  "no actor named '" + request->name() + "'"}
-                          : found.error());
-    }
-    auto files = host_.published_types(holder);
+    auto holder = find_holder(request->name());
+    if (!holder)
+      return refuse(reactor, holder.error());
+    auto files = host_.published_types(*holder);
     if (!files)
       return refuse(reactor, files.error());
-    reply->set_node(holder);
+    reply->set_node(*holder);
     for (auto& file : *files)
       reply->add_file_descriptor_protos(std::move(file));
     return answer(reactor);
@@ -754,6 +743,17 @@ struct server::impl final : pb::Gateway::CallbackService {
   }
 
   // -- plumbing -------------------------------------------------------------
+
+  /// The node holding `name`: here, on this machine, or on a node the
+  /// directory knows; not_found, or the node's error for a bad name.
+  expected<std::string> find_holder(const std::string& name) {
+    auto holder = holder_of(host_, name);
+    if (!holder.empty())
+      return holder;
+    auto found = host_.find(name); // its error, for a bad name
+    return found ? error{errc::not_found, "no actor named '" + name + "'"}
+                 : found.error();
+  }
 
   /// A name matching `pattern`, for the types of a broadcast; empty if none.
   std::string first_match(const std::string& pattern) {
