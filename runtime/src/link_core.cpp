@@ -113,32 +113,13 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
                     + std::string{env.type_name},
                   dead_letter_reason::unhandled_type);
   auto payload = new_payload(frame, **prototype);
-  const auto wire = frame.bulk == nullptr
-                      ? frame.payload.size()
-                      : frame.split.before.size() + frame.split.header.size()
-                          + frame.bulk->size() + frame.split.after.size();
   if (!parse(frame, *payload))
     return refuse(errc::invalid_argument,
                   "the payload is not a valid " + std::string{env.type_name},
                   dead_letter_reason::malformed);
-  // The inbound budget counts what the message holds until it is handled,
-  // not its wire bytes (repeated empty elements take 20 times more).
-  if (auto held = held_size(**prototype, *payload, wire); held > wire) {
-    if (held > budget_) {
-      owner_.log_peer_fault(
-        "refused a " + std::string{env.type_name} + " from node '" + peer_
-          + "': parsed, it holds " + std::to_string(held)
-          + " bytes, over the link's budget of " + std::to_string(budget_)
-          + " (limits.max_queued)",
-        {env.target, peer_, "resource_exhausted", env.trace});
-      return refuse(errc::resource_exhausted,
-                    "the payload holds " + std::to_string(held)
-                      + " bytes parsed, over the link's budget of "
-                      + std::to_string(budget_),
-                    dead_letter_reason::malformed);
-    }
-    charge.add(held - wire);
-  }
+  if (auto over = charge_parsed(frame, **prototype, *payload, charge))
+    return refuse(errc::resource_exhausted, *over,
+                  dead_letter_reason::malformed);
   deadline until;
   if (env.timeout_ns > 0)
     until = deadline{std::chrono::nanoseconds{
@@ -158,6 +139,36 @@ void link_core::deliver(const inbound_frame& frame, backlog_charge& charge) {
   caf::anon_send(target->handle, std::move(msg));
 }
 
+std::optional<std::string>
+link_core::charge_parsed(const inbound_frame& frame,
+                         const google::protobuf::Message& prototype,
+                         const google::protobuf::Message& payload,
+                         backlog_charge& charge) {
+  const auto& env = frame.env;
+  const auto wire = frame.bulk == nullptr
+                      ? frame.payload.size()
+                      : frame.split.before.size() + frame.split.header.size()
+                          + frame.bulk->size() + frame.split.after.size();
+  // The inbound budget counts what the message holds until it is handled,
+  // not its wire bytes (repeated empty elements take 20 times more).
+  auto held = held_size(prototype, payload, wire);
+  if (held <= wire)
+    return std::nullopt;
+  if (held > budget_) {
+    owner_.log_peer_fault(
+      "refused a " + std::string{env.type_name} + " from node '" + peer_
+        + "': parsed, it holds " + std::to_string(held)
+        + " bytes, over the link's budget of " + std::to_string(budget_)
+        + " (limits.max_queued)",
+      {env.target, peer_, "resource_exhausted", env.trace});
+    return "the payload holds " + std::to_string(held)
+           + " bytes parsed, over the link's budget of "
+           + std::to_string(budget_);
+  }
+  charge.add(held - wire);
+  return std::nullopt;
+}
+
 void link_core::accept_durable(const inbound_frame& frame,
                                backlog_charge& charge) {
   const auto& env = frame.env;
@@ -167,6 +178,11 @@ void link_core::accept_durable(const inbound_frame& frame,
                   reply_msg{nullptr, errc::invalid_argument,
                             "the payload is not a valid "
                               + std::string{durable_transfer_type}});
+  // Many empty items are few bytes on the wire and much more parsed.
+  if (auto over = charge_parsed(frame, v1::DurableTransfer::default_instance(),
+                                *transfer, charge))
+    return answer(env.message_id,
+                  reply_msg{nullptr, errc::resource_exhausted, *over});
   // The link's inbound budget holds the transfer until it is stored.
   auto held = std::make_shared<backlog_charge>(std::move(charge));
   owner_.accept_durable(

@@ -342,6 +342,13 @@ public:
   /// plug-in, which answers once its items are stored.
   void accept_durable(const inbound_frame& frame, backlog_charge& charge);
 
+  /// Charges `charge` with what `payload` (parsed from `frame`) holds
+  /// beyond its wire bytes; over the link's budget, says why (logged as a
+  /// peer fault) and charges nothing.
+  std::optional<std::string> charge_parsed(
+    const inbound_frame& frame, const google::protobuf::Message& prototype,
+    const google::protobuf::Message& payload, backlog_charge& charge);
+
   /// The bytes a payload parsed from `wire` bytes holds, for the inbound
   /// budget: `wire` for a flat type (flat_type()) without unknown fields,
   /// which holds at most that plus message_overhead; otherwise what

@@ -3,6 +3,7 @@
 // speaking the wire format) against a node run as a child process, whose
 // memory is read from /proc/<pid>/status.
 
+#include "courier/v1/durable.pb.h"
 #include "courier/v1/envelope.pb.h"
 #include "local_node.hpp"
 #include "raw_peer.hpp"
@@ -162,6 +163,26 @@ TEST_CASE("messages waiting for an actor are counted at their parsed size",
 TEST_CASE("messages from a TCP peer are counted at their parsed size",
           "[tcp][memory][integration]") {
   payloads_that_grow(way::tcp);
+}
+
+TEST_CASE("a durable transfer is counted at its parsed size",
+          "[pipe][memory][durable][integration]") {
+  temp_dir dir, store;
+  target_node node{dir, {"--max-queued", std::to_string(budget), "--durable",
+                         store.path(), "echo.m"}};
+  auto peer = attack(dir, way::pipe);
+  REQUIRE(peer->connected());
+  REQUIRE(peer->say_hello());
+  // 128 Ki empty items: 256 KiB on the wire, about 16 MiB parsed, over
+  // the link's budget of 8 MiB: refused before anything is stored.
+  v1::DurableTransfer transfer;
+  for (int i = 0; i < (128 << 10); ++i)
+    transfer.add_items();
+  auto request = envelope(v1::KIND_REQUEST, 7, "echo.m", transfer);
+  REQUIRE(peer->send_all(request, 3s));
+  CHECK(node.process->wait_for_line_containing("over the link's budget"));
+  CHECK(node.growth() < 2 * budget + 24 * mib);
+  still_serves(dir, "echo.m");
 }
 
 TEST_CASE("before the hello a link takes only a hello-sized frame",
