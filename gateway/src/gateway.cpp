@@ -1,6 +1,8 @@
 #include "courier/gateway/gateway.hpp"
 
 #include <atomic>
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <condition_variable>
 #include <deque>
@@ -15,7 +17,6 @@
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/empty.pb.h>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/grpcpp.h>
@@ -24,6 +25,8 @@
 #include "courier/access_policy.hpp"
 #include "courier/courier.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "actor_services.hpp"
+#include "calls.hpp"
 
 namespace courier::gateway {
 
@@ -34,45 +37,42 @@ namespace pb = courier::v1;
 /// The names of gateways' own actors, left out of what Names lists.
 constexpr std::string_view gateway_prefix = "courier.gateway.";
 
-/// Courier's codes are gRPC's (errc.hpp): the status says the same.
-grpc::Status status_of(const error& e) {
-  return grpc::Status{static_cast<grpc::StatusCode>(static_cast<int>(e.code())),
-                      e.message()};
+/// The services the gateway's server answers itself, as reflection lists
+/// them.
+std::vector<std::string> own_services() {
+  auto names = reflection_services();
+  names.emplace_back(pb::Gateway::service_full_name());
+  names.emplace_back("grpc.health.v1.Health");
+  return names;
 }
 
-/// The trace a call continues: its `traceparent` metadata (W3C Trace
-/// Context), or a new trace when it has none or a malformed one. The
-/// client learns which from the initial metadata's `traceparent`.
-trace_context trace_of(grpc::CallbackServerContext& call) {
-  const auto& metadata = call.client_metadata();
-  std::optional<trace_context> given;
-  if (auto found = metadata.find("traceparent"); found != metadata.end())
-    given = trace_context::parse(
-      std::string_view{found->second.data(), found->second.size()});
-  auto trace = given ? *given : trace_context::start();
-  call.AddInitialMetadata("traceparent", trace.traceparent());
-  return trace;
+/// invalid_argument unless options::services maps a service's full name
+/// to an actor name. The service's descriptor need not be in this program:
+/// the serving actor's node publishes it.
+expected<void> check_service_name(const std::string& service,
+                                  const std::string& actor) {
+  auto word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
+  bool valid = !service.empty() && service.front() != '.'
+               && service.back() != '.'
+               && std::all_of(service.begin(), service.end(), [&](char c) {
+                    return word(c) || c == '.';
+                  });
+  if (!valid)
+    return error{errc::invalid_argument,
+                 "the gateway cannot serve '" + service
+                   + "': not a gRPC service's full name (package.Service)"};
+  if (actor.empty())
+    return error{errc::invalid_argument,
+                 "the gateway's service " + service + " names no actor"};
+  return {};
 }
 
 /// The type a type URL names: what follows its last '/'.
 std::string type_of(const std::string& url) {
   auto slash = url.rfind('/');
   return slash == std::string::npos ? url : url.substr(slash + 1);
-}
-
-/// The node holding `name` ("actor" or "actor@node"), as far as `host`
-/// knows; empty if none.
-std::string holder_of(node& host, const std::string& name) {
-  auto at = name.find('@');
-  if (at != std::string::npos)
-    return name.substr(at + 1);
-  for (const auto& local : host.names(name))
-    if (local == name)
-      return host.name();
-  for (const auto& entry : host.machine_names(name))
-    if (entry.actor == name)
-      return entry.node;
-  return {};
 }
 
 /// The message an Any carries, built from a type `host` knows, or one the
@@ -99,77 +99,6 @@ expected<message> decode(node& host, const std::function<std::string()>& target,
                  "the payload is not a valid " + type + " message"};
   return message{std::move(*made)};
 }
-
-/// An actor of the gateway's node that issues requests and broadcasts for
-/// calls, so that a call waiting for its answer holds no thread: each job
-/// runs in the actor and finishes its call from a continuation.
-class requester {
-public:
-  using job = std::function<void(context&)>;
-
-  requester(node& host, std::string name)
-    : host_(host), name_(std::move(name)) {}
-
-  expected<void> start() {
-    // The actor holds the queue: it may run after the server is gone.
-    auto spawned = host_.spawn(name_, [queue = queue_](context&) {
-      return behavior{[queue](const google::protobuf::Empty&, context& ctx) {
-        run(*queue, ctx);
-      }};
-    });
-    if (!spawned)
-      return std::move(spawned).error();
-    return {};
-  }
-
-  void stop() {
-    (void)host_.stop(name_);
-  }
-
-  /// Queues `work`; the actor runs it soon.
-  expected<void> submit(job work) {
-    bool kick = false;
-    {
-      std::lock_guard guard{queue_->mu};
-      kick = queue_->jobs.empty();
-      queue_->jobs.push_back(std::move(work));
-    }
-    if (!kick)
-      return {}; // a kick is on its way
-    return host_.post(name_, google::protobuf::Empty{});
-  }
-
-private:
-  struct queue {
-    std::mutex mu;
-    std::deque<job> jobs; // guarded by mu
-  };
-
-  static void run(queue& q, context& ctx) {
-    std::deque<job> now;
-    {
-      std::lock_guard guard{q.mu};
-      now.swap(q.jobs);
-    }
-    for (auto& work : now)
-      work(ctx);
-  }
-
-  node& host_;
-  std::string name_;
-  std::shared_ptr<queue> queue_ = std::make_shared<queue>();
-};
-
-/// Where a call and the continuation that finishes it meet: the
-/// continuation may come after the call is gone (its reactor deleted), so
-/// both sides take the lock, and the call clears `call` when it is done.
-template <class Call, class Out>
-struct meeting {
-  std::mutex mu;
-  Call* call = nullptr;  // null once the call is done
-  bool finished = false; // Finish was called
-  Out out;               // what the call writes, kept until it is written
-};
 
 /// One Monitor call: a stream that carries the name's down notice, then
 /// ends. The node's callback may come after the client has gone: both
@@ -235,211 +164,9 @@ private:
   std::optional<monitor_handle> handle_;
 };
 
-/// A unary call whose outcome comes later (Send, Broadcast). Finished
-/// once: by its continuation, or by the server stopping first.
-struct pending_call {
-  grpc::CallbackServerContext* call;
-  grpc::ServerUnaryReactor* reactor;
-  std::mutex mu;     // held while the reply is filled and the call finished
-  bool done = false; // guarded by mu: Finish was called
-};
-
-/// The calls waiting for an outcome, and the counts. Continuations hold it
-/// (they may run after the server is gone).
-///
-/// Thread safety: all member functions are thread-safe.
-class call_book {
-public:
-  std::shared_ptr<pending_call> track(grpc::CallbackServerContext* call,
-                                      grpc::ServerUnaryReactor* reactor) {
-    auto pending = std::make_shared<pending_call>();
-    pending->call = call;
-    pending->reactor = reactor;
-    std::unique_lock guard{mu_};
-    if (!closed_) {
-      waiting_.insert(pending);
-      return pending;
-    }
-    guard.unlock();
-    finish(pending, stopped());
-    return pending;
-  }
-
-  /// Finishes a tracked call with `status`, unless it is finished already;
-  /// `fill` writes its reply first (not for a call the client cancelled:
-  /// that outcome is dropped and counted).
-  void finish(const std::shared_ptr<pending_call>& pending, grpc::Status status,
-              const std::function<void()>& fill = {}) {
-    {
-      std::lock_guard guard{pending->mu};
-      if (pending->done)
-        return;
-      pending->done = true;
-      if (pending->call->IsCancelled()) {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-        status = grpc::Status::CANCELLED;
-      } else if (fill) {
-        fill();
-      }
-      count();
-      pending->reactor->Finish(status);
-    }
-    std::lock_guard guard{mu_};
-    waiting_.erase(pending);
-  }
-
-  /// Stopping: the calls still waiting end now, and later ones at once.
-  void close() {
-    std::set<std::shared_ptr<pending_call>> left;
-    {
-      std::lock_guard guard{mu_};
-      closed_ = true;
-      left.swap(waiting_);
-    }
-    for (const auto& pending : left)
-      finish(pending, stopped());
-  }
-
-  /// Outcomes of calls whose client had gone.
-  std::uint64_t dropped() const {
-    return dropped_.load(std::memory_order_relaxed);
-  }
-
-  void count() {
-    answered_.fetch_add(1, std::memory_order_relaxed);
-  }
-
-  std::uint64_t answered() const {
-    return answered_.load(std::memory_order_relaxed);
-  }
-
-private:
-  static grpc::Status stopped() {
-    return {grpc::StatusCode::UNAVAILABLE, "the gateway stopped"};
-  }
-
-  std::mutex mu_;
-  std::set<std::shared_ptr<pending_call>> waiting_; // guarded by mu_
-  bool closed_ = false;                             // guarded by mu_
-  std::atomic<std::uint64_t> answered_{0};
-  std::atomic<std::uint64_t> dropped_{0};
-};
-
-/// The bytes of a gRPC message.
-std::string bytes_of(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok())
-    return out;
-  for (const auto& slice : slices)
-    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  return out;
-}
-
-/// A unary call to a service an actor serves: read the one request, ask
-/// the actor, write its reply. The request's continuation may come after
-/// the call is gone: both meet under a lock in a state that outlives it.
-class service_call final : public grpc::ServerGenericBidiReactor {
-public:
-  struct route {
-    std::string actor;
-    const google::protobuf::MethodDescriptor* method = nullptr;
-  };
-
-  service_call(requester& asker, std::shared_ptr<call_book> book,
-               expected<route> to, deadline until, trace_context trace)
-    : asker_(asker), book_(std::move(book)), until_(until), trace_(trace) {
-    state_ = std::make_shared<shared>();
-    state_->call = this;
-    if (!to) {
-      finish(status_of(to.error()));
-      return;
-    }
-    to_ = std::move(*to);
-    StartRead(&request_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok)
-      return finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     "the call ended before its request"});
-    const auto* input = to_.method->input_type();
-    const auto* prototype
-      = google::protobuf::MessageFactory::generated_factory()->GetPrototype(
-        input);
-    std::shared_ptr<google::protobuf::Message> msg{prototype->New()};
-    if (!msg->ParseFromString(bytes_of(request_)))
-      return finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     "the request is not a valid " + input->full_name()});
-    auto submitted = asker_.submit(
-      [state = state_, book = book_, actor = to_.actor,
-       msg = message{std::move(msg)}, until = until_,
-       trace = trace_](context& ctx) {
-        trace_scope traced{trace};
-        ctx.request(actor, msg, until)
-          .then(
-            [state, book](const message& reply) {
-              std::lock_guard guard{state->mu};
-              if (state->call == nullptr || state->finished)
-                return;
-              state->finished = true;
-              std::string bytes;
-              reply->SerializeToString(&bytes);
-              grpc::Slice slice{bytes};
-              state->out = grpc::ByteBuffer{&slice, 1};
-              book->count();
-              state->call->StartWriteAndFinish(
-                &state->out, grpc::WriteOptions{}, grpc::Status::OK);
-            },
-            [state, book](const error& e) {
-              std::lock_guard guard{state->mu};
-              if (state->call == nullptr || state->finished)
-                return;
-              state->finished = true;
-              book->count();
-              state->call->Finish(status_of(e));
-            });
-      });
-    if (!submitted)
-      finish(status_of(submitted.error()));
-  }
-
-  void OnCancel() override {
-    finish(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    {
-      std::lock_guard guard{state_->mu};
-      state_->call = nullptr;
-    }
-    delete this;
-  }
-
-private:
-  using shared = meeting<service_call, grpc::ByteBuffer>;
-
-  void finish(const grpc::Status& status) {
-    std::lock_guard guard{state_->mu};
-    if (state_->finished)
-      return;
-    state_->finished = true;
-    book_->count();
-    Finish(status);
-  }
-
-  requester& asker_;
-  std::shared_ptr<call_book> book_;
-  deadline until_;
-  trace_context trace_;
-  route to_;
-  grpc::ByteBuffer request_;
-  std::shared_ptr<shared> state_;
-};
-
 } // namespace
 
-struct server::impl final : pb::Gateway::CallbackService {
+struct server::impl final : pb::Gateway::CallbackService, gateway_seam {
   impl(node& host, options settings, std::string requester_name)
     : host_(host), settings_(std::move(settings)),
       requester_(host, std::move(requester_name)) {}
@@ -610,68 +337,17 @@ struct server::impl final : pb::Gateway::CallbackService {
                             refused(*call, request->name(), verbs::monitor));
   }
 
-  // -- services served by actors ---------------------------------------------
-
-  /// Every call the registered services do not take: "/pkg.Service/Method".
-  struct actor_services final : grpc::CallbackGenericService {
-    explicit actor_services(impl& owner) : owner_(owner) {}
-
-    grpc::ServerGenericBidiReactor*
-    CreateReactor(grpc::GenericCallbackServerContext* call) override {
-      auto route = owner_.route_of(call->method());
-      if (route)
-        if (auto no = owner_.refused(*call, route->actor, verbs::send))
-          route = *no;
-      return new service_call(owner_.requester_, owner_.book_,
-                              std::move(route), owner_.deadline_of(*call),
-                              trace_of(*call));
-    }
-
-    impl& owner_;
-  };
-
-  /// The actor and method a call's path names, or why not.
-  expected<service_call::route> route_of(const std::string& path) const {
-    auto slash = path.rfind('/');
-    if (path.size() < 4 || path[0] != '/' || slash == 0
-        || slash + 1 >= path.size())
-      return error{errc::unimplemented, "no such method: " + path};
-    auto service = path.substr(1, slash - 1);
-    auto method_name = path.substr(slash + 1);
-    auto served = settings_.services.find(service);
-    if (served == settings_.services.end())
-      return error{errc::unimplemented, "no actor serves " + service};
-    const auto* descriptor
-      = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
-        service);
-    const auto* method = descriptor != nullptr
-                           ? descriptor->FindMethodByName(method_name)
-                           : nullptr;
-    if (method == nullptr)
-      return error{errc::unimplemented,
-                   service + " has no method " + method_name};
-    if (method->client_streaming() || method->server_streaming())
-      return error{errc::unimplemented, "actors serve unary methods; " + service
-                                          + "." + method_name + " streams"};
-    return service_call::route{served->second, method};
-  }
-
   // -- health of the services actors serve ------------------------------------
 
-  /// Sets each service SERVING while its actor's name is held, NOT_SERVING
-  /// while not, every health_interval until the server stops.
+  /// Sets each service actors serve (configured or declared) SERVING while
+  /// an actor serving it holds its name, NOT_SERVING while none does, every
+  /// health_interval until the server stops.
   void watch_health(grpc::HealthCheckServiceInterface& health) {
     std::unique_lock guard{health_mu_};
     while (!health_stop_) {
       guard.unlock();
-      for (const auto& [service, actor] : settings_.services) {
-        auto bare = actor.substr(0, actor.find('@'));
-        auto holder = holder_of(host_, bare);
-        bool up = !holder.empty()
-                  && (actor.find('@') == std::string::npos
-                      || holder == actor.substr(actor.find('@') + 1));
+      for (const auto& [service, up] : services_.health())
         health.SetServingStatus(service, up);
-      }
       guard.lock();
       health_cv_.wait_for(guard, settings_.health_interval,
                           [this] { return health_stop_; });
@@ -712,7 +388,7 @@ struct server::impl final : pb::Gateway::CallbackService {
   /// Why the caller may not use `verb` on `name`; nothing if it may (or
   /// the gateway has no rules).
   std::optional<error> refused(const grpc::ServerContextBase& call,
-                               std::string_view name, verbs verb) {
+                               std::string_view name, verbs verb) override {
     if (!policy_)
       return std::nullopt;
     auto who = caller_of(call);
@@ -729,6 +405,11 @@ struct server::impl final : pb::Gateway::CallbackService {
         && last_refusal_log_.compare_exchange_strong(last, now))
       host_.log(log_level::warning, "refused: " + text);
     return error{errc::permission_denied, std::move(text)};
+  }
+
+  bool may_find(const grpc::ServerContextBase& call,
+                std::string_view name) const override {
+    return !policy_ || policy_->allows(caller_of(call), name, verbs::find);
   }
 
   static std::string_view verb_word(verbs verb) {
@@ -763,7 +444,7 @@ struct server::impl final : pb::Gateway::CallbackService {
     return {};
   }
 
-  deadline deadline_of(const grpc::CallbackServerContext& call) const {
+  deadline deadline_of(const grpc::CallbackServerContext& call) const override {
     auto at = call.deadline();
     if (at == std::chrono::system_clock::time_point::max())
       return deadline{settings_.default_deadline};
@@ -790,7 +471,10 @@ struct server::impl final : pb::Gateway::CallbackService {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
-  actor_services services_{*this};
+  // Services served by actors, and reflection (one generic service).
+  actor_services services_{
+    host_,       settings_.services, own_services(), requester_, book_,
+    *this,       reflection_limits{settings_.max_message}};
   // options::rules, made once; none: every caller acts as the node.
   std::optional<access_policy> policy_;
   // Follows the serving actors' names (options::health_interval).
@@ -853,25 +537,22 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   if (!credentials)
     return std::move(credentials).error();
   // The standard services beside the gateway: health checking
-  // (grpc.health.v1) and server reflection, so that generic tools list and
-  // call it. Both are process-wide switches of gRPC, read when a server is
-  // built.
+  // (grpc.health.v1, a process-wide switch of gRPC, read when a server is
+  // built) and server reflection, answered by services_ so that generic
+  // tools list and call the actors' services too.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   builder.RegisterService(self.get());
   for (const auto& [service, actor] : settings.services)
-    if (google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
-          service)
-        == nullptr) {
+    if (auto checked = check_service_name(service, actor); !checked) {
       self->requester_.stop();
-      return error{errc::invalid_argument,
-                   "the gateway cannot serve " + service + " (for " + actor
-                     + "): its descriptor is not compiled into this program"};
+      return std::move(checked).error();
     }
-  if (!settings.services.empty())
-    builder.RegisterCallbackGenericService(&self->services_);
+  // Every call the registered services do not take: actors' services
+  // (configured, or declared at any time by actors anywhere) and
+  // reflection.
+  builder.RegisterCallbackGenericService(&self->services_);
   // Keepalive (options::keepalive): gRPC's channel arguments, in ms.
   auto ms = [](std::chrono::milliseconds d) {
     return static_cast<int>(std::min<std::int64_t>(d.count(), INT32_MAX));
@@ -908,10 +589,9 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   if (auto* health = self->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(pb::Gateway::service_full_name(), true);
-    if (!settings.services.empty())
-      self->health_watch_ = std::thread{[raw = self.get(), health] {
-        raw->watch_health(*health);
-      }};
+    self->health_watch_ = std::thread{[raw = self.get(), health] {
+      raw->watch_health(*health);
+    }};
   }
   return std::unique_ptr<server>{new server{std::move(self)}};
 }

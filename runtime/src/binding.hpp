@@ -91,6 +91,10 @@ struct name_slot {
   std::string failure;
   std::deque<deadline::clock::time_point> restarts;
   std::vector<monitor_entry> monitors;
+
+  // Guarded by node_impl::types_mu_: the name was released for good, and
+  // the services it declared (spawn_options::services) withdrawn.
+  bool services_withdrawn = false;
 };
 
 /// Transparent hashing, so lookups by string_view do not allocate.

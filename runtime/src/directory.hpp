@@ -30,6 +30,14 @@ struct process_identity {
   static process_identity current();
 };
 
+/// What a node publishes beside its names and endpoints (a NodeRecord's
+/// type_files and services): asked over a link where the directory does
+/// not carry records (static seeds, NamesQuery with_types).
+struct peer_publications {
+  std::vector<std::string> type_files;
+  std::vector<v1::ServedService> services;
+};
+
 /// Thread safety: implementations make all member functions thread-safe.
 class directory {
 public:

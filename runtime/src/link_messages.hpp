@@ -13,6 +13,7 @@
 
 #include "binding.hpp"
 #include "courier/frame.hpp"
+#include "courier/v1/control.pb.h"
 #include "letter.hpp"
 
 namespace courier::detail {
@@ -92,6 +93,7 @@ struct names_msg {
   errc code = errc::ok; // the link went, or the peer did not answer
   std::string text;
   std::vector<std::string> type_files; // when asked for
+  std::vector<v1::ServedService> services; // when asked for
 };
 
 /// Answers owed to the peer would pass their budget: it does not read them.

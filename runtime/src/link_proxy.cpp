@@ -11,6 +11,7 @@
 
 #include "remote.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "directory.hpp"
 #include "frame.hpp"
 #include "link_bridge.hpp"
 #include "link_core.hpp"
@@ -713,6 +715,8 @@ private:
       answer.names.assign(report.names().begin(), report.names().end());
       answer.type_files.assign(report.type_files().begin(),
                                report.type_files().end());
+      answer.services.assign(report.services().begin(),
+                             report.services().end());
       i->second.promise.deliver(std::move(answer));
       queries_.erase(i);
     } else if (type == v1::NameReleased::descriptor()->full_name()) {
@@ -777,7 +781,7 @@ private:
     if (gone_) {
       auto why = tombstone_ ? *tombstone_
                             : error{errc::unavailable, "the link is gone"};
-      promise.deliver(names_msg{{}, why.code(), why.message(), {}});
+      promise.deliver(names_msg{{}, why.code(), why.message(), {}, {}});
       return;
     }
     v1::NamesQuery msg;
@@ -823,6 +827,18 @@ private:
           report.add_type_files(std::move(file));
       else
         report.set_truncated(true);
+      // A service is as visible as its actor's name (the listed names
+      // are sorted).
+      for (auto& served : *record.mutable_services()) {
+        bytes += served.ByteSizeLong() + 3;
+        if (bytes > room) {
+          report.set_truncated(true);
+          break;
+        }
+        if (std::binary_search(report.names().begin(), report.names().end(),
+                               served.actor()))
+          *report.add_services() = std::move(served);
+      }
     }
     write_system(report);
   }
@@ -852,7 +868,7 @@ private:
         continue;
       }
       i->second.promise.deliver(names_msg{
-        {}, errc::deadline_exceeded, "the peer did not list its names", {}});
+        {}, errc::deadline_exceeded, "the peer did not list its names", {}, {}});
       i = queries_.erase(i);
     }
     delayed_send(this, std::chrono::seconds{1}, tick_msg{});
@@ -927,7 +943,7 @@ private:
       flush.deliver(flushed_msg{});
     early_flushes_.clear();
     for (auto& [id, query] : queries_)
-      query.promise.deliver(names_msg{{}, code, text, {}});
+      query.promise.deliver(names_msg{{}, code, text, {}, {}});
     queries_.clear();
     early_queries_.clear();
     tombstone_ = error{code, why.code() == errc::permission_denied
@@ -1042,7 +1058,7 @@ void unwatch_remote(const caf::actor& proxy,
 expected<std::vector<std::string>>
 names_over(caf::actor_system& system, const caf::actor& proxy,
            std::string pattern, deadline until,
-           std::vector<std::string>* type_files) {
+           peer_publications* published) {
   expected<std::vector<std::string>> out{errc::deadline_exceeded,
                                          "no answer before the deadline"};
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1052,11 +1068,13 @@ names_over(caf::actor_system& system, const caf::actor& proxy,
   caf::scoped_actor self{system};
   self
     ->request(proxy, caf::duration{left},
-              names_query_msg{std::move(pattern), until, type_files != nullptr})
+              names_query_msg{std::move(pattern), until, published != nullptr})
     .receive(
       [&](names_msg& answer) {
-        if (type_files != nullptr)
-          *type_files = std::move(answer.type_files);
+        if (published != nullptr) {
+          published->type_files = std::move(answer.type_files);
+          published->services = std::move(answer.services);
+        }
         if (answer.code == errc::ok)
           out = std::move(answer.names);
         else

@@ -327,6 +327,10 @@ std::vector<name_info> node::machine_names(std::string_view pattern) const {
   return impl_->machine_names(pattern);
 }
 
+std::vector<service_info> node::served_services() const {
+  return impl_->served_services();
+}
+
 std::vector<route_info> node::routes() const {
   return impl_->routes();
 }

@@ -154,8 +154,6 @@ void node_impl::log_peer_fault(std::string_view line,
 
 // -- node_impl: types ------------------------------------------------------------
 
-namespace {
-
 bool valid_type_name(std::string_view name) noexcept {
   if (name.empty() || name.front() == '.' || name.back() == '.')
     return false;
@@ -164,8 +162,6 @@ bool valid_type_name(std::string_view name) noexcept {
            || (c >= '0' && c <= '9') || c == '_' || c == '.';
   });
 }
-
-} // namespace
 
 expected<const google::protobuf::Descriptor*>
 node_impl::register_type(std::string_view full_name) {
@@ -219,6 +215,8 @@ void node_impl::register_handled_types(const behavior& handlers) {
           entry.type);
       added |= types_.try_emplace(entry.type->full_name(), proto).second;
     }
+    if (added)
+      ++types_version_;
   }
   if (added && dir_)
     publish_record();

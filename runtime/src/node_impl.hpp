@@ -93,6 +93,9 @@ struct responder_state {
   bool done = false;
 };
 
+/// True for a Protobuf full name ("shop.PlaceOrder", "shop.Orders").
+bool valid_type_name(std::string_view name) noexcept;
+
 /// A metrics snapshot as the system actor sends it (MetricsQuery).
 v1::MetricsReport to_report(const metrics_snapshot& snapshot);
 
@@ -202,8 +205,32 @@ public:
   expected<void> import_types(std::string_view node_name);
   expected<std::vector<std::string>>
   published_types(std::string_view node_name) const;
-  /// The files of every type known here, dependencies first.
+  /// The files of every type known here and of every service its actors
+  /// serve, dependencies first.
   std::vector<const google::protobuf::FileDescriptor*> type_files() const;
+
+  // -- services actors serve (served_services.cpp) -----------------------------
+
+  /// The descriptors of the services `options` declares, from the
+  /// program's generated pool: invalid_argument for a malformed name,
+  /// not_found for a service the program does not know.
+  static expected<std::vector<const google::protobuf::ServiceDescriptor*>>
+  find_services(const spawn_options& options);
+
+  /// Publishes that the actor of `slot` serves `services`, unless its name
+  /// was released already (withdraw_services came first). Call without
+  /// mu_.
+  void
+  declare_services(const std::shared_ptr<name_slot>& slot,
+                   std::vector<const google::protobuf::ServiceDescriptor*>
+                     services);
+
+  /// Withdraws the services of a binding whose name is released for good.
+  /// Call without mu_.
+  void withdraw_services(name_slot& slot);
+
+  /// See node::served_services.
+  std::vector<service_info> served_services() const;
 
   // -- other nodes ------------------------------------------------------------
 
@@ -397,6 +424,10 @@ private:
   /// Rewrites this node's record in the directory.
   void publish_record();
 
+  /// type_files(); requires types_mu_ held.
+  std::vector<const google::protobuf::FileDescriptor*>
+  type_files_locked() const;
+
   node_config config_;
 
   // Declared before the actor system: letters destroyed during its shutdown
@@ -425,6 +456,17 @@ private:
 
   mutable std::shared_mutex types_mu_;
   string_map<const google::protobuf::Message*> types_; // prototypes
+  /// A service an actor here serves (spawn_options::services).
+  struct served_service {
+    const name_slot* slot; // whose entry it is (compared, not followed)
+    std::string actor;
+    const google::protobuf::ServiceDescriptor* descriptor;
+  };
+  std::vector<served_service> served_; // guarded by types_mu_
+  // Bumped under types_mu_ whenever types_ or served_ change, so that of
+  // two records published at once the newer one wins (publish_record).
+  std::uint64_t types_version_ = 0;     // guarded by types_mu_
+  std::uint64_t published_version_ = 0; // guarded by record_mu_
 
   // Other nodes. The directory and the transports outlive the peers and
   // the router, which use them.

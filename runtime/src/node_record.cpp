@@ -95,7 +95,7 @@ expected<void> node_impl::open() {
       seed_directory::answer out;
       auto names = names_over(*system_, link->proxy, "*",
                               deadline{2 * config_.handshake_timeout},
-                              &out.type_files);
+                              &out.published);
       if (!names)
         return std::move(names).error();
       out.names = std::move(*names);
@@ -213,17 +213,39 @@ v1::NodeRecord node_impl::record() const {
 
 std::vector<const google::protobuf::FileDescriptor*>
 node_impl::type_files() const {
-  std::vector<const google::protobuf::FileDescriptor*> files;
   std::shared_lock guard{types_mu_};
+  return type_files_locked();
+}
+
+std::vector<const google::protobuf::FileDescriptor*>
+node_impl::type_files_locked() const {
+  std::vector<const google::protobuf::FileDescriptor*> files;
   std::set<std::string> seen;
   for (auto& [name, proto] : types_)
     collect_files(proto->GetDescriptor()->file(), seen, files);
+  // A gateway builds a served service's methods from its file.
+  for (const auto& served : served_)
+    collect_files(served.descriptor->file(), seen, files);
   return files;
 }
 
 void node_impl::publish_record() {
-  auto files = type_files();
+  std::vector<const google::protobuf::FileDescriptor*> files;
+  std::set<std::pair<std::string, std::string>> services; // sorted
+  std::uint64_t version = 0;
+  {
+    std::shared_lock guard{types_mu_};
+    files = type_files_locked();
+    for (const auto& served : served_)
+      services.emplace(served.descriptor->full_name(), served.actor);
+    version = types_version_;
+  }
   std::lock_guard guard{record_mu_};
+  // Two threads may publish at once: the older snapshot must not be the
+  // one that stays (a withdrawn service would be listed again).
+  if (version < published_version_)
+    return;
+  published_version_ = version;
   record_.clear_type_files();
   published_files_.clear();
   for (const auto* file : files) {
@@ -231,6 +253,12 @@ void node_impl::publish_record() {
     file->CopyTo(&proto);
     proto.SerializeToString(record_.add_type_files());
     published_files_.push_back(file->name());
+  }
+  record_.clear_services();
+  for (const auto& [service, actor] : services) {
+    auto* out = record_.add_services();
+    out->set_service(service);
+    out->set_actor(actor);
   }
   if (auto written = dir_->publish(record_); !written)
     log(log_level::error, "cannot publish the node record: "

@@ -43,6 +43,9 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
                                 "digits, '_', '-' and '.', at most 255)"};
   if (!factory)
     return error{errc::invalid_argument, "spawn needs a behavior factory"};
+  auto services = find_services(options);
+  if (!services)
+    return std::move(services).error();
   auto slot = std::make_shared<name_slot>(*this, std::string{name},
                                           std::move(factory),
                                           std::move(options));
@@ -83,6 +86,7 @@ expected<actor_ref> node_impl::spawn(std::string_view name,
     }
     handle = spawn_locked(slot);
   }
+  declare_services(slot, std::move(*services));
   watch_exit(handle, slot);
   if (started.valid()) // bounded: a node shutting down may never run it
     (void)started.wait_for(std::chrono::seconds{5});
@@ -257,6 +261,8 @@ expected<void> node_impl::stop(destination to) {
   }
   if (handle)
     caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  else
+    withdraw_services(*slot);
   notify(orphaned, down_notice{slot->name, down_reason::stopped,
                                "stopped while restarting", false});
   return {};
@@ -380,6 +386,8 @@ void node_impl::on_exit(const std::shared_ptr<name_slot>& slot,
     if (!notice.restarting)
       release_locked(slot);
   }
+  if (!notice.restarting)
+    withdraw_services(*slot);
   if (gave_up)
     log_event(log_level::warning,
               quoted(slot->name) + " failed more than "
@@ -403,11 +411,14 @@ void node_impl::restart(const std::shared_ptr<name_slot>& slot,
     std::unique_lock guard{mu_};
     if (slot->state != slot_state::restarting)
       return; // stopped while waiting
-    if (stopping_ || slot->stop_requested) {
+    if (!stopping_ && !slot->stop_requested)
+      handle = spawn_locked(slot);
+    else
       release_locked(slot);
-      return;
-    }
-    handle = spawn_locked(slot);
+  }
+  if (!handle) {
+    withdraw_services(*slot);
+    return;
   }
   if (slot->stats != nullptr)
     slot->stats->restarts.fetch_add(1, std::memory_order_relaxed);

@@ -23,6 +23,9 @@
 
 namespace courier::detail {
 
+struct peer_publications; // directory.hpp
+
+
 class link_host;
 class link_core;
 class link_access;
@@ -92,12 +95,13 @@ void unwatch_remote(const caf::actor& proxy,
 /// node may find there (its rules decide, docs/security.md), sorted. Blocks
 /// the calling thread until the answer or `until`: unavailable when the
 /// link goes, deadline_exceeded when the peer does not answer in time.
-/// With `type_files`, also the descriptors of the peer's message types
-/// (serialized FileDescriptorProtos; none if they would not fit a frame).
+/// With `published`, also the descriptors of the peer's message types
+/// (serialized FileDescriptorProtos; none if they would not fit a frame)
+/// and the services its actors serve (those this node may find).
 expected<std::vector<std::string>>
 names_over(caf::actor_system& system, const caf::actor& proxy,
            std::string pattern, deadline until,
-           std::vector<std::string>* type_files = nullptr);
+           peer_publications* published = nullptr);
 
 /// Asks a proxy to send what it has queued, close its link and stop.
 void drain_link(const caf::actor& proxy);

@@ -150,8 +150,11 @@ void seed_directory::refresh(bool all) {
     entry->answered = true;
     entry->names = std::move(listed->names);
     entry->record.clear_type_files();
-    for (auto& file : listed->type_files)
+    for (auto& file : listed->published.type_files)
       entry->record.add_type_files(std::move(file));
+    entry->record.clear_services();
+    for (auto& served : listed->published.services)
+      *entry->record.add_services() = std::move(served);
   }
 }
 
@@ -255,7 +258,9 @@ void seed_directory::learn(const v1::NodeRecord& record) {
   // What the peer says of itself, with the configured address first: the
   // address this node can reach it at (the peer may advertise another).
   auto learned = record;
-  *learned.mutable_type_files() = entry->record.type_files(); // asked apart
+  // Types and services are asked apart (NamesQuery).
+  *learned.mutable_type_files() = entry->record.type_files();
+  *learned.mutable_services() = entry->record.services();
   learned.clear_endpoints();
   auto* first = learned.add_endpoints();
   first->set_tier(std::string{seed_tier});

@@ -36,11 +36,11 @@ class file_directory;
 /// cache's lock meanwhile.
 class seed_directory final : public directory {
 public:
-  /// What a seed answers: the names it lets this node find, and the
-  /// descriptors of its message types.
+  /// What a seed answers: the names it lets this node find, the
+  /// descriptors of its message types and the services its actors serve.
   struct answer {
     std::vector<std::string> names;
-    std::vector<std::string> type_files;
+    peer_publications published;
   };
 
   /// Asks a node, over a link to it.

@@ -155,6 +155,12 @@ public:
   /// its names left out.
   std::vector<name_info> machine_names(std::string_view pattern = "*") const;
 
+  /// The gRPC services actors declared at spawn (spawn_options::services),
+  /// here and on every live node the directory knows (a seed's, as far as
+  /// its rules let this node find their actors), sorted. Reads every
+  /// node's record: callers that ask often cache the answer.
+  std::vector<service_info> served_services() const;
+
   /// This node's routes to other nodes, with their tiers.
   std::vector<route_info> routes() const;
 

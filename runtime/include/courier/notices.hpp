@@ -121,6 +121,14 @@ struct name_info {
   std::string node;
 };
 
+/// A gRPC service an actor declared at spawn (spawn_options::services),
+/// the actor and the node it runs on.
+struct service_info {
+  std::string service;
+  std::string actor;
+  std::string node;
+};
+
 /// One route from this node to another, and the tier it takes.
 struct route_info {
   std::string peer;

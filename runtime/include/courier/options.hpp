@@ -36,6 +36,16 @@ struct spawn_options {
   /// Posts that may wait in this actor's mailbox; none takes
   /// node_config::max_mailbox. See there.
   std::optional<std::size_t> max_mailbox;
+  /// The gRPC services this actor serves, by full name ("shop.Orders"): a
+  /// gateway anywhere in the cluster answers their unary methods by
+  /// sending the request to this actor and returning its reply
+  /// (docs/gateway.md). Each service's generated code must be linked into
+  /// the program: spawn fails with invalid_argument for a malformed name
+  /// and not_found for a service it does not know. The node publishes
+  /// each service with the actor's name, and the service's .proto with
+  /// its imports, in its record; they are withdrawn when the actor stops
+  /// for good (a restart keeps them).
+  std::vector<std::string> services;
 };
 
 /// Priorities run from 0 (lowest) to 7 (highest), as in MSMQ.
