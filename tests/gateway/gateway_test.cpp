@@ -18,6 +18,8 @@
 #include "courier/v1/gateway.grpc.pb.h"
 #include "courier_test/v1/calculator.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "local_node.hpp"
 #include "tcp_support.hpp"
 #include "test_support.hpp"
 
@@ -90,6 +92,33 @@ long self_status(const std::string& field) {
 
 void with_deadline(grpc::ClientContext& ctx, std::chrono::milliseconds left) {
   ctx.set_deadline(std::chrono::system_clock::now() + left);
+}
+
+/// A unary call by path with raw bytes, as a client without the .proto
+/// makes it; waits for the outcome (5 s deadline).
+struct unary_outcome {
+  grpc::Status status;
+  std::string reply;
+};
+
+unary_outcome call_unary(const std::shared_ptr<grpc::Channel>& channel,
+                         const std::string& path, const std::string& bytes) {
+  grpc::GenericStub generic{channel};
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  grpc::Slice slice{bytes};
+  grpc::ByteBuffer request{&slice, 1};
+  grpc::ByteBuffer reply;
+  std::promise<grpc::Status> done;
+  generic.UnaryCall(&ctx, path, grpc::StubOptions{}, &request, &reply,
+                    [&](grpc::Status status) { done.set_value(status); });
+  unary_outcome out{done.get_future().get(), {}};
+  std::vector<grpc::Slice> parts;
+  if (out.status.ok() && reply.Dump(&parts).ok())
+    for (const auto& part : parts)
+      out.reply.append(reinterpret_cast<const char*>(part.begin()),
+                       part.size());
+  return out;
 }
 
 } // namespace
@@ -538,10 +567,21 @@ TEST_CASE("an actor serves a .proto service to stock gRPC clients",
   REQUIRE(health->Check(&health_ctx, request, &response).ok());
   CHECK(response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
 
-  // A service whose descriptor this program lacks is refused at start.
-  gateway::options unknown;
-  unknown.services = {{"shop.Orders", "orders"}};
-  auto refused = gateway::server::start(*host, unknown);
+  // A service whose descriptor this program lacks is taken: its actor's
+  // node publishes it. Here nobody holds the actor: NOT_FOUND.
+  gateway::options elsewhere;
+  elsewhere.services = {{"shop.Orders", "orders"}};
+  auto started = gateway::server::start(*host, elsewhere);
+  REQUIRE(started);
+  auto absent = call_unary(
+    grpc::CreateChannel("127.0.0.1:" + std::to_string((*started)->port()),
+                        grpc::InsecureChannelCredentials()),
+    "/shop.Orders/Place", "");
+  CHECK(absent.status.error_code() == grpc::StatusCode::NOT_FOUND);
+  // A malformed service name is refused at start.
+  gateway::options malformed;
+  malformed.services = {{"shop Orders!", "orders"}};
+  auto refused = gateway::server::start(*host, malformed);
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == errc::invalid_argument);
 }
@@ -823,4 +863,228 @@ TEST_CASE("a service's health follows its actor: not serving while the name "
   REQUIRE(eventually([&] { return status() == hs::NOT_SERVING; }, 2s));
   REQUIRE(host->spawn("calculator", calculator));
   REQUIRE(eventually([&] { return status() == hs::SERVING; }, 2s));
+}
+
+namespace {
+
+namespace rf = grpc::reflection::v1alpha;
+
+/// One reflection request on a stream of its own, and its answer.
+rf::ServerReflectionResponse
+reflect(const std::shared_ptr<grpc::Channel>& channel,
+        const rf::ServerReflectionRequest& request) {
+  auto stub = rf::ServerReflection::NewStub(channel);
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  rf::ServerReflectionResponse response;
+  REQUIRE(stream->Write(request));
+  REQUIRE(stream->WritesDone());
+  REQUIRE(stream->Read(&response));
+  REQUIRE(stream->Finish().ok());
+  return response;
+}
+
+std::vector<std::string> listed(const std::shared_ptr<grpc::Channel>& channel) {
+  rf::ServerReflectionRequest request;
+  request.set_list_services("*");
+  auto response = reflect(channel, request);
+  std::vector<std::string> names;
+  for (const auto& service : response.list_services_response().service())
+    names.push_back(service.name());
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus
+health_of(const std::shared_ptr<grpc::Channel>& channel,
+          const std::string& service) {
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  auto called = health->Check(&ctx, request, &response);
+  return called.ok() ? response.status()
+                     : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
+}
+
+std::shared_ptr<grpc::Channel> channel_to(const gateway::server& server) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()),
+                             grpc::InsecureChannelCredentials());
+}
+
+} // namespace
+
+TEST_CASE("spawn publishes the services an actor declares, with their "
+          ".proto, until the actor stops; unknown and malformed services are "
+          "refused",
+          "[gateway][runtime]") {
+  temp_dir dir;
+  local_node a{dir, "services-a"};
+  local_node b{dir, "services-b"};
+  auto calculator = [](context&) {
+    return behavior{[](const tpb::Operands& x) {
+      tpb::Result out;
+      out.set_value(x.a() + x.b());
+      return out;
+    }};
+  };
+  spawn_options unknown;
+  unknown.services = {"shop.Orders"}; // not linked into this program
+  auto refused = a->spawn("calculator", calculator, unknown);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::not_found);
+  CHECK_THAT(refused.error().message(), Catch::Contains("shop.Orders"));
+  spawn_options malformed;
+  malformed.services = {"no spaces allowed"};
+  CHECK(a->spawn("calculator", calculator, malformed).code()
+        == errc::invalid_argument);
+
+  spawn_options serving;
+  serving.services = {"courier_test.v1.Calculator"};
+  REQUIRE(a->spawn("calculator", calculator, serving));
+  auto listed_by_b = [&] {
+    for (const auto& s : b->served_services())
+      if (s.service == "courier_test.v1.Calculator" && s.actor == "calculator"
+          && s.node == "services-a")
+        return true;
+    return false;
+  };
+  REQUIRE(eventually(listed_by_b));
+  // The service's file is among the types the node publishes.
+  auto files = b->published_types("services-a");
+  REQUIRE(files);
+  bool described = false;
+  for (const auto& bytes : *files) {
+    google::protobuf::FileDescriptorProto file;
+    REQUIRE(file.ParseFromString(bytes));
+    if (file.service_size() > 0 && file.service(0).name() == "Calculator")
+      described = true;
+  }
+  CHECK(described);
+  REQUIRE(a->stop("calculator"));
+  REQUIRE(eventually([&] { return !listed_by_b(); }));
+}
+
+TEST_CASE("a gateway serves a service that an actor of another process "
+          "declared at spawn, from the descriptors its node publishes: "
+          "reflection lists and describes it, health follows the actor",
+          "[gateway][reflection][health]") {
+  // This program knows nothing of shop.Orders: only the other process
+  // does.
+  REQUIRE(google::protobuf::DescriptorPool::generated_pool()
+            ->FindServiceByName("shop.Orders")
+          == nullptr);
+  temp_dir dir;
+  child_process shop{{COURIER_TEST_NODE, "--dir", dir.path(), "--name",
+                      "shop", "orders"}};
+  REQUIRE(shop.wait_for_line("ready"));
+  local_node host{dir, "gateway-of-shop"};
+  gateway::options open;
+  open.health_interval = 20ms;
+  auto served = gateway::server::start(*host.instance, open);
+  REQUIRE(served);
+  // A gateway whose rules let callers find the orders actor, not call it.
+  gateway::options ruled;
+  ruled.rules = std::vector<access_rule>{{"anonymous", "orders", verbs::find}};
+  auto guarded = gateway::server::start(*host.instance, ruled);
+  REQUIRE(guarded);
+  auto channel = channel_to(**served);
+
+  // Reflection lists it beside the gateway's own services.
+  auto names = listed(channel);
+  CHECK(contains(names, "shop.Orders"));
+  CHECK(contains(names, "courier.v1.Gateway"));
+  CHECK(contains(names, "grpc.health.v1.Health"));
+  CHECK(contains(names, "grpc.reflection.v1alpha.ServerReflection"));
+
+  // ... and describes it: a client builds its messages from the answer,
+  // as grpcurl does.
+  rf::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("shop.Orders.Place");
+  auto described = reflect(channel, symbol);
+  REQUIRE(described.has_file_descriptor_response());
+  google::protobuf::DescriptorPool pool;
+  const auto& files = described.file_descriptor_response().file_descriptor_proto();
+  // Imports come after the file that needs them: build them first.
+  for (auto i = files.size(); i-- > 0;) {
+    google::protobuf::FileDescriptorProto file;
+    REQUIRE(file.ParseFromString(files.Get(i)));
+    REQUIRE(pool.BuildFile(file) != nullptr);
+  }
+  const auto* place = pool.FindMethodByName("shop.Orders.Place");
+  REQUIRE(place != nullptr);
+  rf::ServerReflectionRequest by_name;
+  by_name.set_file_by_filename("shop/orders.proto");
+  CHECK(reflect(channel, by_name).has_file_descriptor_response());
+  rf::ServerReflectionRequest missing;
+  missing.set_file_containing_symbol("shop.Nothing");
+  CHECK(reflect(channel, missing).error_response().error_code()
+        == static_cast<int>(grpc::StatusCode::NOT_FOUND));
+
+  google::protobuf::DynamicMessageFactory factory{&pool};
+  auto order = std::unique_ptr<google::protobuf::Message>(
+    factory.GetPrototype(place->input_type())->New());
+  auto* fields = order->GetReflection();
+  fields->SetString(order.get(), place->input_type()->FindFieldByName("item"),
+                    "lamp");
+  fields->SetInt32(order.get(),
+                   place->input_type()->FindFieldByName("quantity"), 3);
+
+  // Refused by the rules before anything reaches the actor.
+  for (int i = 0; i < 3; ++i)
+    CHECK(call_unary(channel_to(**guarded), "/shop.Orders/Place",
+                     order->SerializeAsString())
+            .status.error_code()
+          == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK((*guarded)->refusals() == 3);
+  // Those the rules let find it see it listed; the call goes nowhere.
+  CHECK(contains(listed(channel_to(**guarded)), "shop.Orders"));
+
+  auto placed = call_unary(channel, "/shop.Orders/Place",
+                           order->SerializeAsString());
+  REQUIRE(placed.status.ok());
+  auto reply = std::unique_ptr<google::protobuf::Message>(
+    factory.GetPrototype(place->output_type())->New());
+  REQUIRE(reply->ParseFromString(placed.reply));
+  const auto* placed_type = place->output_type();
+  // order-1: none of the refused calls was taken.
+  CHECK(reply->GetReflection()->GetString(
+          *reply, placed_type->FindFieldByName("order_id"))
+        == "order-1");
+  CHECK(reply->GetReflection()->GetString(
+          *reply, placed_type->FindFieldByName("item"))
+        == "lamp");
+
+  // Unknown methods and services, and bytes that are no PlaceOrder.
+  auto cancel = call_unary(channel, "/shop.Orders/Cancel", "");
+  CHECK(cancel.status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_THAT(cancel.status.error_message(), Catch::Contains("Cancel"));
+  CHECK(call_unary(channel, "/shop.Nothing/Place", "").status.error_code()
+        == grpc::StatusCode::UNIMPLEMENTED);
+  auto garbage = call_unary(channel, "/shop.Orders/Place", "\xff\xff\xff\xff");
+  CHECK(garbage.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Health: serving while the actor lives; an order of nothing stops it,
+  // and its node withdraws the service.
+  using hs = grpc::health::v1::HealthCheckResponse;
+  REQUIRE(eventually([&] { return health_of(channel, "shop.Orders") == hs::SERVING; }));
+  fields->SetInt32(order.get(),
+                   place->input_type()->FindFieldByName("quantity"), 0);
+  CHECK_FALSE(
+    call_unary(channel, "/shop.Orders/Place", order->SerializeAsString())
+      .status.ok());
+  REQUIRE(eventually(
+    [&] { return health_of(channel, "shop.Orders") == hs::NOT_SERVING; }, 5s));
+  CHECK(call_unary(channel, "/shop.Orders/Place", order->SerializeAsString())
+          .status.error_code()
+        == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_FALSE(contains(listed(channel), "shop.Orders"));
+  shop.close_stdin();
+  CHECK(shop.wait_exit(10s));
 }

@@ -11,7 +11,10 @@
 // Add answers Sum{count * 1000000 + out_of_order}), quitter (parks Hold,
 // answers Ping with the number parked, Quit stops it), gate (takes Tree
 // posts, and keeps the first one until the process is asked to end, so
-// that the others wait in its mailbox).
+// that the others wait in its mailbox), orders (serves the gRPC service
+// shop.Orders of examples/polyglot, declared at spawn: PlaceOrder answers
+// Placed{order_id "order-<n>"}, n counting the orders it took; an order of
+// quantity 0 stops it).
 // --registry sets node_config::registry (an etcd URL) and --lease its
 // registry_lease in milliseconds. --durable DIR gives the node durable
 // delivery with its store in DIR.
@@ -61,6 +64,7 @@
 #include "courier/tcp/tcp_transport.hpp"
 #include "courier_test/v1/test.pb.h"
 #include "fault_transport.hpp"
+#include "shop/orders.pb.h"
 
 using namespace courier;
 using namespace std::chrono_literals;
@@ -152,6 +156,21 @@ behavior gate(context&) {
   return {[](const tpb::Tree&) {
     std::unique_lock guard{gate_mu};
     gate_cv.wait_for(guard, 120s, [] { return gate_open; });
+  }};
+}
+
+behavior orders(context& ctx) {
+  auto taken = std::make_shared<int>(0);
+  return {[&ctx, taken](const shop::PlaceOrder& order) -> expected<shop::Placed> {
+    if (order.quantity() == 0) {
+      ctx.stop();
+      return error{errc::aborted, "the shop closed"};
+    }
+    shop::Placed placed;
+    placed.set_order_id("order-" + std::to_string(++*taken));
+    placed.set_item(order.item());
+    placed.set_quantity(order.quantity());
+    return placed;
   }};
 }
 
@@ -354,6 +373,7 @@ int main(int argc, char** argv) {
   }
   for (auto& name : actors) {
     actor_factory factory;
+    spawn_options options;
     if (name.rfind("echo", 0) == 0)
       factory = echo;
     else if (name.rfind("hop", 0) == 0)
@@ -368,11 +388,14 @@ int main(int argc, char** argv) {
       factory = quitter;
     else if (name == "gate")
       factory = gate;
-    else {
+    else if (name == "orders") {
+      factory = orders;
+      options.services = {"shop.Orders"};
+    } else {
       std::cerr << "test node: unknown actor kind " << name << std::endl;
       return 2;
     }
-    if (auto spawned = started->spawn(name, factory); !spawned) {
+    if (auto spawned = started->spawn(name, factory, options); !spawned) {
       std::cerr << "test node: " << spawned.error().to_string() << std::endl;
       return 1;
     }
