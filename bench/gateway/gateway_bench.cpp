@@ -120,6 +120,8 @@ int main(int argc, char** argv) {
     config.scheduler = courier::scheduler_policy::latency;
   else if (scheduler == "sharing")
     config.scheduler = courier::scheduler_policy::sharing;
+  if (auto workers = arg(argc, argv, "--workers", 0); workers > 0)
+    config.worker_threads = static_cast<std::size_t>(workers);
   auto host = courier::node::start(config);
   if (!host) {
     std::cerr << host.error().to_string() << "\n";

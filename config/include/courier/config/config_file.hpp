@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "courier/error.hpp"
+#include "courier/gateway/gateway.hpp"
 #include "courier/options.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 
@@ -37,6 +38,9 @@ struct node_settings {
   /// [tiers.tcp], when the file has it. Relative TLS paths are already
   /// resolved against the file's folder.
   std::optional<tcp::options> tcp;
+  /// [gateway], when the file has it: make_node_config() adds the gRPC
+  /// gateway as the node's plug-in "gateway" (docs/gateway.md).
+  std::optional<gateway::options> gateway;
   /// The file's name as errors show it ("<string>" for text).
   std::string source;
 };
