@@ -60,10 +60,11 @@ descriptor_set::make(const google::protobuf::Descriptor* type) const {
 
 service_index::service_index(node& host) : host_(host) {}
 
-std::shared_ptr<const std::vector<service_info>> service_index::declared() {
-  auto fresh = [this] {
+std::shared_ptr<const std::vector<service_info>>
+service_index::declared(std::chrono::milliseconds max_age) {
+  auto fresh = [&] {
     return declared_
-           && std::chrono::steady_clock::now() - declared_read_ < services_ttl;
+           && std::chrono::steady_clock::now() - declared_read_ < max_age;
   };
   {
     std::lock_guard guard{mu_};
@@ -98,15 +99,23 @@ std::shared_ptr<const std::vector<service_info>> service_index::declared() {
 
 std::vector<service_info>
 service_index::servers_of(const std::string& service) {
-  auto all = declared();
-  auto first = std::lower_bound(
-    all->begin(), all->end(), service,
-    [](const service_info& s, const std::string& name) {
-      return s.service < name;
-    });
+  auto servers = [&](const std::vector<service_info>& all) {
+    auto first = std::lower_bound(
+      all.begin(), all.end(), service,
+      [](const service_info& s, const std::string& name) {
+        return s.service < name;
+      });
+    auto last = first;
+    while (last != all.end() && last->service == service)
+      ++last;
+    return std::vector<service_info>(first, last);
+  };
+  auto found = servers(*declared());
+  if (found.empty())
+    found = servers(*declared(missing_ttl));
   std::vector<service_info> here, elsewhere;
-  for (auto i = first; i != all->end() && i->service == service; ++i)
-    (i->node == host_.name() ? here : elsewhere).push_back(*i);
+  for (auto& server : found)
+    (server.node == host_.name() ? here : elsewhere).push_back(std::move(server));
   if (!elsewhere.empty()) {
     std::size_t turn = 0;
     {

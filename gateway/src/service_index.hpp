@@ -71,6 +71,10 @@ public:
   /// How long a read of the nodes' services, and of a node's descriptors,
   /// is used before it is read again.
   static constexpr std::chrono::milliseconds services_ttl{1000};
+  /// A service the last read does not list is read again if that read is
+  /// older than this: a service declared a moment ago is served at once,
+  /// and callers of unknown services cause a read this often at most.
+  static constexpr std::chrono::milliseconds missing_ttl{100};
   static constexpr std::chrono::milliseconds descriptors_ttl{2000};
   /// At most this many declared services are kept (the rest are left out
   /// and said so in the log), and descriptor pools for this many nodes.
@@ -80,8 +84,9 @@ public:
   explicit service_index(node& host);
 
   /// The services actors declared at spawn, cluster-wide, sorted by
-  /// service (node::served_services), as read at most services_ttl ago.
-  std::shared_ptr<const std::vector<service_info>> declared();
+  /// service (node::served_services), as read at most `max_age` ago.
+  std::shared_ptr<const std::vector<service_info>>
+  declared(std::chrono::milliseconds max_age = services_ttl);
 
   /// The declared servers of `service`: this node's first, then the
   /// others in turn (successive calls start at the next one), so that

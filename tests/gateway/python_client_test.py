@@ -1,6 +1,8 @@
 """A Python grpcio client (stubs from stock protoc) calls every verb of
 `courier gateway`, in front of a real node holding echo, adder, sloth and
-quitter. Run by ctest: python_client_test.py COURIER TEST_NODE STUBS_DIR."""
+quitter, and the service shop.Orders that an actor of another node declared
+at spawn (the gateway's program knows nothing of it). Run by ctest:
+python_client_test.py COURIER TEST_NODE STUBS_DIR."""
 
 import os
 import signal
@@ -16,6 +18,10 @@ import grpc  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
 from courier.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
 from courier_test.v1 import test_pb2  # noqa: E402
+from google.protobuf import descriptor_pb2  # noqa: E402
+from health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
+from shop import orders_pb2, orders_pb2_grpc  # noqa: E402
 
 failures = []
 
@@ -30,6 +36,123 @@ def packed(msg):
     out = any_pb2.Any()
     out.Pack(msg)
     return out
+
+
+def eventually(condition, deadline_s=10):
+    """Polls `condition` until it holds; False once the deadline passed."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)  # a poll interval, bounded by the deadline
+    return True
+
+
+def reflect(channel, **request):
+    """One reflection request on a stream of its own, and its answer."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answers = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(**request)]), timeout=5)
+    return list(answers)[0]
+
+
+def serving(channel, service):
+    health = health_pb2_grpc.HealthStub(channel)
+    try:
+        return health.Check(health_pb2.HealthCheckRequest(service=service),
+                            timeout=5).status
+    except grpc.RpcError:
+        return None
+
+
+def raw_call(channel, path, payload):
+    """A unary call by path with raw bytes: its status code."""
+    call = channel.unary_unary(path)
+    try:
+        call(payload, timeout=5)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
+def check_actor_services(folder, channel):
+    """shop.Orders, declared at spawn by the orders actor of node "shop",
+    served by the gateway from the descriptors "shop" publishes."""
+    shop = subprocess.Popen(
+        [test_node, "--dir", folder, "--name", "shop", "orders"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    ruled = None
+    try:
+        while read_line(shop) != "ready":
+            pass
+        # Callers of this gateway may find the orders actor, not call it.
+        ruled = subprocess.Popen(
+            [courier_cli, "--dir", folder, "--name", "gw-ruled", "gateway",
+             "--listen", "127.0.0.1:0", "--rule", "anonymous orders find"],
+            stdout=subprocess.PIPE)
+        ruled_address = read_line(ruled).rsplit(" ", 1)[1]
+        order = orders_pb2.PlaceOrder(item="widget", quantity=2)
+        with grpc.insecure_channel(ruled_address) as c:
+            for _ in range(3):
+                try:
+                    orders_pb2_grpc.OrdersStub(c).Place(order, timeout=5)
+                    check(False, "the rules let a Place through")
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.PERMISSION_DENIED
+                          and "may not send to 'orders'" in e.details(),
+                          "ruled Place: %s %s" % (e.code(), e.details()))
+
+        # The stock stub, unmodified: order-1, so the refused three never
+        # reached the actor.
+        orders = orders_pb2_grpc.OrdersStub(channel)
+        placed = orders.Place(order, timeout=5)
+        check(placed.order_id == "order-1" and placed.item == "widget"
+              and placed.quantity == 2, "Place: %s" % placed)
+
+        listed = reflect(channel, list_services="*")
+        names = {s.name for s in listed.list_services_response.service}
+        check({"shop.Orders", "courier.v1.Gateway", "grpc.health.v1.Health",
+               "grpc.reflection.v1alpha.ServerReflection"} <= names,
+              "reflection lists %s" % sorted(names))
+        described = reflect(channel, file_containing_symbol="shop.Orders")
+        files = []
+        for data in described.file_descriptor_response.file_descriptor_proto:
+            f = descriptor_pb2.FileDescriptorProto()
+            f.ParseFromString(data)
+            files.append(f)
+        check(files and files[0].name == "shop/orders.proto"
+              and [m.name for m in files[0].service[0].method] == ["Place"],
+              "reflection describes shop.Orders: %s" % [f.name for f in files])
+        missing = reflect(channel, file_containing_symbol="shop.Nothing")
+        check(missing.error_response.error_code
+              == grpc.StatusCode.NOT_FOUND.value[0],
+              "an unknown symbol: %s" % missing)
+
+        check(raw_call(channel, "/shop.Orders/Cancel", b"")
+              == grpc.StatusCode.UNIMPLEMENTED, "an unknown method")
+        check(raw_call(channel, "/shop.Nothing/Place", b"")
+              == grpc.StatusCode.UNIMPLEMENTED, "an unknown service")
+        check(raw_call(channel, "/shop.Orders/Place", b"\xff\xff\xff\xff")
+              == grpc.StatusCode.INVALID_ARGUMENT, "a garbage request")
+
+        up = health_pb2.HealthCheckResponse.SERVING
+        down = health_pb2.HealthCheckResponse.NOT_SERVING
+        check(eventually(lambda: serving(channel, "shop.Orders") == up),
+              "shop.Orders serving: %s" % serving(channel, "shop.Orders"))
+        # An order of nothing stops the actor; its node withdraws the
+        # service.
+        try:
+            orders.Place(orders_pb2.PlaceOrder(item="x", quantity=0),
+                         timeout=5)
+        except grpc.RpcError:
+            pass
+        check(eventually(lambda: serving(channel, "shop.Orders") == down),
+              "shop.Orders not serving: %s" % serving(channel, "shop.Orders"))
+    finally:
+        for process in (ruled, shop):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(10)
 
 
 def read_line(process, deadline_s=30):
@@ -154,6 +277,7 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
                   and "after 3 posted" in e.details(),
                   "post stream refused: %s %s %s" % (e.code(), posted,
                                                      e.details()))
+        check_actor_services(folder, channel)
         channel.close()
 
         # A local socket: callers are uid:N as the kernel says. The rule
