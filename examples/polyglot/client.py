@@ -1,5 +1,6 @@
-"""The polyglot example's Python side: calls the actor-served service
-shop.Orders, then the gateway's own Send, with stubs from stock protoc.
+"""The polyglot example's Python side: lists the gateway's services by
+reflection, calls the actor-served service shop.Orders, then the gateway's
+own Send, with stubs from stock protoc.
 
     client.py STUBS_DIR HOST:PORT
 """
@@ -12,8 +13,19 @@ import grpc  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
 from courier.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
 from shop import orders_pb2, orders_pb2_grpc  # noqa: E402
+from reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
 channel = grpc.insecure_channel(sys.argv[2])
+
+# 0. What the gateway serves, as grpcurl's "list" asks: its own services,
+#    and those actors declared at spawn.
+reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+answers = reflection.ServerReflectionInfo(
+    iter([reflection_pb2.ServerReflectionRequest(list_services="*")]),
+    timeout=5)
+listed = sorted(s.name for a in answers
+                for s in a.list_services_response.service)
+print("reflection lists:", ", ".join(listed))
 
 # 1. The service, as if the actor were any gRPC server.
 orders = orders_pb2_grpc.OrdersStub(channel)
@@ -33,5 +45,6 @@ reply.reply.Unpack(answer)
 print("python -> Gateway/Send orders:", answer.order_id, answer.item,
       answer.quantity)
 
-ok = placed.order_id == "order-1" and answer.order_id == "order-2"
+ok = ("shop.Orders" in listed and placed.order_id == "order-1"
+      and answer.order_id == "order-2")
 sys.exit(0 if ok else 1)
