@@ -538,7 +538,10 @@ struct server::impl final : pb::Gateway::CallbackService, gateway_seam {
   // Services served by actors, and reflection (one generic service).
   actor_services services_{
     host_,       settings_.services, own_services(), requester_, book_,
-    *this,       reflection_limits{settings_.max_message}};
+    *this,
+    // A response must fit a message, with room for the request it echoes.
+    reflection_limits{std::min(settings_.max_message / 2,
+                               std::size_t{1} << 20)}};
   // options::rules, made once; none: every caller acts as the node.
   std::optional<access_policy> policy_;
   // Follows the serving actors' names (options::health_interval).

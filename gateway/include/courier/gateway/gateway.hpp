@@ -72,13 +72,16 @@ struct options {
   /// Services served by actors: a gRPC service's full name ("shop.Orders")
   /// and the actor ("orders", or "orders@node") that answers its unary
   /// methods. A call to /shop.Orders/Place is a request to that actor with
-  /// the method's input message; the actor's reply is the call's. The
-  /// service's .proto must be compiled into this program (its descriptors
-  /// in Protobuf's generated pool).
+  /// the method's input message; the actor's reply is the call's. Beside
+  /// these, the gateway serves every service an actor declared at spawn
+  /// (spawn_options::services), here or on any node the directory knows;
+  /// a mapping here comes first. The service's .proto need not be
+  /// compiled into this program: the descriptors the actor's node
+  /// publishes do (docs/gateway.md, "Services served by actors").
   std::map<std::string, std::string> services;
-  /// How often the health of each service is looked at: SERVING while
-  /// its actor's name is held (here or on a node the directory knows),
-  /// NOT_SERVING while it is not.
+  /// How often the health of each service actors serve is looked at:
+  /// SERVING while an actor serving it holds its name (here or on a node
+  /// the directory knows), NOT_SERVING while none does.
   std::chrono::milliseconds health_interval{250};
   /// Who may do what through the gateway (courier/access.hpp, the rules
   /// of docs/security.md): a caller is `cert:<subject>` (and `san:` for
