@@ -121,6 +121,57 @@ unary_outcome call_unary(const std::shared_ptr<grpc::Channel>& channel,
   return out;
 }
 
+namespace rf = grpc::reflection::v1alpha;
+
+/// One reflection request on a stream of its own, and its answer.
+rf::ServerReflectionResponse
+reflect(const std::shared_ptr<grpc::Channel>& channel,
+        const rf::ServerReflectionRequest& request) {
+  auto stub = rf::ServerReflection::NewStub(channel);
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  rf::ServerReflectionResponse response;
+  REQUIRE(stream->Write(request));
+  REQUIRE(stream->WritesDone());
+  REQUIRE(stream->Read(&response));
+  REQUIRE(stream->Finish().ok());
+  return response;
+}
+
+std::vector<std::string> listed(const std::shared_ptr<grpc::Channel>& channel) {
+  rf::ServerReflectionRequest request;
+  request.set_list_services("*");
+  auto response = reflect(channel, request);
+  std::vector<std::string> names;
+  for (const auto& service : response.list_services_response().service())
+    names.push_back(service.name());
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus
+health_of(const std::shared_ptr<grpc::Channel>& channel,
+          const std::string& service) {
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  with_deadline(ctx, 5s);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  auto called = health->Check(&ctx, request, &response);
+  return called.ok() ? response.status()
+                     : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
+}
+
+std::shared_ptr<grpc::Channel> channel_to(const gateway::server& server) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()),
+                             grpc::InsecureChannelCredentials());
+}
+
 } // namespace
 
 TEST_CASE("the gateway sends, posts, finds, lists and broadcasts",
@@ -422,68 +473,17 @@ TEST_CASE("a gateway with mutual TLS serves callers with a certificate of its "
 TEST_CASE("the gateway answers gRPC health checks and server reflection",
           "[gateway]") {
   auto s = std::make_unique<served>();
-  auto health = grpc::health::v1::Health::NewStub(s->channel);
-  auto status_of = [&](const std::string& service) {
-    grpc::ClientContext ctx;
-    with_deadline(ctx, 5s);
-    grpc::health::v1::HealthCheckRequest request;
-    request.set_service(service);
-    grpc::health::v1::HealthCheckResponse response;
-    auto called = health->Check(&ctx, request, &response);
-    return called.ok() ? response.status()
-                       : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
-  };
-  CHECK(status_of("") == grpc::health::v1::HealthCheckResponse::SERVING);
-  CHECK(status_of("courier.v1.Gateway")
-        == grpc::health::v1::HealthCheckResponse::SERVING);
-  CHECK(status_of("no.such.Service")
-        == grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  using hs = grpc::health::v1::HealthCheckResponse;
+  CHECK(health_of(s->channel, "") == hs::SERVING);
+  CHECK(health_of(s->channel, "courier.v1.Gateway") == hs::SERVING);
+  CHECK(health_of(s->channel, "no.such.Service") == hs::SERVICE_UNKNOWN);
 
-  // Reflection lists the services, as grpcurl's "list" asks: a generic
-  // call with the request's bytes (ServerReflectionRequest, field 7
-  // list_services = "*"), as gRPC's library holds reflection's own types.
-  grpc::GenericStub generic{s->channel};
-  grpc::CompletionQueue cq;
-  grpc::ClientContext ctx;
-  with_deadline(ctx, 5s);
-  auto step = [&](std::intptr_t expected) {
-    void* tag = nullptr;
-    bool ok = false;
-    REQUIRE(cq.Next(&tag, &ok));
-    CHECK(reinterpret_cast<std::intptr_t>(tag) == expected);
-    return ok;
-  };
-  auto call = generic.PrepareCall(
-    &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    &cq);
-  call->StartCall(reinterpret_cast<void*>(1));
-  REQUIRE(step(1));
-  const std::string list{"\x3a\x01*", 3};
-  grpc::Slice slice{list};
-  grpc::ByteBuffer request{&slice, 1};
-  call->Write(request, reinterpret_cast<void*>(2));
-  REQUIRE(step(2));
-  grpc::ByteBuffer response;
-  call->Read(&response, reinterpret_cast<void*>(3));
-  REQUIRE(step(3));
-  std::vector<grpc::Slice> parts;
-  REQUIRE(response.Dump(&parts).ok());
-  std::string bytes;
-  for (const auto& part : parts)
-    bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
-  CHECK_THAT(bytes, Catch::Contains("courier.v1.Gateway"));
-  CHECK_THAT(bytes, Catch::Contains("grpc.health.v1.Health"));
-  call->WritesDone(reinterpret_cast<void*>(4));
-  REQUIRE(step(4));
-  grpc::Status status;
-  call->Finish(&status, reinterpret_cast<void*>(5));
-  REQUIRE(step(5));
-  CHECK(status.ok());
-  cq.Shutdown();
-  void* tag = nullptr;
-  bool ok = false;
-  while (cq.Next(&tag, &ok)) {
-  }
+  // Reflection lists the services, as grpcurl's "list" asks.
+  auto names = listed(s->channel);
+  CHECK(contains(names, "courier.v1.Gateway"));
+  CHECK(contains(names, "grpc.health.v1.Health"));
+  CHECK(contains(names, "grpc.reflection.v1alpha.ServerReflection"));
+  CHECK(contains(names, "grpc.reflection.v1.ServerReflection"));
 }
 
 TEST_CASE("an actor serves a .proto service to stock gRPC clients",
@@ -523,49 +523,20 @@ TEST_CASE("an actor serves a .proto service to stock gRPC clients",
   auto streamed = reader->Finish();
   CHECK(streamed.error_code() == grpc::StatusCode::UNIMPLEMENTED);
   CHECK_THAT(streamed.error_message(), Catch::Contains("unary"));
-  grpc::GenericStub generic{channel};
-  grpc::ClientContext unknown_ctx;
-  with_deadline(unknown_ctx, 5s);
-  grpc::CompletionQueue cq;
-  // (a unary generic call to a service nobody serves)
-  grpc::Slice request_bytes{operands.SerializeAsString()};
-  grpc::ByteBuffer empty_request{&request_bytes, 1};
-  grpc::ByteBuffer empty_reply;
-  grpc::Status unknown_status;
-  std::promise<void> unknown_done;
-  generic.UnaryCall(&unknown_ctx, "/no.such.Service/Do", grpc::StubOptions{},
-                    &empty_request, &empty_reply, [&](grpc::Status status) {
-                      unknown_status = status;
-                      unknown_done.set_value();
-                    });
-  unknown_done.get_future().wait();
-  CHECK(unknown_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK(call_unary(channel, "/no.such.Service/Do", operands.SerializeAsString())
+          .status.error_code()
+        == grpc::StatusCode::UNIMPLEMENTED);
 
   // A request that is not the method's input type is refused before the
   // actor sees it.
-  grpc::ClientContext garbage_ctx;
-  with_deadline(garbage_ctx, 5s);
-  grpc::Slice junk{std::string{"\xff\xff\xff\xff"}};
-  grpc::ByteBuffer garbage{&junk, 1};
-  grpc::Status garbage_status;
-  std::promise<void> garbage_done;
-  generic.UnaryCall(&garbage_ctx, "/courier_test.v1.Calculator/Add",
-                    grpc::StubOptions{}, &garbage, &empty_reply,
-                    [&](grpc::Status status) {
-                      garbage_status = status;
-                      garbage_done.set_value();
-                    });
-  garbage_done.get_future().wait();
-  CHECK(garbage_status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(call_unary(channel, "/courier_test.v1.Calculator/Add",
+                   "\xff\xff\xff\xff")
+          .status.error_code()
+        == grpc::StatusCode::INVALID_ARGUMENT);
 
   // Health knows the service.
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  grpc::ClientContext health_ctx;
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service("courier_test.v1.Calculator");
-  grpc::health::v1::HealthCheckResponse response;
-  REQUIRE(health->Check(&health_ctx, request, &response).ok());
-  CHECK(response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+  CHECK(health_of(channel, "courier_test.v1.Calculator")
+        == grpc::health::v1::HealthCheckResponse::SERVING);
 
   // A service whose descriptor this program lacks is taken: its actor's
   // node publishes it. Here nobody holds the actor: NOT_FOUND.
@@ -573,10 +544,7 @@ TEST_CASE("an actor serves a .proto service to stock gRPC clients",
   elsewhere.services = {{"shop.Orders", "orders"}};
   auto started = gateway::server::start(*host, elsewhere);
   REQUIRE(started);
-  auto absent = call_unary(
-    grpc::CreateChannel("127.0.0.1:" + std::to_string((*started)->port()),
-                        grpc::InsecureChannelCredentials()),
-    "/shop.Orders/Place", "");
+  auto absent = call_unary(channel_to(**started), "/shop.Orders/Place", "");
   CHECK(absent.status.error_code() == grpc::StatusCode::NOT_FOUND);
   // A malformed service name is refused at start.
   gateway::options malformed;
@@ -844,19 +812,8 @@ TEST_CASE("a service's health follows its actor: not serving while the name "
   settings.health_interval = 20ms;
   auto served = gateway::server::start(*host, settings);
   REQUIRE(served);
-  auto health = grpc::health::v1::Health::NewStub(
-    grpc::CreateChannel("127.0.0.1:" + std::to_string((*served)->port()),
-                        grpc::InsecureChannelCredentials()));
-  auto status = [&] {
-    grpc::ClientContext ctx;
-    with_deadline(ctx, 5s);
-    grpc::health::v1::HealthCheckRequest request;
-    request.set_service("courier_test.v1.Calculator");
-    grpc::health::v1::HealthCheckResponse response;
-    auto called = health->Check(&ctx, request, &response);
-    return called.ok() ? response.status()
-                       : grpc::health::v1::HealthCheckResponse::UNKNOWN;
-  };
+  auto channel = channel_to(**served);
+  auto status = [&] { return health_of(channel, "courier_test.v1.Calculator"); };
   using hs = grpc::health::v1::HealthCheckResponse;
   REQUIRE(eventually([&] { return status() == hs::SERVING; }));
   REQUIRE(host->stop("calculator"));
@@ -864,61 +821,6 @@ TEST_CASE("a service's health follows its actor: not serving while the name "
   REQUIRE(host->spawn("calculator", calculator));
   REQUIRE(eventually([&] { return status() == hs::SERVING; }, 2s));
 }
-
-namespace {
-
-namespace rf = grpc::reflection::v1alpha;
-
-/// One reflection request on a stream of its own, and its answer.
-rf::ServerReflectionResponse
-reflect(const std::shared_ptr<grpc::Channel>& channel,
-        const rf::ServerReflectionRequest& request) {
-  auto stub = rf::ServerReflection::NewStub(channel);
-  grpc::ClientContext ctx;
-  with_deadline(ctx, 5s);
-  auto stream = stub->ServerReflectionInfo(&ctx);
-  rf::ServerReflectionResponse response;
-  REQUIRE(stream->Write(request));
-  REQUIRE(stream->WritesDone());
-  REQUIRE(stream->Read(&response));
-  REQUIRE(stream->Finish().ok());
-  return response;
-}
-
-std::vector<std::string> listed(const std::shared_ptr<grpc::Channel>& channel) {
-  rf::ServerReflectionRequest request;
-  request.set_list_services("*");
-  auto response = reflect(channel, request);
-  std::vector<std::string> names;
-  for (const auto& service : response.list_services_response().service())
-    names.push_back(service.name());
-  return names;
-}
-
-bool contains(const std::vector<std::string>& names, const std::string& name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-grpc::health::v1::HealthCheckResponse::ServingStatus
-health_of(const std::shared_ptr<grpc::Channel>& channel,
-          const std::string& service) {
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  grpc::ClientContext ctx;
-  with_deadline(ctx, 5s);
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service(service);
-  grpc::health::v1::HealthCheckResponse response;
-  auto called = health->Check(&ctx, request, &response);
-  return called.ok() ? response.status()
-                     : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
-}
-
-std::shared_ptr<grpc::Channel> channel_to(const gateway::server& server) {
-  return grpc::CreateChannel("127.0.0.1:" + std::to_string(server.port()),
-                             grpc::InsecureChannelCredentials());
-}
-
-} // namespace
 
 TEST_CASE("spawn publishes the services an actor declares, with their "
           ".proto, until the actor stops; unknown and malformed services are "

@@ -75,22 +75,39 @@ def raw_call(channel, path, payload):
         return e.code()
 
 
+def start_node(folder, name, *actors):
+    """A test node holding `actors`, once it is ready. It stays up while
+    its stdin is open."""
+    node = subprocess.Popen(
+        [test_node, "--dir", folder, "--name", name] + list(actors),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        while read_line(node) != "ready":
+            pass
+    except RuntimeError:
+        node.kill()  # it never became ready: leave nothing behind
+        node.wait()
+        raise
+    return node
+
+
+def start_gateway(folder, name, *options):
+    """`courier gateway` on a port of the loopback, and its address."""
+    gateway = subprocess.Popen(
+        [courier_cli, "--dir", folder, "--name", name, "gateway", "--listen",
+         "127.0.0.1:0"] + list(options), stdout=subprocess.PIPE)
+    return gateway, read_line(gateway).rsplit(" ", 1)[1]
+
+
 def check_actor_services(folder, channel):
     """shop.Orders, declared at spawn by the orders actor of node "shop",
     served by the gateway from the descriptors "shop" publishes."""
-    shop = subprocess.Popen(
-        [test_node, "--dir", folder, "--name", "shop", "orders"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    shop = start_node(folder, "shop", "orders")
     ruled = None
     try:
-        while read_line(shop) != "ready":
-            pass
         # Callers of this gateway may find the orders actor, not call it.
-        ruled = subprocess.Popen(
-            [courier_cli, "--dir", folder, "--name", "gw-ruled", "gateway",
-             "--listen", "127.0.0.1:0", "--rule", "anonymous orders find"],
-            stdout=subprocess.PIPE)
-        ruled_address = read_line(ruled).rsplit(" ", 1)[1]
+        ruled, ruled_address = start_gateway(
+            folder, "gw-ruled", "--rule", "anonymous orders find")
         order = orders_pb2.PlaceOrder(item="widget", quantity=2)
         with grpc.insecure_channel(ruled_address) as c:
             for _ in range(3):
@@ -174,18 +191,11 @@ def read_line(process, deadline_s=30):
 
 
 with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
-    node = subprocess.Popen(
-        [test_node, "--dir", folder, "--name", "peer", "echo.p", "adder",
-         "sloth", "quitter", "counter"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    # (It stays up while its stdin is open.)
+    node = start_node(folder, "peer", "echo.p", "adder", "sloth", "quitter",
+                      "counter")
     gateway = None
     try:
-        while read_line(node) != "ready":
-            pass
-        gateway = subprocess.Popen(
-            [courier_cli, "--dir", folder, "--name", "gw", "gateway",
-             "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
-        address = read_line(gateway).rsplit(" ", 1)[1]
+        gateway, address = start_gateway(folder, "gw")
         channel = grpc.insecure_channel(address)
         stub = gateway_pb2_grpc.GatewayStub(channel)
 

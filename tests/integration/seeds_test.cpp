@@ -5,6 +5,8 @@
 
 #include <csignal>
 
+#include <google/protobuf/descriptor.pb.h>
+
 #include "courier/durable/delivery.hpp"
 #include "courier/v1/durable.pb.h"
 #include "local_node.hpp"
@@ -109,6 +111,31 @@ TEST_CASE("a seed that restarts with other names is asked again",
       return !gone && gone.code() == errc::not_found;
     },
     10s));
+}
+
+TEST_CASE("a node knows the gRPC services its seeds' actors declared at "
+          "spawn, and their descriptors",
+          "[seeds][tcp]") {
+  temp_dir there, here_dir;
+  auto peer = start_test_node(there, "peer", {"--tcp", "orders", "echo.p"});
+  auto port = std::to_string(published_port(there, "peer"));
+  auto here = seeded_node(here_dir, "here",
+                          {{"peer", "tcp://127.0.0.1:" + port}});
+  auto served = here->served_services();
+  REQUIRE(served.size() == 1);
+  CHECK(served[0].service == "shop.Orders");
+  CHECK(served[0].actor == "orders");
+  CHECK(served[0].node == "peer");
+  // The service's .proto came with the names, for a gateway here.
+  auto files = here->published_types("peer");
+  REQUIRE(files);
+  bool described = false;
+  for (const auto& bytes : *files) {
+    google::protobuf::FileDescriptorProto file;
+    REQUIRE(file.ParseFromString(bytes));
+    described |= file.name() == "shop/orders.proto" && file.service_size() == 1;
+  }
+  CHECK(described);
 }
 
 TEST_CASE("a seed that does not answer costs a bounded wait and is logged",
