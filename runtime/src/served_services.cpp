@@ -55,6 +55,8 @@ void node_impl::declare_services(
 }
 
 void node_impl::withdraw_services(name_slot& slot) {
+  if (slot.options.services.empty())
+    return; // most actors: no lock taken when they stop
   bool removed = false;
   {
     std::unique_lock guard{types_mu_};
