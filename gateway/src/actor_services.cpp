@@ -212,8 +212,9 @@ std::vector<std::pair<std::string, bool>> actor_services::health() {
   for (const auto& [service, actor] : configured_) {
     auto at = actor.find('@');
     auto holder = holder_of(host_, actor.substr(0, at));
-    now[service] = !holder.empty()
-                   && (at == std::string::npos || holder == actor.substr(at + 1));
+    now[service]
+      = !holder.empty()
+        && (at == std::string::npos || holder == actor.substr(at + 1));
   }
   // A declared service is listed while its actor holds its name (the node
   // withdraws it when the actor stops, and its record goes with the node).

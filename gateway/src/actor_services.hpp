@@ -41,14 +41,16 @@ public:
   /// Why the caller may not use `verb` on `name` (counted and logged);
   /// nothing if it may.
   virtual std::optional<error> refused(const grpc::ServerContextBase& call,
-                                       std::string_view name, verbs verb) = 0;
+                                       std::string_view name, verbs verb)
+    = 0;
 
   /// Whether the caller may find `name` (for listings: not counted).
   virtual bool may_find(const grpc::ServerContextBase& call,
                         std::string_view name) const = 0;
 
   /// The call's deadline, or the gateway's default when it has none.
-  virtual deadline deadline_of(const grpc::CallbackServerContext& call) const = 0;
+  virtual deadline
+  deadline_of(const grpc::CallbackServerContext& call) const = 0;
 };
 
 /// Thread safety: all member functions are thread-safe.

@@ -78,8 +78,8 @@ public:
                        + " requests: open another"});
     rf::ServerReflectionRequest request;
     if (!request.ParseFromString(bytes_of(in_)))
-      return Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     "not a ServerReflectionRequest"});
+      return Finish(
+        {grpc::StatusCode::INVALID_ARGUMENT, "not a ServerReflectionRequest"});
     auto bytes = answer(request).SerializeAsString();
     grpc::Slice slice{bytes};
     out_ = grpc::ByteBuffer{&slice, 1};
@@ -132,8 +132,8 @@ private:
                       : nullptr;
                 return field != nullptr ? field->file() : nullptr;
               }),
-              "no extension " + std::to_string(ext.extension_number())
-                + " of " + ext.containing_type());
+              "no extension " + std::to_string(ext.extension_number()) + " of "
+                + ext.containing_type());
         break;
       }
       case request::kAllExtensionNumbersOfType: {

@@ -33,8 +33,8 @@ public:
   services_for(const grpc::ServerContextBase& caller) = 0;
 
   /// Descriptor pools searched after the program's own, in order.
-  virtual std::vector<std::shared_ptr<const descriptor_set>>
-  published_sets() = 0;
+  virtual std::vector<std::shared_ptr<const descriptor_set>> published_sets()
+    = 0;
 };
 
 /// The full names of the reflection services the gateway answers.

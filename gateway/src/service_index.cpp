@@ -56,7 +56,8 @@ descriptor_set::make(const google::protobuf::Descriptor* type) const {
           }};
 }
 
-// -- service_index -------------------------------------------------------------
+// -- service_index
+// -------------------------------------------------------------
 
 service_index::service_index(node& host) : host_(host) {}
 
@@ -90,8 +91,7 @@ service_index::declared(std::chrono::milliseconds max_age) {
   declared_read_ = std::chrono::steady_clock::now();
   if (too_many && !said_too_many_)
     host_.log(log_level::warning,
-              "the gateway serves the first "
-                + std::to_string(max_services)
+              "the gateway serves the first " + std::to_string(max_services)
                 + " services actors declared and leaves out the rest");
   said_too_many_ = too_many;
   return shared;
@@ -100,11 +100,11 @@ service_index::declared(std::chrono::milliseconds max_age) {
 std::vector<service_info>
 service_index::servers_of(const std::string& service) {
   auto servers = [&](const std::vector<service_info>& all) {
-    auto first = std::lower_bound(
-      all.begin(), all.end(), service,
-      [](const service_info& s, const std::string& name) {
-        return s.service < name;
-      });
+    auto first
+      = std::lower_bound(all.begin(), all.end(), service,
+                         [](const service_info& s, const std::string& name) {
+                           return s.service < name;
+                         });
     auto last = first;
     while (last != all.end() && last->service == service)
       ++last;
@@ -115,7 +115,8 @@ service_index::servers_of(const std::string& service) {
     found = servers(*declared(missing_ttl));
   std::vector<service_info> here, elsewhere;
   for (auto& server : found)
-    (server.node == host_.name() ? here : elsewhere).push_back(std::move(server));
+    (server.node == host_.name() ? here : elsewhere)
+      .push_back(std::move(server));
   if (!elsewhere.empty()) {
     std::size_t turn = 0;
     {
@@ -158,10 +159,9 @@ service_index::descriptors_of(const std::string& node_name) {
   if (!known || digest != known_digest)
     set = descriptor_set::build(*files);
   std::lock_guard guard{mu_};
-  auto entry = std::find_if(pools_.begin(), pools_.end(),
-                            [&](const pool_entry& e) {
-                              return e.node == node_name;
-                            });
+  auto entry
+    = std::find_if(pools_.begin(), pools_.end(),
+                   [&](const pool_entry& e) { return e.node == node_name; });
   if (entry == pools_.end()) {
     if (!set) // evicted meanwhile: build it after all
       set = descriptor_set::build(*files);

@@ -61,9 +61,10 @@ void node_impl::withdraw_services(name_slot& slot) {
   {
     std::unique_lock guard{types_mu_};
     slot.services_withdrawn = true;
-    removed = std::erase_if(served_, [&](const served_service& served) {
-                return served.slot == &slot;
-              })
+    removed = std::erase_if(served_,
+                            [&](const served_service& served) {
+                              return served.slot == &slot;
+                            })
               > 0;
     if (removed)
       ++types_version_;
@@ -84,8 +85,8 @@ std::vector<service_info> node_impl::served_services() const {
   {
     std::shared_lock guard{types_mu_};
     for (const auto& served : served_)
-      out.push_back({served.descriptor->full_name(), served.actor,
-                     config_.name});
+      out.push_back(
+        {served.descriptor->full_name(), served.actor, config_.name});
   }
   if (dir_)
     for (const auto& record : dir_->nodes())
@@ -97,11 +98,10 @@ std::vector<service_info> node_impl::served_services() const {
   };
   std::sort(out.begin(), out.end(),
             [&](const auto& a, const auto& b) { return key(a) < key(b); });
-  out.erase(std::unique(out.begin(), out.end(),
-                        [&](const auto& a, const auto& b) {
-                          return key(a) == key(b);
-                        }),
-            out.end());
+  out.erase(
+    std::unique(out.begin(), out.end(),
+                [&](const auto& a, const auto& b) { return key(a) == key(b); }),
+    out.end());
   return out;
 }
 
