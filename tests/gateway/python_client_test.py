@@ -144,6 +144,30 @@ def check_actor_services(folder, channel):
         check(missing.error_response.error_code
               == grpc.StatusCode.NOT_FOUND.value[0],
               "an unknown symbol: %s" % missing)
+        numbers = reflect(channel,
+                          all_extension_numbers_of_type="shop.PlaceOrder")
+        check(numbers.all_extension_numbers_response.base_type_name
+              == "shop.PlaceOrder"
+              and not numbers.all_extension_numbers_response.extension_number,
+              "extension numbers: %s" % numbers)
+        no_extension = reflect(channel, file_containing_extension=(
+            reflection_pb2.ExtensionRequest(containing_type="shop.PlaceOrder",
+                                            extension_number=100)))
+        check(no_extension.error_response.error_code
+              == grpc.StatusCode.NOT_FOUND.value[0],
+              "an unknown extension: %s" % no_extension)
+        # grpc.reflection.v1 (newer tools ask it first): the same messages.
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=(
+                reflection_pb2.ServerReflectionRequest.SerializeToString),
+            response_deserializer=(
+                reflection_pb2.ServerReflectionResponse.FromString))
+        v1_listed = list(v1(iter([reflection_pb2.ServerReflectionRequest(
+            list_services="*")]), timeout=5))
+        check(len(v1_listed) == 1 and "shop.Orders" in {
+            s.name for s in v1_listed[0].list_services_response.service},
+            "reflection v1 lists: %s" % v1_listed)
 
         check(raw_call(channel, "/shop.Orders/Cancel", b"")
               == grpc.StatusCode.UNIMPLEMENTED, "an unknown method")
