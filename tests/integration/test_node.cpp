@@ -27,7 +27,8 @@
 // Pings; "ok N <errc> M ..."), names (TARGET a pattern; the names listed,
 // as actor@node), find (TARGET a name; its node, or the error), monitor
 // (the notice's reason and detail), broadcast (TARGET a pattern; who
-// replied, and who failed with what).
+// replied, and who failed with what), routes (TARGET ignored; each route as
+// peer:tier).
 // --fault-only registers one tier, "fault": the fault wrapper over the pipe
 // (tests/support/fault_transport.hpp), with a plan that injects nothing.
 // --tcp makes TCP its only tier, --with-tcp adds it beside the local
@@ -245,6 +246,11 @@ std::string try_verb(node& self, const std::string& spec) {
       out += " timed_out " + t;
     for (auto& d : result.dead)
       out += " dead " + d;
+    return out;
+  }
+  if (verb == "routes") {
+    for (const auto& route : self.routes())
+      out += " " + route.peer + ":" + route.tier;
     return out;
   }
   return out + " unknown verb";

@@ -14,6 +14,7 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -329,6 +330,13 @@ public:
       tls_(std::move(tls)),
       live_{settings_.heartbeat, settings_.unreachable_after},
       ticker_(tick_step()) {
+    quota_.Resize(quota_bytes(limits_));
+  }
+
+  /// What gRPC may hold for the tier's connections: a frame being read on
+  /// a few links at once, and their windows.
+  static std::size_t quota_bytes(const transport_limits& limits) {
+    return std::max<std::size_t>(8 * limits.max_frame, std::size_t{32} << 20);
   }
 
   ~grpc_transport() override {
@@ -408,6 +416,7 @@ public:
     builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       clamp_ms(settings_.unreachable_after / 2));
+    builder.SetResourceQuota(quota_);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0)
       return error{errc::unavailable,
@@ -536,6 +545,7 @@ private:
     args.SetMaxSendMessageSize(static_cast<int>(
       std::min<std::size_t>(limits_.max_frame, INT32_MAX)));
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetResourceQuota(quota_);
     // Retries would keep copies of what a stream sent, to send it again.
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
@@ -563,6 +573,12 @@ private:
   const options settings_;
   const std::optional<tls_texts> tls_; // none: plaintext
   const liveness live_;
+  // gRPC 1.51 reads a message whole before it checks its size against the
+  // limit, widening the stream's window to let it come: a peer announcing
+  // a gigabyte would be buffered a gigabyte. The quota caps what gRPC
+  // holds for all of this tier's connections; past it, gRPC cancels a
+  // stream ("Buffers full", resource_exhausted) instead of growing.
+  ::grpc::ResourceQuota quota_{"courier-grpc-tier"};
   ticker ticker_;
   std::function<void(std::unique_ptr<link>)> on_accept_;
   link_service service_{*this};
