@@ -417,6 +417,10 @@ public:
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       clamp_ms(settings_.unreachable_after / 2));
     builder.SetResourceQuota(quota_);
+    // Windows that stay small (gRPC's 64 KiB lookahead) instead of growing
+    // with the bandwidth-delay probe: what gRPC buffers per link is then a
+    // window and the one message being read, well within the quota.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0)
       return error{errc::unavailable,
@@ -546,6 +550,7 @@ private:
       std::min<std::size_t>(limits_.max_frame, INT32_MAX)));
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetResourceQuota(quota_);
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0); // as the server's, above
     // Retries would keep copies of what a stream sent, to send it again.
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
