@@ -19,9 +19,9 @@ set(COURIER_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/courier")
 # Exported targets, dependencies before their users (the order of courier.pc's
 # -l flags, which static linking needs).
 set(courier_exported_targets
-  courier_deploy courier_config courier_actors courier_transports
-  courier_pipe courier_tcp courier_grpc_tier courier_shm courier_stream
-  courier_runtime courier_proto)
+  courier_deploy courier_config courier_gateway courier_gateway_proto
+  courier_actors courier_transports courier_pipe courier_tcp courier_grpc_tier
+  courier_shm courier_stream courier_runtime courier_proto)
 
 foreach(target IN LISTS courier_exported_targets)
   # courier_runtime is exported as courier::runtime, the alias users of the

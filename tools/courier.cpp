@@ -160,7 +160,9 @@ expected<node> start_node(const global_options& global) {
     config = std::move(*loaded);
   }
   // Its own name, never the file's: that would be taken by the node the
-  // file is for.
+  // file is for. Nor its plug-ins: the file's gateway address is that
+  // node's too.
+  config.plugins.clear();
   config.name = global.name.empty() ? "cli-" + std::to_string(::getpid())
                                     : global.name;
   if (!global.dir.empty() || global.config.empty())

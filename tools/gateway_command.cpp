@@ -4,6 +4,7 @@
 #include <csignal>
 #include <iostream>
 #include <sstream>
+#include <string>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -35,7 +36,13 @@ command gateway_command(CLI::App& sub) {
   auto settings = std::make_shared<gateway::options>();
   sub.add_option("--listen", settings->listen,
                  "host:port to serve gRPC on; port 0 picks one (default "
-                 "127.0.0.1:0)");
+                 "127.0.0.1:0); or unix:PATH, a local socket whose callers "
+                 "are uid:N to the rules");
+  auto mode = std::make_shared<std::string>();
+  sub.add_option("--socket-mode", *mode,
+                 "the local socket's permissions, octal (default 0600: this "
+                 "user alone; wider needs --rule)")
+    ->type_name("MODE");
   auto tls = std::make_shared<gateway::tls_files>();
   sub.add_option("--certificate", tls->certificate,
                  "mutual TLS: the gateway's certificate (PEM, from courier "
@@ -53,7 +60,21 @@ command gateway_command(CLI::App& sub) {
                  "docs/security.md); repeatable; with any, callers are "
                  "denied what no rule allows")
     ->type_name("RULE");
-  return [settings, tls, rules](node& self, const global_options&) {
+  return [settings, tls, rules, mode](node& self, const global_options&) {
+    if (!mode->empty()) {
+      std::size_t used = 0;
+      unsigned long bits = 0;
+      try {
+        bits = std::stoul(*mode, &used, 8);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != mode->size() || bits > 0777)
+        return fail(error{errc::invalid_argument,
+                          "--socket-mode is octal permissions (0600, 0660), "
+                          "not \"" + *mode + "\""});
+      settings->socket_mode = static_cast<unsigned>(bits);
+    }
     if (!rules->empty()) {
       std::vector<access_rule> parsed;
       for (const auto& text : *rules) {
@@ -88,7 +109,7 @@ command gateway_command(CLI::App& sub) {
     if (!served)
       return fail(served.error());
     std::cout << "courier gateway: node '" << self.name() << "' serves gRPC on "
-              << "port " << (*served)->port() << std::endl;
+              << (*served)->address() << std::endl;
     unsigned char signal = 0;
     while (::read(stop_pipe[0], &signal, 1) != 1 && errno == EINTR) {
     }

@@ -14,11 +14,22 @@
 //   send_p50/p99  one caller, round trips one after another
 //   calls         --callers threads (64) calling for --seconds each run:
 //                 calls per second
+//   post_stream   --posts (20000) PostRequests in one PostStream call,
+//                 until its reply (every post taken): posts per second;
+//                 the raw twin's PostStream unpacks each Any and counts it
+//   open_call     --open (1000) Sends held open at once (to an actor that
+//                 keeps them, and to a raw handler that keeps its reactor):
+//                 the process's resident memory per open call, client
+//                 side included in both
 // Output: JSON lines.
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <fstream>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -38,17 +49,150 @@ using namespace courier::bench;
 using clock_type = std::chrono::steady_clock;
 namespace gw = courier::v1;
 
-/// The raw twin: Send answers with the request's message.
+/// The raw twin: Send answers with the request's message (a Send to
+/// "sloth" is held until release()); PostStream unpacks and counts.
 class raw_echo final : public gw::Gateway::CallbackService {
+public:
+  /// Ends the held calls.
+  void release() {
+    std::lock_guard guard{mu_};
+    for (auto* reactor : held_)
+      reactor->Finish(grpc::Status::CANCELLED);
+    held_.clear();
+  }
+
+  std::uint64_t taken() const {
+    return taken_.load();
+  }
+
+private:
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* call,
                                  const gw::SendRequest* request,
                                  gw::SendReply* reply) override {
-    *reply->mutable_reply() = request->message();
     auto* reactor = call->DefaultReactor();
+    if (request->name() == "sloth") {
+      std::lock_guard guard{mu_};
+      held_.push_back(reactor);
+      return reactor;
+    }
+    *reply->mutable_reply() = request->message();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+
+  grpc::ServerReadReactor<gw::PostRequest>*
+  PostStream(grpc::CallbackServerContext*,
+             gw::PostStreamReply* reply) override {
+    struct counting final : grpc::ServerReadReactor<gw::PostRequest> {
+      counting(raw_echo& owner, gw::PostStreamReply& reply)
+        : owner_(owner), reply_(reply) {
+        StartRead(&request_);
+      }
+      void OnReadDone(bool ok) override {
+        if (!ok) {
+          reply_.set_posted(posted_);
+          return Finish(grpc::Status::OK);
+        }
+        bench::v1::Ping ping; // what the gateway does with it: parse
+        if (!request_.message().UnpackTo(&ping))
+          return Finish({grpc::StatusCode::INVALID_ARGUMENT, "not a Ping"});
+        ++posted_;
+        owner_.taken_.fetch_add(1, std::memory_order_relaxed);
+        StartRead(&request_);
+      }
+      void OnDone() override {
+        delete this;
+      }
+      raw_echo& owner_;
+      gw::PostStreamReply& reply_;
+      gw::PostRequest request_;
+      std::uint64_t posted_ = 0;
+    };
+    return new counting(*this, *reply);
+  }
+
+  std::mutex mu_;
+  std::vector<grpc::ServerUnaryReactor*> held_; // guarded by mu_
+  std::atomic<std::uint64_t> taken_{0};
 };
+
+std::vector<double> round_trips(gw::Gateway::Stub& stub, int rounds);
+
+/// Resident memory of this process, in bytes.
+double resident_bytes() {
+  std::ifstream status{"/proc/self/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stod(line.substr(6)) * 1024;
+  return 0;
+}
+
+/// PostStream of `posts` Pings to "sink": posts per second, until the
+/// reply says every one was taken.
+double posts_per_second(gw::Gateway::Stub& stub, int posts) {
+  bench::v1::Ping ping;
+  ping.set_pad(std::string(48, 'x'));
+  gw::PostRequest request;
+  request.set_name("sink");
+  request.mutable_message()->PackFrom(ping);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds{60});
+  gw::PostStreamReply reply;
+  auto t = clock_type::now();
+  auto writer = stub.PostStream(&ctx, &reply);
+  for (int i = 0; i < posts; ++i)
+    if (!writer->Write(request))
+      break;
+  writer->WritesDone();
+  auto status = writer->Finish();
+  auto took = std::chrono::duration<double>(clock_type::now() - t).count();
+  if (!status.ok() || reply.posted() != static_cast<std::uint64_t>(posts)) {
+    std::cerr << "a post stream failed: " << status.error_message() << "\n";
+    std::exit(1);
+  }
+  return posts / took;
+}
+
+/// `open` Sends to "sloth" held at once: resident bytes per open call.
+/// `release` ends them on the server's side.
+double bytes_per_open_call(gw::Gateway::Stub& stub, int open,
+                           const std::function<void()>& release) {
+  auto before = resident_bytes();
+  struct call {
+    grpc::ClientContext ctx;
+    gw::SendRequest request;
+    gw::SendReply reply;
+  };
+  std::vector<std::unique_ptr<call>> calls;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  bench::v1::Ping ping;
+  ping.set_pad(std::string(48, 'x'));
+  for (int i = 0; i < open; ++i) {
+    auto& c = *calls.emplace_back(std::make_unique<call>());
+    c.ctx.set_deadline(std::chrono::system_clock::now()
+                       + std::chrono::seconds{60});
+    c.request.set_name("sloth");
+    c.request.mutable_message()->PackFrom(ping);
+    stub.async()->Send(&c.ctx, &c.request, &c.reply, [&](grpc::Status) {
+      std::lock_guard guard{mu};
+      ++done;
+      cv.notify_all();
+    });
+  }
+  // Held: the server has them all once a fresh call behind them is
+  // answered (one channel, calls taken in order).
+  round_trips(stub, 1);
+  auto during = resident_bytes();
+  for (auto& c : calls)
+    c->ctx.TryCancel();
+  release();
+  std::unique_lock guard{mu};
+  cv.wait(guard, [&] { return done == open; });
+  return (during - before) / open;
+}
 
 gw::SendRequest echo_request() {
   bench::v1::Ping ping;
@@ -120,6 +264,8 @@ int main(int argc, char** argv) {
     config.scheduler = courier::scheduler_policy::latency;
   else if (scheduler == "sharing")
     config.scheduler = courier::scheduler_policy::sharing;
+  if (auto workers = arg(argc, argv, "--workers", 0); workers > 0)
+    config.worker_threads = static_cast<std::size_t>(workers);
   auto host = courier::node::start(config);
   if (!host) {
     std::cerr << host.error().to_string() << "\n";
@@ -130,8 +276,22 @@ int main(int argc, char** argv) {
       return p; // the same object back
     }};
   });
+  // Keeps every request it gets unanswered (until the node stops).
+  auto sloth = host->spawn("sloth", [](courier::context&) {
+    auto parked = std::make_shared<std::vector<courier::responder>>();
+    return courier::behavior{
+      [parked](const bench::v1::Ping& p, courier::context& ctx) {
+        if (p.seq() < 0) // posted by the benchmark: let them all go
+          parked->clear();
+        else
+          parked->push_back(ctx.take_reply());
+      }};
+  });
+  auto sink = host->spawn("sink", [](courier::context&) {
+    return courier::behavior{[](const bench::v1::Ping&) {}};
+  });
   auto served = courier::gateway::server::start(*host);
-  if (!echo || !served) {
+  if (!echo || !sloth || !sink || !served) {
     std::cerr << "cannot start the gateway\n";
     return 1;
   }
@@ -161,6 +321,31 @@ int main(int argc, char** argv) {
     [&](int) { r.push_back(calls_per_second(*raw_stub, callers, seconds)); });
   report("calls_" + std::to_string(callers) + "_callers", "plain", c, r,
          "calls_per_s", 64, "gateway", "raw_grpc");
+
+  int posts = static_cast<int>(arg(argc, argv, "--posts", quick ? 2000 : 20000));
+  std::vector<double> cp, rp;
+  alternate(
+    runs, [&](int) { cp.push_back(posts_per_second(*courier_stub, posts)); },
+    [&](int) { rp.push_back(posts_per_second(*raw_stub, posts)); });
+  report("post_stream", "plain", cp, rp, "posts_per_s", 64, "gateway",
+         "raw_grpc");
+
+  int open = static_cast<int>(arg(argc, argv, "--open", quick ? 200 : 1000));
+  std::vector<double> cm, rm;
+  alternate(
+    runs,
+    [&](int) {
+      cm.push_back(bytes_per_open_call(*courier_stub, open, [&] {
+        bench::v1::Ping release;
+        release.set_seq(-1);
+        (void)host->post("sloth", release);
+      }));
+    },
+    [&](int) {
+      rm.push_back(
+        bytes_per_open_call(*raw_stub, open, [&] { twin.release(); }));
+    });
+  report("open_call", "plain", cm, rm, "bytes", 64, "gateway", "raw_grpc");
   raw_server->Shutdown();
   return 0;
 }

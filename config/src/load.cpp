@@ -87,6 +87,9 @@ expected<node_config> make_node_config(node_settings settings) {
                      + "was built without the " + tier + " tier"};
     config.transports.emplace_back(tier, maker->make(settings));
   }
+  if (settings.gateway)
+    config.plugins.emplace_back("gateway",
+                                gateway::plugin(std::move(*settings.gateway)));
   if (settings.log_threshold) {
     config.log
       = [threshold = *settings.log_threshold,

@@ -107,6 +107,27 @@ constexpr field<tcp::tls_files> tls_fields[] = {
    }},
 };
 
+/// A [*.tls] table: mutual TLS takes all three files; one missing is a
+/// half-made setup.
+expected<tcp::tls_files> read_mutual_tls(parse_state& state,
+                                         const toml::node& value,
+                                         const std::string& key) {
+  tcp::tls_files tls;
+  if (auto read
+      = read_subtable<tcp::tls_files>(state, value, key, tls_fields, tls);
+      !read)
+    return std::move(read).error();
+  for (auto [name, path] : {std::pair{"certificate", &tls.certificate},
+                            std::pair{"private_key", &tls.private_key},
+                            std::pair{"ca", &tls.ca}})
+    if (path->empty())
+      return state.at(value.source(), key,
+                      "'" + std::string{name}
+                        + "' is missing: mutual TLS needs certificate, "
+                          "private_key and ca");
+  return tls;
+}
+
 /// The keys the network tiers share: tcp::options and grpc_tier::options
 /// name them alike.
 template <class Options>
@@ -173,21 +194,10 @@ constexpr field<Options> network_fields[] = {
   {"tls",
    [](parse_state& state, const toml::node& value, const std::string& key,
       Options& tier) -> expected<void> {
-     tcp::tls_files tls;
-     if (auto read
-         = read_subtable<tcp::tls_files>(state, value, key, tls_fields, tls);
-         !read)
-       return read;
-     // Mutual TLS takes all three; one missing is a half-made setup.
-     for (auto [name, path] : {std::pair{"certificate", &tls.certificate},
-                               std::pair{"private_key", &tls.private_key},
-                               std::pair{"ca", &tls.ca}})
-       if (path->empty())
-         return state.at(value.source(), key,
-                         "'" + std::string{name}
-                           + "' is missing: mutual TLS needs certificate, "
-                             "private_key and ca");
-     tier.tls = std::move(tls);
+     auto tls = read_mutual_tls(state, value, key);
+     if (!tls)
+       return std::move(tls).error();
+     tier.tls = std::move(*tls);
      return {};
    }},
 };
@@ -292,7 +302,8 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
 /// [[rules]]: tables { principal = "...", names = "glob", verbs = "post,send" }
 /// (docs/security.md), each checked as node::start() would.
 expected<void> read_rules(parse_state& state, const toml::node& value,
-                          const std::string& key) {
+                          const std::string& key,
+                          std::vector<access_rule>& rules) {
   auto* list = value.as_array();
   if (!list)
     return wrong_type(state, value, key,
@@ -330,7 +341,7 @@ expected<void> read_rules(parse_state& state, const toml::node& value,
                       "rules need a 'principal' and 'verbs'");
     if (auto checked = check_rule(rule); !checked)
       return state.at(element.source(), key, checked.error().message());
-    state.settings.node.rules.push_back(std::move(rule));
+    rules.push_back(std::move(rule));
   }
   return {};
 }
@@ -395,6 +406,143 @@ constexpr std::pair<std::string_view, log_format> log_formats[] = {
   {"text", log_format::text},
   {"json", log_format::json},
 };
+
+// -- [gateway] ---------------------------------------------------------------
+
+/// A duration field of a struct: `target.*member` in whole milliseconds.
+#define COURIER_MS_FIELD(Struct, member)                                       \
+  field<Struct> {                                                              \
+    #member, [](parse_state& state, const toml::node& value,                   \
+                const std::string& key, Struct& target) -> expected<void> {    \
+      auto ms = read_milliseconds(state, value, key);                          \
+      if (!ms)                                                                 \
+        return std::move(ms).error();                                          \
+      target.member = *ms;                                                     \
+      return {};                                                               \
+    }                                                                          \
+  }
+
+constexpr field<gateway::keepalive> keepalive_fields[] = {
+  COURIER_MS_FIELD(gateway::keepalive, time),
+  COURIER_MS_FIELD(gateway::keepalive, timeout),
+  COURIER_MS_FIELD(gateway::keepalive, min_client_ping_interval),
+  {"max_ping_strikes",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::keepalive& alive) -> expected<void> {
+     auto count = read_integer(state, value, key, 0, 1000);
+     if (!count)
+       return std::move(count).error();
+     alive.max_ping_strikes = static_cast<int>(*count);
+     return {};
+   }},
+  COURIER_MS_FIELD(gateway::keepalive, max_idle),
+  COURIER_MS_FIELD(gateway::keepalive, max_age),
+  COURIER_MS_FIELD(gateway::keepalive, max_age_grace),
+};
+
+constexpr field<gateway::options> gateway_fields[] = {
+  {"listen",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto text = read_string(state, value, key);
+     if (!text)
+       return std::move(text).error();
+     if (text->starts_with("unix:")) {
+       if (text->size() == 5)
+         return state.at(value.source(), key, "'unix:' names no socket");
+       fs::path path = text->substr(5);
+       if (path.is_relative() && !state.base.empty())
+         path = state.base / path;
+       gw.listen = "unix:" + path.string();
+       return {};
+     }
+     if (auto ok = check_address(*text, true); !ok)
+       return state.at(value, key, ok.error());
+     gw.listen = std::move(*text);
+     return {};
+   }},
+  {"socket_mode",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto mode = read_integer(state, value, key, 0, 0777); // 0o660 in TOML
+     if (!mode)
+       return std::move(mode).error();
+     gw.socket_mode = static_cast<unsigned>(*mode);
+     return {};
+   }},
+  {"max_message",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto size = read_size(state, value, key);
+     if (!size)
+       return std::move(size).error();
+     if (*size < min_frame || *size > std::numeric_limits<std::int32_t>::max())
+       return state.at(value.source(), key,
+                       std::to_string(*size) + " bytes: from "
+                         + std::to_string(min_frame) + " bytes to 2 GiB");
+     gw.max_message = *size;
+     return {};
+   }},
+  COURIER_MS_FIELD(gateway::options, default_deadline),
+  COURIER_MS_FIELD(gateway::options, health_interval),
+  {"tls",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto tls = read_mutual_tls(state, value, key);
+     if (!tls)
+       return std::move(tls).error();
+     gw.tls = std::move(*tls);
+     return {};
+   }},
+  {"services",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto* table = value.as_table();
+     if (!table)
+       return wrong_type(state, value, key,
+                         "a table { \"pkg.Service\" = \"actor\" }");
+     for (const auto& [service, actor] : *table) {
+       auto service_key = key + "." + std::string{service.str()};
+       auto name = read_string(state, actor, service_key);
+       if (!name)
+         return std::move(name).error();
+       gw.services[std::string{service.str()}] = std::move(*name);
+     }
+     return {};
+   }},
+  {"rules",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     std::vector<access_rule> rules;
+     if (auto read = read_rules(state, value, key, rules); !read)
+       return read;
+     gw.rules = std::move(rules);
+     return {};
+   }},
+  {"keepalive",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     return read_subtable<gateway::keepalive>(state, value, key,
+                                              keepalive_fields, gw.keepalive);
+   }},
+};
+
+#undef COURIER_MS_FIELD
+
+expected<void> read_gateway(parse_state& state, const toml::node& value,
+                            const std::string& key) {
+  gateway::options gw;
+  if (auto read
+      = read_subtable<gateway::options>(state, value, key, gateway_fields, gw);
+      !read)
+    return read;
+  if (gw.listen.starts_with("unix:") && gw.tls)
+    return state.at(value.source(), key,
+                    "a local socket (listen = \"unix:...\") takes no tls: "
+                    "the kernel says who its callers are");
+  state.settings.gateway = std::move(gw);
+  return {};
+}
 
 constexpr field<node_settings> node_fields[] = {
   {"name",
@@ -580,6 +728,9 @@ constexpr field<node_settings> node_fields[] = {
   {"tiers",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings&) { return read_tiers(state, value, key); }},
+  {"gateway",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      node_settings&) { return read_gateway(state, value, key); }},
   {"registry",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings& settings) -> expected<void> {
@@ -609,7 +760,9 @@ constexpr field<node_settings> node_fields[] = {
    }},
   {"rules",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      node_settings&) { return read_rules(state, value, key); }},
+      node_settings& settings) {
+     return read_rules(state, value, key, settings.node.rules);
+   }},
   {"seeds",
    [](parse_state& state, const toml::node& value, const std::string& key,
       node_settings& settings) -> expected<void> {

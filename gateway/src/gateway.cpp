@@ -24,6 +24,7 @@
 #include "courier/access_policy.hpp"
 #include "courier/courier.hpp"
 #include "courier/v1/gateway.grpc.pb.h"
+#include "local_listener.hpp"
 
 namespace courier::gateway {
 
@@ -450,23 +451,78 @@ struct server::impl final : pb::Gateway::CallbackService {
                                  const pb::PostRequest* request,
                                  pb::PostReply*) override {
     auto* reactor = call->DefaultReactor();
-    if (auto no = refused(*call, request->name(), verbs::post))
-      return refuse(reactor, *no);
-    auto msg = decode(
-      host_, [&] { return request->name(); }, request->message());
-    if (!msg)
-      return refuse(reactor, msg.error());
-    if (request->priority() > 7)
-      return refuse(reactor, error{errc::invalid_argument,
-                                   "priority is 0 to 7, not "
-                                     + std::to_string(request->priority())});
-    post_options options;
-    options.priority = static_cast<std::uint8_t>(request->priority());
-    trace_scope traced{trace_of(*call)};
-    auto posted = host_.post(request->name(), std::move(*msg), options);
+    auto posted = post_one(*call, *request, trace_of(*call));
     if (!posted)
       return refuse(reactor, posted.error());
     return answer(reactor);
+  }
+
+  grpc::ServerReadReactor<pb::PostRequest>*
+  PostStream(grpc::CallbackServerContext* call,
+             pb::PostStreamReply* reply) override {
+    book_->count();
+    return new post_stream(*this, *call, *reply);
+  }
+
+  /// One PostStream call: reads a request, posts it, reads the next. One
+  /// read at a time, so a client that sends faster than the node takes
+  /// waits on gRPC's flow control, with one request buffered here.
+  class post_stream final : public grpc::ServerReadReactor<pb::PostRequest> {
+  public:
+    post_stream(impl& owner, grpc::CallbackServerContext& call,
+                pb::PostStreamReply& reply)
+      : owner_(owner), call_(call), reply_(reply), trace_(trace_of(call)) {
+      StartRead(&request_);
+    }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) { // the client is done sending (or gone: then nobody reads this)
+        reply_.set_posted(posted_);
+        return Finish(grpc::Status::OK);
+      }
+      if (auto taken = owner_.post_one(call_, request_, trace_); !taken) {
+        auto count = std::to_string(posted_);
+        call_.AddTrailingMetadata("courier-posted", count);
+        auto why = status_of(taken.error());
+        return Finish({why.error_code(), why.error_message() + " (after "
+                                           + count + " posted)"});
+      }
+      ++posted_;
+      StartRead(&request_);
+    }
+
+    void OnDone() override {
+      delete this;
+    }
+
+  private:
+    impl& owner_;
+    grpc::CallbackServerContext& call_;
+    pb::PostStreamReply& reply_;
+    trace_context trace_;
+    pb::PostRequest request_;
+    std::uint64_t posted_ = 0;
+  };
+
+  /// Post's work, for Post and each request of a PostStream: authorized,
+  /// decoded and queued for the actor.
+  expected<void> post_one(const grpc::CallbackServerContext& call,
+                          const pb::PostRequest& request,
+                          const trace_context& trace) {
+    if (auto no = refused(call, request.name(), verbs::post))
+      return *no;
+    if (request.priority() > max_priority)
+      return error{errc::invalid_argument,
+                   "priority is 0 to 7, not "
+                     + std::to_string(request.priority())};
+    auto msg = decode(
+      host_, [&] { return request.name(); }, request.message());
+    if (!msg)
+      return std::move(msg).error();
+    post_options options;
+    options.priority = static_cast<std::uint8_t>(request.priority());
+    trace_scope traced{trace};
+    return host_.post(request.name(), std::move(*msg), options);
   }
 
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* call,
@@ -690,10 +746,16 @@ struct server::impl final : pb::Gateway::CallbackService {
 
   // -- authorization (options::rules) ---------------------------------------
 
-  /// Who calls: the certificate gRPC's TLS checked, or the address alone.
-  static peer_identity caller_of(const grpc::ServerContextBase& call) {
+  /// Who calls: the kernel's word on a caller of the local socket, the
+  /// certificate gRPC's TLS checked, or the address alone.
+  peer_identity caller_of(const grpc::ServerContextBase& call) const {
     peer_identity who;
     who.address = call.peer();
+    if (local_)
+      if (auto kernel = local_->caller(who.address)) {
+        who.kernel = *kernel;
+        return who;
+      }
     auto auth = call.auth_context();
     if (auth && auth->IsPeerAuthenticated()) {
       auto subject = auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
@@ -789,6 +851,8 @@ struct server::impl final : pb::Gateway::CallbackService {
   requester requester_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  // options::listen "unix:<path>": the socket, and who its callers are.
+  std::unique_ptr<local_listener> local_;
   std::shared_ptr<call_book> book_ = std::make_shared<call_book>();
   actor_services services_{*this};
   // options::rules, made once; none: every caller acts as the node.
@@ -803,6 +867,13 @@ struct server::impl final : pb::Gateway::CallbackService {
 };
 
 namespace {
+
+/// "0660" for 0660.
+std::string octal(unsigned mode) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0%o", mode);
+  return text;
+}
 
 /// A file's text; invalid_argument naming it if it cannot be read.
 expected<std::string> pem(const std::string& path, const char* what) {
@@ -859,7 +930,34 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(settings.listen, *credentials, &self->port_);
+  // A local socket is accepted here (the callers' credentials), a network
+  // address by gRPC.
+  constexpr std::string_view unix_scheme = "unix:";
+  if (settings.listen.starts_with(unix_scheme)) {
+    if (settings.tls) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "the gateway's local socket takes no TLS: the kernel says "
+                   "who its callers are"};
+    }
+    if ((settings.socket_mode & 0077) != 0 && !settings.rules) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "a gateway socket other users may connect to (mode "
+                     + octal(settings.socket_mode)
+                     + ") needs rules: without, every caller acts as node '"
+                     + host.name() + "'"};
+    }
+    auto opened = local_listener::open(
+      settings.listen.substr(unix_scheme.size()), settings.socket_mode);
+    if (!opened) {
+      self->requester_.stop();
+      return std::move(opened).error();
+    }
+    self->local_ = std::move(*opened);
+  } else {
+    builder.AddListeningPort(settings.listen, *credentials, &self->port_);
+  }
   builder.RegisterService(self.get());
   for (const auto& [service, actor] : settings.services)
     if (google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
@@ -900,11 +998,13 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
   self->server_ = builder.BuildAndStart();
-  if (!self->server_ || self->port_ == 0) {
+  if (!self->server_ || (self->port_ == 0 && !self->local_)) {
     self->requester_.stop();
     return error{errc::unavailable,
                  "the gateway cannot listen on " + settings.listen};
   }
+  if (self->local_)
+    self->local_->serve(*self->server_);
   if (auto* health = self->server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus(pb::Gateway::service_full_name(), true);
@@ -924,6 +1024,7 @@ server::~server() {
   impl_->stop_health();
   if (auto* health = impl_->server_->GetHealthCheckService())
     health->SetServingStatus(false); // for whoever asks in the grace period
+  impl_->local_.reset(); // no new callers
   impl_->book_->close();
   impl_->server_->Shutdown(std::chrono::system_clock::now()
                            + std::chrono::seconds{2});
@@ -932,6 +1033,48 @@ server::~server() {
 
 int server::port() const noexcept {
   return impl_->port_;
+}
+
+std::string server::address() const {
+  const auto& listen = impl_->settings_.listen;
+  if (impl_->local_)
+    return listen;
+  auto colon = listen.rfind(':');
+  return listen.substr(0, colon == std::string::npos ? 0 : colon + 1)
+         + std::to_string(impl_->port_);
+}
+
+namespace {
+
+/// The gateway as a node plug-in: serves the node it is lent.
+class gateway_plugin final : public node_plugin {
+public:
+  explicit gateway_plugin(std::unique_ptr<server> serving)
+    : serving_(std::move(serving)) {}
+
+  std::string address() const override {
+    return serving_ ? serving_->address() : std::string{};
+  }
+
+  void stop() noexcept override {
+    serving_.reset();
+  }
+
+private:
+  std::unique_ptr<server> serving_;
+};
+
+} // namespace
+
+plugin_factory plugin(options settings) {
+  return [settings = std::move(settings)](
+           node& host) -> expected<std::unique_ptr<node_plugin>> {
+    auto started = server::start(host, settings);
+    if (!started)
+      return std::move(started).error();
+    return std::unique_ptr<node_plugin>{
+      std::make_unique<gateway_plugin>(std::move(*started))};
+  };
 }
 
 std::uint64_t server::calls() const noexcept {

@@ -164,6 +164,8 @@ expected<node> node::start(node_config config) {
     node started{std::move(impl)};
     if (auto durable = raw->start_durable(); !durable)
       return durable.error();
+    if (auto plugins = raw->start_plugins(); !plugins)
+      return plugins.error();
     return started;
   } catch (const std::exception& ex) {
     return error{errc::internal, std::string{"cannot start node: "} + ex.what()};
@@ -365,6 +367,10 @@ metrics_snapshot node::metrics() const {
 
 std::string node::metrics_address() const {
   return impl_->metrics_address();
+}
+
+expected<std::string> node::plugin_address(std::string_view name) const {
+  return impl_->plugin_address(name);
 }
 
 } // namespace courier

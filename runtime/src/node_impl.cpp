@@ -81,6 +81,8 @@ node_impl::node_impl(
 }
 
 node_impl::~node_impl() {
+  for (auto it = plugins_.rbegin(); it != plugins_.rend(); ++it)
+    it->second->stop(); // no plug-in's verb from here on
   if (durable_) {
     durable_ready_.store(nullptr, std::memory_order_release);
     durable_->stop(); // no durable verb from here on
@@ -283,8 +285,8 @@ void letter::report_unconsumed() noexcept {
 expected<void> node_impl::start_durable() {
   if (!config_.durable)
     return {};
-  durable_host_ = std::make_unique<node>(node::borrow(*this));
-  auto made = config_.durable(*durable_host_);
+  lent_ = std::make_unique<node>(node::borrow(*this));
+  auto made = config_.durable(*lent_);
   if (!made)
     return error{made.code(), "durable delivery: " + made.error().message()};
   if (*made == nullptr)
@@ -293,6 +295,34 @@ expected<void> node_impl::start_durable() {
   durable_ = std::move(*made);
   durable_ready_.store(durable_.get(), std::memory_order_release);
   return {};
+}
+
+// -- plug-ins -----------------------------------------------------------------
+
+expected<void> node_impl::start_plugins() {
+  for (auto& [name, factory] : config_.plugins) {
+    if (!lent_)
+      lent_ = std::make_unique<node>(node::borrow(*this));
+    auto made = factory ? factory(*lent_)
+                        : expected<std::unique_ptr<node_plugin>>{
+                          errc::invalid_argument, "an empty factory"};
+    if (made && *made == nullptr)
+      made = error{errc::invalid_argument, "the factory made nothing"};
+    if (!made)
+      return error{made.code(),
+                   "the plug-in '" + name + "': " + made.error().message()};
+    plugins_.emplace_back(name, std::move(*made));
+  }
+  return {};
+}
+
+expected<std::string> node_impl::plugin_address(std::string_view name) const {
+  for (const auto& [registered, plugin] : plugins_)
+    if (registered == name)
+      return plugin->address();
+  return error{errc::not_found,
+               "node " + quoted(config_.name) + " has no plug-in "
+                 + quoted(name)};
 }
 
 expected<std::uint64_t> node_impl::post_durable(std::string_view to,

@@ -136,6 +136,13 @@ public:
   /// to its user.
   expected<void> start_durable();
 
+  /// Makes the plug-ins of node_config::plugins, in order, each lent the
+  /// same public node; called once, after start_durable().
+  expected<void> start_plugins();
+
+  /// node::plugin_address.
+  expected<std::string> plugin_address(std::string_view name) const;
+
   /// A durable post; failed_precondition without a plug-in.
   expected<std::uint64_t> post_durable(std::string_view to, const message& msg,
                                        const post_options& options,
@@ -449,7 +456,11 @@ private:
   // it, and stopped first thing in the destructor (then kept until the
   // actors it spawned are gone). The node it was lent.
   std::shared_ptr<durable_plugin> durable_;
-  std::unique_ptr<node> durable_host_;
+  // The public node lent to the plug-ins (durable delivery and the others).
+  std::unique_ptr<node> lent_;
+  // node_config::plugins, started; stopped (in reverse) first thing in the
+  // destructor, before durable delivery.
+  std::vector<std::pair<std::string, std::unique_ptr<node_plugin>>> plugins_;
   // What links read: a transfer may arrive before start_durable is done.
   std::atomic<durable_plugin*> durable_ready_{nullptr};
 };

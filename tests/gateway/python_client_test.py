@@ -53,7 +53,7 @@ def read_line(process, deadline_s=30):
 with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
     node = subprocess.Popen(
         [test_node, "--dir", folder, "--name", "peer", "echo.p", "adder",
-         "sloth", "quitter"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+         "sloth", "quitter", "counter"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     # (It stays up while its stdin is open.)
     gateway = None
     try:
@@ -62,8 +62,8 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
         gateway = subprocess.Popen(
             [courier_cli, "--dir", folder, "--name", "gw", "gateway",
              "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
-        port = read_line(gateway).rsplit(" ", 1)[1]
-        channel = grpc.insecure_channel("127.0.0.1:" + port)
+        address = read_line(gateway).rsplit(" ", 1)[1]
+        channel = grpc.insecure_channel(address)
         stub = gateway_pb2_grpc.GatewayStub(channel)
 
         sent = stub.Send(gateway_pb2.SendRequest(
@@ -125,7 +125,96 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
         notices = list(downs)
         check(len(notices) == 1 and notices[0].name == "quitter"
               and notices[0].reason == "stopped", "monitor: %s" % notices)
+
+        # Many posts in one call, in order: the counter saw all of them, none
+        # out of order (its Sum is count * 1e6 + out-of-order).
+        pings = [gateway_pb2.PostRequest(
+            name="counter", message=packed(test_pb2.Ping(seq=i)))
+            for i in range(200)]
+        streamed = stub.PostStream(iter(pings), timeout=10)
+        check(streamed.posted == 200, "post stream: %s" % streamed)
+        total = stub.Send(gateway_pb2.SendRequest(
+            name="counter", message=packed(test_pb2.Add(a=0, b=0))), timeout=5)
+        tally = test_pb2.Sum()
+        total.reply.Unpack(tally)
+        check(tally.value == 200 * 1000000, "counted: %d" % tally.value)
+        # The first refused ends the stream, saying how many went before.
+        broken = [gateway_pb2.PostRequest(
+            name="counter", message=packed(test_pb2.Ping(seq=200 + i)))
+            for i in range(3)]
+        broken.append(gateway_pb2.PostRequest(
+            name="nobody", message=packed(test_pb2.Ping(seq=0))))
+        broken += pings[:2]
+        try:
+            stub.PostStream(iter(broken), timeout=10)
+            check(False, "a stream with an unknown name was taken whole")
+        except grpc.RpcError as e:
+            posted = dict(e.trailing_metadata() or ()).get("courier-posted")
+            check(e.code() == grpc.StatusCode.NOT_FOUND and posted == "3"
+                  and "after 3 posted" in e.details(),
+                  "post stream refused: %s %s %s" % (e.code(), posted,
+                                                     e.details()))
         channel.close()
+
+        # A local socket: callers are uid:N as the kernel says. The rule
+        # lets user 65534 (nobody) send to echo.p and nothing else; this
+        # process's own user (root) gets nothing.
+        os.chmod(folder, 0o755)  # nobody reaches the socket in it
+        socket_path = os.path.join(folder, "gw.sock")
+        local_gateway = subprocess.Popen(
+            [courier_cli, "--dir", folder, "--name", "gw3", "gateway",
+             "--listen", "unix:" + socket_path, "--socket-mode", "0666",
+             "--rule", "uid:65534 echo.p send"], stdout=subprocess.PIPE)
+        try:
+            local_address = read_line(local_gateway).rsplit(" ", 1)[1]
+            check(local_address == "unix:" + socket_path,
+                  "local address: %s" % local_address)
+            check(os.stat(socket_path).st_mode & 0o777 == 0o666,
+                  "socket mode: %o" % os.stat(socket_path).st_mode)
+            as_nobody = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import grpc
+from google.protobuf import any_pb2
+from courier.v1 import gateway_pb2, gateway_pb2_grpc
+from courier_test.v1 import test_pb2
+stub = gateway_pb2_grpc.GatewayStub(grpc.insecure_channel(sys.argv[2]))
+ping = any_pb2.Any()
+ping.Pack(test_pb2.Ping(seq=9))
+sent = stub.Send(gateway_pb2.SendRequest(name="echo.p", message=ping),
+                 timeout=5)
+print("sent", sent.reply.type_url)
+try:
+    stub.Post(gateway_pb2.PostRequest(name="adder", message=ping), timeout=5)
+    print("posted")
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+"""
+            nobody = subprocess.run(
+                ["setpriv", "--reuid", "65534", "--regid", "65534",
+                 "--clear-groups", sys.executable, "-c", as_nobody, stubs,
+                 local_address], capture_output=True, timeout=60, text=True)
+            lines = nobody.stdout.splitlines()
+            check(nobody.returncode == 0 and len(lines) == 2
+                  and lines[0] == "sent type.googleapis.com/courier_test.v1.Pong"
+                  and lines[1].startswith("PERMISSION_DENIED uid:65534 may not "
+                                          "post to 'adder'"),
+                  "uid 65534 over the local socket: %s %s" % (lines,
+                                                              nobody.stderr))
+            with grpc.insecure_channel(local_address) as c:
+                try:
+                    gateway_pb2_grpc.GatewayStub(c).Send(gateway_pb2.SendRequest(
+                        name="echo.p", message=packed(test_pb2.Ping(seq=1))),
+                        timeout=5)
+                    check(False, "uid %d was served without a rule" % os.getuid())
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.PERMISSION_DENIED
+                          and ("uid:%d" % os.getuid()) in e.details(),
+                          "own uid: %s %s" % (e.code(), e.details()))
+        finally:
+            local_gateway.send_signal(signal.SIGTERM)
+            local_gateway.wait(10)
+        check(not os.path.exists(socket_path), "the socket file was left")
 
         # The same gateway behind mutual TLS, with certificates from
         # `courier cert`: a client with one of the CA's certificates is
@@ -144,7 +233,7 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
              "--private-key", os.path.join(certs, "gw2.key"),
              "--ca", os.path.join(certs, "ca.pem")], stdout=subprocess.PIPE)
         try:
-            tls_port = read_line(tls_gateway).rsplit(" ", 1)[1]
+            tls_address = read_line(tls_gateway).rsplit(" ", 1)[1]
 
             def read(name):
                 with open(os.path.join(certs, name), "rb") as f:
@@ -155,7 +244,7 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
                     root_certificates=read("ca.pem"), private_key=key,
                     certificate_chain=chain)
                 with grpc.secure_channel(
-                        "127.0.0.1:" + tls_port, credentials,
+                        tls_address, credentials,
                         options=[("grpc.ssl_target_name_override", "gw2")]) as c:
                     stub = gateway_pb2_grpc.GatewayStub(c)
                     return stub.Find(gateway_pb2.FindRequest(name="adder"),

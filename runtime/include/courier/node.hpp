@@ -196,12 +196,17 @@ public:
   /// chosen when node_config::metrics_listen said 0); empty when off.
   std::string metrics_address() const;
 
+  /// Where the plug-in registered as `name` in node_config::plugins serves
+  /// (node_plugin::address(): the gateway's "127.0.0.1:40123", its port
+  /// chosen when the configuration said 0); not_found for no such plug-in.
+  expected<std::string> plugin_address(std::string_view name) const;
+
 private:
   friend class detail::node_impl;
 
   explicit node(std::unique_ptr<detail::node_impl> impl) noexcept;
 
-  /// A node that does not own `impl` (lent to the durable plug-in).
+  /// A node that does not own `impl` (lent to plug-ins).
   static node borrow(detail::node_impl& impl) noexcept;
 
   std::unique_ptr<detail::node_impl> impl_;

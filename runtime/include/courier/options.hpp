@@ -13,6 +13,7 @@
 
 #include "courier/access.hpp"
 #include "courier/deadline.hpp"
+#include "courier/node_plugin.hpp"
 #include "courier/transport.hpp"
 
 namespace courier {
@@ -233,6 +234,12 @@ struct node_config {
   /// failed_precondition, and durable transfers from other nodes with
   /// unimplemented (their senders keep them and try again).
   durable_factory durable;
+  /// Services that run beside the node, each under a name
+  /// (courier/node_plugin.hpp): e.g. {"gateway",
+  /// courier::gateway::plugin(options)}. Started in this order once the
+  /// node has started (one that fails fails node::start()), stopped in the
+  /// reverse order before its actors.
+  std::vector<std::pair<std::string, plugin_factory>> plugins;
   /// How long a new link may take to say hello.
   std::chrono::milliseconds handshake_timeout{2000};
   /// Protobuf recursion limit when parsing payloads from other nodes.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "courier/error.hpp"
+#include "courier/gateway/gateway.hpp"
 #include "courier/options.hpp"
 #include "courier/grpc_tier/grpc_transport.hpp"
 #include "courier/tcp/tcp_transport.hpp"
@@ -40,6 +41,9 @@ struct node_settings {
   std::optional<tcp::options> tcp;
   /// [tiers.grpc], when the file has it (TLS paths resolved alike).
   std::optional<grpc_tier::options> grpc;
+  /// [gateway], when the file has it: make_node_config() adds the gRPC
+  /// gateway as the node's plug-in "gateway" (docs/gateway.md).
+  std::optional<gateway::options> gateway;
   /// The file's name as errors show it ("<string>" for text).
   std::string source;
 };

@@ -15,6 +15,7 @@
 
 #include "courier/access.hpp"
 #include "courier/error.hpp"
+#include "courier/node_plugin.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
@@ -54,7 +55,13 @@ struct keepalive {
 
 struct options {
   /// host:port to listen on; port 0 lets the kernel pick (see port()).
+  /// Or "unix:<path>": a local socket, plaintext, whose callers are who
+  /// the kernel says they are (`uid:<n>`, `gid:<n>` in the rules).
   std::string listen = "127.0.0.1:0";
+  /// The local socket's permissions: who may connect at all, before the
+  /// rules. The node's user alone by default; a mode that lets others in
+  /// needs `rules` (else each of them would act as the node).
+  unsigned socket_mode = 0600;
   /// The largest message a call may carry, either way.
   std::size_t max_message = std::size_t{4} << 20;
   /// A Send without a gRPC deadline gets this one.
@@ -103,8 +110,12 @@ public:
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
-  /// The port it listens on.
+  /// The port it listens on (0 on a local socket).
   int port() const noexcept;
+
+  /// Where it listens, as a client dials it: "127.0.0.1:40123" (the port
+  /// the kernel picked), or "unix:<path>".
+  std::string address() const;
 
   /// Calls answered since the start, and calls refused (bad input).
   std::uint64_t calls() const noexcept;
@@ -119,5 +130,10 @@ private:
 
   std::unique_ptr<impl> impl_;
 };
+
+/// The gateway as a node plug-in (node_config::plugins; [gateway] in a
+/// configuration file): serves the node it is lent from its start to its
+/// stop; node::plugin_address() gives server::address().
+[[nodiscard]] plugin_factory plugin(options settings);
 
 } // namespace courier::gateway
