@@ -461,6 +461,15 @@ constexpr field<gateway::options> gateway_fields[] = {
      gw.listen = std::move(*text);
      return {};
    }},
+  {"allow_plaintext",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto flag = read_bool(state, value, key);
+     if (!flag)
+       return std::move(flag).error();
+     gw.allow_plaintext = *flag;
+     return {};
+   }},
   {"socket_mode",
    [](parse_state& state, const toml::node& value, const std::string& key,
       gateway::options& gw) -> expected<void> {

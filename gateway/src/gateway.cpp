@@ -956,6 +956,15 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
     }
     self->local_ = std::move(*opened);
   } else {
+    auto colon = settings.listen.rfind(':');
+    auto host = settings.listen.substr(0, colon == std::string::npos ? 0 : colon);
+    if (!settings.tls && !settings.allow_plaintext && !tcp::is_loopback(host)) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "the gateway would serve plaintext on " + settings.listen
+                     + ": give it TLS, listen on a loopback address or a "
+                       "local socket, or allow plaintext"};
+    }
     builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   }
   builder.RegisterService(self.get());

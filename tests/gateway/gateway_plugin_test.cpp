@@ -159,6 +159,30 @@ TEST_CASE("a configuration file's [gateway] serves a local socket whose "
   CHECK_FALSE(std::filesystem::exists(socket));
 }
 
+TEST_CASE("the gateway serves plaintext only on the loopback or a local "
+          "socket, unless told the network is trusted",
+          "[gateway]") {
+  quiet_node host{"plain"};
+  gateway::options settings;
+  settings.listen = "0.0.0.0:0";
+  auto refused = gateway::server::start(*host, settings);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
+  CHECK_THAT(refused.error().message(),
+             Catch::Contains("would serve plaintext on 0.0.0.0:0"));
+  settings.allow_plaintext = true;
+  auto allowed = gateway::server::start(*host, settings);
+  REQUIRE(allowed);
+  CHECK((*allowed)->port() > 0);
+  for (auto loopback : {"127.0.0.1:0", "localhost:0"}) {
+    settings.allow_plaintext = false;
+    settings.listen = loopback;
+    auto local = gateway::server::start(*host, settings);
+    INFO(loopback);
+    CHECK(local);
+  }
+}
+
 TEST_CASE("a configuration file's [gateway] is checked key by key",
           "[gateway]") {
   auto error_of = [](const std::string& toml) {

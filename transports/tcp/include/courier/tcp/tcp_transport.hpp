@@ -51,4 +51,8 @@ struct options {
 /// docs/wire-format.md describes the handshake and the heartbeats.
 transport_factory factory(options settings = {});
 
+/// Whether `host` is a loopback address (127.0.0.0/8, ::1, brackets
+/// allowed) or "localhost": where plaintext stays on this machine.
+bool is_loopback(const std::string& host);
+
 } // namespace courier::tcp
