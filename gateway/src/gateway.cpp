@@ -1081,6 +1081,8 @@ plugin_factory plugin(options settings) {
     auto started = server::start(host, settings);
     if (!started)
       return std::move(started).error();
+    // Where, for whoever reads the log: the port the kernel chose for :0.
+    host.log(log_level::info, "the gateway serves gRPC on " + (*started)->address());
     return std::unique_ptr<node_plugin>{
       std::make_unique<gateway_plugin>(std::move(*started))};
   };

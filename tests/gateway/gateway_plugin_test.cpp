@@ -89,6 +89,7 @@ TEST_CASE("a node runs the gateway as its plug-in, and says where it serves",
   CHECK_THAT(*address, Catch::StartsWith("127.0.0.1:"));
   CHECK(*address != "127.0.0.1:0");
   CHECK(send_ping(*address, "echo").ok());
+  CHECK(logged(*host.lines, "the gateway serves gRPC on " + *address));
   auto none = host->plugin_address("metrics");
   REQUIRE_FALSE(none);
   CHECK(none.code() == errc::not_found);
