@@ -21,8 +21,8 @@ set(COURIER_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/courier")
 set(courier_exported_targets
   courier_deploy courier_config courier_gateway courier_gateway_proto
   courier_grpc_services_proto
-  courier_actors courier_transports courier_pipe courier_tcp courier_shm
-  courier_stream courier_runtime courier_proto)
+  courier_actors courier_transports courier_pipe courier_tcp courier_grpc_tier
+  courier_shm courier_stream courier_runtime courier_proto)
 
 foreach(target IN LISTS courier_exported_targets)
   # courier_runtime is exported as courier::runtime, the alias users of the
@@ -117,5 +117,5 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
   "libcaf-dev (>= 0.17), libprotobuf-dev (>= 3.21), protobuf-compiler, \
 libboost-dev (>= 1.74), libssl-dev (>= 3), nlohmann-json3-dev, \
-libtomlplusplus-dev (>= 3), pkg-config")
+libtomlplusplus-dev (>= 3), libgrpc++-dev (>= 1.51), pkg-config")
 include(CPack)

@@ -38,6 +38,9 @@ command gateway_command(CLI::App& sub) {
                  "host:port to serve gRPC on; port 0 picks one (default "
                  "127.0.0.1:0); or unix:PATH, a local socket whose callers "
                  "are uid:N to the rules");
+  sub.add_flag("--allow-plaintext", settings->allow_plaintext,
+               "serve plaintext on a network address that is not the "
+               "loopback (a trusted network only)");
   auto mode = std::make_shared<std::string>();
   sub.add_option("--socket-mode", *mode,
                  "the local socket's permissions, octal (default 0600: this "

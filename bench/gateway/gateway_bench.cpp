@@ -17,16 +17,17 @@
 //   post_stream   --posts (20000) PostRequests in one PostStream call,
 //                 until its reply (every post taken): posts per second;
 //                 the raw twin's PostStream unpacks each Any and counts it
-//   open_call     --open (1000) Sends held open at once (to an actor that
+//   open_call     (alone, --scenario open_call; once with --quick)
+//                 --open (1000) Sends held open at once (to an actor that
 //                 keeps them, and to a raw handler that keeps its reactor):
-//                 the process's resident memory per open call, client
-//                 side included in both
+//                 heap bytes per open call, the client's side included in
+//                 both (one malloc arena for every thread, M_ARENA_MAX)
 // Output: JSON lines.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <fstream>
+#include <malloc.h>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -118,14 +119,13 @@ private:
 
 std::vector<double> round_trips(gw::Gateway::Stub& stub, int rounds);
 
-/// Resident memory of this process, in bytes.
-double resident_bytes() {
-  std::ifstream status{"/proc/self/status"};
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stod(line.substr(6)) * 1024;
-  return 0;
+/// Bytes malloc has handed out and not yet taken back. main() keeps every
+/// thread in one arena, so that mallinfo2 (which reads the main arena and
+/// the mmapped blocks) sees them all; resident memory would not do, as
+/// freed pages stay resident and are reused run after run.
+double heap_bytes() {
+  auto info = ::mallinfo2();
+  return static_cast<double>(info.uordblks + info.hblkhd);
 }
 
 /// PostStream of `posts` Pings to "sink": posts per second, until the
@@ -154,11 +154,11 @@ double posts_per_second(gw::Gateway::Stub& stub, int posts) {
   return posts / took;
 }
 
-/// `open` Sends to "sloth" held at once: resident bytes per open call.
+/// `open` Sends to "sloth" held at once: heap bytes per open call.
 /// `release` ends them on the server's side.
 double bytes_per_open_call(gw::Gateway::Stub& stub, int open,
                            const std::function<void()>& release) {
-  auto before = resident_bytes();
+  auto before = heap_bytes();
   struct call {
     grpc::ClientContext ctx;
     gw::SendRequest request;
@@ -185,7 +185,7 @@ double bytes_per_open_call(gw::Gateway::Stub& stub, int open,
   // Held: the server has them all once a fresh call behind them is
   // answered (one channel, calls taken in order).
   round_trips(stub, 1);
-  auto during = resident_bytes();
+  auto during = heap_bytes();
   for (auto& c : calls)
     c->ctx.TryCancel();
   release();
@@ -250,11 +250,17 @@ double calls_per_second(gw::Gateway::Stub& stub, int callers, double seconds) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // open_call runs alone (--scenario open_call): one malloc arena, so that
+  // heap_bytes() sees every thread's allocations, would slow the others.
+  std::string only = text_arg(argc, argv, "--scenario", "");
+  bool memory = only == "open_call";
+  if (memory)
+    ::mallopt(M_ARENA_MAX, 1);
   bool quick = has_flag(argc, argv, "--quick");
   int runs = static_cast<int>(arg(argc, argv, "--runs", quick ? 1 : 7));
   int rounds = static_cast<int>(arg(argc, argv, "--rounds", quick ? 200 : 3000));
   int callers = static_cast<int>(arg(argc, argv, "--callers", 64));
-  double seconds = quick ? 0.3 : static_cast<double>(arg(argc, argv, "--seconds", 2));
+  double seconds = quick ? 0.3 : real_arg(argc, argv, "--seconds", 2);
 
   courier::node_config config;
   config.name = "bench-gateway";
@@ -311,41 +317,45 @@ int main(int argc, char** argv) {
   round_trips(*courier_stub, 100); // channels up, caches warm
   round_trips(*raw_stub, 100);
 
-  compare_rtt(
-    "send", "plain", runs, 64,
-    [&](int) { return round_trips(*courier_stub, rounds); },
-    [&](int) { return round_trips(*raw_stub, rounds); }, "gateway", "raw_grpc");
-  std::vector<double> c, r;
-  alternate(
-    runs, [&](int) { c.push_back(calls_per_second(*courier_stub, callers, seconds)); },
-    [&](int) { r.push_back(calls_per_second(*raw_stub, callers, seconds)); });
-  report("calls_" + std::to_string(callers) + "_callers", "plain", c, r,
-         "calls_per_s", 64, "gateway", "raw_grpc");
+  if (!memory) {
+    compare_rtt(
+      "send", "plain", runs, 64,
+      [&](int) { return round_trips(*courier_stub, rounds); },
+      [&](int) { return round_trips(*raw_stub, rounds); }, "gateway", "raw_grpc");
+    std::vector<double> c, r;
+    alternate(
+      runs, [&](int) { c.push_back(calls_per_second(*courier_stub, callers, seconds)); },
+      [&](int) { r.push_back(calls_per_second(*raw_stub, callers, seconds)); });
+    report("calls_" + std::to_string(callers) + "_callers", "plain", c, r,
+           "calls_per_s", 64, "gateway", "raw_grpc");
 
-  int posts = static_cast<int>(arg(argc, argv, "--posts", quick ? 2000 : 20000));
-  std::vector<double> cp, rp;
-  alternate(
-    runs, [&](int) { cp.push_back(posts_per_second(*courier_stub, posts)); },
-    [&](int) { rp.push_back(posts_per_second(*raw_stub, posts)); });
-  report("post_stream", "plain", cp, rp, "posts_per_s", 64, "gateway",
-         "raw_grpc");
+    int posts = static_cast<int>(arg(argc, argv, "--posts", quick ? 2000 : 20000));
+    std::vector<double> cp, rp;
+    alternate(
+      runs, [&](int) { cp.push_back(posts_per_second(*courier_stub, posts)); },
+      [&](int) { rp.push_back(posts_per_second(*raw_stub, posts)); });
+    report("post_stream", "plain", cp, rp, "posts_per_s", 64, "gateway",
+           "raw_grpc");
+  }
 
   int open = static_cast<int>(arg(argc, argv, "--open", quick ? 200 : 1000));
-  std::vector<double> cm, rm;
-  alternate(
-    runs,
-    [&](int) {
-      cm.push_back(bytes_per_open_call(*courier_stub, open, [&] {
-        bench::v1::Ping release;
-        release.set_seq(-1);
-        (void)host->post("sloth", release);
-      }));
-    },
-    [&](int) {
-      rm.push_back(
-        bytes_per_open_call(*raw_stub, open, [&] { twin.release(); }));
-    });
-  report("open_call", "plain", cm, rm, "bytes", 64, "gateway", "raw_grpc");
+  if (memory || quick) {
+    std::vector<double> cm, rm;
+    alternate(
+      runs,
+      [&](int) {
+        cm.push_back(bytes_per_open_call(*courier_stub, open, [&] {
+          bench::v1::Ping release;
+          release.set_seq(-1);
+          (void)host->post("sloth", release);
+        }));
+      },
+      [&](int) {
+        rm.push_back(
+          bytes_per_open_call(*raw_stub, open, [&] { twin.release(); }));
+      });
+    report("open_call", "plain", cm, rm, "bytes", 64, "gateway", "raw_grpc");
+  }
   raw_server->Shutdown();
   return 0;
 }

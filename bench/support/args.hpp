@@ -22,6 +22,13 @@ inline long arg(int argc, char** argv, const char* flag, long fallback) {
   return text != nullptr ? std::strtol(text, nullptr, 10) : fallback;
 }
 
+/// The number after `flag`, fractions allowed, or `fallback`.
+inline double real_arg(int argc, char** argv, const char* flag,
+                       double fallback) {
+  const char* text = text_arg(argc, argv, flag);
+  return text != nullptr ? std::strtod(text, nullptr) : fallback;
+}
+
 /// True when `flag` is given.
 inline bool has_flag(int argc, char** argv, const char* flag) {
   for (int i = 1; i < argc; ++i)

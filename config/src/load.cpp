@@ -17,6 +17,9 @@
 #if COURIER_CONFIG_HAVE_TCP
 #include "courier/tcp/tcp_transport.hpp"
 #endif
+#if COURIER_CONFIG_HAVE_GRPC
+#include "courier/grpc_tier/grpc_transport.hpp"
+#endif
 
 namespace courier {
 
@@ -29,9 +32,9 @@ struct tier_maker {
 };
 
 /// Every tier a file can register, in the order they are registered. The
-/// tcp tier is here when its CMake target (courier::tcp) is built; until
-/// then a file may still name it, and make_node_config() says it is
-/// missing.
+/// tcp and grpc tiers are here when their CMake targets (courier::tcp,
+/// courier::grpc_tier) are built; until then a file may still name them,
+/// and make_node_config() says they are missing.
 constexpr tier_maker tier_makers[] = {
   {"shm", [](const node_settings&) { return shm::factory(); }},
   {"pipe", [](const node_settings&) { return pipe::factory(); }},
@@ -39,6 +42,12 @@ constexpr tier_maker tier_makers[] = {
   {"tcp",
    [](const node_settings& settings) {
      return tcp::factory(settings.tcp.value_or(tcp::options{}));
+   }},
+#endif
+#if COURIER_CONFIG_HAVE_GRPC
+  {"grpc",
+   [](const node_settings& settings) {
+     return grpc_tier::factory(settings.grpc.value_or(grpc_tier::options{}));
    }},
 #endif
 };

@@ -7,6 +7,7 @@
 // docs/configuration.md.
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <span>
 #include <utility>
@@ -54,7 +55,7 @@ constexpr field<transport_limits> limit_fields[] = {
    }},
 };
 
-// -- [tiers.tcp] -------------------------------------------------------------
+// -- [tiers.tcp], [tiers.grpc] ----------------------------------------------
 
 /// A TLS file: a path, relative ones resolved against the file's folder,
 /// and the file must be there.
@@ -127,57 +128,82 @@ expected<tcp::tls_files> read_mutual_tls(parse_state& state,
   return tls;
 }
 
-constexpr field<tcp::options> tcp_fields[] = {
+/// The keys the network tiers share: tcp::options and grpc_tier::options
+/// name them alike.
+template <class Options>
+constexpr field<Options> network_fields[] = {
   {"listen",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
+      Options& tier) -> expected<void> {
      auto text = read_string(state, value, key);
      if (!text)
        return std::move(text).error();
      if (auto ok = check_address(*text, true); !ok)
        return state.at(value, key, ok.error());
-     tcp.listen = std::move(*text);
+     tier.listen = std::move(*text);
      return {};
    }},
   {"advertise",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
+      Options& tier) -> expected<void> {
      auto text = read_string(state, value, key);
      if (!text)
        return std::move(text).error();
      if (!text->empty())
        if (auto ok = check_address(*text, false); !ok)
          return state.at(value, key, ok.error());
-     tcp.advertise = std::move(*text);
+     tier.advertise = std::move(*text);
      return {};
    }},
   {"allow_plaintext",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
+      Options& tier) -> expected<void> {
      auto flag = read_bool(state, value, key);
      if (!flag)
        return std::move(flag).error();
-     tcp.allow_plaintext = *flag;
+     tier.allow_plaintext = *flag;
      return {};
    }},
   {"heartbeat",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
+      Options& tier) -> expected<void> {
      auto ms = read_milliseconds(state, value, key);
      if (!ms)
        return std::move(ms).error();
-     tcp.heartbeat = *ms;
+     tier.heartbeat = *ms;
      return {};
    }},
   {"unreachable_after",
    [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
+      Options& tier) -> expected<void> {
      auto ms = read_milliseconds(state, value, key);
      if (!ms)
        return std::move(ms).error();
-     tcp.unreachable_after = *ms;
+     tier.unreachable_after = *ms;
      return {};
    }},
+  {"handshake_timeout",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      Options& tier) -> expected<void> {
+     auto ms = read_milliseconds(state, value, key);
+     if (!ms)
+       return std::move(ms).error();
+     tier.handshake_timeout = *ms;
+     return {};
+   }},
+  {"tls",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      Options& tier) -> expected<void> {
+     auto tls = read_mutual_tls(state, value, key);
+     if (!tls)
+       return std::move(tls).error();
+     tier.tls = std::move(*tls);
+     return {};
+   }},
+};
+
+/// Keys of the TCP tier alone.
+constexpr field<tcp::options> tcp_only_fields[] = {
   {"max_handshaking",
    [](parse_state& state, const toml::node& value, const std::string& key,
       tcp::options& tcp) -> expected<void> {
@@ -187,32 +213,49 @@ constexpr field<tcp::options> tcp_fields[] = {
      tcp.max_handshaking = static_cast<std::size_t>(*count);
      return {};
    }},
-  {"handshake_timeout",
-   [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
-     auto ms = read_milliseconds(state, value, key);
-     if (!ms)
-       return std::move(ms).error();
-     tcp.handshake_timeout = *ms;
-     return {};
-   }},
-  {"tls",
-   [](parse_state& state, const toml::node& value, const std::string& key,
-      tcp::options& tcp) -> expected<void> {
-     auto tls = read_mutual_tls(state, value, key);
-     if (!tls)
-       return std::move(tls).error();
-     tcp.tls = std::move(*tls);
-     return {};
-   }},
 };
+
+/// `first` then `second`, as one table.
+template <class Target, std::size_t N, std::size_t M>
+constexpr std::array<field<Target>, N + M>
+joined_fields(const field<Target> (&first)[N], const field<Target> (&second)[M]) {
+  std::array<field<Target>, N + M> out{};
+  std::copy(std::begin(first), std::end(first), out.begin());
+  std::copy(std::begin(second), std::end(second), out.begin() + N);
+  return out;
+}
+
+constexpr auto tcp_fields = joined_fields(network_fields<tcp::options>,
+                                          tcp_only_fields);
+
+/// [tiers.<name>] of a network tier: its keys, and a detection bound longer
+/// than the heartbeat.
+template <class Options>
+expected<void> read_network_tier(parse_state& state, const toml::node& tier,
+                                 const std::string& tier_key,
+                                 std::span<const field<Options>> fields,
+                                 std::optional<Options>& into) {
+  Options settings;
+  if (auto read = read_subtable<Options>(state, tier, tier_key, fields,
+                                         settings);
+      !read)
+    return read;
+  if (settings.unreachable_after <= settings.heartbeat)
+    return state.at(tier.source(), tier_key + ".unreachable_after",
+                    std::to_string(settings.unreachable_after.count())
+                      + "ms is not longer than heartbeat ("
+                      + std::to_string(settings.heartbeat.count())
+                      + "ms): every quiet link would be cut");
+  into = std::move(settings);
+  return {};
+}
 
 // -- [tiers] -----------------------------------------------------------------
 
 /// The tiers a file may name, in the order they are registered. A new tier
 /// is a row here (with its settings' fields, if any) and a maker in
 /// tiers.cpp.
-constexpr std::string_view tier_names[] = {"shm", "pipe", "tcp"};
+constexpr std::string_view tier_names[] = {"shm", "pipe", "tcp", "grpc"};
 
 expected<void> read_tiers(parse_state& state, const toml::node& value,
                           const std::string& key) {
@@ -224,20 +267,18 @@ expected<void> read_tiers(parse_state& state, const toml::node& value,
     if (std::find(std::begin(tier_names), std::end(tier_names), name.str())
         == std::end(tier_names))
       return state.at(name.source(), tier_key,
-                      "not a known tier (shm, pipe, tcp)");
+                      "not a known tier (shm, pipe, tcp, grpc)");
     if (name.str() == "tcp") {
-      tcp::options tcp;
-      if (auto read
-          = read_subtable<tcp::options>(state, tier, tier_key, tcp_fields, tcp);
+      if (auto read = read_network_tier<tcp::options>(
+            state, tier, tier_key, tcp_fields, state.settings.tcp);
           !read)
         return read;
-      if (tcp.unreachable_after <= tcp.heartbeat)
-        return state.at(tier.source(), tier_key + ".unreachable_after",
-                        std::to_string(tcp.unreachable_after.count())
-                          + "ms is not longer than heartbeat ("
-                          + std::to_string(tcp.heartbeat.count())
-                          + "ms): every quiet link would be cut");
-      state.settings.tcp = std::move(tcp);
+    } else if (name.str() == "grpc") {
+      if (auto read = read_network_tier<grpc_tier::options>(
+            state, tier, tier_key, network_fields<grpc_tier::options>,
+            state.settings.grpc);
+          !read)
+        return read;
     } else {
       // shm and pipe have no settings: [tiers.shm] only registers the tier.
       auto* settings = tier.as_table();
@@ -418,6 +459,15 @@ constexpr field<gateway::options> gateway_fields[] = {
      if (auto ok = check_address(*text, true); !ok)
        return state.at(value, key, ok.error());
      gw.listen = std::move(*text);
+     return {};
+   }},
+  {"allow_plaintext",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      gateway::options& gw) -> expected<void> {
+     auto flag = read_bool(state, value, key);
+     if (!flag)
+       return std::move(flag).error();
+     gw.allow_plaintext = *flag;
      return {};
    }},
   {"socket_mode",

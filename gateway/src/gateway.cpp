@@ -642,6 +642,15 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
     }
     self->local_ = std::move(*opened);
   } else {
+    auto colon = settings.listen.rfind(':');
+    auto host = settings.listen.substr(0, colon == std::string::npos ? 0 : colon);
+    if (!settings.tls && !settings.allow_plaintext && !tcp::is_loopback(host)) {
+      self->requester_.stop();
+      return error{errc::invalid_argument,
+                   "the gateway would serve plaintext on " + settings.listen
+                     + ": give it TLS, listen on a loopback address or a "
+                       "local socket, or allow plaintext"};
+    }
     builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   }
   builder.RegisterService(self.get());
@@ -755,6 +764,8 @@ plugin_factory plugin(options settings) {
     auto started = server::start(host, settings);
     if (!started)
       return std::move(started).error();
+    // Where, for whoever reads the log: the port the kernel chose for :0.
+    host.log(log_level::info, "the gateway serves gRPC on " + (*started)->address());
     return std::unique_ptr<node_plugin>{
       std::make_unique<gateway_plugin>(std::move(*started))};
   };

@@ -3,6 +3,7 @@
 // memory), behind the named pipe, or behind a tier added the way any new
 // one is (the fault wrapper, registered by name in node_config::transports).
 
+#include "courier/grpc_tier/grpc_transport.hpp"
 #include "fault_transport.hpp"
 #include "local_node.hpp"
 #include "tcp_support.hpp"
@@ -150,6 +151,49 @@ struct tls_tcp {
   local_node here;
 };
 
+/// The actors live in another process, reached over the gRPC tier on the
+/// loopback (plaintext: allowed there by default), the only tier of both.
+struct plain_grpc {
+  static constexpr const char* tier = "grpc";
+
+  explicit plain_grpc(const temp_dir& dir)
+    : peer{start_test_node(dir, "peer", peer_actors_with("--grpc"))},
+      here{dir, "here", [](node_config& config) {
+             config.transports = {{"grpc", grpc_tier::factory()}};
+             config.rules = {{"anonymous", "*", verbs::all}};
+           }} {
+  }
+
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
+/// gRPC again, with mutual TLS (the TCP tier's certificates), and TCP
+/// beside it on both nodes: the configuration prefers gRPC for the peer.
+struct tls_grpc {
+  static constexpr const char* tier = "grpc";
+
+  explicit tls_grpc(const temp_dir& dir)
+    : certs{mint_certs(dir, {"here", "peer"})},
+      peer{start_test_node(
+        dir, "peer",
+        peer_actors_with_all({"--grpc", "--with-tcp", "--tls", certs}))},
+      here{dir, "here", [&](node_config& config) {
+             tcp::options tcp_settings;
+             tcp_settings.tls = tls_files_of(certs, "here");
+             grpc_tier::options settings;
+             settings.tls = tls_files_of(certs, "here");
+             config.transports = {{"tcp", tcp::factory(tcp_settings)},
+                                  {"grpc", grpc_tier::factory(settings)}};
+             config.preferred_tiers = {{"peer", "grpc"}};
+           }} {
+  }
+
+  std::string certs;
+  std::unique_ptr<child_process> peer;
+  local_node here;
+};
+
 template <class Tier>
 void check_tier(Tier& setup) {
   auto routes = setup.here->routes();
@@ -165,7 +209,7 @@ void check_tier(Tier& setup) {
 
 TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   auto sum = setup.here->template send<tpb::Sum>("adder", add(40, 2), 5s);
@@ -176,7 +220,7 @@ TEMPLATE_TEST_CASE("a request gets its typed reply on every tier",
 
 TEMPLATE_TEST_CASE("every error reads the same on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   CHECK(setup.here->send("nobody", ping(1), 5s).code() == errc::not_found);
@@ -190,7 +234,7 @@ TEMPLATE_TEST_CASE("every error reads the same on every tier",
 
 TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
                    in_process, shared_memory, polled_shared_memory,
-                   named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   constexpr int count = 3000;
@@ -208,7 +252,7 @@ TEMPLATE_TEST_CASE("posts keep their order on every tier", "[conformance]",
 TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
                    "arrives whole and in order on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   // 160 MiB posted as fast as the route takes them: more than the pipe's
@@ -240,7 +284,7 @@ TEMPLATE_TEST_CASE("a burst of large posts, more than a route holds, "
 TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   // 3 MiB: three times a ring, under the 4 MiB frame limit.
@@ -253,7 +297,7 @@ TEMPLATE_TEST_CASE("a message larger than a shared-memory ring goes through "
 TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
                    "tier, both ways",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   // Over the pipe, frames like these are read with their large field apart
@@ -288,7 +332,7 @@ TEMPLATE_TEST_CASE("large fields among small ones arrive exact on every "
 TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
                    "process-crossing tier",
                    "[conformance]", shared_memory, polled_shared_memory,
-                   named_pipe, added_tier) {
+                   named_pipe, added_tier, plain_grpc) {
   temp_dir dir;
   TestType setup{dir};
   auto huge = ping(1, std::string(5u << 20, 'x'));
@@ -300,7 +344,7 @@ TEMPLATE_TEST_CASE("a message over the frame limit is refused on every "
 TEMPLATE_TEST_CASE("many threads sending at once each get their own reply "
                    "on every tier",
                    "[conformance]", in_process, shared_memory,
-                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp) {
+                   polled_shared_memory, named_pipe, added_tier, plain_tcp, tls_tcp, plain_grpc, tls_grpc) {
   temp_dir dir;
   TestType setup{dir};
   std::atomic<int> wrong{0};

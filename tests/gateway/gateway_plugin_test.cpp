@@ -89,6 +89,7 @@ TEST_CASE("a node runs the gateway as its plug-in, and says where it serves",
   CHECK_THAT(*address, Catch::StartsWith("127.0.0.1:"));
   CHECK(*address != "127.0.0.1:0");
   CHECK(send_ping(*address, "echo").ok());
+  CHECK(logged(*host.lines, "the gateway serves gRPC on " + *address));
   auto none = host->plugin_address("metrics");
   REQUIRE_FALSE(none);
   CHECK(none.code() == errc::not_found);
@@ -157,6 +158,30 @@ TEST_CASE("a configuration file's [gateway] serves a local socket whose "
   // The node stops its plug-in: the socket goes with it.
   started = error{errc::aborted, "stopped"};
   CHECK_FALSE(std::filesystem::exists(socket));
+}
+
+TEST_CASE("the gateway serves plaintext only on the loopback or a local "
+          "socket, unless told the network is trusted",
+          "[gateway]") {
+  quiet_node host{"plain"};
+  gateway::options settings;
+  settings.listen = "0.0.0.0:0";
+  auto refused = gateway::server::start(*host, settings);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::invalid_argument);
+  CHECK_THAT(refused.error().message(),
+             Catch::Contains("would serve plaintext on 0.0.0.0:0"));
+  settings.allow_plaintext = true;
+  auto allowed = gateway::server::start(*host, settings);
+  REQUIRE(allowed);
+  CHECK((*allowed)->port() > 0);
+  for (auto loopback : {"127.0.0.1:0", "localhost:0"}) {
+    settings.allow_plaintext = false;
+    settings.listen = loopback;
+    auto local = gateway::server::start(*host, settings);
+    INFO(loopback);
+    CHECK(local);
+  }
 }
 
 TEST_CASE("a configuration file's [gateway] is checked key by key",

@@ -30,13 +30,17 @@
 // Pings; "ok N <errc> M ..."), names (TARGET a pattern; the names listed,
 // as actor@node), find (TARGET a name; its node, or the error), monitor
 // (the notice's reason and detail), broadcast (TARGET a pattern; who
-// replied, and who failed with what).
+// replied, and who failed with what), routes (TARGET ignored; each route as
+// peer:tier).
 // --fault-only registers one tier, "fault": the fault wrapper over the pipe
 // (tests/support/fault_transport.hpp), with a plan that injects nothing.
 // --tcp makes TCP its only tier, --with-tcp adds it beside the local
 // tiers; --tcp-listen ADDR (default 127.0.0.1:0), --tls DIR (mutual TLS
 // with DIR/ca.pem, DIR/<name>.pem and DIR/<name>.key), --allow-plaintext,
-// --heartbeat MS and --unreachable-after MS set it up.
+// --heartbeat MS and --unreachable-after MS set it up. --grpc and
+// --with-grpc do the same with the gRPC tier (--grpc-listen ADDR; --tls,
+// --allow-plaintext, --heartbeat and --unreachable-after apply to it too);
+// --grpc --with-tcp gives a node both network tiers and nothing else.
 // hop.<suffix> takes a Ping as a request, prints "hop NODE/NAME trace
 // TRACE_ID span SPAN_ID" (its context's trace), and asks --hop-next NAME
 // the same Ping before it answers with the reply (or, without
@@ -59,6 +63,7 @@
 
 #include "courier/courier.hpp"
 #include "courier/durable/delivery.hpp"
+#include "courier/grpc_tier/grpc_transport.hpp"
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
 #include "courier/tcp/tcp_transport.hpp"
@@ -262,6 +267,11 @@ std::string try_verb(node& self, const std::string& spec) {
       out += " dead " + d;
     return out;
   }
+  if (verb == "routes") {
+    for (const auto& route : self.routes())
+      out += " " + route.peer + ":" + route.tier;
+    return out;
+  }
   return out + " unknown verb";
 }
 
@@ -276,6 +286,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> tries;
   enum { no_tcp, tcp_only, with_tcp } tcp_use = no_tcp;
   tcp::options tcp_settings;
+  enum { no_grpc, grpc_only, with_grpc } grpc_use = no_grpc;
+  grpc_tier::options grpc_settings;
   std::string tls_dir;
   bool no_rules = false;
   for (int i = 1; i < argc; ++i) {
@@ -296,6 +308,12 @@ int main(int argc, char** argv) {
       tcp_use = tcp_only;
     else if (arg == "--with-tcp")
       tcp_use = with_tcp;
+    else if (arg == "--grpc")
+      grpc_use = grpc_only;
+    else if (arg == "--with-grpc")
+      grpc_use = with_grpc;
+    else if (arg == "--grpc-listen" && i + 1 < argc)
+      grpc_settings.listen = argv[++i];
     else if (arg == "--tcp-listen" && i + 1 < argc)
       tcp_settings.listen = argv[++i];
     else if (arg == "--tls" && i + 1 < argc)
@@ -356,7 +374,11 @@ int main(int argc, char** argv) {
     tcp_settings.tls = tcp::tls_files{tls_dir + "/" + config.name + ".pem",
                                       tls_dir + "/" + config.name + ".key",
                                       tls_dir + "/ca.pem"};
-  if (tcp_use != no_tcp && !no_rules)
+  grpc_settings.tls = tcp_settings.tls;
+  grpc_settings.allow_plaintext = tcp_settings.allow_plaintext;
+  grpc_settings.heartbeat = tcp_settings.heartbeat;
+  grpc_settings.unreachable_after = tcp_settings.unreachable_after;
+  if ((tcp_use != no_tcp || grpc_use != no_grpc) && !no_rules)
     // Network peers are denied everything by default (docs/security.md):
     // the test's nodes on the loopback, or with the test CA's
     // certificates, may do everything.
@@ -366,6 +388,12 @@ int main(int argc, char** argv) {
     config.transports = {{"tcp", tcp::factory(tcp_settings)}};
   else if (tcp_use == with_tcp)
     config.transports.emplace_back("tcp", tcp::factory(tcp_settings));
+  if (grpc_use == grpc_only && tcp_use == with_tcp)
+    config.transports = {{"tcp", tcp::factory(tcp_settings)}};
+  else if (grpc_use == grpc_only)
+    config.transports.clear();
+  if (grpc_use != no_grpc)
+    config.transports.emplace_back("grpc", grpc_tier::factory(grpc_settings));
   auto started = node::start(config);
   if (!started) {
     std::cerr << "test node: " << started.error().to_string() << std::endl;

@@ -59,6 +59,7 @@
 #include <thread>
 #include <vector>
 
+#include "actor_rtt.hpp"
 #include "args.hpp"
 #include "bench/v1/bench.pb.h"
 #include "caf_remote.hpp"
@@ -371,41 +372,8 @@ struct courier_peer {
 };
 
 std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
-  struct state {
-    std::vector<double> rtts;
-    clock_type::time_point sent;
-    std::promise<std::vector<double>> done;
-  };
-  auto st = std::make_shared<state>();
-  auto result = st->done.get_future();
-  auto name = "driver" + std::to_string(run);
-  auto spawned = peer.client->spawn(name, [st, rounds](courier::context& ctx) {
-    auto next = std::make_shared<std::function<void()>>();
-    *next = [&ctx, st, next, rounds] {
-      if (static_cast<int>(st->rtts.size()) == rounds) {
-        st->done.set_value(std::move(st->rtts));
-        return;
-      }
-      auto ping = std::make_shared<bench::v1::Ping>();
-      // rtt_size bytes on the wire with the seq and the field headers.
-      ping->set_pad(std::string(rtt_size > 16 ? rtt_size - 16 : 1, 'x'));
-      st->sent = clock_type::now();
-      ctx.request("echo", courier::message{ping}, std::chrono::seconds{10})
-        .then(
-          [st, next](const bench::v1::Ping&) {
-            st->rtts.push_back(ns_since(st->sent));
-            (*next)();
-          },
-          [](const courier::error& e) {
-            fail("request failed: " + e.to_string());
-          });
-    };
-    return courier::behavior{[next](const bench::v1::Ping&) { (*next)(); }};
-  });
-  if (!spawned || !peer.client->post(name, bench::v1::Ping{}))
-    fail("cannot start the round-trip driver");
-  auto out = result.get();
-  (void)peer.client->stop(name);
+  auto out = actor_round_trips(*peer.client, "driver" + std::to_string(run),
+                               "echo", rtt_size, rounds);
   auto routes = peer.client->routes(); // the route must be the TCP tier
   if (routes.size() != 1 || routes[0].tier != "tcp")
     fail("the route did not take the TCP tier");

@@ -285,8 +285,13 @@ TEST_CASE("each kind of mistake in a configuration names the line, column "
      "<string>:2:15: tiers.tcp.tls.certificate: '/nonexistent/n.pem' is not "
      "a file"},
     // Unknown tiers, at the tier's name.
-    {"[tiers.grpc]\n", "<string>:1:8: tiers.grpc: not a known tier (shm, "
-                       "pipe, tcp)"},
+    {"[tiers.smoke]\n", "<string>:1:8: tiers.smoke: not a known tier (shm, "
+                        "pipe, tcp, grpc)"},
+    {"[tiers.grpc]\nmax_handshaking = 4\n",
+     "<string>:2:1: tiers.grpc.max_handshaking: unknown key"},
+    {"[tiers.grpc]\nheartbeat = \"5s\"\n",
+     "<string>:1:1: tiers.grpc.unreachable_after: 3000ms is not longer than "
+     "heartbeat (5000ms): every quiet link would be cut"},
     {"[tiers.pipe]\n\npreferred_tiers = []\n[tiers.carrier-pigeon]\n",
      "<string>:4:8: tiers.carrier-pigeon: not a known tier"},
     {"preferred_tiers = [{ nodes = \"db-*\", tier = \"shm\" }]\n"
@@ -542,4 +547,33 @@ TEST_CASE("static seeds come from 'seeds', and a bad one names its line",
   CHECK(bad.message().find("tls://host:port") != std::string::npos);
   CHECK(parse_error_of("seeds = \"beta@tls://h:1\"\n").message().find("array")
         != std::string::npos);
+}
+
+TEST_CASE("[tiers.grpc] takes the TCP tier's keys and registers the gRPC "
+          "tier",
+          "[config]") {
+  auto settings = parse_node_settings("[tiers.tcp]\n"
+                                      "[tiers.grpc]\n"
+                                      "listen = \"127.0.0.1:7100\"\n"
+                                      "advertise = \"10.0.0.7:7100\"\n"
+                                      "allow_plaintext = true\n"
+                                      "heartbeat = \"100ms\"\n"
+                                      "unreachable_after = \"1s\"\n"
+                                      "handshake_timeout = \"500ms\"\n");
+  REQUIRE(settings);
+  REQUIRE(settings->grpc);
+  CHECK(settings->grpc->listen == "127.0.0.1:7100");
+  CHECK(settings->grpc->advertise == "10.0.0.7:7100");
+  CHECK(settings->grpc->allow_plaintext);
+  CHECK(settings->grpc->heartbeat == 100ms);
+  CHECK(settings->grpc->unreachable_after == 1s);
+  CHECK(settings->grpc->handshake_timeout == 500ms);
+  CHECK_FALSE(settings->grpc->tls);
+  CHECK(settings->tiers == std::vector<std::string>{"tcp", "grpc"});
+  auto tiers = buildable_tiers();
+  REQUIRE(std::find(tiers.begin(), tiers.end(), "grpc") != tiers.end());
+  auto config = make_node_config(*settings);
+  REQUIRE(config);
+  REQUIRE(config->transports.size() == 2);
+  CHECK(config->transports[1].first == "grpc");
 }

@@ -57,9 +57,13 @@ expected<address> parse_address(const std::string& text, bool published) {
   return out;
 }
 
-bool is_loopback(const std::string& host) {
-  if (host == "localhost")
+bool is_loopback(const std::string& bracketed) {
+  if (bracketed == "localhost")
     return true;
+  auto host = bracketed.size() > 2 && bracketed.front() == '['
+                  && bracketed.back() == ']'
+                ? bracketed.substr(1, bracketed.size() - 2)
+                : bracketed;
   in_addr v4{};
   if (::inet_pton(AF_INET, host.c_str(), &v4) == 1)
     return (ntohl(v4.s_addr) >> 24) == 127;

@@ -28,8 +28,7 @@ struct address {
 /// "tls://" or "tcp://"; invalid_argument says what is wrong.
 expected<address> parse_address(const std::string& text, bool published);
 
-/// Whether `host` is a loopback address (127.0.0.0/8, ::1) or "localhost".
-bool is_loopback(const std::string& host);
+// is_loopback(host): in courier/tcp/tcp_transport.hpp.
 
 /// Whether `host` listens on every address (0.0.0.0, ::, or empty).
 bool is_wildcard(const std::string& host);

@@ -112,11 +112,12 @@ public:
   }
 
   /// Nodes of other hosts; those of this host too, but only when nothing
-  /// else reaches them (a test, or a tier refused).
+  /// else reaches them (a test, or a tier refused). Rank 2 there, so that
+  /// the gRPC tier (rank 1 on one host, 5 across hosts) stays below it.
   reach_result reach(const node_place& self,
                      const node_place& peer) const override {
     if (self.same_host(peer))
-      return {1, "same host (TCP over the loopback, a last resort)"};
+      return {2, "same host (TCP over the loopback, a last resort)"};
     if (self.host_id != peer.host_id || self.boot_id != peer.boot_id)
       return {10, "another host"};
     return {10, "another network namespace"};

@@ -17,6 +17,7 @@
 #include "courier/error.hpp"
 #include "courier/gateway/gateway.hpp"
 #include "courier/options.hpp"
+#include "courier/grpc_tier/grpc_transport.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 
 namespace courier {
@@ -33,11 +34,13 @@ struct node_settings {
   /// node_config::log empty (the runtime then prints warnings and errors).
   std::optional<log_level> log_threshold;
   /// The tables of [tiers], in the order tiers are registered: shm, pipe,
-  /// tcp. Empty when the file has no [tiers].
+  /// tcp, grpc. Empty when the file has no [tiers].
   std::vector<std::string> tiers;
   /// [tiers.tcp], when the file has it. Relative TLS paths are already
   /// resolved against the file's folder.
   std::optional<tcp::options> tcp;
+  /// [tiers.grpc], when the file has it (TLS paths resolved alike).
+  std::optional<grpc_tier::options> grpc;
   /// [gateway], when the file has it: make_node_config() adds the gRPC
   /// gateway as the node's plug-in "gateway" (docs/gateway.md).
   std::optional<gateway::options> gateway;
@@ -78,8 +81,8 @@ load_node_config(const std::filesystem::path& file);
 load_node_config_from_string(std::string_view toml,
                              std::string_view source = "<string>");
 
-/// The tiers this build can make from a file: shm, pipe, and tcp once its
-/// target is built in.
+/// The tiers this build can make from a file: shm, pipe, and tcp and grpc
+/// once their targets are built in.
 [[nodiscard]] std::vector<std::string> buildable_tiers();
 
 } // namespace courier

@@ -67,8 +67,12 @@ struct options {
   /// A Send without a gRPC deadline gets this one.
   std::chrono::milliseconds default_deadline{30000};
   /// Mutual TLS: every caller presents a certificate of `tls->ca`. Without
-  /// it the gateway speaks plaintext (keep it on a trusted network).
+  /// it the gateway speaks plaintext, which it serves only on a loopback
+  /// address or a local socket unless allow_plaintext is set.
   std::optional<tls_files> tls;
+  /// Plaintext gRPC on any address (a trusted network only), as the TCP
+  /// tier's option of the same name.
+  bool allow_plaintext = false;
   /// Services served by actors: a gRPC service's full name ("shop.Orders")
   /// and the actor ("orders", or "orders@node") that answers its unary
   /// methods. A call to /shop.Orders/Place is a request to that actor with

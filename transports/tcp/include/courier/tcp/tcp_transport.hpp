@@ -5,20 +5,14 @@
 #include <optional>
 #include <string>
 
+#include "courier/tls_files.hpp"
 #include "courier/transport.hpp"
 
 namespace courier::tcp {
 
-/// The files of mutual TLS, all PEM.
-struct tls_files {
-  /// This node's certificate (its chain, leaf first); a peer checks that a
-  /// subject alternative name equals the node's name (DNS:<node>).
-  std::string certificate;
-  /// Its private key.
-  std::string private_key;
-  /// The certificate authorities whose certificates this node accepts.
-  std::string ca;
-};
+/// The files of mutual TLS (courier/tls_files.hpp), shared with the other
+/// network tiers.
+using tls_files = courier::tls_files;
 
 /// Settings of the TCP tier (node_config::transports, or [tiers.tcp] in a
 /// node's configuration file).
@@ -52,9 +46,13 @@ struct options {
 /// TLS (OpenSSL). Frames are those of the pipe (a 4-byte little-endian
 /// length, then the envelope); a frame of length 0 is a heartbeat, never
 /// delivered. Reaches nodes on other hosts (rank 10) and, as a last resort,
-/// nodes of its own host (rank 1). The peer's identity is its certificate
+/// nodes of its own host (rank 2). The peer's identity is its certificate
 /// (subject and subject alternative names), or nothing on plaintext links.
 /// docs/wire-format.md describes the handshake and the heartbeats.
 transport_factory factory(options settings = {});
+
+/// Whether `host` is a loopback address (127.0.0.0/8, ::1, brackets
+/// allowed) or "localhost": where plaintext stays on this machine.
+bool is_loopback(const std::string& host);
 
 } // namespace courier::tcp
