@@ -20,6 +20,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "local_node.hpp"
+#include "published.hpp"
 #include "tcp_support.hpp"
 #include "test_support.hpp"
 
@@ -859,16 +860,8 @@ TEST_CASE("spawn publishes the services an actor declares, with their "
   };
   REQUIRE(eventually(listed_by_b));
   // The service's file is among the types the node publishes.
-  auto files = b->published_types("services-a");
-  REQUIRE(files);
-  bool described = false;
-  for (const auto& bytes : *files) {
-    google::protobuf::FileDescriptorProto file;
-    REQUIRE(file.ParseFromString(bytes));
-    if (file.service_size() > 0 && file.service(0).name() == "Calculator")
-      described = true;
-  }
-  CHECK(described);
+  CHECK(publishes_service(*b.instance, "services-a",
+                          "courier_test.v1.Calculator"));
   REQUIRE(a->stop("calculator"));
   REQUIRE(eventually([&] { return !listed_by_b(); }));
 }

@@ -5,11 +5,10 @@
 
 #include <csignal>
 
-#include <google/protobuf/descriptor.pb.h>
-
 #include "courier/durable/delivery.hpp"
 #include "courier/v1/durable.pb.h"
 #include "local_node.hpp"
+#include "published.hpp"
 #include "tcp_support.hpp"
 
 using namespace courier;
@@ -127,15 +126,7 @@ TEST_CASE("a node knows the gRPC services its seeds' actors declared at "
   CHECK(served[0].actor == "orders");
   CHECK(served[0].node == "peer");
   // The service's .proto came with the names, for a gateway here.
-  auto files = here->published_types("peer");
-  REQUIRE(files);
-  bool described = false;
-  for (const auto& bytes : *files) {
-    google::protobuf::FileDescriptorProto file;
-    REQUIRE(file.ParseFromString(bytes));
-    described |= file.name() == "shop/orders.proto" && file.service_size() == 1;
-  }
-  CHECK(described);
+  CHECK(publishes_service(*here.instance, "peer", "shop.Orders"));
 }
 
 TEST_CASE("a seed that does not answer costs a bounded wait and is logged",
