@@ -64,16 +64,25 @@ node_impl::node_impl(
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
   auto policy = config_.scheduler;
-  if (policy == scheduler_policy::automatic)
+  if (policy == scheduler_policy::automatic) {
+    // Polling pays where the pollers read frames themselves; with only
+    // tiers that bring frames on threads of their own, it would take
+    // their CPU.
+    bool polled = false;
+    for (auto& [tier, impl] : transports_)
+      polled = polled || impl->pollable();
     policy = transports_.empty() ? scheduler_policy::work_stealing
-                                 : scheduler_policy::latency;
+             : polled            ? scheduler_policy::latency
+                                 : scheduler_policy::sharing;
+  }
   if (policy == scheduler_policy::sharing) {
     caf_config_.set("scheduler.policy", caf::atom("sharing"));
   } else if (policy == scheduler_policy::latency) {
     // The transports outlive the system (members destroyed in reverse).
     std::vector<std::function<bool()>> pollers;
     for (auto& [tier, impl] : transports_)
-      pollers.emplace_back([t = impl.get()] { return t->poll(); });
+      if (impl->pollable())
+        pollers.emplace_back([t = impl.get()] { return t->poll(); });
     use_polling_scheduler(caf_config_, config_.idle_spin, std::move(pollers));
   }
   system_ = std::make_unique<caf::actor_system>(caf_config_);

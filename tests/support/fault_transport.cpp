@@ -370,6 +370,10 @@ public:
     return inner_->poll();
   }
 
+  bool pollable() const noexcept override {
+    return inner_->pollable();
+  }
+
 private:
   std::unique_ptr<link> wrap(std::unique_ptr<link> conn) {
     return std::make_unique<fault_link>(std::move(conn), plan_, delays_,

@@ -104,9 +104,10 @@ enum class scheduler_policy : std::uint8_t {
   /// for idle_spin after the last message, none once asleep. See
   /// docs/benchmarks.md.
   latency,
-  /// The default: latency for a node with transports (it talks to other
-  /// processes), work_stealing for a node without (all its traffic is in
-  /// process).
+  /// The default: latency for a node with a tier its pollers read (shm,
+  /// pipe, tcp: it talks to other processes), sharing for a node whose
+  /// tiers all bring frames on threads of their own (grpc), work_stealing
+  /// for a node without transports (all its traffic is in process).
   automatic,
 };
 

@@ -387,6 +387,14 @@ public:
   virtual bool poll() {
     return false;
   }
+
+  /// Whether poll() delivers anything: a tier whose frames arrive on
+  /// threads of its own (gRPC's) says no. scheduler_policy::automatic
+  /// polls only in nodes with a tier that says yes; in the others a
+  /// polling thread would only take the CPU those threads need.
+  virtual bool pollable() const noexcept {
+    return false;
+  }
 };
 
 /// Makes a transport. Registered explicitly by name in node_config.

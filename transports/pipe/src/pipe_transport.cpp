@@ -108,6 +108,10 @@ public:
   }
 
   /// Receives, on the calling thread, what the links' sockets hold.
+  bool pollable() const noexcept override {
+    return true;
+  }
+
   bool poll() override {
     return links_.poll();
   }

@@ -666,6 +666,10 @@ public:
     return adopt(std::move(*made));
   }
 
+  bool pollable() const noexcept override {
+    return true;
+  }
+
   bool poll() override {
     std::unique_lock guard{links_mu_, std::try_to_lock};
     if (!guard.owns_lock())

@@ -230,6 +230,10 @@ public:
     return std::unique_ptr<link>{new shared_link<stream_link>(std::move(impl))};
   }
 
+  bool pollable() const noexcept override {
+    return true;
+  }
+
   bool poll() override {
     return links_.poll();
   }
