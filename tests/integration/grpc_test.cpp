@@ -335,7 +335,13 @@ TEST_CASE("an oversized message from a raw gRPC peer closes its link, and "
   // all its connections (without it the node grew by the whole message).
   auto grown = peak_memory(peer->pid()) - before;
   INFO("peak memory grew by " << grown << " bytes");
+#ifndef __SANITIZE_ADDRESS__
   CHECK(grown < (44u << 20));
+#else
+  // AddressSanitizer's redzones and quarantine keep more resident (49 MiB
+  // measured); still short of the 64 MiB message the quota kept out.
+  CHECK(grown < (58u << 20));
+#endif
   // The node serves on.
   auto here = grpc_node(dir, "here");
   CHECK(here->send<tpb::Pong>("echo.p", ping(3), 5s));
