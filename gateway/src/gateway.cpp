@@ -555,6 +555,9 @@ struct server::impl final : pb::Gateway::CallbackService, gateway_seam {
 
 namespace {
 
+/// options::listen's prefix for a local socket.
+constexpr std::string_view unix_scheme = "unix:";
+
 /// "0660" for 0660.
 std::string octal(unsigned mode) {
   char text[16];
@@ -592,7 +595,47 @@ credentials_of(const options& settings) {
 
 } // namespace
 
+namespace {
+
+/// What can be said of a gateway's settings before anything starts: the
+/// listening address against TLS and the rules, and the services' names.
+expected<void> check_settings(const node& host, const options& settings) {
+  if (settings.listen.starts_with(unix_scheme)) {
+    if (settings.tls)
+      return error{errc::invalid_argument,
+                   "the gateway's local socket takes no TLS: the kernel says "
+                   "who its callers are"};
+    if ((settings.socket_mode & 0077) != 0 && !settings.rules)
+      return error{errc::invalid_argument,
+                   "a gateway socket other users may connect to (mode "
+                     + octal(settings.socket_mode)
+                     + ") needs rules: without, every caller acts as node '"
+                     + host.name() + "'"};
+  } else {
+    auto colon = settings.listen.rfind(':');
+    auto address
+      = settings.listen.substr(0, colon == std::string::npos ? 0 : colon);
+    if (!settings.tls && !settings.allow_plaintext
+        && !tcp::is_loopback(address))
+      return error{errc::invalid_argument,
+                   "the gateway would serve plaintext on " + settings.listen
+                     + ": give it TLS, listen on a loopback address or a "
+                       "local socket, or allow plaintext"};
+  }
+  for (const auto& [service, actor] : settings.services)
+    if (auto checked = check_service_name(service, actor); !checked)
+      return checked;
+  return {};
+}
+
+} // namespace
+
 expected<std::unique_ptr<server>> server::start(node& host, options settings) {
+  if (auto checked = check_settings(host, settings); !checked)
+    return std::move(checked).error();
+  auto credentials = credentials_of(settings);
+  if (!credentials)
+    return std::move(credentials).error();
   static std::atomic<unsigned> made{0};
   // Names are unique on the machine: the node's name makes it so.
   auto name = std::string{gateway_prefix} + host.name() + "."
@@ -607,9 +650,11 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   }
   if (auto started = self->requester_.start(); !started)
     return std::move(started).error();
-  auto credentials = credentials_of(settings);
-  if (!credentials)
-    return std::move(credentials).error();
+  // From here a failure stops the requester's actor it spawned.
+  auto fail = [&self](error why) -> expected<std::unique_ptr<server>> {
+    self->requester_.stop();
+    return why;
+  };
   // The standard services beside the gateway: health checking
   // (grpc.health.v1, a process-wide switch of gRPC, read when a server is
   // built) and server reflection, answered by services_ so that generic
@@ -618,47 +663,16 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   grpc::ServerBuilder builder;
   // A local socket is accepted here (the callers' credentials), a network
   // address by gRPC.
-  constexpr std::string_view unix_scheme = "unix:";
   if (settings.listen.starts_with(unix_scheme)) {
-    if (settings.tls) {
-      self->requester_.stop();
-      return error{errc::invalid_argument,
-                   "the gateway's local socket takes no TLS: the kernel says "
-                   "who its callers are"};
-    }
-    if ((settings.socket_mode & 0077) != 0 && !settings.rules) {
-      self->requester_.stop();
-      return error{errc::invalid_argument,
-                   "a gateway socket other users may connect to (mode "
-                     + octal(settings.socket_mode)
-                     + ") needs rules: without, every caller acts as node '"
-                     + host.name() + "'"};
-    }
     auto opened = local_listener::open(
       settings.listen.substr(unix_scheme.size()), settings.socket_mode);
-    if (!opened) {
-      self->requester_.stop();
-      return std::move(opened).error();
-    }
+    if (!opened)
+      return fail(std::move(opened).error());
     self->local_ = std::move(*opened);
   } else {
-    auto colon = settings.listen.rfind(':');
-    auto host = settings.listen.substr(0, colon == std::string::npos ? 0 : colon);
-    if (!settings.tls && !settings.allow_plaintext && !tcp::is_loopback(host)) {
-      self->requester_.stop();
-      return error{errc::invalid_argument,
-                   "the gateway would serve plaintext on " + settings.listen
-                     + ": give it TLS, listen on a loopback address or a "
-                       "local socket, or allow plaintext"};
-    }
     builder.AddListeningPort(settings.listen, *credentials, &self->port_);
   }
   builder.RegisterService(self.get());
-  for (const auto& [service, actor] : settings.services)
-    if (auto checked = check_service_name(service, actor); !checked) {
-      self->requester_.stop();
-      return std::move(checked).error();
-    }
   // Every call the registered services do not take: actors' services
   // (configured, or declared at any time by actors anywhere) and
   // reflection.
@@ -691,11 +705,9 @@ expected<std::unique_ptr<server>> server::start(node& host, options settings) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(settings.max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(settings.max_message));
   self->server_ = builder.BuildAndStart();
-  if (!self->server_ || (self->port_ == 0 && !self->local_)) {
-    self->requester_.stop();
-    return error{errc::unavailable,
-                 "the gateway cannot listen on " + settings.listen};
-  }
+  if (!self->server_ || (self->port_ == 0 && !self->local_))
+    return fail(error{errc::unavailable,
+                      "the gateway cannot listen on " + settings.listen});
   if (self->local_)
     self->local_->serve(*self->server_);
   if (auto* health = self->server_->GetHealthCheckService()) {

@@ -184,6 +184,26 @@ TEST_CASE("the gateway serves plaintext only on the loopback or a local "
   }
 }
 
+TEST_CASE("a gateway that cannot start leaves no actor of its own behind",
+          "[gateway]") {
+  temp_dir dir;
+  quiet_node host{"leftover"};
+  gateway::options settings;
+  settings.tls = gateway::tls_files{dir.path() + "/none.pem",
+                                    dir.path() + "/none.key",
+                                    dir.path() + "/ca.pem"};
+  auto unreadable = gateway::server::start(*host, settings);
+  REQUIRE_FALSE(unreadable);
+  CHECK(unreadable.code() == errc::invalid_argument);
+  std::ofstream{dir.path() + "/taken"} << "not a socket";
+  settings = {};
+  settings.listen = "unix:" + dir.path() + "/taken";
+  auto taken = gateway::server::start(*host, settings);
+  REQUIRE_FALSE(taken);
+  CHECK(taken.code() == errc::already_exists);
+  CHECK(eventually([&] { return host->names("courier.gateway.*").empty(); }));
+}
+
 TEST_CASE("a configuration file's [gateway] is checked key by key",
           "[gateway]") {
   auto error_of = [](const std::string& toml) {
