@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <tuple>
 
 #include "courier/durable/crash_point.hpp"
 #include "store_impl.hpp"
@@ -16,9 +17,19 @@ expected<void> store::impl::compact() {
   std::lock_guard compaction_guard{compaction_mu_};
   std::uint64_t from = 0;
   std::uint64_t upto = 0;
-  std::string data;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> placed; // id, bytes
   std::vector<std::uint64_t> covered;
+  // What each live message's record is to say, taken under mu_; the
+  // records are read and rewritten without it. A change after this
+  // snapshot has its own record in a later segment, which recovery reads
+  // after this one.
+  struct live_message {
+    message_state state;
+    record_location where;
+    dead_info dead;
+  };
+  std::vector<live_message> live;
+  std::string dedup;
+  clock_reading now;
   {
     std::lock_guard guard{mu_};
     if (auto why = refusal_locked())
@@ -31,53 +42,72 @@ expected<void> store::impl::compact() {
       return {};
     from = covered.front();
     upto = covered.back();
-    format::segment_header h;
-    h.flags = format::flag_compacted;
-    h.number = upto;
-    h.first_sequence = 1;
-    h.covers_from = from;
+    messages_.for_each([&](std::uint64_t id, const message_state& m) {
+      if (m.segment > upto)
+        return;
+      live_message l{m, locate_locked(id, m), {}};
+      if (m.stage == message_stage::dead)
+        if (auto d = dead_.find(id); d != dead_.end())
+          l.dead = d->second;
+      live.push_back(std::move(l));
+    });
+    dedup = dedup_.encode();
+    now = clock_->now();
+  }
+  format::segment_header h;
+  h.flags = format::flag_compacted;
+  h.number = upto;
+  h.first_sequence = 1;
+  h.covers_from = from;
+  {
+    std::lock_guard guard{mu_};
     h.next_message_id = next_id_;
-    data = format::encode_segment_header(h);
-    std::uint64_t seq = 1;
-    std::string body;
-    {
-      format::writer w{body};
-      format::encode_clock(w, clock_->now());
-    }
-    format::append_record(data, seq++, 0, format::record_type::clock, body);
-    format::append_record(data, seq++, 1, format::record_type::dedup_table,
-                          dedup_.encode());
-    std::vector<const message_state*> live;
-    for (auto& [id, m] : messages_)
-      if (m.segment <= upto)
-        live.push_back(&m);
-    std::sort(live.begin(), live.end(),
-              [](auto* a, auto* b) { return a->id < b->id; });
-    std::uint32_t pos = 2;
-    for (auto* m : live) {
-      format::message_body b;
-      b.id = m->id;
-      b.queue = m->queue;
-      b.producer_id = m->options.producer_id;
-      b.producer_epoch = m->options.producer_epoch;
-      b.sequence = m->options.sequence;
-      b.priority = m->options.priority;
-      b.time_to_reach_queue_ns = m->options.time_to_reach_queue.count();
-      b.time_to_be_received_ns = m->options.time_to_be_received.count();
-      b.stored_at = m->stored_at;
-      b.attempts = m->attempts;
-      if (m->stage == message_stage::dead) {
-        b.dead_reason = static_cast<std::uint8_t>(m->reason);
-        b.dead_detail = m->detail;
-        b.died_wall_ns = m->died_wall_ns;
+  }
+  auto data = format::encode_segment_header(h);
+  std::uint64_t seq = 1;
+  std::string body;
+  {
+    format::writer w{body};
+    format::encode_clock(w, now);
+  }
+  format::append_record(data, seq++, 0, format::record_type::clock, body);
+  format::append_record(data, seq++, 1, format::record_type::dedup_table,
+                        dedup);
+  // (id, offset, bytes) of each rewritten record
+  std::vector<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t>> placed;
+  placed.reserve(live.size());
+  std::uint32_t pos = 2;
+  std::string buffer;
+  std::vector<record_location> where;
+  constexpr std::size_t group = 1024;
+  for (std::size_t i = 0; i < live.size(); i += group) {
+    auto count = std::min(group, live.size() - i);
+    where.clear();
+    for (std::size_t j = 0; j < count; ++j)
+      where.push_back(live[i + j].where);
+    auto bodies = read_records(where, buffer);
+    if (!bodies)
+      return bodies.error();
+    for (std::size_t j = 0; j < count; ++j) {
+      auto& l = live[i + j];
+      auto b = (*bodies)[j];
+      b.stored_at = clock_reading{now.boot, l.state.stored_ns,
+                                  l.state.stored_wall_ns};
+      b.attempts = l.state.attempts;
+      b.dead_reason = 0;
+      b.dead_detail = {};
+      b.died_wall_ns = 0;
+      if (l.state.stage == message_stage::dead) {
+        b.dead_reason = static_cast<std::uint8_t>(l.dead.reason);
+        b.dead_detail = l.dead.detail;
+        b.died_wall_ns = l.dead.died_wall_ns;
       }
-      b.payload = m->payload;
       body.clear();
       format::encode(body, b);
       auto before = data.size();
       format::append_record(data, seq++, pos++, format::record_type::message,
                             body);
-      placed.emplace_back(m->id, data.size() - before);
+      placed.emplace_back(b.id, before, data.size() - before);
     }
   }
   char name[48];
@@ -88,6 +118,7 @@ expected<void> store::impl::compact() {
     (void)fs_->remove(tmp);
     return why;
   };
+  std::shared_ptr<file> written;
   {
     auto f = fs_->open(tmp, true);
     if (!f)
@@ -98,6 +129,8 @@ expected<void> store::impl::compact() {
       return give_up(ok.error());
     if (auto ok = (*f)->sync(); !ok)
       return give_up(ok.error());
+    // Kept open across the rename: the payloads are read from it.
+    written = std::move(*f);
   }
   if (auto ok = fs_->rename(tmp, segment_path(upto)); !ok)
     return give_up(ok.error());
@@ -119,13 +152,14 @@ expected<void> store::impl::compact() {
   for (auto n : covered)
     segments_.erase(n);
   auto& seg = segments_[upto];
-  seg = segment_info{data.size(), 0, true};
-  for (auto [id, bytes] : placed) {
-    auto mi = messages_.find(id);
-    if (mi == messages_.end())
+  seg = segment_info{data.size(), 0, true, written};
+  for (auto [id, offset, bytes] : placed) {
+    auto* m = messages_.find(id);
+    if (m == nullptr)
       continue;
-    mi->second.segment = upto;
-    mi->second.record_bytes = bytes;
+    m->segment = upto;
+    m->offset = offset;
+    m->record_bytes = static_cast<std::uint32_t>(bytes);
     seg.live_bytes += bytes;
   }
   return {};

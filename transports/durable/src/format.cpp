@@ -120,7 +120,7 @@ clock_reading decode_clock(reader& r) {
   return c;
 }
 
-void encode(std::string& out, const message_body& m) {
+void encode(std::string& out, const message_view& m) {
   // One allocation: the fixed part is 103 bytes (docs/disk-format.md).
   out.reserve(out.size() + 103 + m.queue.size() + m.dead_detail.size()
               + m.payload.size());
@@ -141,7 +141,7 @@ void encode(std::string& out, const message_body& m) {
   w.bytes(m.payload);
 }
 
-bool decode(std::string_view in, message_body& m) {
+bool decode(std::string_view in, message_view& m) {
   reader r{in};
   m.id = r.u64();
   m.queue = r.bytes();

@@ -194,10 +194,12 @@ private:
   bool ok_ = true;
 };
 
-/// A message: appended, or its whole state in a compacted segment.
-struct message_body {
+/// A message record's body: appended, or its whole state in a compacted
+/// segment. The strings point into bytes the caller keeps (decoding one
+/// copies nothing).
+struct message_view {
   std::uint64_t id = 0;
-  std::string queue;
+  std::string_view queue;
   std::uint64_t producer_id = 0;
   std::uint32_t producer_epoch = 0;
   std::uint64_t sequence = 0;
@@ -207,13 +209,13 @@ struct message_body {
   clock_reading stored_at;
   std::uint32_t attempts = 0;
   std::uint8_t dead_reason = 0;
-  std::string dead_detail;
+  std::string_view dead_detail;
   std::int64_t died_wall_ns = 0;
-  std::string payload;
+  std::string_view payload;
 };
 
-void encode(std::string& out, const message_body& m);
-bool decode(std::string_view in, message_body& m);
+void encode(std::string& out, const message_view& m);
+bool decode(std::string_view in, message_view& m);
 
 void encode_clock(writer& w, const clock_reading& c);
 clock_reading decode_clock(reader& r);

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
+#include <memory>
 
 #include "courier/durable/crc32c.hpp"
 #include "store_impl.hpp"
@@ -59,6 +61,93 @@ std::optional<std::size_t> later_batch(std::string_view data, std::size_t bad,
   }
   return std::nullopt;
 }
+
+/// Reads a segment front to back in chunks into one reused buffer: its
+/// pages are faulted in once, and decoding a chunk overlaps with the
+/// kernel reading ahead the next ones.
+class segment_scanner {
+public:
+  void start(file& f, std::uint64_t size) {
+    f_ = &f;
+    size_ = size;
+    at_ = 0;
+    len_ = 0;
+  }
+
+  /// The bytes from file offset `offset` on that are in memory: a whole
+  /// record if the file holds one there (its header's length, if sane,
+  /// says how much that is), fewer only at the end of the file.
+  expected<std::string_view> record_at(std::uint64_t offset) {
+    auto need = std::uint64_t{format::record_header_size};
+    for (int round = 0; round < 2; ++round) {
+      if (offset + need > at_ + len_ && at_ + len_ < size_)
+        if (auto ok = fill(offset, need); !ok)
+          return ok.error();
+      std::string_view have{buf_.get() + (offset - at_),
+                            static_cast<std::size_t>(at_ + len_ - offset)};
+      if (have.size() < format::record_header_size)
+        return have;
+      auto length = format::load_u32(have.data() + 4);
+      if (length > format::max_record_body)
+        return have;
+      need = format::record_header_size + std::uint64_t{length};
+      if (have.size() >= need)
+        return have;
+    }
+    return std::string_view{buf_.get() + (offset - at_),
+                            static_cast<std::size_t>(at_ + len_ - offset)};
+  }
+
+  /// Frees the buffer.
+  void finish() {
+    buf_.reset();
+    cap_ = 0;
+  }
+
+private:
+  static constexpr std::size_t chunk = 1u << 20;
+
+  /// Keeps the bytes from `offset` on and reads on until `need` of them
+  /// are here or the file ends.
+  expected<void> fill(std::uint64_t offset, std::uint64_t need) {
+    std::size_t keep = 0;
+    if (offset < at_ + len_)
+      keep = static_cast<std::size_t>(at_ + len_ - offset);
+    auto want = static_cast<std::size_t>(std::max<std::uint64_t>(need, chunk));
+    if (cap_ < want) {
+      auto bigger = std::make_unique_for_overwrite<char[]>(want);
+      if (keep > 0)
+        std::memcpy(bigger.get(), buf_.get() + (offset - at_), keep);
+      buf_ = std::move(bigger);
+      cap_ = want;
+    } else if (keep > 0) {
+      std::memmove(buf_.get(), buf_.get() + (offset - at_), keep);
+    }
+    at_ = offset;
+    len_ = keep;
+    while (len_ < need && at_ + len_ < size_) {
+      auto room = static_cast<std::size_t>(
+        std::min<std::uint64_t>(cap_ - len_, size_ - (at_ + len_)));
+      auto got = f_->read_at(at_ + len_, buf_.get() + len_, room);
+      if (!got)
+        return got.error();
+      if (*got == 0) {
+        size_ = at_ + len_; // shorter than it said
+        break;
+      }
+      len_ += *got;
+    }
+    return {};
+  }
+
+  file* f_ = nullptr;
+  std::uint64_t size_ = 0;
+  /// buf_[0, len_) holds the file's bytes from offset at_.
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0;
+  std::uint64_t at_ = 0;
+  std::size_t len_ = 0;
+};
 
 struct boot_frame {
   boot_id next{};
@@ -136,12 +225,6 @@ expected<void> store::impl::recover() {
     if (auto ok = fs_->sync_dir(dir); !ok)
       return ok.error();
 
-  std::uint64_t total_bytes = 0;
-  for (auto& [n, s] : segs)
-    total_bytes += s.size;
-  // Message records take ~130 bytes and more.
-  messages_.reserve(static_cast<std::size_t>(total_bytes / 128));
-
   std::map<boot_id, boot_frame> frames;
   std::optional<clock_reading> last_clock;
   auto saw_clock = [&](const clock_reading& c) {
@@ -149,6 +232,18 @@ expected<void> store::impl::recover() {
         || c.boottime_ns > last_clock->boottime_ns)
       last_clock = c;
   };
+  // The boots that stored readings are few: a message keeps an index into
+  // this list until every reading is rebased below.
+  std::vector<boot_id> boots;
+  auto boot_index = [&](const boot_id& b) -> std::uint32_t {
+    for (std::size_t i = boots.size(); i-- > 0;)
+      if (boots[i] == b)
+        return static_cast<std::uint32_t>(i);
+    boots.push_back(b);
+    return static_cast<std::uint32_t>(boots.size() - 1);
+  };
+  std::string_view last_queue;
+  std::uint32_t last_queue_index = 0;
 
   auto corrupt
     = [&](std::uint64_t n, std::uint64_t offset, const std::string& why) {
@@ -160,7 +255,9 @@ expected<void> store::impl::recover() {
       };
 
   std::optional<std::uint64_t> active;
-  std::string data;
+  segment_scanner scan;
+  if (!segs.empty() && segs.begin()->second.f)
+    segs.begin()->second.f->prefetch(0, 0);
   for (auto it = segs.begin(); it != segs.end(); ++it) {
     auto n = it->first;
     auto& s = it->second;
@@ -181,20 +278,21 @@ expected<void> store::impl::recover() {
     if (s.header->number != n)
       return corrupt(
         n, 16, "the header names segment " + std::to_string(s.header->number));
-    // One buffer for every segment: its pages are faulted in once.
-    data.resize(s.size);
-    auto got = s.f->read_at(0, data.data(), data.size());
-    if (!got)
-      return got.error();
-    data.resize(*got);
+    // The disk reads the next segment while this one is decoded.
+    if (auto next = std::next(it); next != segs.end() && next->second.f)
+      next->second.f->prefetch(0, 0);
+    scan.start(*s.f, s.size);
     ++report_.segments;
     next_id_ = std::max(next_id_, s.header->next_message_id);
     auto expected_seq = s.header->first_sequence;
-    std::size_t offset = format::segment_header_size;
-    while (offset < data.size()) {
+    std::uint64_t offset = format::segment_header_size;
+    std::uint64_t end = s.size;
+    while (offset < end) {
+      auto bytes = scan.record_at(offset);
+      if (!bytes)
+        return bytes.error();
       format::record_view rv;
-      auto problem
-        = format::read_record(std::string_view{data}.substr(offset), rv);
+      auto problem = format::read_record(*bytes, rv);
       std::string why = format::to_string(problem);
       if (problem == format::record_problem::none
           && rv.sequence != expected_seq) {
@@ -205,21 +303,28 @@ expected<void> store::impl::recover() {
       if (problem != format::record_problem::none) {
         if (!last)
           return corrupt(n, offset, why + " (in a sealed segment)");
-        if (auto later = later_batch(data, offset, expected_seq))
+        // Everything from here on decides between a torn tail and
+        // corruption.
+        std::string rest(end - offset, '\0');
+        auto got = s.f->read_at(offset, rest.data(), rest.size());
+        if (!got)
+          return got.error();
+        rest.resize(*got);
+        if (auto later = later_batch(rest, 0, expected_seq))
           return corrupt(n, offset,
                          why
                            + "; a record of a later batch follows at "
                              "offset "
-                           + std::to_string(*later));
+                           + std::to_string(offset + *later));
         // A torn tail: the last batch never finished its fsync.
-        report_.truncated_bytes = data.size() - offset;
+        report_.truncated_bytes = end - offset;
         report_.truncated_file = paths[n];
         report_.truncated_at = offset;
         if (auto ok = s.f->truncate(offset); !ok)
           return ok.error();
         if (auto ok = s.f->sync(); !ok)
           return ok.error();
-        data.resize(offset);
+        end = offset;
         break;
       }
       using format::record_type;
@@ -227,66 +332,86 @@ expected<void> store::impl::recover() {
       bool ok = true;
       switch (rv.type) {
         case record_type::message: {
-          format::message_body b;
+          // The hot path of recovery: no allocation but the table's.
+          format::message_view b;
           if (!format::decode(rv.body, b)) {
             ok = false;
             break;
           }
-          auto& m = messages_[b.id];
+          auto& m = messages_.insert(b.id);
+          if (m.stage == message_stage::dead)
+            dead_.erase(b.id);
+          if (b.queue != last_queue) {
+            last_queue_index = queue_index_locked(b.queue);
+            last_queue = queues_[last_queue_index].name;
+          }
           m = message_state{};
-          m.id = b.id;
-          m.queue = std::move(b.queue);
-          m.payload = std::move(b.payload);
-          m.options.producer_id = b.producer_id;
-          m.options.producer_epoch = b.producer_epoch;
-          m.options.sequence = b.sequence;
-          m.options.priority = b.priority;
-          m.options.time_to_reach_queue
-            = std::chrono::nanoseconds{b.time_to_reach_queue_ns};
-          m.options.time_to_be_received
-            = std::chrono::nanoseconds{b.time_to_be_received_ns};
-          m.stored_at = b.stored_at;
-          m.attempts = b.attempts;
-          m.reason = static_cast<dead_reason>(b.dead_reason);
-          m.stage
-            = b.dead_reason != 0 ? message_stage::dead : message_stage::queued;
-          m.detail = std::move(b.dead_detail);
-          m.died_wall_ns = b.died_wall_ns;
           m.segment = n;
-          m.record_bytes = rv.total_size;
-          saw_clock(m.stored_at);
-          next_id_ = std::max(next_id_, m.id + 1);
-          if (m.options.producer_id != 0)
-            dedup_.mark({m.options.producer_id, m.options.producer_epoch},
-                        m.options.sequence);
+          m.offset = offset;
+          m.record_bytes = static_cast<std::uint32_t>(rv.total_size);
+          m.payload_bytes = static_cast<std::uint32_t>(b.payload.size());
+          m.stored_ns = b.stored_at.boottime_ns;
+          m.stored_wall_ns = b.stored_at.wall_ns;
+          m.boot = boot_index(b.stored_at.boot);
+          m.reach_ns = b.time_to_reach_queue_ns;
+          m.receive_ns = b.time_to_be_received_ns;
+          m.attempts = b.attempts;
+          m.queue = last_queue_index;
+          m.priority = b.priority;
+          m.stage = message_stage::queued;
+          if (b.dead_reason != 0) {
+            m.stage = message_stage::dead;
+            dead_[b.id] = dead_info{static_cast<dead_reason>(b.dead_reason),
+                                    std::string{b.dead_detail},
+                                    b.died_wall_ns};
+          }
+          saw_clock(b.stored_at);
+          next_id_ = std::max(next_id_, b.id + 1);
+          if (b.producer_id != 0)
+            dedup_.mark({b.producer_id, b.producer_epoch}, b.sequence);
           break;
         }
         case record_type::attempt: {
           auto id = r.u64();
           auto count = r.u32();
           ok = r.done();
-          if (auto mi = messages_.find(id); ok && mi != messages_.end())
-            mi->second.attempts = std::max(mi->second.attempts, count);
+          if (auto* m = messages_.find(id); ok && m != nullptr)
+            m->attempts = std::max(m->attempts, count);
           break;
         }
         case record_type::remove: {
           auto id = r.u64();
           ok = r.done();
-          if (ok)
+          if (ok) {
+            dead_.erase(id);
             messages_.erase(id);
+          }
           break;
         }
-        case record_type::dead:
+        case record_type::dead: {
+          // Checked all the same when the message is gone already.
+          dead_info scratch;
+          auto id = r.u64();
+          ok = read_dead(rv.body, scratch);
+          if (auto* m = messages_.find(id); ok && m != nullptr) {
+            m->stage = message_stage::dead;
+            dead_[id] = std::move(scratch);
+          }
+          break;
+        }
         case record_type::replay: {
-          // Read into a scratch state when the message is gone already:
-          // the body is checked all the same.
-          message_state scratch;
-          auto mi = messages_.find(r.u64());
-          auto& m = mi != messages_.end() ? mi->second : scratch;
-          ok = rv.type == record_type::dead ? read_dead(rv.body, m)
-                                            : read_replay(rv.body, m);
-          if (rv.type == record_type::replay)
-            saw_clock(m.stored_at);
+          clock_reading at;
+          auto id = r.u64();
+          ok = read_replay(rv.body, at);
+          saw_clock(at);
+          if (auto* m = messages_.find(id); ok && m != nullptr) {
+            m->stored_ns = at.boottime_ns;
+            m->stored_wall_ns = at.wall_ns;
+            m->boot = boot_index(at.boot);
+            m->attempts = 0;
+            m->stage = message_stage::queued;
+            dead_.erase(id);
+          }
           break;
         }
         case record_type::dedup_table:
@@ -318,15 +443,17 @@ expected<void> store::impl::recover() {
       offset += rv.total_size;
       ++expected_seq;
     }
+    std::shared_ptr<file> f = std::move(s.f);
     segments_[n] = segment_info{
-      data.size(), 0, (s.header->flags & format::flag_compacted) != 0};
+      end, 0, (s.header->flags & format::flag_compacted) != 0, f};
     if (last && !(s.header->flags & format::flag_compacted)) {
       active = n;
-      active_file_ = std::move(s.f);
-      active_size_ = data.size();
+      active_file_ = f;
+      active_size_ = end;
       next_sequence_ = expected_seq;
     }
   }
+  scan.finish();
 
   // Time: rebase every stored reading into this boot (docs/disk-format.md,
   // "Time").
@@ -356,40 +483,47 @@ expected<void> store::impl::recover() {
     std::lock_guard guard{mu_};
     submit_locked(std::move(e));
   }
-  std::lock_guard guard{mu_};
-  // In id order, so that the queues' ordered sets are built by appending.
-  std::vector<std::pair<std::uint64_t, message_state*>> in_order;
-  in_order.reserve(messages_.size());
-  for (auto& [id, m] : messages_)
-    in_order.emplace_back(id, &m);
-  std::sort(in_order.begin(), in_order.end(),
-            [](auto& a, auto& b) { return a.first < b.first; });
-  for (auto [id, mp] : in_order) {
-    auto& m = *mp;
-    auto& at = m.stored_at;
-    for (int hops = 0; at.boot != now.boot && hops < 4096; ++hops) {
-      auto f = frames.find(at.boot);
+  // Per boot: the sum of the frames' deltas that lead into this one, or
+  // none known (then the age is measured on the wall clock).
+  std::vector<std::optional<std::int64_t>> shift(boots.size());
+  for (std::size_t i = 0; i < boots.size(); ++i) {
+    auto b = boots[i];
+    std::int64_t delta = 0;
+    bool known = true;
+    for (int hops = 0; b != now.boot && hops < 4096; ++hops) {
+      auto f = frames.find(b);
       if (f == frames.end()) {
-        // No translation known: measure the age on the wall clock.
-        at.boottime_ns = now.boottime_ns
-                         - std::max<std::int64_t>(0, now.wall_ns - at.wall_ns);
-        at.boot = now.boot;
+        known = false;
         break;
       }
-      at.boottime_ns += f->second.delta;
-      at.boot = f->second.next;
+      delta += f->second.delta;
+      b = f->second.next;
     }
-    at.boot = now.boot;
+    if (known)
+      shift[i] = delta;
+  }
+  std::lock_guard guard{mu_};
+  auto seg = segments_.end();
+  messages_.for_each([&](std::uint64_t id, message_state& m) {
+    if (auto d = shift[m.boot])
+      m.stored_ns += *d;
+    else
+      m.stored_ns = now.boottime_ns
+                    - std::max<std::int64_t>(0, now.wall_ns - m.stored_wall_ns);
+    m.boot = 0;
     total_messages_ += 1;
-    total_bytes_ += m.payload.size();
-    if (auto si = segments_.find(m.segment); si != segments_.end())
-      si->second.live_bytes += m.record_bytes;
-    index_locked(m);
+    total_bytes_ += m.payload_bytes;
+    if (seg == segments_.end() || seg->first != m.segment)
+      seg = segments_.find(m.segment);
+    if (seg != segments_.end())
+      seg->second.live_bytes += m.record_bytes;
+    // In id order: each FIFO is built by appending.
+    index_locked(id, m, true);
     if (m.stage == message_stage::dead)
       ++report_.dead_letters;
     else
       ++report_.messages;
-  }
+  });
   last_clock_record_ns_ = now.boottime_ns;
   if (active) {
     active_number_ = *active;

@@ -2,9 +2,10 @@
 // and submitting records to the writer. What happens once a record is
 // durable is in apply.cpp; the public wrappers in store_api.cpp.
 
-#include "store_impl.hpp"
+#include <algorithm>
 
 #include "courier/durable/crash_point.hpp"
+#include "store_impl.hpp"
 
 namespace courier::durable {
 
@@ -45,9 +46,9 @@ bool store::impl::disk_full_locked() {
 
 std::optional<dead_reason> store::impl::expired_locked(const message_state& m,
                                                        std::int64_t now) const {
-  auto age = now - m.stored_at.boottime_ns;
-  auto reach = m.options.time_to_reach_queue.count();
-  auto receive = m.options.time_to_be_received.count();
+  auto age = now - m.stored_ns;
+  auto reach = m.reach_ns;
+  auto receive = m.receive_ns;
   bool reach_out = reach > 0 && age >= reach;
   bool receive_out = receive > 0 && age >= receive;
   if (reach_out && (!receive_out || reach <= receive))
@@ -57,84 +58,180 @@ std::optional<dead_reason> store::impl::expired_locked(const message_state& m,
   return std::nullopt;
 }
 
-void store::impl::add_deadlines_locked(const message_state& m) {
-  for (auto ttl : {m.options.time_to_reach_queue.count(),
-                   m.options.time_to_be_received.count()})
+void store::impl::add_deadlines_locked(std::uint64_t id,
+                                       const message_state& m) {
+  for (auto ttl : {m.reach_ns, m.receive_ns})
     if (ttl > 0)
-      deadlines_.emplace(m.stored_at.boottime_ns + ttl, m.id);
+      deadlines_.emplace(m.stored_ns + ttl, id);
 }
 
-stored_message store::impl::copy_out(const message_state& m,
-                                     std::int64_t now) const {
-  stored_message out;
-  out.id = m.id;
-  out.queue = m.queue;
-  out.payload = m.payload;
-  out.options = m.options;
-  out.attempts = m.attempts;
-  out.stored_wall_ns = m.stored_at.wall_ns;
-  out.age = std::chrono::nanoseconds{
-    std::max<std::int64_t>(0, now - m.stored_at.boottime_ns)};
+store::impl::record_location
+store::impl::locate_locked(std::uint64_t id, const message_state& m) const {
+  record_location at;
+  at.id = id;
+  at.segment = m.segment;
+  at.offset = m.offset;
+  at.bytes = m.record_bytes;
+  if (auto si = segments_.find(m.segment); si != segments_.end())
+    at.f = si->second.f;
+  return at;
+}
+
+expected<std::vector<format::message_view>>
+store::impl::read_records(const std::vector<record_location>& where,
+                          std::string& buffer) const {
+  // Records next to each other in a segment (a queue's messages mostly
+  // are) come in with one read.
+  constexpr std::uint64_t max_read = 1u << 20;
+  std::vector<std::uint64_t> starts; // offset of each record in buffer
+  starts.reserve(where.size());
+  std::uint64_t total = 0;
+  for (auto& w : where) {
+    starts.push_back(total);
+    total += w.bytes;
+  }
+  buffer.resize(total);
+  auto failed = [&](const record_location& w, const std::string& why) {
+    return error{errc::data_loss,
+                 "the durable store in " + opt_.directory
+                   + " cannot read message " + std::to_string(w.id)
+                   + " (segment " + std::to_string(w.segment) + ", offset "
+                   + std::to_string(w.offset) + "): " + why};
+  };
+  for (std::size_t i = 0; i < where.size();) {
+    auto j = i + 1;
+    auto span = std::uint64_t{where[i].bytes};
+    while (j < where.size() && where[j].f == where[i].f
+           && where[j].offset == where[i].offset + span
+           && span + where[j].bytes <= max_read) {
+      span += where[j].bytes;
+      ++j;
+    }
+    if (!where[i].f)
+      return failed(where[i], "its segment is not open");
+    auto got = where[i].f->read_at(where[i].offset, buffer.data() + starts[i],
+                                   span);
+    if (!got)
+      return failed(where[i], got.error().message());
+    if (*got != span)
+      return failed(where[i], "the segment ends before the record");
+    i = j;
+  }
+  std::vector<format::message_view> out(where.size());
+  for (std::size_t i = 0; i < where.size(); ++i) {
+    format::record_view rv;
+    auto problem = format::read_record(
+      std::string_view{buffer}.substr(starts[i], where[i].bytes), rv);
+    if (problem != format::record_problem::none)
+      return failed(where[i], format::to_string(problem));
+    if (rv.type != format::record_type::message
+        || rv.total_size != where[i].bytes || !format::decode(rv.body, out[i])
+        || out[i].id != where[i].id)
+      return failed(where[i], "the record there is not this message's");
+  }
   return out;
 }
 
-void store::impl::index_locked(message_state& m) {
-  auto& q = queues_[m.queue];
-  if (m.stage == message_stage::dead) {
-    dead_.insert(m.id);
+stored_message store::impl::copy_out(std::uint64_t id, const message_state& m,
+                                     const format::message_view& body,
+                                     std::int64_t now) const {
+  stored_message out;
+  out.id = id;
+  out.queue = queues_[m.queue].name;
+  out.payload = body.payload;
+  out.options.producer_id = body.producer_id;
+  out.options.producer_epoch = body.producer_epoch;
+  out.options.sequence = body.sequence;
+  out.options.priority = m.priority;
+  out.options.time_to_reach_queue = std::chrono::nanoseconds{m.reach_ns};
+  out.options.time_to_be_received = std::chrono::nanoseconds{m.receive_ns};
+  out.attempts = m.attempts;
+  out.stored_wall_ns = m.stored_wall_ns;
+  out.age
+    = std::chrono::nanoseconds{std::max<std::int64_t>(0, now - m.stored_ns)};
+  return out;
+}
+
+std::uint32_t store::impl::queue_index_locked(std::string_view name) {
+  if (auto i = queue_names_.find(name); i != queue_names_.end())
+    return i->second;
+  auto index = static_cast<std::uint32_t>(queues_.size());
+  queues_.emplace_back().name = std::string{name};
+  queue_names_.emplace(std::string{name}, index);
+  return index;
+}
+
+void store::impl::index_locked(std::uint64_t id, message_state& m,
+                               bool fresh) {
+  if (m.stage == message_stage::dead)
     return;
-  }
-  queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority), m.id};
-  // Appends and recovery come in id order: the hint makes it O(1) for the
-  // lowest priority present.
-  q.all.emplace_hint(q.all.end(), k);
-  q.bytes += m.payload.size();
-  if (m.stage == message_stage::queued)
-    q.ready.emplace_hint(q.ready.end(), k);
-  else
+  auto& q = queues_[m.queue];
+  ++q.depth;
+  q.bytes += m.payload_bytes;
+  if (m.stage == message_stage::claimed)
     ++q.in_flight;
-  add_deadlines_locked(m);
+  else if (fresh)
+    q.fresh[m.priority].push_back(id);
+  else
+    enqueue_ready_locked(id, m);
+  add_deadlines_locked(id, m);
 }
 
 void store::impl::unindex_locked(message_state& m) {
   auto& q = queues_[m.queue];
-  queue_state::key k{static_cast<std::uint8_t>(7 - m.options.priority), m.id};
-  q.all.erase(k);
-  q.ready.erase(k);
-  q.bytes -= m.payload.size();
+  --q.depth;
+  q.bytes -= m.payload_bytes;
   if (m.stage == message_stage::claimed)
     --q.in_flight;
 }
 
-void store::impl::enqueue_ready_locked(message_state& m) {
-  auto& q = queues_[m.queue];
+void store::impl::enqueue_ready_locked(std::uint64_t id, message_state& m) {
   m.stage = message_stage::queued;
-  q.ready.insert({static_cast<std::uint8_t>(7 - m.options.priority), m.id});
+  auto& q = queues_[m.queue];
+  auto& fifo = q.fresh[m.priority];
+  // Still in the FIFO (no claim got that far): it is found there.
+  if (!fifo.empty() && id >= fifo.front())
+    return;
+  q.returned.emplace(static_cast<std::uint8_t>(7 - m.priority), id);
 }
 
-void store::impl::kill_locked(message_state& m, dead_reason reason,
-                              std::string detail, done_callback done) {
+void store::impl::kill_locked(std::uint64_t id, message_state& m,
+                              dead_reason reason, std::string detail,
+                              done_callback done) {
   m.busy = true;
   entry e;
   e.has_record = true;
   e.type = format::record_type::dead;
   format::writer w{e.body};
-  w.u64(m.id);
+  w.u64(id);
   w.u8(static_cast<std::uint8_t>(reason));
   w.bytes(detail);
   auto now = clock_->now();
   w.i64(now.wall_ns);
-  e.id = m.id;
+  e.id = id;
   if (opt_.on_dead_letter) {
     auto dead = std::make_shared<dead_letter>();
-    dead->message = copy_out(m, now.boottime_ns);
     dead->reason = reason;
     dead->detail = std::move(detail);
     dead->died_wall_ns = now.wall_ns;
-    e.on_done = [hook = opt_.on_dead_letter, dead,
-                 done = std::move(done)](expected<void> r) {
-      if (r)
+    // The payload is read once the death is durable, outside mu_ (the
+    // hook runs on the writer thread after the batch).
+    auto where = locate_locked(id, m);
+    format::message_view none;
+    dead->message = copy_out(id, m, none, now.boottime_ns);
+    e.on_done = [this, where = std::move(where), hook = opt_.on_dead_letter,
+                 dead, done = std::move(done)](expected<void> r) {
+      if (r) {
+        std::string buffer;
+        if (auto body = read_records({where}, buffer)) {
+          auto& b = (*body)[0];
+          dead->message.payload = b.payload;
+          dead->message.options.producer_id = b.producer_id;
+          dead->message.options.producer_epoch = b.producer_epoch;
+          dead->message.options.sequence = b.sequence;
+        }
         hook(*dead);
+      }
       if (done)
         done(std::move(r));
     };
@@ -191,8 +288,9 @@ void store::impl::append(std::string_view queue, std::string payload,
     submit_locked(std::move(e));
     return;
   }
-  auto& q = queues_[std::string{queue}];
-  auto q_count = q.all.size() + q.pending;
+  auto qi = queue_index_locked(queue);
+  auto& q = queues_[qi];
+  auto q_count = q.depth + q.pending;
   if (q_count + 1 > opt_.queue_quota.max_messages
       || q.bytes + payload.size() > opt_.queue_quota.max_bytes) {
     guard.unlock();
@@ -211,86 +309,145 @@ void store::impl::append(std::string_view queue, std::string payload,
               + std::to_string(opt_.store_quota.max_messages) + " messages, "
               + std::to_string(opt_.store_quota.max_bytes) + " bytes)"});
   }
-  auto m = std::make_unique<message_state>();
-  m->id = next_id_++;
-  m->queue = std::string{queue};
-  m->options = options;
-  m->stored_at = clock_->now();
   entry e;
+  e.id = next_id_++;
+  auto& m = e.message;
+  auto now = clock_->now();
+  m.stored_ns = now.boottime_ns;
+  m.stored_wall_ns = now.wall_ns;
+  m.reach_ns = options.time_to_reach_queue.count();
+  m.receive_ns = options.time_to_be_received.count();
+  m.payload_bytes = static_cast<std::uint32_t>(payload.size());
+  m.queue = qi;
+  m.priority = options.priority;
+  m.stage = message_stage::queued;
   e.has_record = true;
   e.type = format::record_type::message;
-  format::message_body body;
-  body.id = m->id;
-  body.queue = m->queue;
+  format::message_view body;
+  body.id = e.id;
+  body.queue = queue;
   body.producer_id = options.producer_id;
   body.producer_epoch = options.producer_epoch;
   body.sequence = options.sequence;
   body.priority = options.priority;
-  body.time_to_reach_queue_ns = options.time_to_reach_queue.count();
-  body.time_to_be_received_ns = options.time_to_be_received.count();
-  body.stored_at = m->stored_at;
-  body.payload = std::move(payload);
+  body.time_to_reach_queue_ns = m.reach_ns;
+  body.time_to_be_received_ns = m.receive_ns;
+  body.stored_at = now;
+  body.payload = payload;
   format::encode(e.body, body);
-  m->payload = std::move(body.payload);
   q.pending += 1;
-  q.bytes += m->payload.size();
+  q.bytes += payload.size();
   total_messages_ += 1;
-  total_bytes_ += m->payload.size();
+  total_bytes_ += payload.size();
   if (options.producer_id != 0)
     pending_dedup_.insert(tuple);
-  e.id = m->id;
-  e.message = std::move(m);
+  e.producer_id = options.producer_id;
+  e.producer_epoch = options.producer_epoch;
+  e.sequence = options.sequence;
   e.on_append = std::move(done);
   submit_locked(std::move(e));
 }
 
-expected<std::vector<stored_message>> store::impl::claim(std::string_view queue,
-                                                         std::size_t max, bool counted) {
+expected<std::vector<stored_message>>
+store::impl::claim(std::string_view queue, std::size_t max, bool counted) {
+  std::vector<std::uint64_t> taken;
+  std::vector<record_location> where;
+  {
+    std::lock_guard guard{mu_};
+    if (auto why = refusal_locked())
+      return *why;
+    auto qn = queue_names_.find(queue);
+    if (qn == queue_names_.end())
+      return std::vector<stored_message>{};
+    auto& q = queues_[qn->second];
+    auto now_steady = steady_ns();
+    while (!delayed_.empty() && delayed_.begin()->first <= now_steady) {
+      auto id = delayed_.begin()->second;
+      delayed_.erase(delayed_.begin());
+      auto* m = messages_.find(id);
+      if (m != nullptr && m->stage == message_stage::queued && !m->busy)
+        enqueue_ready_locked(id, *m);
+    }
+    auto now = clock_->now().boottime_ns;
+    auto claimable = [&](std::uint64_t id) -> message_state* {
+      auto* m = messages_.find(id);
+      return m != nullptr && m->stage == message_stage::queued && !m->busy
+               ? m
+               : nullptr;
+    };
+    for (int p = 7; p >= 0 && taken.size() < max; --p) {
+      auto& fifo = q.fresh[static_cast<std::size_t>(p)];
+      auto key = static_cast<std::uint8_t>(7 - p);
+      while (taken.size() < max) {
+        // The next at this priority: the lower id of the FIFO's front and
+        // the first returned one.
+        while (!fifo.empty() && claimable(fifo.front()) == nullptr)
+          fifo.pop_front();
+        auto ri = q.returned.lower_bound({key, 0});
+        bool has_returned = ri != q.returned.end() && ri->first == key;
+        if (fifo.empty() && !has_returned)
+          break;
+        std::uint64_t id;
+        if (has_returned && (fifo.empty() || ri->second < fifo.front())) {
+          id = ri->second;
+          q.returned.erase(ri);
+        } else {
+          id = fifo.front();
+          fifo.pop_front();
+        }
+        auto* m = claimable(id);
+        if (m == nullptr)
+          continue; // a returned one that left since
+        if (auto timer = expired_locked(*m, now)) {
+          kill_locked(id, *m, *timer, std::string{to_string(*timer)} + " ran out",
+                      nullptr);
+          continue;
+        }
+        if (counted && m->attempts >= opt_.max_attempts) {
+          // Its last attempt did not end (the process died in the handler).
+          kill_locked(id, *m, dead_reason::poison,
+                      "attempt " + std::to_string(m->attempts)
+                        + " never finished (the process stopped during it)",
+                      nullptr);
+          continue;
+        }
+        m->stage = message_stage::claimed;
+        m->counted = counted;
+        ++q.in_flight;
+        taken.push_back(id);
+        where.push_back(locate_locked(id, *m));
+      }
+    }
+  }
+  if (taken.empty())
+    return std::vector<stored_message>{};
+  // The payloads are read without mu_: appends and other claims go on.
+  // The messages are claimed meanwhile, so nothing else touches them.
+  std::string buffer;
+  auto bodies = read_records(where, buffer);
   std::lock_guard guard{mu_};
   if (auto why = refusal_locked())
     return *why;
-  std::vector<stored_message> out;
-  auto qi = queues_.find(queue);
-  if (qi == queues_.end())
-    return out;
-  auto& q = qi->second;
-  auto now_steady = steady_ns();
-  while (!delayed_.empty() && delayed_.begin()->first <= now_steady) {
-    auto id = delayed_.begin()->second;
-    delayed_.erase(delayed_.begin());
-    auto mi = messages_.find(id);
-    if (mi != messages_.end() && mi->second.stage == message_stage::queued
-        && !mi->second.busy)
-      enqueue_ready_locked(mi->second);
+  if (!bodies) {
+    // As if the claim had not happened; the error says what is wrong.
+    for (auto id : taken)
+      if (auto* m = messages_.find(id);
+          m != nullptr && m->stage == message_stage::claimed)
+        requeue_locked(id, *m, {});
+    return bodies.error();
   }
   auto now = clock_->now().boottime_ns;
-  auto it = q.ready.begin();
-  while (it != q.ready.end() && out.size() < max) {
-    auto& m = messages_.at(it->second);
-    it = q.ready.erase(it);
-    if (auto timer = expired_locked(m, now)) {
-      kill_locked(m, *timer, std::string{to_string(*timer)} + " ran out",
-                  nullptr);
+  std::vector<stored_message> out;
+  out.reserve(taken.size());
+  for (std::size_t i = 0; i < taken.size(); ++i) {
+    auto* m = messages_.find(taken[i]);
+    if (m == nullptr || m->stage != message_stage::claimed)
       continue;
+    if (counted) {
+      ++m->attempts;
+      submit_attempts_locked(taken[i], *m);
     }
-    if (counted && m.attempts >= opt_.max_attempts) {
-      // Its last attempt did not end (the process died in the handler).
-      kill_locked(m, dead_reason::poison,
-                  "attempt " + std::to_string(m.attempts)
-                    + " never finished (the process stopped during it)",
-                  nullptr);
-      continue;
-    }
-    m.stage = message_stage::claimed;
-    m.counted = counted;
-    ++q.in_flight;
-    if (!counted) {
-      out.push_back(copy_out(m, now));
-      continue;
-    }
-    ++m.attempts;
-    submit_attempts_locked(m);
-    out.push_back(copy_out(m, now));
+    out.push_back(copy_out(taken[i], *m, (*bodies)[i], now));
   }
   return out;
 }
@@ -299,16 +456,14 @@ store::impl::message_state*
 store::impl::find_locked(std::unique_lock<std::mutex>& guard, std::uint64_t id,
                          message_stage stage, done_callback& done) {
   std::optional<error> why = refusal_locked();
-  auto mi = messages_.find(id);
-  if (!why
-      && (mi == messages_.end() || mi->second.stage != stage
-          || mi->second.busy))
+  auto* m = messages_.find(id);
+  if (!why && (m == nullptr || m->stage != stage || m->busy))
     why = error{errc::not_found, stage == message_stage::dead
                                    ? "no dead letter " + std::to_string(id)
                                    : "durable message " + std::to_string(id)
                                        + " is not claimed"};
   if (!why)
-    return &mi->second;
+    return m;
   guard.unlock();
   done(*why);
   return nullptr;
@@ -320,7 +475,7 @@ void store::impl::complete(std::uint64_t id, done_callback done) {
   if (m == nullptr)
     return;
   crash_point("after_handler_before_removal");
-  remove_locked(*m, std::move(done));
+  remove_locked(id, *m, std::move(done));
 }
 
 void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
@@ -331,7 +486,7 @@ void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
     return;
   auto& m = *found;
   if (m.attempts >= opt_.max_attempts) {
-    kill_locked(m, dead_reason::poison,
+    kill_locked(id, m, dead_reason::poison,
                 "failed " + std::to_string(m.attempts)
                   + " times; last: " + reason,
                 std::move(done));
@@ -339,29 +494,30 @@ void store::impl::fail(std::uint64_t id, std::string reason, done_callback done,
   }
   auto now = clock_->now().boottime_ns;
   if (auto timer = expired_locked(m, now)) {
-    kill_locked(m, *timer, std::string{to_string(*timer)} + " ran out",
+    kill_locked(id, m, *timer, std::string{to_string(*timer)} + " ran out",
                 std::move(done));
     return;
   }
-  requeue_locked(m, retry_after);
+  requeue_locked(id, m, retry_after);
   // Acknowledged after the attempt count it raised is durable.
   entry e;
   e.on_done = std::move(done);
   submit_locked(std::move(e));
 }
 
-void store::impl::submit_attempts_locked(const message_state& m) {
+void store::impl::submit_attempts_locked(std::uint64_t id,
+                                         const message_state& m) {
   entry e;
   e.has_record = true;
   e.type = format::record_type::attempt;
   format::writer w{e.body};
-  w.u64(m.id);
+  w.u64(id);
   w.u32(m.attempts);
-  e.id = m.id;
+  e.id = id;
   submit_locked(std::move(e));
 }
 
-void store::impl::requeue_locked(message_state& m,
+void store::impl::requeue_locked(std::uint64_t id, message_state& m,
                                  std::chrono::milliseconds retry_after) {
   auto& q = queues_[m.queue];
   --q.in_flight;
@@ -372,9 +528,9 @@ void store::impl::requeue_locked(message_state& m,
       steady_ns()
         + std::chrono::duration_cast<std::chrono::nanoseconds>(retry_after)
             .count(),
-      m.id);
+      id);
   } else {
-    enqueue_ready_locked(m);
+    enqueue_ready_locked(id, m);
   }
 }
 
@@ -392,20 +548,21 @@ expected<void> store::impl::release(std::uint64_t id,
   auto& m = *found;
   if (m.counted && m.attempts > 0) {
     --m.attempts;
-    submit_attempts_locked(m);
+    submit_attempts_locked(id, m);
   }
-  requeue_locked(m, retry_after);
+  requeue_locked(id, m, retry_after);
   return {};
 }
 
-void store::impl::remove_locked(message_state& m, done_callback done) {
+void store::impl::remove_locked(std::uint64_t id, message_state& m,
+                                done_callback done) {
   m.busy = true;
   entry e;
   e.has_record = true;
   e.type = format::record_type::remove;
   format::writer w{e.body};
-  w.u64(m.id);
-  e.id = m.id;
+  w.u64(id);
+  e.id = id;
   e.on_done = std::move(done);
   submit_locked(std::move(e));
 }
@@ -418,16 +575,23 @@ void store::impl::purge(std::string_view queue,
     return done(*why);
   }
   std::size_t n = 0;
-  if (auto qi = queues_.find(queue); qi != queues_.end()) {
+  if (auto qn = queue_names_.find(queue); qn != queue_names_.end()) {
     // Every queued message: the ready ones and those waiting out a
-    // retry_after (claimed ones finish their handling).
-    auto& q = qi->second;
-    for (const auto& key : q.all) {
-      auto& m = messages_.at(key.second);
-      if (m.stage != message_stage::queued || m.busy)
-        continue;
-      q.ready.erase(key);
-      remove_locked(m, nullptr);
+    // retry_after (claimed ones finish their handling). A removal that
+    // fails (disk full) puts its message back through
+    // enqueue_ready_locked, which finds the FIFOs empty.
+    auto index = qn->second;
+    std::vector<std::uint64_t> ids;
+    messages_.for_each([&](std::uint64_t id, const message_state& m) {
+      if (m.queue == index && m.stage == message_stage::queued && !m.busy)
+        ids.push_back(id);
+    });
+    auto& q = queues_[index];
+    for (auto& fifo : q.fresh)
+      std::deque<std::uint64_t>{}.swap(fifo);
+    q.returned.clear();
+    for (auto id : ids) {
+      remove_locked(id, *messages_.find(id), nullptr);
       ++n;
     }
   }
@@ -446,60 +610,130 @@ void store::impl::discard(std::uint64_t id, done_callback done) {
   std::unique_lock guard{mu_};
   auto* m = find_locked(guard, id, message_stage::dead, done);
   if (m != nullptr)
-    remove_locked(*m, std::move(done));
+    remove_locked(id, *m, std::move(done));
 }
 
 std::vector<stored_message> store::impl::peek(std::string_view queue,
                                               std::size_t max) const {
-  std::lock_guard guard{mu_};
+  std::vector<std::uint64_t> ids;
+  std::vector<record_location> where;
+  std::vector<message_state> states;
+  {
+    std::lock_guard guard{mu_};
+    auto qn = queue_names_.find(queue);
+    if (qn == queue_names_.end() || max == 0)
+      return {};
+    // The first `max` in queue order among the members (claimed ones
+    // included): one pass over the table, a bounded heap. peek is for
+    // people and for a node's start, not for a message's path.
+    auto index = qn->second;
+    using key = std::pair<std::uint8_t, std::uint64_t>; // (7 - priority, id)
+    std::vector<key> heap;
+    messages_.for_each([&](std::uint64_t id, const message_state& m) {
+      if (m.queue != index || m.stage == message_stage::dead)
+        return;
+      key k{static_cast<std::uint8_t>(7 - m.priority), id};
+      if (heap.size() < max) {
+        heap.push_back(k);
+        std::push_heap(heap.begin(), heap.end());
+      } else if (k < heap.front()) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = k;
+        std::push_heap(heap.begin(), heap.end());
+      }
+    });
+    std::sort_heap(heap.begin(), heap.end());
+    for (auto& k : heap) {
+      auto* m = messages_.find(k.second);
+      ids.push_back(k.second);
+      where.push_back(locate_locked(k.second, *m));
+      states.push_back(*m);
+    }
+  }
+  return read_out(ids, where, states);
+}
+
+std::vector<stored_message>
+store::impl::read_out(const std::vector<std::uint64_t>& ids,
+                      const std::vector<record_location>& where,
+                      const std::vector<message_state>& states) const {
   std::vector<stored_message> out;
-  auto qi = queues_.find(queue);
-  if (qi == queues_.end())
-    return out;
   auto now = clock_->now().boottime_ns;
-  for (auto& k : qi->second.all) {
-    if (out.size() >= max)
-      break;
-    out.push_back(copy_out(messages_.at(k.second), now));
+  std::string buffer;
+  // One message at a time after a failed read, so that one record that
+  // cannot be read leaves out that message only.
+  auto bodies = read_records(where, buffer);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (bodies) {
+      out.push_back(copy_out(ids[i], states[i], (*bodies)[i], now));
+      continue;
+    }
+    std::string one;
+    if (auto body = read_records({where[i]}, one))
+      out.push_back(copy_out(ids[i], states[i], (*body)[0], now));
   }
   return out;
 }
 
 std::vector<queue_info> store::impl::queues() const {
   std::lock_guard guard{mu_};
+  std::vector<std::int64_t> oldest(queues_.size(), 0);
+  messages_.for_each([&](std::uint64_t, const message_state& m) {
+    if (m.stage == message_stage::dead)
+      return;
+    auto& o = oldest[m.queue];
+    if (o == 0 || m.stored_wall_ns < o)
+      o = m.stored_wall_ns;
+  });
   std::vector<queue_info> out;
-  for (auto& [name, q] : queues_) {
-    if (q.all.empty() && q.pending == 0)
+  for (auto& [name, index] : queue_names_) {
+    auto& q = queues_[index];
+    if (q.depth == 0 && q.pending == 0)
       continue;
     queue_info info;
     info.name = name;
-    info.depth = q.all.size();
+    info.depth = q.depth;
     info.in_flight = q.in_flight;
     info.bytes = q.bytes;
-    for (auto& k : q.all) {
-      auto wall = messages_.at(k.second).stored_at.wall_ns;
-      if (info.oldest_wall_ns == 0 || wall < info.oldest_wall_ns)
-        info.oldest_wall_ns = wall;
-    }
+    info.oldest_wall_ns = oldest[index];
     out.push_back(std::move(info));
   }
   return out;
 }
 
 std::vector<dead_letter> store::impl::dead_letters() const {
-  std::lock_guard guard{mu_};
+  std::vector<std::uint64_t> ids;
+  std::vector<record_location> where;
+  std::vector<message_state> states;
   std::vector<dead_letter> out;
-  auto now = clock_->now().boottime_ns;
-  for (auto id : dead_) {
-    auto& m = messages_.at(id);
-    dead_letter d;
-    d.message = copy_out(m, now);
-    d.reason = m.reason;
-    d.detail = m.detail;
-    d.died_wall_ns = m.died_wall_ns;
-    out.push_back(std::move(d));
+  {
+    std::lock_guard guard{mu_};
+    for (auto& [id, d] : dead_) {
+      auto* m = messages_.find(id);
+      if (m == nullptr)
+        continue;
+      ids.push_back(id);
+      where.push_back(locate_locked(id, *m));
+      states.push_back(*m);
+      dead_letter letter;
+      letter.reason = d.reason;
+      letter.detail = d.detail;
+      letter.died_wall_ns = d.died_wall_ns;
+      out.push_back(std::move(letter));
+    }
   }
-  return out;
+  auto messages = read_out(ids, where, states);
+  // read_out leaves out what it cannot read: match by id.
+  std::vector<dead_letter> readable;
+  readable.reserve(messages.size());
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < ids.size() && j < messages.size(); ++i) {
+    if (messages[j].id != ids[i])
+      continue;
+    out[i].message = std::move(messages[j++]);
+    readable.push_back(std::move(out[i]));
+  }
+  return readable;
 }
 
 void store::impl::replay(std::uint64_t id, done_callback done) {
@@ -509,11 +743,11 @@ void store::impl::replay(std::uint64_t id, done_callback done) {
     return;
   auto& m = *found;
   auto& q = queues_[m.queue];
-  if (q.all.size() + q.pending + 1 > opt_.queue_quota.max_messages
-      || q.bytes + m.payload.size() > opt_.queue_quota.max_bytes) {
+  if (q.depth + q.pending + 1 > opt_.queue_quota.max_messages
+      || q.bytes + m.payload_bytes > opt_.queue_quota.max_bytes) {
     guard.unlock();
     return done(error{errc::resource_exhausted,
-                      "durable queue '" + m.queue + "' is at its quota"});
+                      "durable queue '" + q.name + "' is at its quota"});
   }
   m.busy = true;
   entry e;
@@ -536,19 +770,15 @@ std::size_t store::impl::expire_due() {
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     auto id = deadlines_.begin()->second;
     deadlines_.erase(deadlines_.begin());
-    auto mi = messages_.find(id);
-    if (mi == messages_.end())
-      continue;
-    auto& m = mi->second;
+    auto* m = messages_.find(id);
     // A claimed message is its handler's; fail() checks the timers.
-    if (m.stage != message_stage::queued || m.busy)
+    if (m == nullptr || m->stage != message_stage::queued || m->busy)
       continue;
-    auto timer = expired_locked(m, now);
+    auto timer = expired_locked(*m, now);
     if (!timer)
       continue;
-    queues_[m.queue].ready.erase(
-      {static_cast<std::uint8_t>(7 - m.options.priority), m.id});
-    kill_locked(m, *timer, std::string{to_string(*timer)} + " ran out",
+    // Its FIFO entry stays behind: claims skip it.
+    kill_locked(id, *m, *timer, std::string{to_string(*timer)} + " ran out",
                 nullptr);
     ++n;
   }

@@ -11,6 +11,7 @@
 // queue_mu_ while taking mu_, and nobody takes commit_mu_ (blocking)
 // while holding mu_.
 
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -24,6 +25,7 @@
 #include "courier/durable/store.hpp"
 #include "dedup_window.hpp"
 #include "format.hpp"
+#include "message_table.hpp"
 
 namespace courier::durable {
 
@@ -33,40 +35,34 @@ public:
 
   // -- state ---------------------------------------------------------------
 
-  enum class message_stage : std::uint8_t { queued, claimed, dead };
+  using message_stage = detail::message_stage;
+  using message_state = detail::message_slot;
 
-  struct message_state {
-    std::uint64_t id = 0;
-    std::string queue;
-    std::string payload;
-    message_options options;
-    /// When it was stored, with boottime_ns rebased into this boot.
-    clock_reading stored_at;
-    std::uint32_t attempts = 0;
-    message_stage stage = message_stage::queued;
-    /// The current claim counted an attempt.
-    bool counted = false;
-    /// A removal, death or replay of it waits for its batch.
-    bool busy = false;
+  /// What a dead letter has besides its slot (dead letters are rare).
+  struct dead_info {
     dead_reason reason = dead_reason::none;
     std::string detail;
     std::int64_t died_wall_ns = 0;
-    /// The segment holding its message record, and that record's size.
-    std::uint64_t segment = 0;
-    std::uint64_t record_bytes = 0;
   };
 
+  /// A queue's order: priority (7 first), then id. Claims take from the
+  /// front of `fresh`, a FIFO per priority of ids in append order, and
+  /// from `returned`, the messages a claim took once that are claimable
+  /// again (released, failed, rolled back, replayed): a release puts a
+  /// message back at its place without touching the FIFO. Both may hold
+  /// ids of messages that left since (purged, expired); a claim skips
+  /// them (lazy deletion).
   struct queue_state {
-    /// Ordering key: (7 - priority, id).
-    using key = std::pair<std::uint8_t, std::uint64_t>;
+    std::string name;
+    std::array<std::deque<std::uint64_t>, 8> fresh;
+    /// (7 - priority, id)
+    std::set<std::pair<std::uint8_t, std::uint64_t>> returned;
     /// Messages that are neither dead nor pending, claimed included.
-    std::set<key> all;
-    /// The claimable subset of `all`.
-    std::set<key> ready;
+    std::uint64_t depth = 0;
     std::uint64_t in_flight = 0;
     /// Appends waiting for their batch (count toward the quota).
     std::uint64_t pending = 0;
-    /// Payload bytes of `all` and the pending appends.
+    /// Payload bytes of the members and the pending appends.
     std::uint64_t bytes = 0;
   };
 
@@ -76,6 +72,18 @@ public:
     std::uint64_t live_bytes = 0;
     /// Written by compaction: holds only live records.
     bool compacted = false;
+    /// Open for reading payloads (shared: a read outside mu_ keeps a
+    /// segment that compaction deletes readable).
+    std::shared_ptr<file> f;
+  };
+
+  /// Where a message's record is, for reading it outside mu_.
+  struct record_location {
+    std::uint64_t id = 0;
+    std::shared_ptr<file> f;
+    std::uint64_t segment = 0;
+    std::uint64_t offset = 0;
+    std::uint32_t bytes = 0;
   };
 
   /// One item for the writer: a record (or none: an acknowledgement that
@@ -85,12 +93,18 @@ public:
     format::record_type type{};
     std::string body;
     std::uint64_t id = 0;
-    std::unique_ptr<message_state> message;
+    /// A message record: the message's slot, added once durable, and its
+    /// producer triple (de-duplication).
+    message_state message;
+    std::uint64_t producer_id = 0;
+    std::uint32_t producer_epoch = 0;
+    std::uint64_t sequence = 0;
     append_callback on_append;
     done_callback on_done;
     bool duplicate = false;
     /// Set by the writer: where the record went.
     std::uint64_t segment = 0;
+    std::uint64_t offset = 0;
     std::uint64_t record_bytes = 0;
   };
 
@@ -103,9 +117,10 @@ public:
                          std::chrono::milliseconds retry_after);
   /// Puts `m` (no longer claimed) back in its queue, at once or after
   /// `retry_after`.
-  void requeue_locked(message_state& m, std::chrono::milliseconds retry_after);
+  void requeue_locked(std::uint64_t id, message_state& m,
+                      std::chrono::milliseconds retry_after);
   /// Writes `m`'s attempt count with the next batch.
-  void submit_attempts_locked(const message_state& m);
+  void submit_attempts_locked(std::uint64_t id, const message_state& m);
   void complete(std::uint64_t id, done_callback done);
   void fail(std::uint64_t id, std::string reason, done_callback done,
             std::chrono::milliseconds retry_after);
@@ -122,7 +137,7 @@ public:
              std::function<void(expected<std::size_t>)> done);
   void discard(std::uint64_t id, done_callback done);
   /// Submits the removal of `m` (marked busy until it is durable).
-  void remove_locked(message_state& m, done_callback done);
+  void remove_locked(std::uint64_t id, message_state& m, done_callback done);
   std::size_t expire_due();
   void flush(done_callback done);
   expected<void> status() const;
@@ -171,20 +186,43 @@ public:
   std::string segment_path(std::uint64_t number) const;
 
   // helpers (store.cpp)
-  /// Reads a dead (replay) record's body into `m`, which becomes dead
-  /// (queued again); false if the body is malformed.
-  static bool read_dead(std::string_view body, message_state& m);
-  static bool read_replay(std::string_view body, message_state& m);
-  void index_locked(message_state& m);
-  /// Takes `m` out of its queue's sets and counts (not out of messages_).
+  /// Reads a dead record's body into `d`; false if it is malformed.
+  static bool read_dead(std::string_view body, dead_info& d);
+  /// Reads a replay record's body: when the message was stored again.
+  static bool read_replay(std::string_view body, clock_reading& at);
+  /// The index of queue `name`, added if new.
+  std::uint32_t queue_index_locked(std::string_view name);
+  /// Adds message `id` (in its slot, queued or dead) to its queue's
+  /// counts (a new one to the back of its FIFO) and its timers.
+  void index_locked(std::uint64_t id, message_state& m, bool fresh);
+  /// Takes `m` out of its queue's counts (not out of messages_).
   void unindex_locked(message_state& m);
-  void enqueue_ready_locked(message_state& m);
-  void kill_locked(message_state& m, dead_reason reason, std::string detail,
-                   done_callback done);
+  /// `m` is claimable again: back where a claim finds it.
+  void enqueue_ready_locked(std::uint64_t id, message_state& m);
+  void kill_locked(std::uint64_t id, message_state& m, dead_reason reason,
+                   std::string detail, done_callback done);
   std::optional<dead_reason> expired_locked(const message_state& m,
                                             std::int64_t now) const;
-  stored_message copy_out(const message_state& m, std::int64_t now) const;
-  void add_deadlines_locked(const message_state& m);
+  record_location locate_locked(std::uint64_t id,
+                                const message_state& m) const;
+  /// Reads the message records at `where` (neighbours with one read) and
+  /// returns their bodies, decoded into views of `buffer`; data_loss or
+  /// unavailable naming the file and offset if one cannot be read or is
+  /// not the message record it should be. Without mu_.
+  expected<std::vector<format::message_view>>
+  read_records(const std::vector<record_location>& where,
+               std::string& buffer) const;
+  /// copy_out() of messages `ids` (in states `states`) with their records
+  /// read from `where`; leaves out a message whose record cannot be read.
+  std::vector<stored_message>
+  read_out(const std::vector<std::uint64_t>& ids,
+           const std::vector<record_location>& where,
+           const std::vector<message_state>& states) const;
+  /// The message as callers see it, its payload from `body`.
+  stored_message copy_out(std::uint64_t id, const message_state& m,
+                          const format::message_view& body,
+                          std::int64_t now) const;
+  void add_deadlines_locked(std::uint64_t id, const message_state& m);
   std::optional<error> refusal_locked() const;
   /// Message `id` if it is at `stage` and not busy; else fails `done`
   /// (after unlocking `guard`) and returns null.
@@ -201,9 +239,13 @@ public:
   recovery_report report_;
 
   mutable std::mutex mu_;
-  std::unordered_map<std::uint64_t, message_state> messages_;
-  std::map<std::string, queue_state, std::less<>> queues_;
-  std::set<std::uint64_t> dead_;
+  detail::message_table messages_;
+  /// Indexed by message_state::queue; never shrinks (a node has one queue
+  /// per destination and lane).
+  std::deque<queue_state> queues_;
+  std::map<std::string, std::uint32_t, std::less<>> queue_names_;
+  /// The dead letters, by id.
+  std::map<std::uint64_t, dead_info> dead_;
   /// (deadline on this boot's BOOTTIME, message id)
   std::multimap<std::int64_t, std::uint64_t> deadlines_;
   /// Failed messages waiting out their retry_after: (steady ns, id).
@@ -235,7 +277,7 @@ public:
   bool maintenance_stop_ = false;
 
   // Owned by whoever holds commit_mu_ (recover() before the threads run).
-  std::unique_ptr<file> active_file_;
+  std::shared_ptr<file> active_file_;
   std::uint64_t active_size_ = 0;
   std::uint64_t next_sequence_ = 1;
 

@@ -95,7 +95,7 @@ expected<void> store::impl::start_segment(std::uint64_t number,
   active_size_ = header.size();
   std::lock_guard guard{mu_};
   active_number_ = number;
-  segments_[number] = segment_info{active_size_, 0, false};
+  segments_[number] = segment_info{active_size_, 0, false, active_file_};
   return {};
 }
 
@@ -207,6 +207,7 @@ void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
       continue;
     auto before = buffer.size();
     format::append_record(buffer, next_sequence_++, pos++, e.type, e.body);
+    e.offset = before; // made absolute once the segment is known
     e.record_bytes = buffer.size() - before;
   }
   std::optional<error> full;
@@ -281,6 +282,8 @@ void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
       batch.clear();
       return;
     }
+    for (auto& e : batch)
+      e.offset += active_size_;
     crash_point("after_append_before_fsync");
     if (auto ok = active_file_->sync(); !ok) {
       stop_store(error{errc::data_loss, "fdatasync failed ("
