@@ -1,8 +1,8 @@
 #pragma once
 
 // A wrapper over the real file system that injects faults (LevelDB's
-// EnvWrapper): from a chosen moment on, every fdatasync fails with EIO.
-// The writes themselves go to real files.
+// EnvWrapper): from a chosen moment on, every fdatasync fails with EIO, or
+// every read does. The writes themselves go to real files.
 //
 // Thread safety: all functions are thread-safe.
 
@@ -22,6 +22,11 @@ public:
   /// From now on, file syncs fail with EIO.
   void fail_syncs() {
     failing_ = true;
+  }
+
+  /// From now on (or, with false, no longer), file reads fail with EIO.
+  void fail_reads(bool on = true) {
+    failing_reads_ = on;
   }
 
   std::uint64_t syncs() const {
@@ -70,6 +75,8 @@ private:
     }
     expected<std::size_t> read_at(std::uint64_t offset, void* data,
                                   std::size_t size) override {
+      if (fs_.failing_reads_)
+        return io_error(EIO, "read", path_);
       return base_->read_at(offset, data, size);
     }
     expected<void> sync() override {
@@ -93,6 +100,7 @@ private:
 
   std::shared_ptr<file_system> base_;
   std::atomic<bool> failing_{false};
+  std::atomic<bool> failing_reads_{false};
   std::atomic<std::uint64_t> syncs_{0};
 };
 
