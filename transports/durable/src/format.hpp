@@ -4,6 +4,7 @@
 // segment headers, record framing and the bodies of each record type. All
 // integers are little-endian. Pure functions; no I/O.
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -39,16 +40,18 @@ struct segment_header {
 };
 
 inline std::uint32_t load_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= std::uint32_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::big)
+    v = __builtin_bswap32(v);
   return v;
 }
 
 inline std::uint64_t load_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= std::uint64_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::big)
+    v = __builtin_bswap64(v);
   return v;
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 
 namespace courier::durable::detail {
 
@@ -49,6 +50,66 @@ struct message_slot {
   std::uint16_t boot = 0;
 };
 
+/// A deque of slots in chunks of 1,024 (std::deque's are 6 slots: an
+/// allocation per 6 messages in recovery's hot loop).
+class slot_chunks {
+public:
+  static constexpr std::size_t chunk = 1024;
+
+  std::size_t size() const noexcept {
+    return size_;
+  }
+  bool empty() const noexcept {
+    return size_ == 0;
+  }
+  message_slot& operator[](std::size_t i) {
+    i += first_;
+    return chunks_[i / chunk][i % chunk];
+  }
+  const message_slot& operator[](std::size_t i) const {
+    i += first_;
+    return chunks_[i / chunk][i % chunk];
+  }
+  message_slot& front() {
+    return (*this)[0];
+  }
+  /// A blank slot at the back.
+  message_slot& emplace_back() {
+    auto end = first_ + size_;
+    if (end == chunks_.size() * chunk) {
+      if (spare_)
+        chunks_.push_back(std::move(spare_));
+      else
+        chunks_.push_back(std::make_unique_for_overwrite<message_slot[]>(chunk));
+    }
+    ++size_;
+    auto& s = (*this)[size_ - 1];
+    s = message_slot{};
+    return s;
+  }
+  void pop_front() {
+    ++first_;
+    --size_;
+    if (first_ == chunk || size_ == 0) {
+      // One chunk is kept for the next: a queue that keeps emptying does
+      // not allocate.
+      spare_ = std::move(chunks_.front());
+      chunks_.pop_front();
+      first_ = 0;
+      if (size_ == 0) {
+        chunks_.clear();
+      }
+    }
+  }
+
+private:
+  std::deque<std::unique_ptr<message_slot[]>> chunks_;
+  std::unique_ptr<message_slot[]> spare_;
+  /// Where element 0 is in chunks_.front().
+  std::size_t first_ = 0;
+  std::size_t size_ = 0;
+};
+
 /// Thread safety: none; the store guards it with its mutex.
 class message_table {
 public:
@@ -72,6 +133,15 @@ public:
   /// The slot of `id`: a present one as it is, else a new one with stage
   /// queued and the rest blank. References stay valid until erase(id).
   message_slot& insert(std::uint64_t id) {
+    if (id == base_ + recent_.size() && !recent_.empty()
+        && (old_.empty() || old_.rbegin()->first < base_)) {
+      // The usual case: the next id in append order.
+      ++size_;
+      ++recent_live_;
+      auto& s = recent_.emplace_back();
+      s.stage = message_stage::queued;
+      return s;
+    }
     if (auto* present = find(id))
       return *present;
     ++size_;
@@ -81,8 +151,8 @@ public:
     if (id < base_) {
       s = &old_[id];
     } else {
-      if (id - base_ >= recent_.size())
-        recent_.resize(id - base_ + 1);
+      while (id - base_ >= recent_.size())
+        recent_.emplace_back();
       s = &recent_[id - base_];
       ++recent_live_;
     }
@@ -157,13 +227,13 @@ private:
         old_.emplace(base_ + i, recent_[i]);
         --recent_live_;
       }
-    recent_.erase(recent_.begin(),
-                  recent_.begin() + static_cast<std::ptrdiff_t>(half));
+    for (std::size_t i = 0; i < half; ++i)
+      recent_.pop_front();
     base_ += half;
     pop_empty_front();
   }
 
-  std::deque<message_slot> recent_;
+  slot_chunks recent_;
   /// The id of recent_.front().
   std::uint64_t base_ = 0;
   std::size_t recent_live_ = 0;

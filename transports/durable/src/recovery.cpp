@@ -149,6 +149,15 @@ private:
   std::size_t len_ = 0;
 };
 
+/// Boot ids compared as two words: recovery compares one per message.
+bool same_boot(const boot_id& a, const boot_id& b) {
+  static_assert(sizeof(boot_id) == 16);
+  return load_u64(reinterpret_cast<const char*>(a.data()))
+           == load_u64(reinterpret_cast<const char*>(b.data()))
+         && load_u64(reinterpret_cast<const char*>(a.data()) + 8)
+              == load_u64(reinterpret_cast<const char*>(b.data()) + 8);
+}
+
 struct boot_frame {
   boot_id next{};
   std::int64_t delta = 0;
@@ -228,19 +237,22 @@ expected<void> store::impl::recover() {
   std::map<boot_id, boot_frame> frames;
   std::optional<clock_reading> last_clock;
   auto saw_clock = [&](const clock_reading& c) {
-    if (!last_clock || last_clock->boot != c.boot
+    if (!last_clock || !same_boot(last_clock->boot, c.boot)
         || c.boottime_ns > last_clock->boottime_ns)
       last_clock = c;
   };
   // The boots that stored readings are few: a message keeps an index into
   // this list until every reading is rebased below.
   std::vector<boot_id> boots;
+  std::uint32_t last_boot = 0;
   auto boot_index = [&](const boot_id& b) -> std::uint32_t {
-    for (std::size_t i = boots.size(); i-- > 0;)
-      if (boots[i] == b)
-        return static_cast<std::uint32_t>(i);
-    boots.push_back(b);
-    return static_cast<std::uint32_t>(boots.size() - 1);
+    if (!boots.empty() && same_boot(boots[last_boot], b))
+      return last_boot;
+    auto i = std::find(boots.begin(), boots.end(), b);
+    if (i == boots.end())
+      i = boots.insert(i, b);
+    last_boot = static_cast<std::uint32_t>(i - boots.begin());
+    return last_boot;
   };
   std::string_view last_queue;
   std::uint32_t last_queue_index = 0;
@@ -293,14 +305,12 @@ expected<void> store::impl::recover() {
         return bytes.error();
       format::record_view rv;
       auto problem = format::read_record(*bytes, rv);
-      std::string why = format::to_string(problem);
-      if (problem == format::record_problem::none
-          && rv.sequence != expected_seq) {
-        problem = format::record_problem::bad_crc;
-        why = "record sequence " + std::to_string(rv.sequence) + " where "
-              + std::to_string(expected_seq) + " belongs";
-      }
-      if (problem != format::record_problem::none) {
+      if (problem != format::record_problem::none
+          || rv.sequence != expected_seq) {
+        std::string why = format::to_string(problem);
+        if (problem == format::record_problem::none)
+          why = "record sequence " + std::to_string(rv.sequence) + " where "
+                + std::to_string(expected_seq) + " belongs";
         if (!last)
           return corrupt(n, offset, why + " (in a sealed segment)");
         // Everything from here on decides between a torn tail and
