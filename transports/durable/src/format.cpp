@@ -7,8 +7,15 @@ namespace courier::durable::format {
 namespace {
 
 void store_u32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i)
-    p[i] = static_cast<char>(v >> (8 * i));
+  if constexpr (std::endian::native == std::endian::big)
+    v = __builtin_bswap32(v);
+  std::memcpy(p, &v, sizeof v);
+}
+
+void store_u64(char* p, std::uint64_t v) {
+  if constexpr (std::endian::native == std::endian::big)
+    v = __builtin_bswap64(v);
+  std::memcpy(p, &v, sizeof v);
 }
 
 } // namespace
@@ -47,23 +54,25 @@ std::optional<segment_header> decode_segment_header(std::string_view b) {
   return h;
 }
 
+void seal_record(char* record, std::size_t total, std::uint64_t sequence,
+                 std::uint32_t batch_pos, record_type type) {
+  store_u32(record + 4,
+            static_cast<std::uint32_t>(total - record_header_size));
+  store_u64(record + 8, sequence);
+  store_u32(record + 16, batch_pos);
+  record[20] = static_cast<char>(type);
+  record[21] = record[22] = record[23] = 0;
+  store_u32(record, crc32c(record + 4, total - 4));
+}
+
 void append_record(std::string& out, std::uint64_t sequence,
                    std::uint32_t batch_pos, record_type type,
                    std::string_view body) {
   auto start = out.size();
   out.resize(start + record_header_size);
-  char* h = out.data() + start;
-  store_u32(h + 4, static_cast<std::uint32_t>(body.size()));
-  for (int i = 0; i < 8; ++i)
-    h[8 + i] = static_cast<char>(sequence >> (8 * i));
-  store_u32(h + 16, batch_pos);
-  h[20] = static_cast<char>(type);
-  h[21] = h[22] = h[23] = 0;
   out.append(body);
-  h = out.data() + start;
-  auto crc = crc32c(h + 4, record_header_size - 4);
-  crc = crc32c(body.data(), body.size(), crc);
-  store_u32(h, crc);
+  seal_record(out.data() + start, record_header_size + body.size(), sequence,
+              batch_pos, type);
 }
 
 const char* to_string(record_problem p) noexcept {
@@ -121,24 +130,36 @@ clock_reading decode_clock(reader& r) {
 }
 
 void encode(std::string& out, const message_view& m) {
-  // One allocation: the fixed part is 103 bytes (docs/disk-format.md).
-  out.reserve(out.size() + 103 + m.queue.size() + m.dead_detail.size()
-              + m.payload.size());
-  writer w{out};
-  w.u64(m.id);
-  w.bytes(m.queue);
-  w.u64(m.producer_id);
-  w.u32(m.producer_epoch);
-  w.u64(m.sequence);
-  w.u8(m.priority);
-  w.i64(m.time_to_reach_queue_ns);
-  w.i64(m.time_to_be_received_ns);
-  encode_clock(w, m.stored_at);
-  w.u32(m.attempts);
-  w.u8(m.dead_reason);
-  w.bytes(m.dead_detail);
-  w.i64(m.died_wall_ns);
-  w.bytes(m.payload);
+  // One resize, then stores at known offsets (the layout of decode()).
+  auto start = out.size();
+  out.resize(start + 102 + m.queue.size() + m.dead_detail.size()
+             + m.payload.size());
+  char* p = out.data() + start;
+  auto put_bytes = [&](std::string_view s) {
+    store_u32(p, static_cast<std::uint32_t>(s.size()));
+    if (!s.empty())
+      std::memcpy(p + 4, s.data(), s.size());
+    p += 4 + s.size();
+  };
+  store_u64(p, m.id);
+  p += 8;
+  put_bytes(m.queue);
+  store_u64(p, m.producer_id);
+  store_u32(p + 8, m.producer_epoch);
+  store_u64(p + 12, m.sequence);
+  p[20] = static_cast<char>(m.priority);
+  store_u64(p + 21, static_cast<std::uint64_t>(m.time_to_reach_queue_ns));
+  store_u64(p + 29, static_cast<std::uint64_t>(m.time_to_be_received_ns));
+  std::memcpy(p + 37, m.stored_at.boot.data(), m.stored_at.boot.size());
+  store_u64(p + 53, static_cast<std::uint64_t>(m.stored_at.boottime_ns));
+  store_u64(p + 61, static_cast<std::uint64_t>(m.stored_at.wall_ns));
+  store_u32(p + 69, m.attempts);
+  p[73] = static_cast<char>(m.dead_reason);
+  p += 74;
+  put_bytes(m.dead_detail);
+  store_u64(p, static_cast<std::uint64_t>(m.died_wall_ns));
+  p += 8;
+  put_bytes(m.payload);
 }
 
 bool decode(std::string_view in, message_view& m) {

@@ -72,8 +72,13 @@ enum class record_type : std::uint8_t {
   clock = 8,
 };
 
-/// Writes a record header in front of `body` into `out`: CRC32C over
-/// bytes [4, 24 + body.size()), i.e. everything after the CRC field.
+/// Fills in the header of the `total` bytes at `record` (a header's room,
+/// then the body): length, sequence, position, type, and the CRC32C over
+/// bytes [4, total), i.e. everything after the CRC field.
+void seal_record(char* record, std::size_t total, std::uint64_t sequence,
+                 std::uint32_t batch_pos, record_type type);
+
+/// Appends a record of `body` to `out` (seal_record).
 void append_record(std::string& out, std::uint64_t sequence,
                    std::uint32_t batch_pos, record_type type,
                    std::string_view body);
@@ -110,16 +115,14 @@ public:
     out_.push_back(static_cast<char>(v));
   }
   void u32(std::uint32_t v) {
-    char b[4];
-    for (int i = 0; i < 4; ++i)
-      b[i] = static_cast<char>(v >> (8 * i));
-    out_.append(b, 4);
+    if constexpr (std::endian::native == std::endian::big)
+      v = __builtin_bswap32(v);
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
   }
   void u64(std::uint64_t v) {
-    char b[8];
-    for (int i = 0; i < 8; ++i)
-      b[i] = static_cast<char>(v >> (8 * i));
-    out_.append(b, 8);
+    if constexpr (std::endian::native == std::endian::big)
+      v = __builtin_bswap64(v);
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
   }
   void i64(std::int64_t v) {
     u64(static_cast<std::uint64_t>(v));

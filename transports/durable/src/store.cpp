@@ -334,7 +334,11 @@ void store::impl::append(std::string_view queue, std::string payload,
   body.time_to_be_received_ns = m.receive_ns;
   body.stored_at = now;
   body.payload = payload;
-  format::encode(e.body, body);
+  // Encoded into a buffer this thread keeps (submit_locked copies it into
+  // the batch): no allocation per message.
+  thread_local std::string encoded;
+  encoded.clear();
+  format::encode(encoded, body);
   q.pending += 1;
   q.bytes += payload.size();
   total_messages_ += 1;
@@ -345,7 +349,9 @@ void store::impl::append(std::string_view queue, std::string payload,
   e.producer_epoch = options.producer_epoch;
   e.sequence = options.sequence;
   e.on_append = std::move(done);
-  submit_locked(std::move(e));
+  submit_locked(std::move(e), encoded);
+  if (encoded.capacity() > (64u << 10))
+    std::string{}.swap(encoded); // a large message's room is not kept
 }
 
 expected<std::vector<stored_message>>

@@ -102,10 +102,11 @@ public:
     append_callback on_append;
     done_callback on_done;
     bool duplicate = false;
-    /// Set by the writer: where the record went.
+    /// The record's size, header included (0: none). Set by the writer:
+    /// where the record went.
+    std::uint64_t record_bytes = 0;
     std::uint64_t segment = 0;
     std::uint64_t offset = 0;
-    std::uint64_t record_bytes = 0;
   };
 
   // store.cpp (operations); apply.cpp (apply_locked, roll_back_locked)
@@ -154,11 +155,14 @@ public:
   /// Queues `e` for the next batch and wakes the writer thread (unless
   /// the calling thread is leading, see try_lead).
   void submit_locked(entry e);
+  /// The same with the record's body given apart (e.body stays as it is).
+  void submit_locked(entry e, std::string_view body);
   void writer_loop();
   /// True when queue_ holds a whole batch (queue_mu_ held).
   bool batch_full_locked() const;
-  /// Moves the next batch out of queue_ (queue_mu_ held).
-  void take_batch_locked(std::vector<entry>& batch);
+  /// Moves the next batch out of queue_, its records' bytes into
+  /// `records` (queue_mu_ held).
+  void take_batch_locked(std::vector<entry>& batch, std::string& records);
   /// Writes, syncs, applies and acknowledges `batch` (commit_mu_ held).
   void commit(std::vector<entry>& batch, std::string& buffer);
   /// Leader-based group commit (LevelDB's writer queue): a thread that is
@@ -267,7 +271,10 @@ public:
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::deque<entry> queue_;
+  std::vector<entry> queue_;
+  /// The records of queue_'s entries, back to back, their headers to be
+  /// filled in by the commit.
+  std::string queued_records_;
   /// Bytes of the records in queue_ (with their headers).
   std::size_t queued_bytes_ = 0;
   /// When the oldest entry in queue_ arrived.

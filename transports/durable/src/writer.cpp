@@ -40,13 +40,30 @@ store::impl::leading_scope::~leading_scope() {
 }
 
 void store::impl::submit_locked(entry e) {
+  auto body = std::move(e.body);
+  // Dead and replay records are read again when applied.
+  if (e.type == format::record_type::dead
+      || e.type == format::record_type::replay)
+    e.body = body;
+  submit_locked(std::move(e), body);
+}
+
+void store::impl::submit_locked(entry e, std::string_view body) {
   bool wake;
   {
     std::lock_guard guard{queue_mu_};
     bool was_empty = queue_.empty();
     if (was_empty)
       first_queued_ = std::chrono::steady_clock::now();
-    queued_bytes_ += e.body.size() + format::record_header_size;
+    if (e.has_record) {
+      // Framed at once into the bytes of the next batches; the commit
+      // fills in the header (sequence, position, CRC).
+      auto at = queued_records_.size();
+      queued_records_.resize(at + format::record_header_size);
+      queued_records_.append(body);
+      e.record_bytes = format::record_header_size + body.size();
+    }
+    queued_bytes_ += e.record_bytes;
     queue_.push_back(std::move(e));
     // The writer thread waits for the first entry, then (with a window)
     // for a full batch; waking it for anything else only costs a context
@@ -109,6 +126,7 @@ void store::impl::stop_store(error why, std::vector<entry>& batch) {
     for (auto& e : queue_)
       rest.push_back(std::move(e));
     queue_.clear();
+    queued_records_.clear();
     queued_bytes_ = 0;
   }
   error pending{errc::data_loss,
@@ -124,19 +142,32 @@ void store::impl::stop_store(error why, std::vector<entry>& batch) {
   batch.clear();
 }
 
-void store::impl::take_batch_locked(std::vector<entry>& batch) {
+void store::impl::take_batch_locked(std::vector<entry>& batch,
+                                    std::string& records) {
   std::size_t bytes = 0;
-  while (!queue_.empty()
-         && (batch.empty()
+  std::size_t n = 0;
+  while (n < queue_.size()
+         && (n == 0
              || (bytes < opt_.max_batch_bytes
                  && (opt_.max_batch_messages == 0
-                     || batch.size() < opt_.max_batch_messages)))) {
-    auto size = queue_.front().body.size() + format::record_header_size;
-    bytes += size;
-    queued_bytes_ -= size;
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+                     || n < opt_.max_batch_messages)))) {
+    bytes += queue_[n].record_bytes;
+    ++n;
   }
+  queued_bytes_ -= bytes;
+  records.clear();
+  if (n == queue_.size()) {
+    // All of it (the usual case): the buffers change hands.
+    batch.swap(queue_);
+    records.swap(queued_records_);
+    return;
+  }
+  batch.insert(batch.end(), std::make_move_iterator(queue_.begin()),
+               std::make_move_iterator(queue_.begin()
+                                       + static_cast<std::ptrdiff_t>(n)));
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+  records.assign(queued_records_, 0, bytes);
+  queued_records_.erase(0, bytes);
 }
 
 void store::impl::writer_loop() {
@@ -159,7 +190,7 @@ void store::impl::writer_loop() {
     std::lock_guard token{commit_mu_};
     {
       std::lock_guard guard{queue_mu_};
-      take_batch_locked(batch);
+      take_batch_locked(batch, buffer);
     }
     if (!batch.empty())
       commit(batch, buffer);
@@ -176,7 +207,7 @@ bool store::impl::try_lead() {
   std::string buffer;
   {
     std::lock_guard guard{queue_mu_};
-    take_batch_locked(batch);
+    take_batch_locked(batch, buffer);
   }
   if (!batch.empty())
     commit(batch, buffer);
@@ -199,16 +230,16 @@ void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
       return;
     }
   }
-  buffer.clear();
   std::uint32_t pos = 0;
   auto first_sequence = next_sequence_;
+  std::size_t at = 0;
   for (auto& e : batch) {
     if (!e.has_record)
       continue;
-    auto before = buffer.size();
-    format::append_record(buffer, next_sequence_++, pos++, e.type, e.body);
-    e.offset = before; // made absolute once the segment is known
-    e.record_bytes = buffer.size() - before;
+    format::seal_record(buffer.data() + at, e.record_bytes, next_sequence_++,
+                        pos++, e.type);
+    e.offset = at; // made absolute once the segment is known
+    at += e.record_bytes;
   }
   std::optional<error> full;
   if (!buffer.empty()) {
