@@ -171,7 +171,7 @@ void store::impl::index_locked(std::uint64_t id, message_state& m,
   if (m.stage == message_stage::claimed)
     ++q.in_flight;
   else if (fresh)
-    q.fresh[m.priority].push_back(id);
+    q.fifo(m.priority).push_back(id);
   else
     enqueue_ready_locked(id, m);
   add_deadlines_locked(id, m);
@@ -188,9 +188,9 @@ void store::impl::unindex_locked(message_state& m) {
 void store::impl::enqueue_ready_locked(std::uint64_t id, message_state& m) {
   m.stage = message_stage::queued;
   auto& q = queues_[m.queue];
-  auto& fifo = q.fresh[m.priority];
   // Still in the FIFO (no claim got that far): it is found there.
-  if (!fifo.empty() && id >= fifo.front())
+  if (auto& fifo = q.fresh[m.priority]; fifo && !fifo->empty()
+                                        && id >= fifo->front())
     return;
   q.returned.emplace(static_cast<std::uint8_t>(7 - m.priority), id);
 }
@@ -382,24 +382,26 @@ store::impl::claim(std::string_view queue, std::size_t max, bool counted) {
                : nullptr;
     };
     for (int p = 7; p >= 0 && taken.size() < max; --p) {
-      auto& fifo = q.fresh[static_cast<std::size_t>(p)];
+      auto* fifo = q.fresh[static_cast<std::size_t>(p)].get();
       auto key = static_cast<std::uint8_t>(7 - p);
       while (taken.size() < max) {
         // The next at this priority: the lower id of the FIFO's front and
         // the first returned one.
-        while (!fifo.empty() && claimable(fifo.front()) == nullptr)
-          fifo.pop_front();
+        while (fifo != nullptr && !fifo->empty()
+               && claimable(fifo->front()) == nullptr)
+          fifo->pop_front();
+        bool has_fresh = fifo != nullptr && !fifo->empty();
         auto ri = q.returned.lower_bound({key, 0});
         bool has_returned = ri != q.returned.end() && ri->first == key;
-        if (fifo.empty() && !has_returned)
+        if (!has_fresh && !has_returned)
           break;
         std::uint64_t id;
-        if (has_returned && (fifo.empty() || ri->second < fifo.front())) {
+        if (has_returned && (!has_fresh || ri->second < fifo->front())) {
           id = ri->second;
           q.returned.erase(ri);
         } else {
-          id = fifo.front();
-          fifo.pop_front();
+          id = fifo->front();
+          fifo->pop_front();
         }
         auto* m = claimable(id);
         if (m == nullptr)
@@ -594,7 +596,7 @@ void store::impl::purge(std::string_view queue,
     });
     auto& q = queues_[index];
     for (auto& fifo : q.fresh)
-      std::deque<std::uint64_t>{}.swap(fifo);
+      fifo.reset();
     q.returned.clear();
     for (auto id : ids) {
       remove_locked(id, *messages_.find(id), nullptr);

@@ -54,7 +54,15 @@ public:
   /// them (lazy deletion).
   struct queue_state {
     std::string name;
-    std::array<std::deque<std::uint64_t>, 8> fresh;
+    /// Made when a priority is first used (an empty std::deque holds
+    /// 600 bytes; most queues use one priority).
+    std::array<std::unique_ptr<std::deque<std::uint64_t>>, 8> fresh;
+    std::deque<std::uint64_t>& fifo(std::uint8_t priority) {
+      auto& f = fresh[priority];
+      if (!f)
+        f = std::make_unique<std::deque<std::uint64_t>>();
+      return *f;
+    }
     /// (7 - priority, id)
     std::set<std::pair<std::uint8_t, std::uint64_t>> returned;
     /// Messages that are neither dead nor pending, claimed included.

@@ -79,7 +79,8 @@ struct store_options {
   /// The clocks; null means system_clock_source().
   std::shared_ptr<clock_source> clock;
   /// Called once a message has become a dead letter (its dead record is
-  /// durable): expired, poison. Runs on the store's writer thread or on
+  /// durable): expired, poison, with its payload read back from its record
+  /// (empty if that read fails). Runs on the store's writer thread or on
   /// the thread whose call found it dead; must not block and must not call
   /// the store's *_and_wait functions.
   std::function<void(const dead_letter&)> on_dead_letter;
@@ -208,10 +209,13 @@ public:
   /// in order (priority, then append order), counting an attempt on each;
   /// they stay stored, invisible to other claims, until complete() or
   /// fail(), or until the store is reopened. Expired messages met on the
-  /// way go to the dead letters. Never blocks on the disk: the attempt
-  /// counts are written with the next batch; to count an attempt whose
-  /// handler may kill the process (poison by crash loop), call flush()
-  /// before running the handlers.
+  /// way go to the dead letters. The payloads are read from the segments
+  /// (the page cache, unless the store was just opened or the messages are
+  /// old); a record that cannot be read fails the claim with `data_loss`
+  /// naming it, and leaves the messages to claim again. Never waits for an
+  /// fsync: the attempt counts are written with the next batch; to count
+  /// an attempt whose handler may kill the process (poison by crash loop),
+  /// call flush() before running the handlers.
   [[nodiscard]] expected<std::vector<stored_message>>
   claim(std::string_view queue, std::size_t max = 1);
 
@@ -247,14 +251,17 @@ public:
                 std::chrono::milliseconds retry_after = {});
 
   /// Up to `max` messages at the front of `queue` (claimed ones included),
-  /// without claiming them.
+  /// without claiming them. One pass over the whole index (for people and
+  /// for a node's start, not for a message's path); a message whose record
+  /// cannot be read is left out (claim() says why).
   std::vector<stored_message> peek(std::string_view queue,
                                    std::size_t max = 10) const;
 
   /// Every queue with messages.
   std::vector<queue_info> queues() const;
 
-  /// The dead letters, oldest first.
+  /// The dead letters, oldest first (one whose record cannot be read is
+  /// left out).
   std::vector<dead_letter> dead_letters() const;
 
   /// How many dead letters there are (without copying them).
