@@ -228,3 +228,40 @@ TEST_CASE("a queued message costs less than 128 bytes of memory after a "
   REQUIRE(first->size() == 2);
   CHECK(first->at(0).id < first->at(1).id);
 }
+
+TEST_CASE("opening reads records larger than its read chunks and records "
+          "across chunk boundaries",
+          "[durable]") {
+  temp_dir dir;
+  auto o = small_options(dir.path());
+  o.segment_bytes = 64u << 20;
+  std::string big(3u << 20, 'b');
+  big.back() = 'e';
+  {
+    auto s = open_or_fail(o);
+    // About 1.2 MiB of small records, then one of 3 MiB, then more small
+    // ones: chunks of 1 MiB cut records and the big one spans four.
+    // Without waiting for each (batches): ids follow the calls' order.
+    std::atomic<int> failed{0};
+    auto note = [&](courier::expected<append_result> r) {
+      if (!r)
+        ++failed;
+    };
+    for (int i = 0; i < 6000; ++i)
+      s->append("q", payload_of(i), {}, note);
+    s->append("q", big, {}, note);
+    for (int i = 6000; i < 6100; ++i)
+      s->append("q", payload_of(i), {}, note);
+    REQUIRE(s->flush());
+    REQUIRE(failed == 0);
+  }
+  auto s = open_or_fail(o);
+  REQUIRE(s->recovery().messages == 6101);
+  auto got = s->claim("q", 10'000);
+  REQUIRE(got);
+  REQUIRE(got->size() == 6101);
+  for (int i = 0; i < 6000; ++i)
+    REQUIRE(got->at(static_cast<std::size_t>(i)).payload == payload_of(i));
+  CHECK(got->at(6000).payload == big);
+  CHECK(got->at(6100).payload == payload_of(6099));
+}

@@ -67,12 +67,6 @@ public:
     return done;
   }
 
-  void prefetch(std::uint64_t offset, std::uint64_t size) override {
-    // Only a hint: the kernel starts reading and returns.
-    (void)::posix_fadvise(fd_, static_cast<off_t>(offset),
-                          static_cast<off_t>(size), POSIX_FADV_WILLNEED);
-  }
-
   expected<void> sync() override {
     if (::fdatasync(fd_) != 0)
       return io_error(errno, "fdatasync", path_);

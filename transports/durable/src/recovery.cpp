@@ -4,10 +4,14 @@
 // "Recovery").
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "courier/durable/crc32c.hpp"
 #include "store_impl.hpp"
@@ -62,91 +66,186 @@ std::optional<std::size_t> later_batch(std::string_view data, std::size_t bad,
   return std::nullopt;
 }
 
-/// Reads a segment front to back in chunks into one reused buffer: its
-/// pages are faulted in once, and decoding a chunk overlaps with the
-/// kernel reading ahead the next ones.
-class segment_scanner {
+/// Reads the segments front to back on a thread of its own, in chunks of
+/// 1 MiB into a few reused buffers, while the opening thread decodes them:
+/// the kernel's share of reading (page cache, copies) runs on another CPU.
+/// A record that straddles chunks is stitched together in a buffer of its
+/// own.
+class segment_reader {
 public:
-  void start(file& f, std::uint64_t size) {
-    f_ = &f;
-    size_ = size;
-    at_ = 0;
-    len_ = 0;
+  struct job {
+    file* f = nullptr;
+    std::uint64_t size = 0;
+  };
+
+  explicit segment_reader(std::vector<job> jobs) : jobs_(std::move(jobs)) {
+    for (int i = 0; i < 4; ++i)
+      free_.push_back(std::make_unique_for_overwrite<char[]>(chunk_bytes));
+    thread_ = std::thread{[this] { read_all(); }};
+  }
+
+  ~segment_reader() {
+    stop();
+  }
+
+  segment_reader(const segment_reader&) = delete;
+  segment_reader& operator=(const segment_reader&) = delete;
+
+  /// Stops the thread (before a file is cut, and when done).
+  void stop() {
+    {
+      std::lock_guard guard{mu_};
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  /// Moves on to the next job's segment.
+  expected<void> start_segment() {
+    if (job_ != no_job)
+      while (!ended_)
+        if (auto ok = advance(); !ok)
+          return ok;
+    ++job_;
+    ended_ = false;
+    return {};
   }
 
   /// The bytes from file offset `offset` on that are in memory: a whole
   /// record if the file holds one there (its header's length, if sane,
-  /// says how much that is), fewer only at the end of the file.
+  /// says how much that is), fewer only at the end of the file. Valid
+  /// until the next call.
   expected<std::string_view> record_at(std::uint64_t offset) {
-    auto need = std::uint64_t{format::record_header_size};
-    for (int round = 0; round < 2; ++round) {
-      if (offset + need > at_ + len_ && at_ + len_ < size_)
-        if (auto ok = fill(offset, need); !ok)
-          return ok.error();
-      std::string_view have{buf_.get() + (offset - at_),
-                            static_cast<std::size_t>(at_ + len_ - offset)};
-      if (have.size() < format::record_header_size)
-        return have;
-      auto length = format::load_u32(have.data() + 4);
-      if (length > format::max_record_body)
-        return have;
-      need = format::record_header_size + std::uint64_t{length};
-      if (have.size() >= need)
-        return have;
+    if (auto ok = reach(offset); !ok)
+      return ok.error();
+    if (!cur_.buf)
+      return std::string_view{};
+    std::string_view have{cur_.buf.get() + (offset - cur_.at),
+                          static_cast<std::size_t>(cur_.at + cur_.len - offset)};
+    auto need = wanted(have);
+    if (have.size() >= need)
+      return have;
+    stitch_.assign(have);
+    while (stitch_.size() < need) {
+      auto from = offset + stitch_.size();
+      if (auto ok = reach(from); !ok)
+        return ok.error();
+      if (!cur_.buf)
+        break; // the file ends inside the record
+      auto take = std::min<std::uint64_t>(need - stitch_.size(),
+                                          cur_.at + cur_.len - from);
+      stitch_.append(cur_.buf.get() + (from - cur_.at),
+                     static_cast<std::size_t>(take));
+      need = wanted(stitch_);
     }
-    return std::string_view{buf_.get() + (offset - at_),
-                            static_cast<std::size_t>(at_ + len_ - offset)};
-  }
-
-  /// Frees the buffer.
-  void finish() {
-    buf_.reset();
-    cap_ = 0;
+    return std::string_view{stitch_};
   }
 
 private:
-  static constexpr std::size_t chunk = 1u << 20;
+  static constexpr std::size_t chunk_bytes = 1u << 20;
+  static constexpr std::size_t no_job = static_cast<std::size_t>(-1);
 
-  /// Keeps the bytes from `offset` on and reads on until `need` of them
-  /// are here or the file ends.
-  expected<void> fill(std::uint64_t offset, std::uint64_t need) {
-    std::size_t keep = 0;
-    if (offset < at_ + len_)
-      keep = static_cast<std::size_t>(at_ + len_ - offset);
-    auto want = static_cast<std::size_t>(std::max<std::uint64_t>(need, chunk));
-    if (cap_ < want) {
-      auto bigger = std::make_unique_for_overwrite<char[]>(want);
-      if (keep > 0)
-        std::memcpy(bigger.get(), buf_.get() + (offset - at_), keep);
-      buf_ = std::move(bigger);
-      cap_ = want;
-    } else if (keep > 0) {
-      std::memmove(buf_.get(), buf_.get() + (offset - at_), keep);
+  struct chunk {
+    std::size_t job = 0;
+    std::uint64_t at = 0;
+    std::size_t len = 0; // 0: the end of its job
+    std::unique_ptr<char[]> buf;
+    std::optional<error> failed;
+  };
+
+  /// How many bytes the record at the start of `v` needs.
+  static std::size_t wanted(std::string_view v) {
+    if (v.size() < format::record_header_size)
+      return format::record_header_size;
+    auto length = format::load_u32(v.data() + 4);
+    if (length > format::max_record_body)
+      return v.size(); // read_record says what is wrong
+    return format::record_header_size + length;
+  }
+
+  /// Makes cur_ the chunk holding `offset`, or none at the end.
+  expected<void> reach(std::uint64_t offset) {
+    while (!ended_ && (!cur_.buf || offset >= cur_.at + cur_.len))
+      if (auto ok = advance(); !ok)
+        return ok;
+    if (ended_)
+      cur_ = chunk{};
+    return {};
+  }
+
+  /// Gives cur_'s buffer back and takes the next chunk of this job.
+  expected<void> advance() {
+    std::unique_lock guard{mu_};
+    if (cur_.buf) {
+      free_.push_back(std::move(cur_.buf));
+      cv_.notify_all();
     }
-    at_ = offset;
-    len_ = keep;
-    while (len_ < need && at_ + len_ < size_) {
-      auto room = static_cast<std::size_t>(
-        std::min<std::uint64_t>(cap_ - len_, size_ - (at_ + len_)));
-      auto got = f_->read_at(at_ + len_, buf_.get() + len_, room);
-      if (!got)
-        return got.error();
-      if (*got == 0) {
-        size_ = at_ + len_; // shorter than it said
-        break;
-      }
-      len_ += *got;
+    cv_.wait(guard, [&] { return !ready_.empty(); });
+    cur_ = std::move(ready_.front());
+    ready_.pop_front();
+    if (cur_.failed)
+      return *cur_.failed;
+    if (cur_.len == 0) {
+      ended_ = true;
+      if (cur_.buf)
+        free_.push_back(std::move(cur_.buf));
+      cv_.notify_all();
     }
     return {};
   }
 
-  file* f_ = nullptr;
-  std::uint64_t size_ = 0;
-  /// buf_[0, len_) holds the file's bytes from offset at_.
-  std::unique_ptr<char[]> buf_;
-  std::size_t cap_ = 0;
-  std::uint64_t at_ = 0;
-  std::size_t len_ = 0;
+  /// The reading thread.
+  void read_all() {
+    for (std::size_t j = 0; j < jobs_.size(); ++j) {
+      std::uint64_t at = 0;
+      for (;;) {
+        chunk c;
+        c.job = j;
+        c.at = at;
+        {
+          std::unique_lock guard{mu_};
+          cv_.wait(guard, [&] { return stop_ || !free_.empty(); });
+          if (stop_)
+            return;
+          c.buf = std::move(free_.back());
+          free_.pop_back();
+        }
+        auto want = static_cast<std::size_t>(
+          std::min<std::uint64_t>(chunk_bytes, jobs_[j].size - at));
+        if (want > 0) {
+          auto got = jobs_[j].f->read_at(at, c.buf.get(), want);
+          if (!got)
+            c.failed = got.error();
+          else
+            c.len = *got;
+        }
+        bool last = c.len == 0 || c.failed;
+        at += c.len;
+        {
+          std::lock_guard guard{mu_};
+          ready_.push_back(std::move(c));
+        }
+        cv_.notify_all();
+        if (last)
+          break;
+      }
+    }
+  }
+
+  const std::vector<job> jobs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<chunk> ready_;
+  std::vector<std::unique_ptr<char[]>> free_;
+  bool stop_ = false;
+  std::thread thread_;
+  // The decoding thread's side.
+  std::size_t job_ = no_job;
+  bool ended_ = false;
+  chunk cur_;
+  std::string stitch_;
 };
 
 /// Boot ids compared as two words: recovery compares one per message.
@@ -267,9 +366,12 @@ expected<void> store::impl::recover() {
       };
 
   std::optional<std::uint64_t> active;
-  segment_scanner scan;
-  if (!segs.empty() && segs.begin()->second.f)
-    segs.begin()->second.f->prefetch(0, 0);
+  // Declared after segs: destroyed (its thread stopped) before the files.
+  std::vector<segment_reader::job> jobs;
+  for (auto& [n, s] : segs)
+    if (s.header)
+      jobs.push_back({s.f.get(), s.size});
+  segment_reader scan{std::move(jobs)};
   for (auto it = segs.begin(); it != segs.end(); ++it) {
     auto n = it->first;
     auto& s = it->second;
@@ -290,10 +392,8 @@ expected<void> store::impl::recover() {
     if (s.header->number != n)
       return corrupt(
         n, 16, "the header names segment " + std::to_string(s.header->number));
-    // The disk reads the next segment while this one is decoded.
-    if (auto next = std::next(it); next != segs.end() && next->second.f)
-      next->second.f->prefetch(0, 0);
-    scan.start(*s.f, s.size);
+    if (auto ok = scan.start_segment(); !ok)
+      return ok.error();
     ++report_.segments;
     next_id_ = std::max(next_id_, s.header->next_message_id);
     auto expected_seq = s.header->first_sequence;
@@ -327,6 +427,7 @@ expected<void> store::impl::recover() {
                              "offset "
                            + std::to_string(offset + *later));
         // A torn tail: the last batch never finished its fsync.
+        scan.stop();
         report_.truncated_bytes = end - offset;
         report_.truncated_file = paths[n];
         report_.truncated_at = offset;
@@ -463,7 +564,7 @@ expected<void> store::impl::recover() {
       next_sequence_ = expected_seq;
     }
   }
-  scan.finish();
+  scan.stop();
 
   // Time: rebase every stored reading into this boot (docs/disk-format.md,
   // "Time").

@@ -22,10 +22,10 @@ error io_error(int err, const char* op, const std::string& path);
 
 /// One open file, read and written at explicit offsets.
 ///
-/// Thread safety: read_at() and prefetch() may run on any thread, also
-/// while another thread writes the same object (the store reads records
-/// its writer has finished with); the other functions one thread at a time
-/// per object. Distinct objects may be used concurrently.
+/// Thread safety: read_at() may run on any thread, also while another
+/// thread writes the same object (the store reads records its writer has
+/// finished with); the other functions one thread at a time per object.
+/// Distinct objects may be used concurrently.
 class file {
 public:
   virtual ~file() = default;
@@ -39,15 +39,6 @@ public:
   /// Reads up to `size` bytes at `offset`; returns how many (0 at the end).
   [[nodiscard]] virtual expected<std::size_t>
   read_at(std::uint64_t offset, void* data, std::size_t size) = 0;
-
-  /// A hint that [offset, offset + size) will be read soon (size 0: to the
-  /// end), so that the disk can work while the caller does: the POSIX file
-  /// asks the kernel to read ahead (posix_fadvise WILLNEED). Never blocks
-  /// for the read; the default does nothing.
-  virtual void prefetch(std::uint64_t offset, std::uint64_t size) {
-    (void)offset;
-    (void)size;
-  }
 
   /// Makes every byte written so far durable (fdatasync). Blocks until the
   /// disk says so. An error here means the written data's fate is unknown.
