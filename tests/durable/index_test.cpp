@@ -107,11 +107,11 @@ TEST_CASE("a released or failed message goes back to its place, before "
           "[durable]") {
   temp_dir dir;
   auto s = open_or_fail(small_options(dir.path()));
-  append_n(*s, "q", 5); // m0 .. m4
+  append_n(*s, "q", 5);          // m0 .. m4
   auto first = s->claim("q", 3); // m0 m1 m2
   REQUIRE(first->size() == 3);
-  REQUIRE(s->release(first->at(1).id)); // m1 back
-  append_n(*s, "q", 1, 5);              // m5
+  REQUIRE(s->release(first->at(1).id));                // m1 back
+  append_n(*s, "q", 1, 5);                             // m5
   REQUIRE(s->fail_and_wait(first->at(2).id, "again")); // m2 back
   auto next = s->claim("q", 2);
   REQUIRE(next->size() == 2);
@@ -199,12 +199,11 @@ TEST_CASE("a queued message costs less than 128 bytes of memory after a "
     std::string payload(64, 'p');
     for (int i = 0; i < n; ++i) {
       slots.acquire();
-      s->append("q", payload, {},
-                [&](courier::expected<append_result> r) {
-                  if (!r)
-                    ++failed;
-                  slots.release();
-                });
+      s->append("q", payload, {}, [&](courier::expected<append_result> r) {
+        if (!r)
+          ++failed;
+        slots.release();
+      });
     }
     for (int i = 0; i < 4096; ++i)
       slots.acquire();
@@ -214,8 +213,8 @@ TEST_CASE("a queued message costs less than 128 bytes of memory after a "
   auto s = open_or_fail(o);
   REQUIRE(s->recovery().messages == n);
   auto after = mallinfo2().uordblks;
-  auto per_message = (static_cast<double>(after) - static_cast<double>(before))
-                     / n;
+  auto per_message
+    = (static_cast<double>(after) - static_cast<double>(before)) / n;
   INFO("heap per queued message: " << per_message << " bytes");
 #ifdef __SANITIZE_ADDRESS__
   // AddressSanitizer's allocator pads and keeps freed memory: no figure.

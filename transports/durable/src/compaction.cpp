@@ -91,8 +91,8 @@ expected<void> store::impl::compact() {
     for (std::size_t j = 0; j < count; ++j) {
       auto& l = live[i + j];
       auto b = (*bodies)[j];
-      b.stored_at = clock_reading{now.boot, l.state.stored_ns,
-                                  l.state.stored_wall_ns};
+      b.stored_at
+        = clock_reading{now.boot, l.state.stored_ns, l.state.stored_wall_ns};
       b.attempts = l.state.attempts;
       b.dead_reason = 0;
       b.dead_detail = {};

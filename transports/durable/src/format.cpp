@@ -56,8 +56,7 @@ std::optional<segment_header> decode_segment_header(std::string_view b) {
 
 void seal_record(char* record, std::size_t total, std::uint64_t sequence,
                  std::uint32_t batch_pos, record_type type) {
-  store_u32(record + 4,
-            static_cast<std::uint32_t>(total - record_header_size));
+  store_u32(record + 4, static_cast<std::uint32_t>(total - record_header_size));
   store_u64(record + 8, sequence);
   store_u32(record + 16, batch_pos);
   record[20] = static_cast<char>(type);

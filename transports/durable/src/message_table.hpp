@@ -80,7 +80,8 @@ public:
       if (spare_)
         chunks_.push_back(std::move(spare_));
       else
-        chunks_.push_back(std::make_unique_for_overwrite<message_slot[]>(chunk));
+        chunks_.push_back(
+          std::make_unique_for_overwrite<message_slot[]>(chunk));
     }
     ++size_;
     auto& s = (*this)[size_ - 1];

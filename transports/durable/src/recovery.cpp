@@ -122,8 +122,9 @@ public:
       return ok.error();
     if (!cur_.buf)
       return std::string_view{};
-    std::string_view have{cur_.buf.get() + (offset - cur_.at),
-                          static_cast<std::size_t>(cur_.at + cur_.len - offset)};
+    std::string_view have{
+      cur_.buf.get() + (offset - cur_.at),
+      static_cast<std::size_t>(cur_.at + cur_.len - offset)};
     auto need = wanted(have);
     if (have.size() >= need)
       return have;
@@ -473,8 +474,7 @@ expected<void> store::impl::recover() {
           if (b.dead_reason != 0) {
             m.stage = message_stage::dead;
             dead_[b.id] = dead_info{static_cast<dead_reason>(b.dead_reason),
-                                    std::string{b.dead_detail},
-                                    b.died_wall_ns};
+                                    std::string{b.dead_detail}, b.died_wall_ns};
           }
           saw_clock(b.stored_at);
           next_id_ = std::max(next_id_, b.id + 1);

@@ -92,11 +92,11 @@ store::impl::read_records(const std::vector<record_location>& where,
   }
   buffer.resize(total);
   auto failed = [&](const record_location& w, const std::string& why) {
-    return error{errc::data_loss,
-                 "the durable store in " + opt_.directory
-                   + " cannot read message " + std::to_string(w.id)
-                   + " (segment " + std::to_string(w.segment) + ", offset "
-                   + std::to_string(w.offset) + "): " + why};
+    return error{errc::data_loss, "the durable store in " + opt_.directory
+                                    + " cannot read message "
+                                    + std::to_string(w.id) + " (segment "
+                                    + std::to_string(w.segment) + ", offset "
+                                    + std::to_string(w.offset) + "): " + why};
   };
   for (std::size_t i = 0; i < where.size();) {
     auto j = i + 1;
@@ -109,8 +109,8 @@ store::impl::read_records(const std::vector<record_location>& where,
     }
     if (!where[i].f)
       return failed(where[i], "its segment is not open");
-    auto got = where[i].f->read_at(where[i].offset, buffer.data() + starts[i],
-                                   span);
+    auto got
+      = where[i].f->read_at(where[i].offset, buffer.data() + starts[i], span);
     if (!got)
       return failed(where[i], got.error().message());
     if (*got != span)
@@ -161,8 +161,7 @@ std::uint32_t store::impl::queue_index_locked(std::string_view name) {
   return index;
 }
 
-void store::impl::index_locked(std::uint64_t id, message_state& m,
-                               bool fresh) {
+void store::impl::index_locked(std::uint64_t id, message_state& m, bool fresh) {
   if (m.stage == message_stage::dead)
     return;
   auto& q = queues_[m.queue];
@@ -189,8 +188,8 @@ void store::impl::enqueue_ready_locked(std::uint64_t id, message_state& m) {
   m.stage = message_stage::queued;
   auto& q = queues_[m.queue];
   // Still in the FIFO (no claim got that far): it is found there.
-  if (auto& fifo = q.fresh[m.priority]; fifo && !fifo->empty()
-                                        && id >= fifo->front())
+  if (auto& fifo = q.fresh[m.priority];
+      fifo && !fifo->empty() && id >= fifo->front())
     return;
   q.returned.emplace(static_cast<std::uint8_t>(7 - m.priority), id);
 }
@@ -407,8 +406,8 @@ store::impl::claim(std::string_view queue, std::size_t max, bool counted) {
         if (m == nullptr)
           continue; // a returned one that left since
         if (auto timer = expired_locked(*m, now)) {
-          kill_locked(id, *m, *timer, std::string{to_string(*timer)} + " ran out",
-                      nullptr);
+          kill_locked(id, *m, *timer,
+                      std::string{to_string(*timer)} + " ran out", nullptr);
           continue;
         }
         if (counted && m->attempts >= opt_.max_attempts) {

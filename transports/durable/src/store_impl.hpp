@@ -215,8 +215,7 @@ public:
                    std::string detail, done_callback done);
   std::optional<dead_reason> expired_locked(const message_state& m,
                                             std::int64_t now) const;
-  record_location locate_locked(std::uint64_t id,
-                                const message_state& m) const;
+  record_location locate_locked(std::uint64_t id, const message_state& m) const;
   /// Reads the message records at `where` (neighbours with one read) and
   /// returns their bodies, decoded into views of `buffer`; data_loss or
   /// unavailable naming the file and offset if one cannot be read or is

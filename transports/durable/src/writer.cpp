@@ -162,9 +162,9 @@ void store::impl::take_batch_locked(std::vector<entry>& batch,
     records.swap(queued_records_);
     return;
   }
-  batch.insert(batch.end(), std::make_move_iterator(queue_.begin()),
-               std::make_move_iterator(queue_.begin()
-                                       + static_cast<std::ptrdiff_t>(n)));
+  batch.insert(
+    batch.end(), std::make_move_iterator(queue_.begin()),
+    std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
   queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
   records.assign(queued_records_, 0, bytes);
   queued_records_.erase(0, bytes);
