@@ -153,6 +153,12 @@ expected<void> store::impl::compact() {
     segments_.erase(n);
   auto& seg = segments_[upto];
   seg = segment_info{data.size(), 0, true, written};
+  // The number may be the one recent_bytes_ came from (an active segment
+  // sealed by a rotation whose batch then failed): its offsets are void.
+  if (recent_segment_ <= upto) {
+    recent_bytes_.clear();
+    recent_segment_ = 0;
+  }
   for (auto [id, offset, bytes] : placed) {
     auto* m = messages_.find(id);
     if (m == nullptr)

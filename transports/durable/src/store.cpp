@@ -3,6 +3,7 @@
 // durable is in apply.cpp; the public wrappers in store_api.cpp.
 
 #include <algorithm>
+#include <cstring>
 
 #include "courier/durable/crash_point.hpp"
 #include "store_impl.hpp"
@@ -77,6 +78,42 @@ store::impl::locate_locked(std::uint64_t id, const message_state& m) const {
   return at;
 }
 
+void store::impl::fill_recent_locked(std::vector<record_location>& where,
+                                     std::string& buffer) const {
+  std::uint64_t total = 0;
+  for (auto& w : where)
+    total += w.bytes;
+  buffer.resize(total);
+  std::uint64_t at = 0;
+  for (auto& w : where) {
+    if (w.segment == recent_segment_ && w.offset >= recent_at_
+        && w.offset + w.bytes <= recent_at_ + recent_bytes_.size()) {
+      std::memcpy(buffer.data() + at,
+                  recent_bytes_.data() + (w.offset - recent_at_), w.bytes);
+      w.filled = true;
+    }
+    at += w.bytes;
+  }
+}
+
+void store::impl::remember_recent_locked(std::uint64_t segment,
+                                         std::uint64_t offset,
+                                         std::string_view bytes) {
+  constexpr std::size_t keep = 1u << 20;
+  if (segment != recent_segment_
+      || offset != recent_at_ + recent_bytes_.size()) {
+    recent_bytes_.clear();
+    recent_segment_ = segment;
+    recent_at_ = offset;
+  }
+  recent_bytes_.append(bytes);
+  if (recent_bytes_.size() > 2 * keep) {
+    auto drop = recent_bytes_.size() - keep;
+    recent_bytes_.erase(0, drop);
+    recent_at_ += drop;
+  }
+}
+
 expected<std::vector<format::message_view>>
 store::impl::read_records(const std::vector<record_location>& where,
                           std::string& buffer) const {
@@ -90,7 +127,7 @@ store::impl::read_records(const std::vector<record_location>& where,
     starts.push_back(total);
     total += w.bytes;
   }
-  buffer.resize(total);
+  buffer.resize(total); // keeps what fill_recent_locked put there
   auto failed = [&](const record_location& w, const std::string& why) {
     return error{errc::data_loss, "the durable store in " + opt_.directory
                                     + " cannot read message "
@@ -99,9 +136,13 @@ store::impl::read_records(const std::vector<record_location>& where,
                                     + std::to_string(w.offset) + "): " + why};
   };
   for (std::size_t i = 0; i < where.size();) {
+    if (where[i].filled) {
+      ++i;
+      continue;
+    }
     auto j = i + 1;
     auto span = std::uint64_t{where[i].bytes};
-    while (j < where.size() && where[j].f == where[i].f
+    while (j < where.size() && !where[j].filled && where[j].f == where[i].f
            && where[j].offset == where[i].offset + span
            && span + where[j].bytes <= max_read) {
       span += where[j].bytes;
@@ -357,6 +398,7 @@ expected<std::vector<stored_message>>
 store::impl::claim(std::string_view queue, std::size_t max, bool counted) {
   std::vector<std::uint64_t> taken;
   std::vector<record_location> where;
+  std::string buffer;
   {
     std::lock_guard guard{mu_};
     if (auto why = refusal_locked())
@@ -425,12 +467,12 @@ store::impl::claim(std::string_view queue, std::size_t max, bool counted) {
         where.push_back(locate_locked(id, *m));
       }
     }
+    fill_recent_locked(where, buffer);
   }
   if (taken.empty())
     return std::vector<stored_message>{};
-  // The payloads are read without mu_: appends and other claims go on.
-  // The messages are claimed meanwhile, so nothing else touches them.
-  std::string buffer;
+  // The other payloads are read without mu_: appends and other claims go
+  // on. The messages are claimed meanwhile, so nothing else touches them.
   auto bodies = read_records(where, buffer);
   std::lock_guard guard{mu_};
   if (auto why = refusal_locked())

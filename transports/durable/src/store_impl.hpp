@@ -92,6 +92,8 @@ public:
     std::uint64_t segment = 0;
     std::uint64_t offset = 0;
     std::uint32_t bytes = 0;
+    /// Its bytes are in the caller's buffer already (fill_recent_locked).
+    bool filled = false;
   };
 
   /// One item for the writer: a record (or none: an acknowledgement that
@@ -216,10 +218,19 @@ public:
   std::optional<dead_reason> expired_locked(const message_state& m,
                                             std::int64_t now) const;
   record_location locate_locked(std::uint64_t id, const message_state& m) const;
-  /// Reads the message records at `where` (neighbours with one read) and
-  /// returns their bodies, decoded into views of `buffer`; data_loss or
-  /// unavailable naming the file and offset if one cannot be read or is
-  /// not the message record it should be. Without mu_.
+  /// Copies the records at `where` that recent_bytes_ holds into `buffer`
+  /// (each at the sum of the sizes before it) and marks them filled.
+  void fill_recent_locked(std::vector<record_location>& where,
+                          std::string& buffer) const;
+  /// Keeps the batch just written at `offset` of `segment` in
+  /// recent_bytes_ (writer, mu_ held).
+  void remember_recent_locked(std::uint64_t segment, std::uint64_t offset,
+                              std::string_view bytes);
+  /// Reads the message records at `where` (neighbours with one read; the
+  /// filled ones are in `buffer` already) and returns their bodies,
+  /// decoded into views of `buffer`; data_loss naming the file and offset
+  /// if one cannot be read or is not the message record it should be.
+  /// Without mu_.
   expected<std::vector<format::message_view>>
   read_records(const std::vector<record_location>& where,
                std::string& buffer) const;
@@ -272,6 +283,13 @@ public:
   bool disk_full_ = false;
   std::int64_t last_space_probe_ns_ = 0;
   std::map<std::uint64_t, segment_info> segments_;
+  /// The last 1 to 2 MiB committed to the active segment: a claim of a
+  /// message appended lately copies its record from here instead of
+  /// reading the file (a consumer that keeps up makes no system call).
+  std::string recent_bytes_;
+  std::uint64_t recent_segment_ = 0;
+  /// The segment offset of recent_bytes_[0].
+  std::uint64_t recent_at_ = 0;
   std::uint64_t active_number_ = 0;
   bool compaction_wanted_ = false;
   std::int64_t last_clock_record_ns_ = 0;
@@ -292,6 +310,9 @@ public:
 
   // Owned by whoever holds commit_mu_ (recover() before the threads run).
   std::shared_ptr<file> active_file_;
+  /// A leader's batch (try_lead), kept for their buffers' room.
+  std::vector<entry> lead_batch_;
+  std::string lead_records_;
   std::uint64_t active_size_ = 0;
   std::uint64_t next_sequence_ = 1;
 

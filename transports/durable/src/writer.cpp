@@ -203,14 +203,12 @@ bool store::impl::try_lead() {
     // what is left to the writer thread when it is done) takes it.
     return false;
   }
-  std::vector<entry> batch;
-  std::string buffer;
   {
     std::lock_guard guard{queue_mu_};
-    take_batch_locked(batch, buffer);
+    take_batch_locked(lead_batch_, lead_records_);
   }
-  if (!batch.empty())
-    commit(batch, buffer);
+  if (!lead_batch_.empty())
+    commit(lead_batch_, lead_records_);
   commit_mu_.unlock();
   bool more;
   {
@@ -329,6 +327,9 @@ void store::impl::commit(std::vector<entry>& batch, std::string& buffer) {
   {
     std::lock_guard guard{mu_};
     segments_[active_number_].bytes = active_size_;
+    if (!buffer.empty())
+      remember_recent_locked(active_number_, active_size_ - buffer.size(),
+                             buffer);
     for (auto& e : batch) {
       e.segment = active_number_;
       apply_locked(e);
