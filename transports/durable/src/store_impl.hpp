@@ -4,7 +4,9 @@
 // in-memory state), apply.cpp (what a durable record changes, or undoing
 // it after a full disk), writer.cpp (batches, segments, group commit, the
 // writer and maintenance threads), recovery.cpp (open: scan, truncate,
-// rebuild), compaction.cpp, and store_api.cpp (the public wrappers).
+// rebuild), reads.cpp (payloads read back from the records), compaction.cpp,
+// and store_api.cpp (the public wrappers). The index itself is
+// message_table.hpp.
 //
 // Lock order: commit_mu_ (the commit token), then mu_ (the state), then
 // queue_mu_ (the writer's queue); compaction_mu_ before mu_. Nobody holds
