@@ -79,10 +79,11 @@ node_impl::node_impl(
     caf_config_.set("scheduler.policy", caf::atom("sharing"));
   } else if (policy == scheduler_policy::latency) {
     // The transports outlive the system (members destroyed in reverse).
-    std::vector<std::function<bool()>> pollers;
+    std::vector<detail::poller> pollers;
     for (auto& [tier, impl] : transports_)
       if (impl->pollable())
-        pollers.emplace_back([t = impl.get()] { return t->poll(); });
+        pollers.push_back({[t = impl.get()] { return t->poll(); },
+                           [t = impl.get()] { t->polling_stopped(); }});
     use_polling_scheduler(caf_config_, config_.idle_spin, std::move(pollers));
   }
   system_ = std::make_unique<caf::actor_system>(caf_config_);

@@ -388,6 +388,13 @@ public:
     return false;
   }
 
+  /// The thread that called poll() stops polling to sleep: no poll()
+  /// follows until the scheduler has work again. A tier whose poll() does
+  /// I/O that its own threads do otherwise hands it back to them here.
+  /// Called from the scheduler's threads; keep it short.
+  virtual void polling_stopped() {
+  }
+
   /// Whether poll() delivers anything: a tier whose frames arrive on
   /// threads of its own (gRPC's) says no. scheduler_policy::automatic
   /// polls only in nodes with a tier that says yes; in the others a
