@@ -9,8 +9,9 @@ namespace courier::grpc_tier {
 client_call::client_call(std::shared_ptr<grpc_link> link,
                          ::grpc::CompletionQueue* queue, call_registry& calls)
   // The link's hold.
-  : link_call(calls, 1), queue_(queue) {
+  : link_call(calls, 1, &context_), queue_(queue) {
   link_ = std::move(link);
+  enlist();
 }
 
 std::future<bool>
@@ -26,18 +27,30 @@ client_call::begin(const std::shared_ptr<::grpc::Channel>& channel) {
   return opened;
 }
 
-void client_call::on_started(bool) {
-  // A call that did not start fails its metadata read too.
-  unref();
+void client_call::on_started(bool ok) {
+  opening_step(ok);
 }
 
 void client_call::on_opened(bool ok) {
-  // Finish only now: asked before, it would read the initial metadata
-  // again. Until the call ends it stays pending, with one read and one
-  // write beside it (gRPC's callback API does the same).
-  ++refs_;
-  stream_->Finish(&status_, &finished_);
-  opened_.set_value(ok);
+  opening_step(ok);
+}
+
+/// The call's start and the server's initial metadata, in either order.
+/// The link may write only once both are done: StartCall's operation is a
+/// write that sends the initial metadata, and a write begun before its
+/// completion was taken off the queue would send them again (gRPC aborts
+/// the process for that).
+void client_call::opening_step(bool ok) {
+  if (!ok)
+    opening_failed_.store(true);
+  if (opening_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // Until the call ends its Finish stays pending, with one read and one
+    // write beside it (gRPC's callback API does the same), so that its
+    // status is known whenever it ends.
+    ++refs_;
+    stream_->Finish(&status_, &finished_);
+    opened_.set_value(!opening_failed_.load());
+  }
   unref();
 }
 
@@ -69,7 +82,8 @@ server_call::server_call(::grpc::AsyncGenericService& service,
                          ::grpc::ServerCompletionQueue* queue,
                          call_acceptor& acceptor, call_registry& calls)
   // The request, and the call's end (which comes if the call does).
-  : link_call(calls, 2), acceptor_(acceptor) {
+  : link_call(calls, 2, nullptr), acceptor_(acceptor) {
+  enlist();
   // Told when the call ends, also by a cancel: the link then stops
   // waiting for operations that will only fail.
   context_.AsyncNotifyWhenDone(&call_done_);

@@ -22,6 +22,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -32,20 +33,38 @@
 
 namespace courier::grpc_tier {
 
-/// How many calls of a transport are alive.
+/// The calls of a transport alive: how many, and the dialed ones' contexts
+/// (to cancel what the server's shutdown does not).
 ///
 /// Thread safety: all member functions are thread-safe.
 class call_registry {
 public:
-  void add() {
+  /// `dialed`: the context of a client call, null for a server call.
+  void add(::grpc::ClientContext* dialed) {
     std::lock_guard guard{mu_};
     ++alive_;
+    if (dialed != nullptr)
+      dialed_.insert(dialed);
   }
 
+  /// The call is going: its context must not be cancelled any more.
+  void forget(::grpc::ClientContext* dialed) {
+    std::lock_guard guard{mu_};
+    dialed_.erase(dialed);
+  }
+
+  /// The call is gone.
   void remove() {
     std::lock_guard guard{mu_};
     if (--alive_ == 0)
       cv_.notify_all();
+  }
+
+  /// Cancels every dialed call (their operations then fail).
+  void cancel_dialed() {
+    std::lock_guard guard{mu_};
+    for (auto* context : dialed_)
+      context->TryCancel();
   }
 
   /// Waits until no call is alive, or `until`; true if none is.
@@ -57,7 +76,8 @@ public:
 private:
   std::mutex mu_;
   std::condition_variable cv_;
-  int alive_ = 0; // guarded by mu_
+  int alive_ = 0;                                  // guarded by mu_
+  std::unordered_set<::grpc::ClientContext*> dialed_; // guarded by mu_
 };
 
 /// What both ends do alike: reading and writing (the same operations on
@@ -76,8 +96,15 @@ public:
   }
 
 protected:
-  link_call(call_registry& calls, int refs) : refs_(refs), calls_(calls) {
-    calls_.add();
+  /// `dialed`: the client's context, null on the server.
+  link_call(call_registry& calls, int refs, ::grpc::ClientContext* dialed)
+    : refs_(refs), calls_(calls), dialed_(dialed) {
+  }
+
+  /// Counts the call, once it is whole (its context may be cancelled from
+  /// then on).
+  void enlist() {
+    calls_.add(dialed_);
   }
 
   ~link_call() override = default;
@@ -90,6 +117,7 @@ protected:
     if (link_)
       link_->on_done(self().final_status());
     auto& calls = calls_;
+    calls.forget(dialed_);
     delete &self();
     calls.remove();
   }
@@ -113,6 +141,7 @@ private:
   }
 
   call_registry& calls_;
+  ::grpc::ClientContext* const dialed_;
   member_completion<link_call, &link_call::on_read> read_{this};
   member_completion<link_call, &link_call::on_written> written_{this};
 };
@@ -152,6 +181,7 @@ private:
 
   void on_started(bool ok);
   void on_opened(bool ok);
+  void opening_step(bool ok);
   void on_writes_done(bool ok);
   void on_finished(bool ok);
 
@@ -160,6 +190,8 @@ private:
   std::unique_ptr<::grpc::GenericClientAsyncReaderWriter> stream_;
   ::grpc::Status status_; // written by Finish's completion
   std::promise<bool> opened_;
+  std::atomic<int> opening_{2}; // StartCall, and the initial metadata
+  std::atomic<bool> opening_failed_{false};
   member_completion<client_call, &client_call::on_started> started_{this};
   member_completion<client_call, &client_call::on_opened> opened_tag_{this};
   member_completion<client_call, &client_call::on_writes_done> writes_done_{

@@ -374,13 +374,12 @@ public:
       server_->Shutdown(std::chrono::system_clock::now()
                         + std::chrono::seconds{1});
     // The queue goes once no call is left on it (gRPC forbids operations
-    // on a queue shut down): a call that ends neither by its close nor by
-    // the server's shutdown is one a connect() made meanwhile, cancelled
-    // here.
+    // on a queue shut down). The server's shutdown ended the accepted
+    // calls; a dialed one may wait for a server that does not end it, or
+    // be one that a connect() made meanwhile: cancelled.
     while (!calls_.wait_none(std::chrono::steady_clock::now()
                              + std::chrono::milliseconds{100}))
-      for (const auto& link : ticker_.alive())
-        link->fail(error{errc::cancelled, "the gRPC tier stopped"});
+      calls_.cancel_dialed();
     driver_.shutdown();
   }
 
