@@ -14,6 +14,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include "frame.hpp"
 #include "node_impl.hpp"
 #include "seed_directory.hpp"
 #include "spinning_scheduler.hpp"
@@ -48,6 +49,7 @@ node_impl::node_impl(
   node_config config, std::unique_ptr<directory> dir,
   std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports)
   : config_(std::move(config)),
+    bulks_(std::make_shared<bulk_pool>(config_.limits.spare_buffers)),
     dir_(std::move(dir)),
     transports_(std::move(transports)) {
   std::vector<tier_policy::registered> tiers;

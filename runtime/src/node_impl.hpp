@@ -125,6 +125,10 @@ public:
     return *system_;
   }
 
+  const std::shared_ptr<bulk_pool>& bulks() noexcept override {
+    return bulks_;
+  }
+
   // -- names ------------------------------------------------------------------
 
   expected<actor_ref> spawn(std::string_view name, actor_factory factory,
@@ -436,6 +440,8 @@ private:
   type_files_locked() const;
 
   node_config config_;
+  // Before anything that holds links (their cores share it).
+  const std::shared_ptr<bulk_pool> bulks_;
 
   // Declared before the actor system: letters destroyed during its shutdown
   // still report here.

@@ -180,9 +180,11 @@ public:
     return {};
   }
 
-  /// A string to read a split() run into (its capacity is reused): one the
-  /// receiver is done with, or an empty one (the default).
-  virtual std::string take_buffer() {
+  /// A string to read a split() run of `size` bytes into: one the receiver
+  /// is done with, of at least that capacity and with its old bytes (so
+  /// resizing it clears nothing), or an empty one (the default).
+  virtual std::string take_buffer(std::size_t size) {
+    (void) size;
     return {};
   }
 
@@ -341,6 +343,11 @@ struct transport_limits {
   /// Bytes queued for writing per link before write() refuses (at least
   /// twice max_frame).
   std::size_t max_queued = 64u << 20;
+  /// Node-wide: bytes of large receive buffers (64 KiB and up) the node
+  /// keeps, once the messages that held them are gone, for the next large
+  /// frames of any link to be read into; a buffer unused for 2 s is let go.
+  /// 0 keeps none (every large frame is read into fresh memory).
+  std::size_t spare_buffers = 32u << 20;
 };
 
 /// One tier: accepts and opens links.
