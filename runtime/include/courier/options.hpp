@@ -98,16 +98,18 @@ enum class scheduler_policy : std::uint8_t {
   sharing,
   /// As sharing, but an idle thread first polls, for node_config::idle_spin,
   /// the queue and the node's transports (the shared-memory tier hands it
-  /// what its rings received; the stream tiers read their sockets), and
+  /// what its rings received; the stream tiers read their sockets; the gRPC
+  /// tier runs gRPC's poller), and
   /// only then sleeps: a message from another process reaches its actor with no
   /// thread woken. The lowest round trips between processes; costs CPU
   /// for idle_spin after the last message, none once asleep. See
   /// docs/benchmarks.md.
   latency,
   /// The default: latency for a node with a tier its pollers read (shm,
-  /// pipe, tcp: it talks to other processes), sharing for a node whose
-  /// tiers all bring frames on threads of their own (grpc), work_stealing
-  /// for a node without transports (all its traffic is in process).
+  /// pipe, tcp, grpc: it talks to other processes), sharing for a node
+  /// whose tiers all bring frames on threads of their own
+  /// (transport::pollable), work_stealing for a node without transports
+  /// (all its traffic is in process).
   automatic,
 };
 

@@ -402,8 +402,8 @@ public:
   virtual void polling_stopped() {
   }
 
-  /// Whether poll() delivers anything: a tier whose frames arrive on
-  /// threads of its own (gRPC's) says no. scheduler_policy::automatic
+  /// Whether poll() delivers anything: a tier whose frames arrive only on
+  /// threads of its own says no. scheduler_policy::automatic
   /// polls only in nodes with a tier that says yes; in the others a
   /// polling thread would only take the CPU those threads need.
   virtual bool pollable() const noexcept {
