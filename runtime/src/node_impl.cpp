@@ -65,6 +65,10 @@ node_impl::node_impl(
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
+  // A tier is polled where polling pays for it (transport.hpp).
+  auto polls = [plugins = !config_.plugins.empty()](const transport& t) {
+    return plugins ? t.pollable_beside_plugins() : t.pollable();
+  };
   auto policy = config_.scheduler;
   if (policy == scheduler_policy::automatic) {
     // Polling pays where the pollers read frames themselves; with only
@@ -72,7 +76,7 @@ node_impl::node_impl(
     // their CPU.
     bool polled = false;
     for (auto& [tier, impl] : transports_)
-      polled = polled || impl->pollable();
+      polled = polled || polls(*impl);
     policy = transports_.empty() ? scheduler_policy::work_stealing
              : polled            ? scheduler_policy::latency
                                  : scheduler_policy::sharing;
@@ -83,7 +87,7 @@ node_impl::node_impl(
     // The transports outlive the system (members destroyed in reverse).
     std::vector<detail::poller> pollers;
     for (auto& [tier, impl] : transports_)
-      if (impl->pollable())
+      if (polls(*impl))
         pollers.push_back({[t = impl.get()] { return t->poll(); },
                            [t = impl.get()] { t->polling_stopped(); }});
     use_polling_scheduler(caf_config_, config_.idle_spin, std::move(pollers));

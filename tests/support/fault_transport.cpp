@@ -374,6 +374,10 @@ public:
     return inner_->pollable();
   }
 
+  bool pollable_beside_plugins() const noexcept override {
+    return inner_->pollable_beside_plugins();
+  }
+
   void polling_stopped() override {
     inner_->polling_stopped();
   }

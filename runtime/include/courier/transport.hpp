@@ -409,6 +409,16 @@ public:
   virtual bool pollable() const noexcept {
     return false;
   }
+
+  /// Whether polling still pays in a node with plug-ins
+  /// (node_config::plugins), which may serve on threads that share this
+  /// tier's I/O machinery: the gateway's gRPC callback threads hold gRPC's
+  /// poller for the whole process, the gRPC tier's I/O included, and a
+  /// polling thread would only take their CPU. A tier that says no is not
+  /// polled in such a node, as if not pollable().
+  virtual bool pollable_beside_plugins() const noexcept {
+    return pollable();
+  }
 };
 
 /// Makes a transport. Registered explicitly by name in node_config.

@@ -206,6 +206,13 @@ public:
     return true;
   }
 
+  /// A node with plug-ins may run the gateway, whose gRPC callback threads
+  /// then do this tier's I/O too (docs/benchmarks.md: polled beside it,
+  /// the tier's round trip was 15 x raw gRPC; not polled, as before).
+  bool pollable_beside_plugins() const noexcept override {
+    return false;
+  }
+
   void polling_stopped() override {
     driver_.polling_stopped();
   }

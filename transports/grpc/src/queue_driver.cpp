@@ -42,10 +42,14 @@ bool queue_driver::poll() {
   polled_at_.store(now_rep());
   // (seq_cst, as in run(): either the driver's thread sees this poll, or
   // this sees it in Next.)
-  if (in_next_.load() && !kick_pending_.exchange(true)) {
+  // One kick per stay in Next: a poller may take the alarm's completion
+  // itself, and kicking again would only keep the driver's thread awake.
+  if (in_next_.load() && !kicked_.exchange(true)) {
     std::lock_guard guard{mu_};
-    if (!shut_)
+    if (!shut_ && !alarm_set_) {
+      alarm_set_ = true;
       kick_.Set(queue_, right_now(), &kick_tag_);
+    }
   }
   bool any = false;
   for (int i = 0; i < poll_batch; ++i) {
@@ -71,7 +75,8 @@ void queue_driver::polling_stopped() {
 }
 
 void queue_driver::kicked(bool) {
-  kick_pending_.store(false);
+  std::lock_guard guard{mu_};
+  alarm_set_ = false;
 }
 
 void queue_driver::handle(void* tag, bool ok) {
@@ -106,6 +111,7 @@ void queue_driver::run() {
     bool ok = false;
     bool got = queue_->Next(&tag, &ok);
     in_next_.store(false);
+    kicked_.store(false);
     if (!got)
       return;
     handle(tag, ok);

@@ -21,7 +21,9 @@
 // while poll() is being called: until the poller says it stops
 // (polling_stopped(), before it sleeps), or for `grace` after the last
 // poll() (a poller that left to run a long job). A poll() that finds the
-// driver's thread in Next kicks it out with an alarm.
+// driver's thread in Next kicks it out with an alarm (once: if a poller
+// takes the alarm's completion, the driver's thread leaves with the next
+// completion it gets, a frame it hands over itself).
 //
 // Thread safety: all member functions are thread-safe.
 
@@ -104,13 +106,14 @@ private:
   std::atomic<clock::rep> polled_at_{0};
   // The driver's thread is in Next (or about to be).
   std::atomic<bool> in_next_{false};
-  // An alarm is set to kick the driver's thread out of Next.
-  std::atomic<bool> kick_pending_{false};
+  // A poller kicked it during this stay in Next.
+  std::atomic<bool> kicked_{false};
   member_completion<queue_driver, &queue_driver::kicked> kick_tag_{this};
   std::mutex mu_;
   std::condition_variable cv_;
-  ::grpc::Alarm kick_; // guarded by mu_ (set only while !shut_)
-  bool shut_ = false;  // guarded by mu_
+  ::grpc::Alarm kick_;     // guarded by mu_ (set only while !shut_)
+  bool alarm_set_ = false; // guarded by mu_: its completion not yet taken
+  bool shut_ = false;      // guarded by mu_
   std::thread thread_;
 };
 
