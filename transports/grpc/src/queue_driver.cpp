@@ -42,9 +42,9 @@ bool queue_driver::poll() {
   polled_at_.store(now_rep());
   // (seq_cst, as in run(): either the driver's thread sees this poll, or
   // this sees it in Next.)
-  // One kick per stay in Next: a poller may take the alarm's completion
-  // itself, and kicking again would only keep the driver's thread awake.
-  if (in_next_.load() && !kicked_.exchange(true)) {
+  if (in_next_.load()) {
+    // The driver's thread holds gRPC's poller: kick it out (again, if a
+    // poller took the last kick's completion itself).
     std::lock_guard guard{mu_};
     if (!shut_ && !alarm_set_) {
       alarm_set_ = true;
@@ -109,12 +109,17 @@ void queue_driver::run() {
     }
     void* tag = nullptr;
     bool ok = false;
-    bool got = queue_->Next(&tag, &ok);
+    // A bounded wait: should every kick miss it, the thread still leaves
+    // gRPC's poller to the pollers within max_stay.
+    auto got = queue_->AsyncNext(
+      &tag, &ok,
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                   gpr_time_from_millis(max_stay.count(), GPR_TIMESPAN)));
     in_next_.store(false);
-    kicked_.store(false);
-    if (!got)
+    if (got == ::grpc::CompletionQueue::SHUTDOWN)
       return;
-    handle(tag, ok);
+    if (got == ::grpc::CompletionQueue::GOT_EVENT)
+      handle(tag, ok);
   }
 }
 

@@ -21,9 +21,9 @@
 // while poll() is being called: until the poller says it stops
 // (polling_stopped(), before it sleeps), or for `grace` after the last
 // poll() (a poller that left to run a long job). A poll() that finds the
-// driver's thread in Next kicks it out with an alarm (once: if a poller
-// takes the alarm's completion, the driver's thread leaves with the next
-// completion it gets, a frame it hands over itself).
+// driver's thread in Next kicks it out with an alarm, again after each
+// kick a poller took itself; and the thread leaves Next after max_stay
+// whatever happens (so an idle tier wakes it 10 times a second).
 //
 // Thread safety: all member functions are thread-safe.
 
@@ -101,13 +101,14 @@ private:
   /// to pollers.
   static constexpr auto grace = std::chrono::milliseconds{1};
 
+  /// The longest the driver's thread stays in Next at a time.
+  static constexpr auto max_stay = std::chrono::milliseconds{100};
+
   ::grpc::CompletionQueue* const queue_;
   // When poll() was last called; 0: nobody polls.
   std::atomic<clock::rep> polled_at_{0};
   // The driver's thread is in Next (or about to be).
   std::atomic<bool> in_next_{false};
-  // A poller kicked it during this stay in Next.
-  std::atomic<bool> kicked_{false};
   member_completion<queue_driver, &queue_driver::kicked> kick_tag_{this};
   std::mutex mu_;
   std::condition_variable cv_;
