@@ -296,8 +296,11 @@ public:
   /// deadline bounds them): a route's backlog is zero only when nothing
   /// waits to be written to its link, which lets answers skip the proxy
   /// (link_core::answer).
-  expected<backlog_charge> charge_backlog(const route& dest,
-                                          const message& payload) const;
+  /// With `wait_for_room`, a full backlog blocks the caller (a plain
+  /// thread) until it has drained to half, at most that long.
+  expected<backlog_charge>
+  charge_backlog(const route& dest, const message& payload,
+                 std::chrono::nanoseconds wait_for_room = {}) const;
 
   /// Counts a request to another node into its route's backlog (see
   /// charge_backlog); nothing for an actor here.

@@ -65,6 +65,13 @@ struct post_options {
   /// own. Order per (sender, receiver) pair holds across the change. Local
   /// destinations always get the in-process hand-off.
   std::string tier;
+  /// How long a post from a plain thread may block while the destination's
+  /// backlog is full (limits.max_queued of posts to another node not yet
+  /// written, or max_mailbox for an actor here), until half of it has
+  /// drained; zero, or a post from an actor (which must not hold its
+  /// scheduler thread), fails at once with resource_exhausted. A post
+  /// still without room after the wait fails with it too.
+  std::chrono::nanoseconds wait_for_room{0};
 
   // -- durable delivery (docs/durable.md) -------------------------------------
   /// Store and forward: the post returns once the message is on this
