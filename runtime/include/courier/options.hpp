@@ -106,9 +106,8 @@ enum class scheduler_policy : std::uint8_t {
   /// As sharing, but an idle thread first polls, for node_config::idle_spin,
   /// the queue and the node's transports (the shared-memory tier hands it
   /// what its rings received; the stream tiers read their sockets; the gRPC
-  /// tier runs gRPC's poller), and
-  /// only then sleeps: a message from another process reaches its actor with no
-  /// thread woken. The lowest round trips between processes; costs CPU
+  /// tier runs gRPC's poller), and only then sleeps: a message from another
+  /// process reaches its actor with no thread woken. The lowest round trips between processes; costs CPU
   /// for idle_spin after the last message, none once asleep. See
   /// docs/benchmarks.md.
   latency,
