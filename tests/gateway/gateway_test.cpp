@@ -824,7 +824,7 @@ TEST_CASE("a service's health follows its actor: not serving while the name "
 }
 
 TEST_CASE("spawn publishes the services an actor declares, with their "
-          ".proto, until the actor stops; unknown and malformed services are "
+          ".proto, until the actor stops, and unknown and malformed services are "
           "refused",
           "[gateway][runtime]") {
   temp_dir dir;

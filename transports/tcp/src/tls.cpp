@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <openssl/bio.h>
@@ -249,10 +250,11 @@ std::size_t tls_channel::receive(iovec* parts, std::size_t count,
                                  std::optional<error>& failure) {
   if (!buffered_.load(std::memory_order_acquire)) {
     // Nothing in OpenSSL's hands: only the socket can have input. An end
-    // of stream or an error is input too (SSL_read reports it).
-    char probe;
-    auto n = ::recv(fd_, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    // of stream or an error is input too (SSL_read reports it). poll()
+    // reads the socket's state without its lock; a MSG_PEEK recv here made
+    // TLS round trips 1.35 x raw instead of 0.91 x (docs/benchmarks.md).
+    pollfd ready{fd_, POLLIN, 0};
+    if (::poll(&ready, 1, 0) == 0)
       return 0;
   }
   std::lock_guard guard{mu_};

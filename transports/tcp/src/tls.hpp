@@ -85,8 +85,8 @@ private:
   /// ahead (records, decrypted or not) that receive() left because its
   /// parts were full. Otherwise input can only come from the socket (a
   /// part of a record waits for the rest from it). Written under mu_, read
-  /// without: a poller looks at the socket first and enters OpenSSL only
-  /// when it has bytes (an idle poll is then one recv, as on a plain
+  /// without: a poller asks the socket first (poll) and enters OpenSSL only
+  /// when it has bytes (an idle poll is then one system call, as on a plain
   /// socket, and leaves the session free for the writer).
   std::atomic<bool> buffered_{false};
   int fd_;
