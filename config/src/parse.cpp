@@ -53,6 +53,15 @@ constexpr field<transport_limits> limit_fields[] = {
      limits.max_queued = *size;
      return {};
    }},
+  {"spare_buffers",
+   [](parse_state& state, const toml::node& value, const std::string& key,
+      transport_limits& limits) -> expected<void> {
+     auto size = read_size(state, value, key);
+     if (!size)
+       return std::move(size).error();
+     limits.spare_buffers = *size;
+     return {};
+   }},
 };
 
 // -- [tiers.tcp], [tiers.grpc] ----------------------------------------------

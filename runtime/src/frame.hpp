@@ -5,6 +5,7 @@
 // straight into the frame (or, for large fields, not written at all: the
 // frame refers to them), and read where it lies in the frame.
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -153,19 +154,42 @@ bool parse_split_payload(const split_payload& payload, std::string& bulk,
                          google::protobuf::Message& msg, int recursion_limit);
 
 /// Strings of adopted bulks, handed back as their messages are deleted, for
-/// the next large frames of a link to be read into: no fresh memory to
-/// allocate, fault in and clear for every one. Holds two at most.
+/// the next large frames to be read into: no fresh memory to allocate, fault
+/// in and clear for every one (at 1 MiB a frame, the clearing and the page
+/// faults cost the reading thread about as much as the copy from the
+/// socket). One pool serves all links of a node, within a byte budget
+/// (transport_limits::spare_buffers); a spare left unused for `idle` is let
+/// go at the next give().
 class bulk_pool {
 public:
-  /// A spare string, or an empty one.
-  std::string take();
+  using clock = std::chrono::steady_clock;
 
-  /// Keeps `bulk` for take(), if there is room.
+  explicit bulk_pool(std::size_t budget,
+                     clock::duration idle = std::chrono::seconds{2})
+    : budget_(budget), idle_(idle) {
+  }
+
+  /// A spare string of at least `size` bytes of capacity (the most recently
+  /// given one that is large enough, with its old bytes), or an empty one.
+  std::string take(std::size_t size);
+
+  /// Keeps `bulk` for take() if it is large and the budget has room.
   void give(std::string bulk);
 
+  /// Bytes held (capacity of the spares).
+  std::size_t held() const;
+
 private:
-  std::mutex mu_;
-  std::vector<std::string> spare_; // guarded by mu_
+  struct spare {
+    std::string bytes;
+    clock::time_point since;
+  };
+
+  const std::size_t budget_;
+  const clock::duration idle_;
+  mutable std::mutex mu_;
+  std::vector<spare> spares_; // guarded by mu_: oldest first
+  std::size_t held_ = 0;      // guarded by mu_
 };
 
 /// A new message like `prototype` for a split payload to be parsed into: once

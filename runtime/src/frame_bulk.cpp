@@ -3,6 +3,7 @@
 // frames").
 
 #include <climits>
+#include <iterator>
 
 #include <google/protobuf/reflection.h>
 
@@ -112,21 +113,40 @@ bool parse_split_payload(const split_payload& payload, std::string& bulk,
          && msg.IsInitialized();
 }
 
-std::string bulk_pool::take() {
+std::string bulk_pool::take(std::size_t size) {
   std::lock_guard guard{mu_};
-  if (spare_.empty())
-    return {};
-  auto out = std::move(spare_.back());
-  spare_.pop_back();
-  return out;
+  for (auto i = spares_.size(); i-- > 0;) {
+    if (spares_[i].bytes.capacity() < size)
+      continue;
+    auto out = std::move(spares_[i].bytes);
+    spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+    held_ -= out.capacity();
+    return out;
+  }
+  return {};
 }
 
 void bulk_pool::give(std::string bulk) {
   if (bulk.capacity() < bulk_threshold)
     return;
+  auto now = clock::now();
+  std::vector<spare> gone; // freed outside the lock
   std::lock_guard guard{mu_};
-  if (spare_.size() < 2)
-    spare_.push_back(std::move(bulk));
+  auto stale = spares_.begin();
+  while (stale != spares_.end() && now - stale->since > idle_)
+    held_ -= (stale++)->bytes.capacity();
+  gone.assign(std::make_move_iterator(spares_.begin()),
+              std::make_move_iterator(stale));
+  spares_.erase(spares_.begin(), stale);
+  if (held_ + bulk.capacity() > budget_)
+    return;
+  held_ += bulk.capacity();
+  spares_.push_back({std::move(bulk), now});
+}
+
+std::size_t bulk_pool::held() const {
+  std::lock_guard guard{mu_};
+  return held_;
 }
 
 namespace {

@@ -4,8 +4,10 @@
 // runtime uses. Private to the runtime.
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -35,6 +37,19 @@ struct backlog {
   std::atomic<bool> paused{false};
   std::size_t resume_at = 0;     // set before use
   std::function<void()> resume;  // idem; runs on the thread that settles
+  /// Posters blocked until there is room (post_options::wait_for_room),
+  /// woken once the bytes are down to room_at. A waiter counts itself and
+  /// tries again under room_mu, and whoever settles takes room_mu before
+  /// waking, so no wake-up falls between a waiter's try and its wait.
+  std::atomic<int> waiters{0};
+  std::atomic<std::size_t> room_at{0};
+  std::mutex room_mu;
+  std::condition_variable room_cv;
+
+  void wake_waiters() {
+    { std::lock_guard guard{room_mu}; }
+    room_cv.notify_all();
+  }
 };
 
 /// The bytes one letter adds to a backlog, given back when the letter is
@@ -75,8 +90,13 @@ public:
   void settle() noexcept {
     if (!backlog_)
       return;
-    auto after = backlog_->bytes.fetch_sub(bytes_, std::memory_order_acq_rel)
+    // seq_cst, as the waiters' count is read after it: a waiter counts
+    // itself before it tries, so one of the two sees the other.
+    auto after = backlog_->bytes.fetch_sub(bytes_, std::memory_order_seq_cst)
                  - bytes_;
+    if (backlog_->waiters.load(std::memory_order_seq_cst) > 0
+        && after <= backlog_->room_at.load(std::memory_order_relaxed))
+      backlog_->wake_waiters();
     if (after <= backlog_->resume_at
         && backlog_->paused.load(std::memory_order_acquire)
         && backlog_->paused.exchange(false) && backlog_->resume)

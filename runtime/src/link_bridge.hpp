@@ -55,8 +55,8 @@ public:
     return {bulk.begin, bulk.size};
   }
 
-  std::string take_buffer() override {
-    return core_->bulks()->take();
+  std::string take_buffer(std::size_t size) override {
+    return core_->bulks()->take(size);
   }
 
   void on_split_frame(split_frame frame) override {

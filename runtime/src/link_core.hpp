@@ -442,7 +442,7 @@ private:
   const std::shared_ptr<const link_access> access_;
   caf::actor_addr proxy_; // set by bind() before the link starts
   const std::shared_ptr<backlog> inbound_ = std::make_shared<backlog>();
-  const std::shared_ptr<bulk_pool> bulks_ = std::make_shared<bulk_pool>();
+  const std::shared_ptr<bulk_pool> bulks_ = owner_.bulks();
   const std::shared_ptr<backlog> answers_ = std::make_shared<backlog>();
   std::atomic<bool> overrun_{false}; // an overrun_msg went to the proxy
   // The last payload type found flat (held_size): most links carry few.

@@ -28,6 +28,7 @@
 
 namespace courier::detail {
 
+class bulk_pool;
 struct link_info;
 
 class link_host {
@@ -66,6 +67,10 @@ public:
   }
 
   // -- what arrives ---------------------------------------------------------------
+
+  /// The spare receive buffers every link of the node reads large frames
+  /// into (frame.hpp), within transport_limits::spare_buffers.
+  virtual const std::shared_ptr<bulk_pool>& bulks() noexcept = 0;
 
   /// An actor of this node, for an envelope addressed to it.
   virtual expected<route> resolve_local(std::string_view name) = 0;

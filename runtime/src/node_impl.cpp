@@ -14,6 +14,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include "frame.hpp"
 #include "node_impl.hpp"
 #include "seed_directory.hpp"
 #include "spinning_scheduler.hpp"
@@ -48,6 +49,7 @@ node_impl::node_impl(
   node_config config, std::unique_ptr<directory> dir,
   std::vector<std::pair<std::string, std::unique_ptr<transport>>> transports)
   : config_(std::move(config)),
+    bulks_(std::make_shared<bulk_pool>(config_.limits.spare_buffers)),
     dir_(std::move(dir)),
     transports_(std::move(transports)) {
   std::vector<tier_policy::registered> tiers;
@@ -63,6 +65,10 @@ node_impl::node_impl(
     threads = std::max(2u, std::thread::hardware_concurrency());
   caf_config_.set("scheduler.max-threads",
                   static_cast<caf::config_value::integer>(threads));
+  // A tier is polled where polling pays for it (transport.hpp).
+  auto polls = [plugins = !config_.plugins.empty()](const transport& t) {
+    return plugins ? t.pollable_beside_plugins() : t.pollable();
+  };
   auto policy = config_.scheduler;
   if (policy == scheduler_policy::automatic) {
     // Polling pays where the pollers read frames themselves; with only
@@ -70,7 +76,7 @@ node_impl::node_impl(
     // their CPU.
     bool polled = false;
     for (auto& [tier, impl] : transports_)
-      polled = polled || impl->pollable();
+      polled = polled || polls(*impl);
     policy = transports_.empty() ? scheduler_policy::work_stealing
              : polled            ? scheduler_policy::latency
                                  : scheduler_policy::sharing;
@@ -79,10 +85,11 @@ node_impl::node_impl(
     caf_config_.set("scheduler.policy", caf::atom("sharing"));
   } else if (policy == scheduler_policy::latency) {
     // The transports outlive the system (members destroyed in reverse).
-    std::vector<std::function<bool()>> pollers;
+    std::vector<detail::poller> pollers;
     for (auto& [tier, impl] : transports_)
-      if (impl->pollable())
-        pollers.emplace_back([t = impl.get()] { return t->poll(); });
+      if (polls(*impl))
+        pollers.push_back({[t = impl.get()] { return t->poll(); },
+                           [t = impl.get()] { t->polling_stopped(); }});
     use_polling_scheduler(caf_config_, config_.idle_spin, std::move(pollers));
   }
   system_ = std::make_unique<caf::actor_system>(caf_config_);

@@ -125,6 +125,10 @@ public:
     return *system_;
   }
 
+  const std::shared_ptr<bulk_pool>& bulks() noexcept override {
+    return bulks_;
+  }
+
   // -- names ------------------------------------------------------------------
 
   expected<actor_ref> spawn(std::string_view name, actor_factory factory,
@@ -292,8 +296,11 @@ public:
   /// deadline bounds them): a route's backlog is zero only when nothing
   /// waits to be written to its link, which lets answers skip the proxy
   /// (link_core::answer).
-  expected<backlog_charge> charge_backlog(const route& dest,
-                                          const message& payload) const;
+  /// With `wait_for_room`, a full backlog blocks the caller (a plain
+  /// thread) until it has drained to half, at most that long.
+  expected<backlog_charge>
+  charge_backlog(const route& dest, const message& payload,
+                 std::chrono::nanoseconds wait_for_room = {}) const;
 
   /// Counts a request to another node into its route's backlog (see
   /// charge_backlog); nothing for an actor here.
@@ -436,6 +443,8 @@ private:
   type_files_locked() const;
 
   node_config config_;
+  // Before anything that holds links (their cores share it).
+  const std::shared_ptr<bulk_pool> bulks_;
 
   // Declared before the actor system: letters destroyed during its shutdown
   // still report here.

@@ -146,7 +146,8 @@ node_impl::check_post_options(const post_options& options) const {
 }
 
 expected<backlog_charge>
-node_impl::charge_backlog(const route& dest, const message& payload) const {
+node_impl::charge_backlog(const route& dest, const message& payload,
+                          std::chrono::nanoseconds wait_for_room) const {
   if (!dest.backlog)
     return backlog_charge{};
   // An actor here counts posts (its limit is at least 1: none is 0, and
@@ -157,9 +158,28 @@ node_impl::charge_backlog(const route& dest, const message& payload) const {
   auto limit = here
                  ? dest.slot->options.max_mailbox.value_or(config_.max_mailbox)
                  : config_.limits.max_queued;
-  auto before = dest.backlog->bytes.fetch_add(amount, std::memory_order_relaxed);
-  if (before > 0 && before + amount > limit) {
-    dest.backlog->bytes.fetch_sub(amount, std::memory_order_relaxed);
+  auto& queued = *dest.backlog;
+  std::size_t before = 0;
+  // seq_cst: see backlog::waiters.
+  auto charged = [&] {
+    before = queued.bytes.fetch_add(amount, std::memory_order_seq_cst);
+    if (before == 0 || before + amount <= limit)
+      return true;
+    queued.bytes.fetch_sub(amount, std::memory_order_seq_cst);
+    return false;
+  };
+  bool room = charged();
+  if (!room && wait_for_room.count() > 0) {
+    auto until = std::chrono::steady_clock::now() + wait_for_room;
+    std::unique_lock lock{queued.room_mu};
+    queued.room_at.store(limit / 2, std::memory_order_relaxed);
+    queued.waiters.fetch_add(1, std::memory_order_seq_cst);
+    while (!(room = charged())
+           && queued.room_cv.wait_until(lock, until) != std::cv_status::timeout)
+      ;
+    queued.waiters.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (!room) {
     auto waiting = here ? quoted(dest.slot->name) + " has "
                             + std::to_string(before) + " posts waiting"
                         : "the route to node " + quoted(dest.slot->node)

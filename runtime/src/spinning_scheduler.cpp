@@ -46,7 +46,7 @@ public:
     std::atomic<bool> polling{false};
     // Set once, before the workers start.
     std::chrono::nanoseconds idle_spin{0};
-    std::vector<std::function<bool()>> pollers;
+    std::vector<poller> pollers;
   };
 
   struct worker_data {
@@ -127,8 +127,8 @@ public:
           return leave_with(job);
         bool found = false;
         polling_here = &data;
-        for (auto& poll : data.pollers)
-          found |= poll();
+        for (auto& each : data.pollers)
+          found |= each.poll();
         polling_here = nullptr;
         if (auto job = std::exchange(next_here, nullptr))
           return leave_with(job);
@@ -150,6 +150,11 @@ public:
         if (clock_type::now() >= until)
           break;
       }
+      // Tiers that do their I/O on threads of their own when nobody polls
+      // take it back now, not when they miss the next poll.
+      for (auto& each : data.pollers)
+        if (each.stopped)
+          each.stopped();
     }
     std::unique_lock guard{data.lock};
     if (poller)
@@ -190,7 +195,7 @@ private:
 
 void use_polling_scheduler(caf::actor_system_config& config,
                            std::chrono::nanoseconds idle_spin,
-                           std::vector<std::function<bool()>> pollers) {
+                           std::vector<poller> pollers) {
   config.module_factories.push_back(
     [idle_spin, pollers = std::move(pollers)](
       caf::actor_system& sys) -> caf::actor_system::module* {

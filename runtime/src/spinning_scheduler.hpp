@@ -16,12 +16,22 @@
 
 namespace courier::detail {
 
+/// What an idle worker polls.
+struct poller {
+  /// Looks for work (frames received), without waiting; true if it found
+  /// any.
+  std::function<bool()> poll;
+  /// The worker stops polling to sleep: no poll() follows until it has
+  /// work again.
+  std::function<void()> stopped;
+};
+
 /// Makes the system built from `config` use the polling scheduler: each idle
-/// worker polls for `idle_spin`, calling every function of `pollers` (each
-/// returns whether it found work) before it sleeps. The pollers must stay
-/// callable until the system is gone.
+/// worker polls for `idle_spin`, calling every poll of `pollers` before it
+/// sleeps (and their `stopped` then). The pollers must stay callable until
+/// the system is gone.
 void use_polling_scheduler(caf::actor_system_config& config,
                            std::chrono::nanoseconds idle_spin,
-                           std::vector<std::function<bool()>> pollers);
+                           std::vector<poller> pollers);
 
 } // namespace courier::detail

@@ -82,7 +82,10 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   if (auto checked = node.check_post_options(options); !checked)
     return checked;
   const route& dest = **target;
-  auto charge = node.charge_backlog(dest, msg);
+  // An actor never waits: it would hold its scheduler thread.
+  auto charge = node.charge_backlog(
+    dest, msg,
+    from.binding ? std::chrono::nanoseconds{0} : options.wait_for_room);
   if (!charge)
     return std::move(charge).error();
   auto envelope = node.make_letter(letter_kind::post, std::move(msg), dest,

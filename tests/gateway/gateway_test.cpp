@@ -535,9 +535,11 @@ TEST_CASE("an actor serves a .proto service to stock gRPC clients",
           .status.error_code()
         == grpc::StatusCode::INVALID_ARGUMENT);
 
-  // Health knows the service.
-  CHECK(health_of(channel, "courier_test.v1.Calculator")
-        == grpc::health::v1::HealthCheckResponse::SERVING);
+  // Health knows the service (it follows the actors on a timer: wait).
+  CHECK(eventually([&] {
+    return health_of(channel, "courier_test.v1.Calculator")
+           == grpc::health::v1::HealthCheckResponse::SERVING;
+  }));
 
   // A service whose descriptor this program lacks is taken: its actor's
   // node publishes it. Here nobody holds the actor: NOT_FOUND.
@@ -824,7 +826,7 @@ TEST_CASE("a service's health follows its actor: not serving while the name "
 }
 
 TEST_CASE("spawn publishes the services an actor declares, with their "
-          ".proto, until the actor stops; unknown and malformed services are "
+          ".proto, until the actor stops, and unknown and malformed services are "
           "refused",
           "[gateway][runtime]") {
   temp_dir dir;

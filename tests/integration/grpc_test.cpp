@@ -375,9 +375,14 @@ TEST_CASE("a peer killed over gRPC is reported node_down at once",
   probe<down_notice> downs;
   REQUIRE(here->monitor("sloth", [&](const down_notice& n) { downs.push(n); }));
   REQUIRE(eventually([&] { return !here->routes().empty(); }));
+  auto sent_before = here->routes().at(0).messages_out;
   auto call = std::async(std::launch::async, [&] {
     return here->send("sloth", tpb::Hold{}, 30s);
   });
+  // The call is on the link before the peer dies (killed sooner, the name
+  // is gone when the send looks it up: not_found, another case).
+  REQUIRE(eventually(
+    [&] { return here->routes().at(0).messages_out > sent_before; }));
   ::kill(peer->pid(), SIGKILL);
   auto killed = std::chrono::steady_clock::now();
   REQUIRE(downs.wait_for_count(1, 5s));

@@ -118,7 +118,7 @@ TEST_CASE("posts to another process arrive once each and in order",
 }
 
 TEST_CASE("a poster faster than its route is told to wait, and what was "
-          "accepted arrives in order",
+          "accepted arrives in order, and one that may wait for room is held back",
           "[pipe][shm][integration]") {
   auto pipe_only = GENERATE(false, true);
   temp_dir dir;
@@ -155,8 +155,22 @@ TEST_CASE("a poster faster than its route is told to wait, and what was "
   CHECK(seen == accepted * 1000000LL); // all accepted arrived, in order
   CHECK(here->dead_letters() == 0);
   // Once the route has drained, posts go again.
-  CHECK(here->post("counter", ping(accepted, pad)));
+  REQUIRE(here->post("counter", ping(accepted, pad)));
   CHECK(here->routes().at(0).tier == (pipe_only ? "pipe" : "shm"));
+  // A poster that may wait for room is held back instead of refused: 50 MiB
+  // through the 1 MiB backlog, every post accepted, in order.
+  post_options patient;
+  patient.wait_for_room = 10s;
+  const int total = accepted + 201;
+  for (int i = accepted + 1; i < total; ++i)
+    REQUIRE(here->post("counter", ping(i, pad), patient));
+  REQUIRE(eventually([&] {
+    auto sum = here->send<tpb::Sum>("counter", add(0, 0), 5s);
+    seen = sum ? (*sum)->value() : -1;
+    return seen >= total * 1000000LL;
+  }));
+  CHECK(seen == total * 1000000LL);
+  CHECK(here->dead_letters() == 0);
 }
 
 TEST_CASE("a slow actor makes its node stop reading a fast poster's link "

@@ -374,6 +374,14 @@ public:
     return inner_->pollable();
   }
 
+  bool pollable_beside_plugins() const noexcept override {
+    return inner_->pollable_beside_plugins();
+  }
+
+  void polling_stopped() override {
+    inner_->polling_stopped();
+  }
+
 private:
   std::unique_ptr<link> wrap(std::unique_ptr<link> conn) {
     return std::make_unique<fault_link>(std::move(conn), plan_, delays_,

@@ -4,6 +4,7 @@
 //
 //   courier_bench_grpc [--runs N] [--rounds N] [--quick]
 //                      [--scheduler automatic|sharing|latency|work_stealing]
+//                      [--with-gateway]
 //
 // Each run measures, alternating which goes first: 64-byte round trips
 // (p50, p99) of ctx.request("echo") from an actor to an actor in a child
@@ -13,6 +14,8 @@
 // waiting on its completion queue. Then the same Courier round trips over
 // the TCP tier, against the same raw gRPC twin. Output: JSON lines with
 // the medians and the medians of per-run ratios (compare.hpp).
+// --with-gateway gives both Courier nodes a gRPC gateway too (gRPC's
+// callback threads in their processes: they then hold gRPC's poller).
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -38,6 +41,7 @@
 #include "bench/v1/bench.pb.h"
 #include "compare.hpp"
 #include "courier/courier.hpp"
+#include "courier/gateway/gateway.hpp"
 #include "courier/grpc_tier/grpc_transport.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 #include "stats.hpp"
@@ -51,6 +55,9 @@ constexpr std::size_t rtt_size = 64;
 
 /// --scheduler NAME: the Courier nodes' scheduler (diagnosis).
 std::string scheduler = "automatic";
+
+/// --with-gateway: the Courier nodes serve a gRPC gateway too.
+bool with_gateway = false;
 
 courier::scheduler_policy policy_of(const std::string& name) {
   if (name == "sharing")
@@ -297,6 +304,8 @@ courier::node_config config_for(const std::string& name, const std::string& dir,
   else
     config.transports = {{"tcp", courier::tcp::factory()}};
   config.rules = {{"anonymous", "*", courier::verbs::all}};
+  if (with_gateway)
+    config.plugins = {{"gateway", courier::gateway::plugin({})}};
   return config;
 }
 
@@ -320,8 +329,11 @@ int courier_serve(const std::string& dir, const std::string& tier) {
 struct courier_peer {
   courier_peer(const std::string& folder, const std::string& tier_name)
     : tier(tier_name), dir(folder) {
-    server.emplace(std::vector<std::string>{"--serve-courier", dir, tier,
-                                            "--scheduler", scheduler});
+    std::vector<std::string> args{"--serve-courier", dir, tier,
+                                  "--scheduler", scheduler};
+    if (with_gateway)
+      args.emplace_back("--with-gateway");
+    server.emplace(std::move(args));
     auto started = courier::node::start(config_for("bench-client", dir, tier));
     if (!started)
       fail(started.error().to_string());
@@ -364,6 +376,7 @@ std::string make_temp_dir() {
 
 int main(int argc, char** argv) {
   scheduler = text_arg(argc, argv, "--scheduler", "automatic");
+  with_gateway = has_flag(argc, argv, "--with-gateway");
   if (argc >= 2 && std::strcmp(argv[1], "--serve-raw") == 0)
     return raw_serve();
   if (argc >= 4 && std::strcmp(argv[1], "--serve-courier") == 0)

@@ -50,6 +50,7 @@
 #include "courier/pipe/pipe_transport.hpp"
 #include "courier/shm/shm_transport.hpp"
 #include "args.hpp"
+#include "post.hpp"
 #include "stats.hpp"
 
 namespace {
@@ -388,20 +389,13 @@ std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
   return out;
 }
 
-/// Posts, and while the route's backlog is full (resource_exhausted) waits
-/// for it as a raw writer waits for its socket.
+/// Posts, waiting while the route's backlog is full.
 bool post_patiently(courier::node& from, const std::string& to,
                     const courier::message& msg) {
-  for (;;) {
-    auto posted = from.post(to, msg);
-    if (posted)
-      return true;
-    if (posted.code() != courier::errc::resource_exhausted) {
-      std::cerr << "post failed: " << posted.error().message() << "\n";
-      return false;
-    }
-    std::this_thread::yield();
-  }
+  auto posted = courier::bench::post_waiting(from, to, msg);
+  if (!posted)
+    std::cerr << "post failed: " << posted.error().message() << "\n";
+  return bool(posted);
 }
 
 double courier_oneway(courier_peer& peer, std::size_t size, int count) {

@@ -68,6 +68,7 @@
 #include "courier/courier.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 #include "netns.hpp"
+#include "post.hpp"
 #include "raw_stream.hpp"
 #include "stats.hpp"
 
@@ -380,17 +381,10 @@ std::vector<double> courier_rtt(courier_peer& peer, int rounds, int run) {
   return out;
 }
 
-/// Posts, and while the route's backlog is full (resource_exhausted) waits
-/// for it as a raw writer waits for its socket.
+/// Posts, waiting while the route's backlog is full.
 void post_patiently(courier::node& from, const courier::message& msg) {
-  for (;;) {
-    auto posted = from.post("sink", msg);
-    if (posted)
-      return;
-    if (posted.code() != courier::errc::resource_exhausted)
-      fail("post failed: " + posted.error().message());
-    std::this_thread::yield();
-  }
+  if (auto posted = courier::bench::post_waiting(from, "sink", msg); !posted)
+    fail("post failed: " + posted.error().message());
 }
 
 double courier_oneway(courier_peer& peer, std::size_t size, int count) {

@@ -65,6 +65,13 @@ struct post_options {
   /// own. Order per (sender, receiver) pair holds across the change. Local
   /// destinations always get the in-process hand-off.
   std::string tier;
+  /// How long a post from a plain thread may block while the destination's
+  /// backlog is full (limits.max_queued of posts to another node not yet
+  /// written, or max_mailbox for an actor here), until half of it has
+  /// drained; zero, or a post from an actor (which must not hold its
+  /// scheduler thread), fails at once with resource_exhausted. A post
+  /// still without room after the wait fails with it too.
+  std::chrono::nanoseconds wait_for_room{0};
 
   // -- durable delivery (docs/durable.md) -------------------------------------
   /// Store and forward: the post returns once the message is on this
@@ -98,16 +105,17 @@ enum class scheduler_policy : std::uint8_t {
   sharing,
   /// As sharing, but an idle thread first polls, for node_config::idle_spin,
   /// the queue and the node's transports (the shared-memory tier hands it
-  /// what its rings received; the stream tiers read their sockets), and
-  /// only then sleeps: a message from another process reaches its actor with no
-  /// thread woken. The lowest round trips between processes; costs CPU
+  /// what its rings received; the stream tiers read their sockets; the gRPC
+  /// tier runs gRPC's poller), and only then sleeps: a message from another
+  /// process reaches its actor with no thread woken. The lowest round trips between processes; costs CPU
   /// for idle_spin after the last message, none once asleep. See
   /// docs/benchmarks.md.
   latency,
   /// The default: latency for a node with a tier its pollers read (shm,
-  /// pipe, tcp: it talks to other processes), sharing for a node whose
-  /// tiers all bring frames on threads of their own (grpc), work_stealing
-  /// for a node without transports (all its traffic is in process).
+  /// pipe, tcp, grpc: it talks to other processes), sharing for a node
+  /// whose tiers all bring frames on threads of their own
+  /// (transport::pollable), work_stealing for a node without transports
+  /// (all its traffic is in process).
   automatic,
 };
 

@@ -180,9 +180,11 @@ public:
     return {};
   }
 
-  /// A string to read a split() run into (its capacity is reused): one the
-  /// receiver is done with, or an empty one (the default).
-  virtual std::string take_buffer() {
+  /// A string to read a split() run of `size` bytes into: one the receiver
+  /// is done with, of at least that capacity and with its old bytes (so
+  /// resizing it clears nothing), or an empty one (the default).
+  virtual std::string take_buffer(std::size_t size) {
+    (void) size;
     return {};
   }
 
@@ -341,6 +343,11 @@ struct transport_limits {
   /// Bytes queued for writing per link before write() refuses (at least
   /// twice max_frame).
   std::size_t max_queued = 64u << 20;
+  /// Node-wide: bytes of large receive buffers (64 KiB and up) the node
+  /// keeps, once the messages that held them are gone, for the next large
+  /// frames of any link to be read into; a buffer unused for 2 s is let go.
+  /// 0 keeps none (every large frame is read into fresh memory).
+  std::size_t spare_buffers = 32u << 20;
 };
 
 /// One tier: accepts and opens links.
@@ -388,12 +395,29 @@ public:
     return false;
   }
 
-  /// Whether poll() delivers anything: a tier whose frames arrive on
-  /// threads of its own (gRPC's) says no. scheduler_policy::automatic
+  /// The thread that called poll() stops polling to sleep: no poll()
+  /// follows until the scheduler has work again. A tier whose poll() does
+  /// I/O that its own threads do otherwise hands it back to them here.
+  /// Called from the scheduler's threads; keep it short.
+  virtual void polling_stopped() {
+  }
+
+  /// Whether poll() delivers anything: a tier whose frames arrive only on
+  /// threads of its own says no. scheduler_policy::automatic
   /// polls only in nodes with a tier that says yes; in the others a
   /// polling thread would only take the CPU those threads need.
   virtual bool pollable() const noexcept {
     return false;
+  }
+
+  /// Whether polling still pays in a node with plug-ins
+  /// (node_config::plugins), which may serve on threads that share this
+  /// tier's I/O machinery: the gateway's gRPC callback threads hold gRPC's
+  /// poller for the whole process, the gRPC tier's I/O included, and a
+  /// polling thread would only take their CPU. A tier that says no is not
+  /// polled in such a node, as if not pollable().
+  virtual bool pollable_beside_plugins() const noexcept {
+    return pollable();
   }
 };
 

@@ -64,6 +64,7 @@ trace = true
 [limits]
 max_frame = "1MiB"
 max_queued = 8388608
+spare_buffers = "4MiB"
 
 [tiers.shm]
 [tiers.pipe]
@@ -113,6 +114,7 @@ ca = "/ABSOLUTE/etc/certs/ca.pem"
   CHECK(node.idle_spin == 150us);
   CHECK(node.limits.max_frame == 1u << 20);
   CHECK(node.limits.max_queued == 8u << 20);
+  CHECK(node.limits.spare_buffers == 4u << 20);
   CHECK(settings->log_threshold == log_level::info);
   CHECK(node.log_format == log_format::json);
   CHECK(node.trace);
@@ -175,6 +177,7 @@ TEST_CASE("an empty configuration keeps node_config's defaults",
   CHECK_FALSE(node.trace);
   CHECK(node.limits.max_frame == defaults.limits.max_frame);
   CHECK(node.limits.max_queued == defaults.limits.max_queued);
+  CHECK(node.limits.spare_buffers == defaults.limits.spare_buffers);
   CHECK_FALSE(settings->log_threshold);
   CHECK(settings->tiers.empty());
   CHECK_FALSE(settings->tcp);

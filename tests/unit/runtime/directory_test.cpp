@@ -70,7 +70,7 @@ TEST_CASE("a node's endpoints listed in its record go with it, and nothing "
 }
 
 TEST_CASE("a node restarting while a peer asks whether its last incarnation "
-          "lives gets its name; a live node keeps it",
+          "lives gets its name, and a live node keeps it",
           "[directory]") {
   temp_dir dir;
   {

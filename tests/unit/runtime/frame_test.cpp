@@ -1,8 +1,12 @@
 // Frames between nodes: envelopes whose payload is written into the frame
 // and read where it lies.
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include <google/protobuf/descriptor.pb.h>
 
@@ -490,7 +494,7 @@ TEST_CASE("a message that adopted a bulk hands its string back to the pool "
           "[unit][frame]") {
   using courier::detail::bulk_pool;
   using courier::detail::new_bulk_owner;
-  auto pool = std::make_shared<bulk_pool>();
+  auto pool = std::make_shared<bulk_pool>(std::size_t{32} << 20);
   tpb::Blob blob;
   blob.set_data(std::string(bulk_threshold + 5, 'p'));
   blob.set_after(3);
@@ -506,9 +510,9 @@ TEST_CASE("a message that adopted a bulk hands its string back to the pool "
 
   auto msg = new_bulk_owner(tpb::Blob::default_instance(), payload.field, pool);
   REQUIRE(parse_split_payload(payload, bulk, *msg, 100));
-  CHECK(pool->take().empty()); // nothing to hand back yet
+  CHECK(pool->take(1).empty()); // nothing to hand back yet
   msg.reset();
-  auto back = pool->take();
+  auto back = pool->take(bulk_threshold);
   CHECK(back.data() == storage); // the very string, for the next frame
   CHECK(back.capacity() >= bulk_threshold);
 
@@ -520,7 +524,51 @@ TEST_CASE("a message that adopted a bulk hands its string back to the pool "
   orphan.reset();
   // A small string is not worth keeping.
   pool->give(std::string(100, 's'));
-  CHECK(pool->take().empty());
+  CHECK(pool->take(1).empty());
+}
+
+TEST_CASE("the spare buffer pool keeps to its budget, hands out a buffer "
+          "large enough, and lets idle ones go",
+          "[unit][frame]") {
+  using courier::detail::bulk_pool;
+  const std::size_t big = 256u << 10;
+  bulk_pool pool{3 * big, std::chrono::milliseconds{50}};
+  std::vector<const char*> given;
+  for (int i = 0; i < 5; ++i) {
+    std::string spare(big, 'a');
+    given.push_back(spare.data());
+    pool.give(std::move(spare));
+  }
+  // Three fit the budget (capacity may round up: at most three).
+  CHECK(pool.held() <= 3 * big + 3 * 64);
+  CHECK(pool.held() >= 2 * big);
+  // Too small for a larger run: nothing, and the spares stay.
+  auto held = pool.held();
+  CHECK(pool.take(2 * big).empty());
+  CHECK(pool.held() == held);
+  // The most recently given that fits, with its bytes (no clearing needed).
+  auto back = pool.take(big);
+  CHECK(back.size() == big);
+  CHECK(back.capacity() >= big);
+  CHECK(std::find(given.begin(), given.end(), back.data()) != given.end());
+  CHECK(pool.held() == held - back.capacity());
+
+  // Spares nobody took for longer than the idle time go at the next give.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{60});
+    pool.give(std::string(big, 'b')); // the one given now stays
+    if (pool.held() < 2 * big)
+      break;
+  }
+  CHECK(pool.held() >= big);
+  CHECK(pool.held() < 2 * big);
+
+  // A budget of 0 keeps nothing.
+  bulk_pool none{0};
+  none.give(std::string(big, 'c'));
+  CHECK(none.held() == 0);
+  CHECK(none.take(1).empty());
 }
 
 namespace {

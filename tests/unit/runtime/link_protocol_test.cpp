@@ -11,6 +11,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include "frame.hpp"
 #include "link_host.hpp"
 #include "remote.hpp"
 #include "test_support.hpp"
@@ -169,6 +170,10 @@ public:
     return *system_;
   }
 
+  const std::shared_ptr<bulk_pool>& bulks() noexcept override {
+    return bulks_;
+  }
+
   v1::NodeRecord record() const override {
     v1::NodeRecord out;
     out.set_name(name_);
@@ -299,6 +304,8 @@ public:
 private:
   std::string name_;
   node_config config_;
+  std::shared_ptr<bulk_pool> bulks_
+    = std::make_shared<bulk_pool>(std::size_t{32} << 20);
   caf::actor_system_config caf_config_;
   std::optional<caf::actor_system> system_;
   std::mutex mu_;

@@ -1,3 +1,5 @@
+#include <future>
+
 #include <google/protobuf/empty.pb.h>
 
 #include "test_support.hpp"
@@ -382,6 +384,27 @@ TEST_CASE("an actor's cached route follows a name to its next holder",
   CHECK(items[2] == "second");
 }
 
+namespace {
+
+/// Spawns "slow", which takes 10 posts at most, holds its first Ping until
+/// `released`, and records each Ping it handles in `seen`.
+void spawn_held(node& n, std::shared_future<void> released,
+                probe<std::int64_t>& seen) {
+  spawn_options options;
+  options.max_mailbox = 10;
+  REQUIRE(n.spawn("slow",
+                  [&seen, released](context&) {
+                    return behavior{[&seen, released](const tpb::Ping& p) {
+                      if (p.seq() == 0)
+                        released.wait(); // holds its first post
+                      seen.push(p.seq());
+                    }};
+                  },
+                  options));
+}
+
+} // namespace
+
 TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
           "through once the actor catches up",
           "[runtime]") {
@@ -389,17 +412,7 @@ TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
   std::promise<void> release;
   auto released = release.get_future().share();
   probe<std::int64_t> seen;
-  spawn_options options;
-  options.max_mailbox = 10;
-  REQUIRE(n->spawn("slow",
-                   [&, released](context&) {
-                     return behavior{[&, released](const tpb::Ping& p) {
-                       if (p.seq() == 0)
-                         released.wait(); // holds its first post
-                       seen.push(p.seq());
-                     }};
-                   },
-                   options));
+  spawn_held(*n, released, seen);
   // The first post is being handled, nine more wait: ten in all.
   for (int i = 0; i < 10; ++i)
     REQUIRE(n->post("slow", ping(i)));
@@ -428,6 +441,57 @@ TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
   for (int i = 0; i < 10; ++i)
     CHECK(items[i] == i);
   CHECK(items[10] == 12);
+  CHECK(n->dead_letters() == 0);
+}
+
+TEST_CASE("a post that may wait for room blocks while the mailbox is full, "
+          "goes through once it has drained, and gives up after its wait",
+          "[runtime]") {
+  using namespace std::chrono_literals;
+  quiet_node n;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  probe<std::int64_t> seen;
+  spawn_held(*n, released, seen);
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(n->post("slow", ping(i)));
+  post_options patient;
+  patient.wait_for_room = 150ms;
+  // No room within the wait: refused once it has passed, not before.
+  auto start = std::chrono::steady_clock::now();
+  auto refused = n->post("slow", ping(100), patient);
+  auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(refused);
+  CHECK(refused.code() == errc::resource_exhausted);
+  CHECK(waited >= 150ms);
+  CHECK(waited < 5s);
+  // An actor's post never waits: it holds a scheduler thread.
+  probe<errc> from_actor;
+  REQUIRE(n->spawn("poster", [&](context& ctx) {
+    return behavior{[&](const tpb::Add&) {
+      post_options forever;
+      forever.wait_for_room = 1h;
+      auto posted = ctx.post("slow", ping(101), forever);
+      from_actor.push(posted ? errc::ok : posted.code());
+    }};
+  }));
+  REQUIRE(n->post("poster", add(0, 0)));
+  REQUIRE(from_actor.wait_for_count(1));
+  CHECK(from_actor.items().front() == errc::resource_exhausted);
+  // A plain thread's post waits while the actor is held...
+  patient.wait_for_room = 30s;
+  auto blocked = std::async(std::launch::async, [&] {
+    return n->post("slow", ping(10), patient);
+  });
+  CHECK(blocked.wait_for(200ms) == std::future_status::timeout);
+  // ...and goes through once it has caught up, after the ten before it.
+  release.set_value();
+  REQUIRE(blocked.wait_for(10s) == std::future_status::ready);
+  CHECK(blocked.get());
+  REQUIRE(seen.wait_for_count(11));
+  auto items = seen.items();
+  for (int i = 0; i <= 10; ++i)
+    CHECK(items[i] == i);
   CHECK(n->dead_letters() == 0);
 }
 

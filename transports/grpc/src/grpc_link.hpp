@@ -5,15 +5,17 @@
 // gRPC message is one frame, as a ByteBuffer (no Protobuf wrapper); an
 // empty message is a heartbeat, never delivered.
 //
-// The call itself is reached through `call_ops`, which the two reactors of
-// grpc_transport.cpp implement. gRPC's callback API allows one read and one
-// write in flight per stream, and the reactor must not be touched once
-// released (client: our hold on it removed; server: Finish called), after
-// which gRPC ends the call and calls the reactor's OnDone.
+// The call itself is reached through `call_ops`, which the two call
+// objects of grpc_calls.hpp implement over the tier's completion queue.
+// gRPC allows one read and one write in flight per stream, and the call
+// must not be touched once released (client: our hold on it removed;
+// server: Finish called), after which it ends and tells the link
+// (on_done).
 //
 // Reading: one read is in flight while the link is started and not paused;
-// its completion (a gRPC thread) checks the frame against the current
-// limit and hands it over, then starts the next read unless paused.
+// its completion (on a thread draining the queue: a polling scheduler
+// thread, or the tier's own) checks the frame against the current limit
+// and hands it over, then starts the next read unless paused.
 // Writing: frames queue under mu_; the writer's thread starts the write
 // when none is in flight (no hop to another thread), and each completion
 // starts the next. Closing: once the queue is written, the client
@@ -70,8 +72,9 @@ struct liveness {
   std::chrono::milliseconds silence{0};
 };
 
-/// Thread safety: as courier::link; the on_* completions come from gRPC's
-/// threads, one read completion and one write completion at a time.
+/// Thread safety: as courier::link; the on_* completions come from the
+/// threads draining the tier's completion queue, one read completion and
+/// one write completion at a time.
 class grpc_link final : public link,
                         public std::enable_shared_from_this<grpc_link> {
 public:
@@ -110,7 +113,7 @@ public:
     close();
   }
 
-  // -- from the reactors (gRPC's threads) -------------------------------------
+  // -- from the call (threads draining the completion queue) -------------------
   void on_read_done(bool ok);
   void on_write_done(bool ok);
   /// The client's stream ended its writes (WritesDone went out).

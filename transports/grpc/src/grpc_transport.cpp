@@ -19,7 +19,9 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include "address.hpp"
+#include "grpc_calls.hpp"
 #include "grpc_link.hpp"
+#include "queue_driver.hpp"
 
 namespace courier::grpc_tier {
 
@@ -164,164 +166,9 @@ private:
   std::thread thread_;
 };
 
-// -- the two ends of a call ------------------------------------------------------
-
-/// The dialer's call. Holds itself open (a hold) until the link releases
-/// it; deletes itself when gRPC is done with it.
-class client_call final : public ::grpc::ClientBidiReactor<ByteBuffer, ByteBuffer>,
-                          public call_ops {
-public:
-  client_call(std::shared_ptr<grpc_link> link,
-              std::shared_ptr<::grpc::Channel> channel)
-    : link_(std::move(link)), channel_(std::move(channel)) {
-  }
-
-  /// Starts the call; the future says whether the server opened it.
-  std::future<bool> begin() {
-    auto opened = opened_.get_future();
-    ::grpc::GenericStub stub{channel_};
-    stub.PrepareBidiStreamingCall(&context_, link_method,
-                                  ::grpc::StubOptions{}, this);
-    AddHold();
-    StartCall();
-    return opened;
-  }
-
-  ::grpc::ClientContext& context() noexcept {
-    return context_;
-  }
-
-  void OnReadInitialMetadataDone(bool ok) override {
-    open(ok);
-  }
-
-  void OnReadDone(bool ok) override {
-    link_->on_read_done(ok);
-  }
-
-  void OnWriteDone(bool ok) override {
-    link_->on_write_done(ok);
-  }
-
-  void OnWritesDoneDone(bool) override {
-    link_->on_writes_done();
-  }
-
-  void OnDone(const ::grpc::Status& status) override {
-    open(false);
-    link_->on_done(status);
-    delete this;
-  }
-
-  // call_ops
-  void read(ByteBuffer* into) override {
-    StartRead(into);
-  }
-  void write(const ByteBuffer* out) override {
-    StartWrite(out);
-  }
-  void end_writes() override {
-    StartWritesDone();
-  }
-  void abort(const ::grpc::Status&) override {
-    context_.TryCancel();
-  }
-  void release() override {
-    RemoveHold();
-  }
-
-private:
-  void open(bool ok) {
-    if (!told_.exchange(true))
-      opened_.set_value(ok);
-  }
-
-  std::shared_ptr<grpc_link> link_;
-  std::shared_ptr<::grpc::Channel> channel_;
-  ::grpc::ClientContext context_;
-  std::promise<bool> opened_;
-  std::atomic<bool> told_{false};
-};
-
-/// The accepted call. Lives until gRPC is done with it, after the link's
-/// release (its Finish).
-class server_call final : public ::grpc::ServerGenericBidiReactor,
-                          public call_ops {
-public:
-  explicit server_call(std::shared_ptr<grpc_link> link)
-    : link_(std::move(link)) {
-    // The dialer waits for this to know that the stream is open.
-    StartSendInitialMetadata();
-  }
-
-  void OnReadDone(bool ok) override {
-    link_->on_read_done(ok);
-  }
-
-  void OnWriteDone(bool ok) override {
-    link_->on_write_done(ok);
-  }
-
-  void OnCancel() override {
-    link_->on_cancel();
-  }
-
-  void OnDone() override {
-    link_->on_done(::grpc::Status::OK);
-    delete this;
-  }
-
-  // call_ops
-  void read(ByteBuffer* into) override {
-    StartRead(into);
-  }
-  void write(const ByteBuffer* out) override {
-    StartWrite(out);
-  }
-  void end_writes() override {
-  }
-  void abort(const ::grpc::Status& why) override {
-    status_ = why; // sent by release()'s Finish
-  }
-  void release() override {
-    Finish(status_);
-  }
-
-private:
-  std::shared_ptr<grpc_link> link_;
-  ::grpc::Status status_; // OK unless aborted
-};
-
-/// A call this tier does not serve: finished at once.
-class refusal final : public ::grpc::ServerGenericBidiReactor {
-public:
-  explicit refusal(::grpc::Status why) {
-    Finish(std::move(why));
-  }
-
-  void OnDone() override {
-    delete this;
-  }
-};
-
 // -- the transport ----------------------------------------------------------------
 
-class grpc_transport;
-
-/// Accepts link_method calls as links.
-class link_service final : public ::grpc::CallbackGenericService {
-public:
-  explicit link_service(grpc_transport& owner) : owner_(owner) {
-  }
-
-  ::grpc::ServerGenericBidiReactor*
-  CreateReactor(::grpc::GenericCallbackServerContext* call) override;
-
-private:
-  grpc_transport& owner_;
-};
-
-class grpc_transport final : public transport {
+class grpc_transport final : public transport, private call_acceptor {
 public:
   grpc_transport(const transport_limits& limits, options settings,
                  std::optional<tls_texts> tls)
@@ -329,6 +176,11 @@ public:
       settings_(std::move(settings)),
       tls_(std::move(tls)),
       live_{settings_.heartbeat, settings_.unreachable_after},
+      builder_(std::make_unique<::grpc::ServerBuilder>()),
+      // The server's queue, made before the server: it serves the dialed
+      // calls too, so that one thread (and one poll) drains the tier.
+      queue_(builder_->AddCompletionQueue()),
+      driver_(queue_.get()),
       ticker_(tick_step()) {
     quota_.Resize(quota_bytes(limits_));
   }
@@ -341,6 +193,28 @@ public:
 
   ~grpc_transport() override {
     stop();
+  }
+
+  /// A scheduler thread polling: does the tier's I/O and hands frames to
+  /// the links' events, unless another thread of the process is in gRPC's
+  /// poller (queue_driver.hpp).
+  bool poll() override {
+    return driver_.poll();
+  }
+
+  bool pollable() const noexcept override {
+    return true;
+  }
+
+  /// A node with plug-ins may run the gateway, whose gRPC callback threads
+  /// then do this tier's I/O too (docs/benchmarks.md: polled beside it,
+  /// the tier's round trip was 15 x raw gRPC; not polled, as before).
+  bool pollable_beside_plugins() const noexcept override {
+    return false;
+  }
+
+  void polling_stopped() override {
+    driver_.polling_stopped();
   }
 
   std::string_view name() const noexcept override {
@@ -395,9 +269,12 @@ public:
       credentials = ::grpc::InsecureServerCredentials();
     }
     int port = 0;
-    ::grpc::ServerBuilder builder;
+    if (!builder_)
+      return error{errc::failed_precondition,
+                   "the gRPC tier listens once"};
+    auto& builder = *builder_;
     builder.AddListeningPort(here->host_port(), credentials, &port);
-    builder.RegisterCallbackGenericService(&service_);
+    builder.RegisterAsyncGenericService(&service_);
     builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<std::size_t>(limits_.max_frame, INT32_MAX)));
     builder.SetMaxSendMessageSize(static_cast<int>(
@@ -422,9 +299,11 @@ public:
     // window and the one message being read, well within the quota.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     server_ = builder.BuildAndStart();
+    builder_.reset();
     if (!server_ || port == 0)
       return error{errc::unavailable,
                    "the gRPC tier cannot listen on " + here->host_port()};
+    request_next();
     if (published.port == 0)
       published.port = static_cast<std::uint16_t>(port);
     if (tls_) {
@@ -460,11 +339,13 @@ public:
       return error{errc::unavailable,
                    "cannot connect to " + there->host_port() + " (gRPC: "
                      + state_text(channel->GetState(false)) + ")"};
+    if (stopped_.load())
+      return error{errc::unavailable, "the gRPC tier stopped"};
     auto impl = std::make_shared<grpc_link>(peer_identity{}, limits_, live_,
                                             false);
-    auto* call = new client_call(impl, std::move(channel));
+    auto* call = new client_call(impl, queue_.get(), calls_);
     impl->attach(call);
-    auto opened = call->begin();
+    auto opened = call->begin(channel);
     if (opened.wait_for(until.remaining()) != std::future_status::ready
         || !opened.get()) {
       impl->fail(error{errc::cancelled, "not opened"});
@@ -477,6 +358,11 @@ public:
     impl->identify(identity_of(call->context().auth_context().get(),
                                there->host_port()));
     ticker_.track(impl);
+    if (stopped_.load()) {
+      // stop() may have missed it: it waits for its call to end.
+      impl->fail(error{errc::unavailable, "the gRPC tier stopped"});
+      return error{errc::unavailable, "the gRPC tier stopped"};
+    }
     return std::unique_ptr<link>{new shared_link<grpc_link>(std::move(impl))};
   }
 
@@ -494,30 +380,47 @@ public:
     if (server_)
       server_->Shutdown(std::chrono::system_clock::now()
                         + std::chrono::seconds{1});
-  }
-
-  /// A gRPC thread: a call came.
-  ::grpc::ServerGenericBidiReactor*
-  accept(::grpc::GenericCallbackServerContext* call) {
-    if (call->method() != link_method)
-      return new refusal{::grpc::Status{::grpc::StatusCode::UNIMPLEMENTED,
-                                        "this server carries Courier links "
-                                        "only ("
-                                          + std::string{link_method} + ")"}};
-    if (stopped_.load())
-      return new refusal{::grpc::Status{::grpc::StatusCode::UNAVAILABLE,
-                                        "the node is stopping"}};
-    auto impl = std::make_shared<grpc_link>(
-      identity_of(call->auth_context().get(), call->peer()), limits_, live_,
-      true);
-    auto* reactor = new server_call(impl);
-    impl->attach(reactor);
-    ticker_.track(impl);
-    on_accept_(std::unique_ptr<link>{new shared_link<grpc_link>(impl)});
-    return reactor;
+    // The queue goes once no call is left on it (gRPC forbids operations
+    // on a queue shut down). The server's shutdown ended the accepted
+    // calls; a dialed one may wait for a server that does not end it, or
+    // be one that a connect() made meanwhile: cancelled.
+    while (!calls_.wait_none(std::chrono::steady_clock::now()
+                             + std::chrono::milliseconds{100}))
+      calls_.cancel_dialed();
+    driver_.shutdown();
   }
 
 private:
+  // -- call_acceptor (threads draining the queue) ------------------------------
+
+  std::shared_ptr<grpc_link> admit(::grpc::GenericServerContext& call,
+                                   ::grpc::Status& refusal) override {
+    if (call.method() != link_method) {
+      refusal = ::grpc::Status{::grpc::StatusCode::UNIMPLEMENTED,
+                               "this server carries Courier links only ("
+                                 + std::string{link_method} + ")"};
+      return nullptr;
+    }
+    if (stopped_.load()) {
+      refusal = ::grpc::Status{::grpc::StatusCode::UNAVAILABLE,
+                               "the node is stopping"};
+      return nullptr;
+    }
+    return std::make_shared<grpc_link>(
+      identity_of(call.auth_context().get(), call.peer()), limits_, live_,
+      true);
+  }
+
+  void hand_over(const std::shared_ptr<grpc_link>& link) override {
+    ticker_.track(link);
+    on_accept_(std::unique_ptr<courier::link>{new shared_link<grpc_link>(link)});
+  }
+
+  void request_next() override {
+    // (After the server's shutdown began, gRPC fails the request at once.)
+    new server_call(service_, queue_.get(), *this, calls_);
+  }
+
   std::chrono::milliseconds tick_step() const {
     using std::chrono::milliseconds;
     auto step = std::min(settings_.heartbeat.count() > 0
@@ -584,17 +487,16 @@ private:
   // holds for all of this tier's connections; past it, gRPC cancels a
   // stream ("Buffers full", resource_exhausted) instead of growing.
   ::grpc::ResourceQuota quota_{"courier-grpc-tier"};
+  std::unique_ptr<::grpc::ServerBuilder> builder_; // until listen()
+  std::unique_ptr<::grpc::ServerCompletionQueue> queue_;
+  queue_driver driver_;
+  call_registry calls_;
   ticker ticker_;
   std::function<void(std::unique_ptr<link>)> on_accept_;
-  link_service service_{*this};
+  ::grpc::AsyncGenericService service_;
   std::unique_ptr<::grpc::Server> server_; // before service_ goes
   std::atomic<bool> stopped_{false};
 };
-
-::grpc::ServerGenericBidiReactor*
-link_service::CreateReactor(::grpc::GenericCallbackServerContext* call) {
-  return owner_.accept(call);
-}
 
 } // namespace
 

@@ -391,7 +391,7 @@ private:
           && cut.size <= bytes.size() - cut.at) {
         split_frame frame;
         frame.bulk_at = cut.at;
-        frame.bulk = events_->take_buffer();
+        frame.bulk = events_->take_buffer(cut.size);
         frame.bulk.assign(bytes.substr(cut.at, cut.size));
         frame.rest.reserve(bytes.size() - cut.size);
         frame.rest.append(bytes.substr(0, cut.at));

@@ -524,7 +524,7 @@ void stream_link::start_split(std::size_t size, std::size_t have,
   const char* head = in_.data() + in_begin_ + 4;
   split_ = split_frame{};
   split_.bulk_at = cut.at;
-  split_.bulk = events_->take_buffer();
+  split_.bulk = events_->take_buffer(cut.size);
   if (split_.bulk.capacity() < cut.size) {
     std::lock_guard guard{spare_mu_};
     if (spare_.capacity() >= cut.size)

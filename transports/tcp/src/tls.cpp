@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <openssl/bio.h>
@@ -14,6 +15,9 @@
 namespace courier::tcp {
 
 namespace {
+
+/// OpenSSL's read buffer, with read ahead: what one recv may take.
+constexpr long read_ahead_bytes = 64 * 1024;
 
 /// Bytes gathered for one SSL_write: four full records.
 constexpr std::size_t max_staged = std::size_t{64} << 10;
@@ -155,6 +159,12 @@ tls_context::make(const tls_files& files) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_num_tickets(ctx, 0);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  // Read ahead: one recv takes a record's header and body together, and up
+  // to read_ahead_bytes of the records behind it (without, every record
+  // costs two, and a megabyte 128). tls_channel::receive keeps track of
+  // what OpenSSL then holds.
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, read_ahead_bytes);
   return out;
 }
 
@@ -232,40 +242,59 @@ peer_identity identity_of(SSL* ssl) {
 
 tls_channel::tls_channel(ssl_ptr ssl)
   : fd_(socket_of(SSL_get_rbio(ssl.get()))), ssl_(std::move(ssl)) {
+  // Read ahead during the handshake may have taken the peer's first frames.
+  buffered_.store(SSL_has_pending(ssl_.get()) == 1, std::memory_order_release);
 }
 
 std::size_t tls_channel::receive(iovec* parts, std::size_t count,
                                  std::optional<error>& failure) {
   if (!buffered_.load(std::memory_order_acquire)) {
     // Nothing in OpenSSL's hands: only the socket can have input. An end
-    // of stream or an error is input too (SSL_read reports it).
-    char probe;
-    auto n = ::recv(fd_, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    // of stream or an error is input too (SSL_read reports it). poll()
+    // reads the socket's state without its lock; a MSG_PEEK recv here made
+    // TLS round trips 1.35 x raw instead of 0.91 x (docs/benchmarks.md).
+    pollfd ready{fd_, POLLIN, 0};
+    if (::poll(&ready, 1, 0) == 0)
       return 0;
   }
   std::lock_guard guard{mu_};
+  // Whether OpenSSL may hold input when this returns (parts full, or a
+  // failure that comes again); false once it has handed out all it had.
+  bool held = true;
   struct note_buffered {
     tls_channel& self;
+    const bool& held;
     ~note_buffered() {
-      self.buffered_.store(SSL_pending(self.ssl_.get()) > 0,
-                           std::memory_order_release);
+      self.buffered_.store(held, std::memory_order_release);
     }
-  } note{*this};
+  } note{*this, held};
   std::size_t total = 0;
-  for (std::size_t i = 0; i < count; ++i) {
+  for (std::size_t i = 0, used = 0; i < count;) {
     std::size_t got = 0;
     ERR_clear_error();
-    if (SSL_read_ex(ssl_.get(), parts[i].iov_base, parts[i].iov_len, &got)
+    if (SSL_read_ex(ssl_.get(), static_cast<char*>(parts[i].iov_base) + used,
+                    parts[i].iov_len - used, &got)
         == 1) {
       total += got;
-      if (got < parts[i].iov_len)
-        break; // no more for now, most likely
+      used += got;
+      if (used == parts[i].iov_len) {
+        ++i;
+        used = 0;
+      }
+      // A read hands out at most one record. Whatever OpenSSL read ahead
+      // is asked for now (a part of a record then asks the socket), so
+      // that, when this returns, it holds nothing unless the parts are full.
+      if (!SSL_has_pending(ssl_.get())) {
+        held = false;
+        break;
+      }
       continue;
     }
     auto code = SSL_get_error(ssl_.get(), 0);
-    if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE)
+    if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+      held = false;
       break;
+    }
     if (total > 0)
       break; // hand over what came; the failure comes again next time
     if (code == SSL_ERROR_ZERO_RETURN

@@ -81,12 +81,12 @@ public:
   bool holds_input() override;
 
 private:
-  /// Whether OpenSSL holds decrypted bytes not handed out yet. Without
-  /// them, input can only come from the socket: OpenSSL reads no further
-  /// ahead than the record it decrypts (read-ahead is off), and a part of
-  /// a record waits for the rest from the socket. Written under mu_, read
-  /// without: a poller looks at the socket first and enters OpenSSL only
-  /// when it has bytes (an idle poll is then one recv, as on a plain
+  /// Whether OpenSSL may hold input not handed out yet: bytes it read
+  /// ahead (records, decrypted or not) that receive() left because its
+  /// parts were full. Otherwise input can only come from the socket (a
+  /// part of a record waits for the rest from it). Written under mu_, read
+  /// without: a poller asks the socket first (poll) and enters OpenSSL only
+  /// when it has bytes (an idle poll is then one system call, as on a plain
   /// socket, and leaves the session free for the writer).
   std::atomic<bool> buffered_{false};
   int fd_;

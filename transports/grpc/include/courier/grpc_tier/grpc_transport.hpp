@@ -56,7 +56,10 @@ struct options {
 
 /// The gRPC tier: each link is one call of link_method on its own HTTP/2
 /// connection, a gRPC message per frame (an empty one is a heartbeat,
-/// never delivered), driven by gRPC's callback API (no thread per link).
+/// never delivered), driven through one gRPC completion queue per tier (no
+/// thread per link): pollable, so that a node's idle scheduler thread does
+/// the tier's I/O and hands frames over without a thread woken; one thread
+/// of the tier drains the queue while nobody polls.
 /// Reaches nodes on other hosts (rank 5, below TCP's 10) and, as a last
 /// resort, nodes of its own host (rank 1, below TCP's 2): it is chosen
 /// when configured (node_config::preferred_tiers, post_options::tier) or
