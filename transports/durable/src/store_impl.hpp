@@ -22,7 +22,6 @@
 #include <set>
 #include <thread>
 #include <tuple>
-#include <unordered_map>
 
 #include "courier/durable/store.hpp"
 #include "dedup_window.hpp"
@@ -114,9 +113,9 @@ public:
     append_callback on_append;
     done_callback on_done;
     bool duplicate = false;
-    /// The record's size, header included (0: none). Set by the writer:
-    /// where the record went.
+    /// The record's size, header included (0: none), set when submitted.
     std::uint64_t record_bytes = 0;
+    /// Set by the writer: where the record went.
     std::uint64_t segment = 0;
     std::uint64_t offset = 0;
   };
