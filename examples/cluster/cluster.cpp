@@ -299,6 +299,12 @@ int ask(const std::string& space, const std::string& registry,
     config.transports = courier::cluster_transports(
       tcp_settings(hosts[0].address + ":0", certs, "desk"));
     auto desk = start_node(std::move(config));
+    // `courier up -d` returns once the nodes run, before alpha has claimed
+    // "front" in etcd: wait for the name, not for a fixed time.
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (desk && desk->find("front").code() == courier::errc::not_found
+           && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(50ms);
     if (desk) {
       cluster::Trace trace;
       trace.add_hops("desk");
