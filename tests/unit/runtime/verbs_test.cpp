@@ -1,3 +1,4 @@
+#include <atomic>
 #include <future>
 
 #include <google/protobuf/empty.pb.h>
@@ -386,36 +387,53 @@ TEST_CASE("an actor's cached route follows a name to its next holder",
 
 namespace {
 
-/// Spawns "slow", which takes 10 posts at most, holds its first Ping until
-/// `released`, and records each Ping it handles in `seen`.
-void spawn_held(node& n, std::shared_future<void> released,
-                probe<std::int64_t>& seen) {
-  spawn_options options;
-  options.max_mailbox = 10;
-  REQUIRE(n.spawn("slow",
-                  [&seen, released](context&) {
-                    return behavior{[&seen, released](const tpb::Ping& p) {
-                      if (p.seq() == 0)
-                        released.wait(); // holds its first post
-                      seen.push(p.seq());
-                    }};
-                  },
-                  options));
-}
+/// A node with "slow", which takes 10 posts at most, holds its first Ping
+/// until release(), and records each Ping it handles in `seen`; its
+/// mailbox is full (ten posts: the one held and nine waiting).
+struct full_mailbox {
+  full_mailbox() {
+    spawn_options options;
+    options.max_mailbox = 10;
+    REQUIRE(n->spawn("slow",
+                     [this](context&) {
+                       return behavior{[this](const tpb::Ping& p) {
+                         if (p.seq() == 0)
+                           released.wait(); // holds its first post
+                         seen.push(p.seq());
+                       }};
+                     },
+                     options));
+    for (int i = 0; i < 10; ++i)
+      REQUIRE(n->post("slow", ping(i)));
+  }
+
+  // A test that fails before release() must not leave the node waiting on
+  // its held actor.
+  ~full_mailbox() {
+    release();
+  }
+
+  void release() {
+    if (!let_go.exchange(true))
+      opened.set_value();
+  }
+
+  // Before the node: its actor uses them until the node is gone.
+  std::promise<void> opened;
+  std::shared_future<void> released = opened.get_future().share();
+  std::atomic<bool> let_go{false};
+  probe<std::int64_t> seen;
+  quiet_node n;
+};
 
 } // namespace
 
 TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
           "through once the actor catches up",
           "[runtime]") {
-  quiet_node n;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  probe<std::int64_t> seen;
-  spawn_held(*n, released, seen);
-  // The first post is being handled, nine more wait: ten in all.
-  for (int i = 0; i < 10; ++i)
-    REQUIRE(n->post("slow", ping(i)));
+  full_mailbox held;
+  auto& n = held.n;
+  auto& seen = held.seen;
   auto refused = n->post("slow", ping(10));
   REQUIRE_FALSE(refused);
   CHECK(refused.code() == errc::resource_exhausted);
@@ -433,7 +451,7 @@ TEST_CASE("a post to an actor whose mailbox is full is refused, and goes "
   REQUIRE(from_actor.wait_for_count(1));
   CHECK(from_actor.items().front() == errc::resource_exhausted);
   // Nothing accepted is lost; once the actor caught up, posts go again.
-  release.set_value();
+  held.release();
   REQUIRE(seen.wait_for_count(10));
   REQUIRE(eventually([&] { return bool(n->post("slow", ping(12))); }));
   REQUIRE(seen.wait_for_count(11));
@@ -448,13 +466,9 @@ TEST_CASE("a post that may wait for room blocks while the mailbox is full, "
           "goes through once it has drained, and gives up after its wait",
           "[runtime]") {
   using namespace std::chrono_literals;
-  quiet_node n;
-  std::promise<void> release;
-  auto released = release.get_future().share();
-  probe<std::int64_t> seen;
-  spawn_held(*n, released, seen);
-  for (int i = 0; i < 10; ++i)
-    REQUIRE(n->post("slow", ping(i)));
+  full_mailbox held;
+  auto& n = held.n;
+  auto& seen = held.seen;
   post_options patient;
   patient.wait_for_room = 150ms;
   // No room within the wait: refused once it has passed, not before.
@@ -485,7 +499,7 @@ TEST_CASE("a post that may wait for room blocks while the mailbox is full, "
   });
   CHECK(blocked.wait_for(200ms) == std::future_status::timeout);
   // ...and goes through once it has caught up, after the ten before it.
-  release.set_value();
+  held.release();
   REQUIRE(blocked.wait_for(10s) == std::future_status::ready);
   CHECK(blocked.get());
   REQUIRE(seen.wait_for_count(11));
