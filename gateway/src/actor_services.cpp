@@ -34,36 +34,25 @@ public:
     auto msg = parse();
     if (!msg)
       return finish(status_of(msg.error()));
-    auto submitted = asker_.submit(
-      [state = state_, book = book_, destination = to_.destination,
-       msg = std::move(*msg), until = until_, trace = trace_](context& ctx) {
-        trace_scope traced{trace};
-        ctx.request(destination, msg, until)
-          .then(
-            [state, book](const message& reply) {
-              std::lock_guard guard{state->mu};
-              if (state->call == nullptr || state->finished)
-                return;
-              state->finished = true;
-              std::string bytes;
-              reply->SerializeToString(&bytes);
-              grpc::Slice slice{bytes};
-              state->out = grpc::ByteBuffer{&slice, 1};
-              book->count();
-              state->call->StartWriteAndFinish(
-                &state->out, grpc::WriteOptions{}, grpc::Status::OK);
-            },
-            [state, book](const error& e) {
-              std::lock_guard guard{state->mu};
-              if (state->call == nullptr || state->finished)
-                return;
-              state->finished = true;
-              book->count();
-              state->call->Finish(status_of(e));
-            });
+    auto asked = ask(
+      host_, asker_, to_.destination, *msg, until_, trace_,
+      [state = state_, book = book_](expected<message> reply) {
+        std::lock_guard guard{state->mu};
+        if (state->call == nullptr || state->finished)
+          return;
+        state->finished = true;
+        book->count();
+        if (!reply)
+          return state->call->Finish(status_of(reply.error()));
+        std::string bytes;
+        (*reply)->SerializeToString(&bytes);
+        grpc::Slice slice{bytes};
+        state->out = grpc::ByteBuffer{&slice, 1};
+        state->call->StartWriteAndFinish(&state->out, grpc::WriteOptions{},
+                                         grpc::Status::OK);
       });
-    if (!submitted)
-      finish(status_of(submitted.error()));
+    if (!asked)
+      finish(status_of(asked.error()));
   }
 
   void OnCancel() override {

@@ -96,6 +96,34 @@ private:
   std::shared_ptr<queue> queue_ = std::make_shared<queue>();
 };
 
+/// Asks `name` for a call and hands the outcome to `on_outcome`, holding
+/// no thread meanwhile. An actor of this node is asked straight from the
+/// calling thread (node::request_here), and `on_outcome` runs on the
+/// answering actor's thread (or the node's timer's); a name elsewhere is
+/// asked by `asker`'s actor, whose continuation runs `on_outcome`. A
+/// failure before anything is sent is returned, and `on_outcome` is not
+/// called. Continues `trace`.
+inline expected<void> ask(node& host, requester& asker, const std::string& name,
+                          const message& msg, deadline until,
+                          const trace_context& trace,
+                          std::function<void(expected<message>)> on_outcome) {
+  {
+    trace_scope traced{trace};
+    auto here = host.request_here(name, msg, until, on_outcome);
+    if (!here)
+      return std::move(here).error();
+    if (*here)
+      return {};
+  }
+  return asker.submit([name, msg, until, trace,
+                       on_outcome = std::move(on_outcome)](context& ctx) {
+    trace_scope traced{trace};
+    ctx.request(name, msg, until)
+      .then([on_outcome](const message& reply) { on_outcome(reply); },
+            [on_outcome](const error& e) { on_outcome(e); });
+  });
+}
+
 /// Where a call and the continuation that finishes it meet: the
 /// continuation may come after the call is gone (its reactor deleted), so
 /// both sides take the lock, and the call clears `call` when it is done.

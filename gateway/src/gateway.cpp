@@ -265,22 +265,16 @@ struct server::impl final : pb::Gateway::CallbackService, gateway_seam {
     auto until = deadline_of(*call);
     auto trace = trace_of(*call);
     auto pending = book_->track(call, reactor);
-    auto submitted
-      = requester_.submit([book = book_, pending, reply, name = request->name(),
-                           msg = *msg, until, trace](context& ctx) {
-          trace_scope traced{trace};
-          ctx.request(name, msg, until)
-            .then(
-              [book, pending, reply](const message& out) {
-                book->finish(pending, grpc::Status::OK,
-                             [&] { reply->mutable_reply()->PackFrom(*out); });
-              },
-              [book, pending](const error& e) {
-                book->finish(pending, status_of(e));
-              });
-        });
-    if (!submitted)
-      book_->finish(pending, status_of(submitted.error()));
+    auto asked = ask(
+      host_, requester_, request->name(), *msg, until, trace,
+      [book = book_, pending, reply](expected<message> out) {
+        if (!out)
+          return book->finish(pending, status_of(out.error()));
+        book->finish(pending, grpc::Status::OK,
+                     [&] { reply->mutable_reply()->PackFrom(**out); });
+      });
+    if (!asked)
+      book_->finish(pending, status_of(asked.error()));
     return reactor;
   }
 

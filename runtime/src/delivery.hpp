@@ -53,6 +53,14 @@ inline constexpr std::uint8_t urgent_priority = 6;
 /// backlog) are the verbs' and come before.
 void deliver_post(const route& to, letter msg, caf::local_actor* from);
 
+/// Hands a letter for an actor of this node to it from a plain thread, as
+/// deliver_post(to, msg, nullptr) does, and if that made the actor
+/// runnable (it was idle), runs it on the calling thread for that one
+/// letter before returning: the thread is lent to the actor instead of
+/// waking a scheduler thread. What the run makes runnable, and the rest
+/// of the actor's mailbox, go to the scheduler. Not from inside an actor.
+void deliver_here(caf::actor_system& system, const route& to, letter msg);
+
 /// Hands a request to its route under `id`, a request id `from` made; the
 /// answer (a reply_msg, or a caf::error) comes to `from` as
 /// `id.response_id()`, and `from` waits for it in its own way (blocking or a

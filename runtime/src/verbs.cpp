@@ -140,6 +140,37 @@ expected<started_request> start_request(node_impl& node,
   return started_request{id, to.slot, sent};
 }
 
+expected<bool> request_to_sink(node_impl& node, const verb_caller& from,
+                               destination to, message msg, deadline until,
+                               std::shared_ptr<reply_sink> sink,
+                               bool lend_thread) {
+  if (!msg)
+    return error{errc::invalid_argument, "cannot request with a null message"};
+  auto target = from.routes.resolve(node, to, msg, from.binding.get());
+  if (!target)
+    return std::move(target).error();
+  const route& dest = **target;
+  if (!dest.slot->node.empty())
+    return false;
+  if (until.expired())
+    return error{errc::deadline_exceeded,
+                 "the deadline had passed before asking "
+                   + quoted(dest.slot->name)};
+  auto envelope = node.make_letter(letter_kind::request, std::move(msg), dest,
+                                   from.binding, until);
+  next_trace(envelope.trace, from.trace, node.config().trace);
+  envelope.reply_to = std::move(sink);
+  envelope.charge = node.charge_request(dest, envelope.payload);
+  // Handed on as a plain thread's post is (anonymous): the answer takes
+  // reply_to, not CAF's response id.
+  if (lend_thread)
+    deliver_here(node.system(), dest, std::move(envelope));
+  else
+    deliver_post(dest, std::move(envelope), nullptr);
+  node.metrics().count_local(sender_stats(from));
+  return true;
+}
+
 expected<message> outcome_of(reply_msg& reply) {
   if (reply.code == errc::ok)
     return std::move(reply.payload);

@@ -136,6 +136,21 @@ expected<started_request> start_request(node_impl& node,
                                         deadline until, bool direct,
                                         bool broadcast = false);
 
+/// Starts a request from a plain thread whose answer goes to `sink`
+/// (letter::reply_to) instead of a CAF actor: the answering actor delivers
+/// it on its own thread, and if the letter dies unanswered the sink's
+/// destructor answers. Only for an actor of this node: for a name held
+/// elsewhere it returns false and sends nothing (a link's proxy answers
+/// through CAF). With `lend_thread` (a plain thread only), an idle
+/// target handles it on the calling thread before this returns
+/// (deliver_here). Errors, before anything is sent: invalid_argument,
+/// not_found, unavailable, deadline_exceeded. The caller keeps the
+/// deadline.
+expected<bool> request_to_sink(node_impl& node, const verb_caller& from,
+                               destination to, message msg, deadline until,
+                               std::shared_ptr<reply_sink> sink,
+                               bool lend_thread);
+
 /// The outcome an answer carries.
 expected<message> outcome_of(reply_msg& reply);
 

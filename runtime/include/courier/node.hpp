@@ -95,6 +95,27 @@ public:
       send(to, make_message(std::forward<T>(msg)), until));
   }
 
+  /// Calls `to`, an actor of this node, without waiting for the answer
+  /// (the SendMessageCallback of the verbs): `on_outcome` gets exactly one
+  /// outcome, the reply or an error as send's, on the thread that has it:
+  /// the answering actor's while it handles the request, the node's timer
+  /// (deadline_exceeded), or whichever drops the request unanswered
+  /// (aborted). So it must be short, must not block and must not throw.
+  /// Called from a plain thread, it lends that thread to the actor if the
+  /// actor is idle: the actor handles this request on it before the call
+  /// returns, as a scheduler thread would have (no thread is woken), so the
+  /// call takes as long as that handler; the actor's other messages stay
+  /// with the scheduler. From inside an actor nothing runs on its thread.
+  /// Returns true once the request is on its way; false when the name is
+  /// held on another node (nothing is sent and `on_outcome` is never
+  /// called: ask from an actor, context::request); an error when nothing
+  /// could be sent (invalid_argument, not_found, unavailable,
+  /// deadline_exceeded; `on_outcome` is never called). Any thread may call
+  /// it.
+  [[nodiscard]] expected<bool>
+  request_here(destination to, message msg, deadline until,
+               std::function<void(expected<message>)> on_outcome);
+
   /// Resolves a name, or fails with not_found.
   expected<actor_ref> find(std::string_view name) const;
 
