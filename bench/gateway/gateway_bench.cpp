@@ -12,6 +12,10 @@
 // Scenarios (alternating which side goes first, N runs; the figures to
 // read are the medians of the per-run ratios):
 //   send_p50/p99  one caller, round trips one after another
+//   unary_p50/p99 the same for /bench.v1.Echo/Ping, a method the actor
+//                 "echo" serves (gateway::options::services), against a
+//                 raw generic handler that parses the Ping and writes it
+//                 back; both called as generated stubs call a unary method
 //   calls         --callers threads (64) calling for --seconds each run:
 //                 calls per second
 //   post_stream   --posts (20000) PostRequests in one PostStream call,
@@ -32,10 +36,12 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include <google/protobuf/any.pb.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
 
 #include "args.hpp"
 #include "bench/v1/bench.pb.h"
@@ -118,6 +124,73 @@ private:
 };
 
 std::vector<double> round_trips(gw::Gateway::Stub& stub, int rounds);
+
+/// The raw twin of a service an actor serves: every method not registered
+/// otherwise parses its request as a Ping and answers with it.
+class raw_ping_echo final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor*
+  CreateReactor(grpc::GenericCallbackServerContext*) override {
+    struct echo final : grpc::ServerGenericBidiReactor {
+      echo() {
+        StartRead(&request_);
+      }
+      void OnReadDone(bool ok) override {
+        bench::v1::Ping ping;
+        if (!ok || !ping.ParseFromString(bytes()))
+          return Finish({grpc::StatusCode::INVALID_ARGUMENT, "not a Ping"});
+        std::string out;
+        ping.SerializeToString(&out);
+        grpc::Slice slice{out};
+        reply_ = grpc::ByteBuffer{&slice, 1};
+        StartWriteAndFinish(&reply_, grpc::WriteOptions{}, grpc::Status::OK);
+      }
+      void OnDone() override {
+        delete this;
+      }
+      std::string bytes() {
+        std::vector<grpc::Slice> slices;
+        std::string out;
+        if (request_.Dump(&slices).ok())
+          for (const auto& slice : slices)
+            out.append(reinterpret_cast<const char*>(slice.begin()),
+                       slice.size());
+        return out;
+      }
+      grpc::ByteBuffer request_;
+      grpc::ByteBuffer reply_;
+    };
+    return new echo;
+  }
+};
+
+/// Round trips of /bench.v1.Echo/Ping, called as a generated stub would.
+std::vector<double> unary_round_trips(grpc::Channel& channel, int rounds) {
+  const grpc::internal::RpcMethod method{
+    "/bench.v1.Echo/Ping", grpc::internal::RpcMethod::NORMAL_RPC};
+  bench::v1::Ping request;
+  request.set_pad(std::string(48, 'x'));
+  std::vector<double> out;
+  out.reserve(static_cast<std::size_t>(rounds));
+  for (int i = 0; i < rounds; ++i) {
+    auto t = clock_type::now();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now()
+                     + std::chrono::seconds{10});
+    bench::v1::Ping reply;
+    // What a generated stub does.
+    auto status = grpc::internal::BlockingUnaryCall<
+      bench::v1::Ping, bench::v1::Ping, grpc::protobuf::MessageLite,
+      grpc::protobuf::MessageLite>(&channel, method, &ctx, request, &reply);
+    if (!status.ok()) {
+      std::cerr << "a unary call failed: " << status.error_message() << "\n";
+      std::exit(1);
+    }
+    out.push_back(static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t)
+        .count()));
+  }
+  return out;
+}
 
 /// Bytes malloc has handed out and not yet taken back. main() keeps every
 /// thread in one arena, so that mallinfo2 (which reads the main arena and
@@ -296,7 +369,9 @@ int main(int argc, char** argv) {
   auto sink = host->spawn("sink", [](courier::context&) {
     return courier::behavior{[](const bench::v1::Ping&) {}};
   });
-  auto served = courier::gateway::server::start(*host);
+  courier::gateway::options gateway_settings;
+  gateway_settings.services["bench.v1.Echo"] = "echo";
+  auto served = courier::gateway::server::start(*host, gateway_settings);
   if (!echo || !sloth || !sink || !served) {
     std::cerr << "cannot start the gateway\n";
     return 1;
@@ -307,21 +382,32 @@ int main(int argc, char** argv) {
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                            &raw_port);
   builder.RegisterService(&twin);
+  raw_ping_echo raw_unary;
+  builder.RegisterCallbackGenericService(&raw_unary);
   auto raw_server = builder.BuildAndStart();
-  auto stub_to = [](int port) {
-    return gw::Gateway::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto channel_to = [](int port) {
+    return grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                               grpc::InsecureChannelCredentials());
   };
-  auto courier_stub = stub_to((*served)->port());
-  auto raw_stub = stub_to(raw_port);
+  auto courier_channel = channel_to((*served)->port());
+  auto raw_channel = channel_to(raw_port);
+  auto courier_stub = gw::Gateway::NewStub(courier_channel);
+  auto raw_stub = gw::Gateway::NewStub(raw_channel);
   round_trips(*courier_stub, 100); // channels up, caches warm
   round_trips(*raw_stub, 100);
+  unary_round_trips(*courier_channel, 100);
+  unary_round_trips(*raw_channel, 100);
 
   if (!memory) {
     compare_rtt(
       "send", "plain", runs, 64,
       [&](int) { return round_trips(*courier_stub, rounds); },
       [&](int) { return round_trips(*raw_stub, rounds); }, "gateway", "raw_grpc");
+    compare_rtt(
+      "unary", "plain", runs, 64,
+      [&](int) { return unary_round_trips(*courier_channel, rounds); },
+      [&](int) { return unary_round_trips(*raw_channel, rounds); }, "gateway",
+      "raw_grpc");
     std::vector<double> c, r;
     alternate(
       runs, [&](int) { c.push_back(calls_per_second(*courier_stub, callers, seconds)); },
