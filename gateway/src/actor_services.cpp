@@ -39,7 +39,7 @@ public:
       [state = state_, book = book_](expected<message> reply) {
         std::lock_guard guard{state->mu};
         if (state->call == nullptr || state->finished)
-          return;
+          return book->drop(); // the client cancelled: nobody to tell
         state->finished = true;
         book->count();
         if (!reply)

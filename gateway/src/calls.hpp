@@ -200,6 +200,11 @@ public:
       finish(pending, stopped());
   }
 
+  /// Counts an outcome that came for a call its client had cancelled.
+  void drop() {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
+
   /// Outcomes of calls whose client had gone.
   std::uint64_t dropped() const {
     return dropped_.load(std::memory_order_relaxed);

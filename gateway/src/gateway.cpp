@@ -781,6 +781,10 @@ std::uint64_t server::calls() const noexcept {
   return impl_->book_->answered();
 }
 
+std::uint64_t server::dropped() const noexcept {
+  return impl_->book_->dropped();
+}
+
 std::uint64_t server::refusals() const noexcept {
   return impl_->refusals_.load(std::memory_order_relaxed);
 }

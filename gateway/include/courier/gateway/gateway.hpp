@@ -130,6 +130,10 @@ public:
   /// Calls the rules refused (options::rules) since the start.
   std::uint64_t refusals() const noexcept;
 
+  /// Outcomes that came for calls their client had cancelled since the
+  /// start: dropped, never written to anyone.
+  std::uint64_t dropped() const noexcept;
+
   struct impl;
 
 private:
