@@ -15,7 +15,8 @@ import subprocess
 import sys
 
 METRICS = ("rtt_p50_ns", "rtt_p99_ns", "msgs_per_s", "rtt_ns", "rtt_p50_ratio",
-           "rtt_ns_ratio", "msgs_per_s_ratio")
+           "rtt_ns_ratio", "msgs_per_s_ratio", "calls_per_s_ratio",
+           "posts_per_s_ratio")
 
 
 def run(binary, args):
