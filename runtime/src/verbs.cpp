@@ -102,13 +102,38 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
 
 // -- requests -----------------------------------------------------------------
 
+namespace {
+
+/// The route of a request's destination, as the caller resolves it;
+/// invalid_argument for a null message.
+expected<const route*> request_route(node_impl& node, const verb_caller& from,
+                                     destination to, const message& msg) {
+  if (!msg)
+    return error{errc::invalid_argument, "cannot request with a null message"};
+  return from.routes.resolve(node, to, msg, from.binding.get());
+}
+
+/// The letter of a request to `to`, continuing the caller's trace;
+/// deadline_exceeded if its deadline has passed already.
+expected<letter> request_letter(node_impl& node, const verb_caller& from,
+                                const route& to, message msg, deadline until) {
+  if (until.expired())
+    return error{errc::deadline_exceeded,
+                 "the deadline had passed before asking "
+                   + quoted(to.slot->name)};
+  auto envelope = node.make_letter(letter_kind::request, std::move(msg), to,
+                                   from.binding, until);
+  next_trace(envelope.trace, from.trace, node.config().trace);
+  return expected<letter>{std::move(envelope)}; // moved: a copy owes nothing
+}
+
+} // namespace
+
 expected<started_request> start_request(node_impl& node,
                                         const verb_caller& from, destination to,
                                         message msg, deadline until,
                                         bool direct) {
-  if (!msg)
-    return error{errc::invalid_argument, "cannot request with a null message"};
-  auto target = from.routes.resolve(node, to, msg, from.binding.get());
+  auto target = request_route(node, from, to, msg);
   if (!target)
     return std::move(target).error();
   return start_request(node, from, **target, std::move(msg), until, direct);
@@ -120,21 +145,17 @@ expected<started_request> start_request(node_impl& node,
                                         deadline until, bool direct,
                                         bool broadcast) {
   COURIER_RUNTIME_ASSERT(from.self != nullptr, "a request needs an actor");
-  if (until.expired())
-    return error{errc::deadline_exceeded,
-                 "the deadline had passed before asking "
-                   + quoted(to.slot->name)};
-  auto envelope = node.make_letter(letter_kind::request, std::move(msg), to,
-                                   from.binding, until);
-  envelope.broadcast = broadcast;
-  next_trace(envelope.trace, from.trace, node.config().trace);
+  auto envelope = request_letter(node, from, to, std::move(msg), until);
+  if (!envelope)
+    return std::move(envelope).error();
+  envelope->broadcast = broadcast;
   auto id = from.self->new_request_id(caf::message_priority::normal);
   // Timed from here to the answer when the target is an actor here (the
   // links time requests to other nodes), one in timing_sample.
   auto sent = to.slot->stats != nullptr && sample_request()
                 ? metrics_clock::now()
                 : metrics_clock::time_point{};
-  deliver_request(node, to, std::move(envelope), *from.self, id, direct);
+  deliver_request(node, to, std::move(*envelope), *from.self, id, direct);
   if (!to.link)
     node.metrics().count_local(sender_stats(from));
   return started_request{id, to.slot, sent};
@@ -144,29 +165,23 @@ expected<bool> request_to_sink(node_impl& node, const verb_caller& from,
                                destination to, message msg, deadline until,
                                std::shared_ptr<reply_sink> sink,
                                bool lend_thread) {
-  if (!msg)
-    return error{errc::invalid_argument, "cannot request with a null message"};
-  auto target = from.routes.resolve(node, to, msg, from.binding.get());
+  auto target = request_route(node, from, to, msg);
   if (!target)
     return std::move(target).error();
   const route& dest = **target;
   if (!dest.slot->node.empty())
     return false;
-  if (until.expired())
-    return error{errc::deadline_exceeded,
-                 "the deadline had passed before asking "
-                   + quoted(dest.slot->name)};
-  auto envelope = node.make_letter(letter_kind::request, std::move(msg), dest,
-                                   from.binding, until);
-  next_trace(envelope.trace, from.trace, node.config().trace);
-  envelope.reply_to = std::move(sink);
-  envelope.charge = node.charge_request(dest, envelope.payload);
+  auto envelope = request_letter(node, from, dest, std::move(msg), until);
+  if (!envelope)
+    return std::move(envelope).error();
+  envelope->reply_to = std::move(sink);
+  envelope->charge = node.charge_request(dest, envelope->payload);
   // Handed on as a plain thread's post is (anonymous): the answer takes
   // reply_to, not CAF's response id.
   if (lend_thread)
-    deliver_here(node.system(), dest, std::move(envelope));
+    deliver_here(node.system(), dest, std::move(*envelope));
   else
-    deliver_post(dest, std::move(envelope), nullptr);
+    deliver_post(dest, std::move(*envelope), nullptr);
   node.metrics().count_local(sender_stats(from));
   return true;
 }
