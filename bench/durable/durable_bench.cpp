@@ -4,7 +4,8 @@
 //
 //   courier_bench_durable [--runs N] [--dir PATH] [--scenario NAME]
 //                         [--messages N] [--recovery-messages N]
-//                         [--window-us N] [--in-flight N] [--quick]
+//                         [--window-us N] [--quiet-us N] [--in-flight N]
+//                         [--quick]
 //
 // Scenarios:
 //   fsync_each    one writer, each append waits for its fsync (window 0):
@@ -16,7 +17,9 @@
 //                 window as the bound): messages/s; raw twin: 100 records of
 //                 the same on-disk size per pwrite + one fdatasync; and
 //                 SQLite (WAL, synchronous=FULL, 100 rows per transaction)
-//   latency       4 writers waiting for their acks, group commit window W:
+//   latency       4 writers waiting for their acks, group commit window W
+//                 (a batch closes after --quiet-us without an append, 100
+//                 by default, 0: it waits out the window):
 //                 p99 of append-to-ack, against W + 2 x the raw commit p99;
 //                 also against a raw twin that idles W before each commit
 //                 of 4 records (not the bar: what the disk does after a
@@ -33,6 +36,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -88,12 +92,17 @@ std::size_t record_size(std::size_t payload) {
   return 24 + 103 + payload;
 }
 
+/// --quiet-us: store_options::group_commit_quiet (its default if absent).
+std::optional<std::chrono::microseconds> quiet_option;
+
 std::unique_ptr<durable::store> open_store(const std::string& dir,
                                            std::chrono::microseconds window,
                                            std::size_t batch_messages = 0) {
   durable::store_options o;
   o.directory = dir;
   o.group_commit_window = window;
+  if (quiet_option)
+    o.group_commit_quiet = *quiet_option;
   o.max_batch_messages = batch_messages;
   o.queue_quota = {10'000'000, 8ull << 30};
   o.store_quota = {10'000'000, 8ull << 30};
@@ -389,6 +398,8 @@ int main(int argc, char** argv) {
   int recovery_messages = static_cast<int>(
     arg(argc, argv, "--recovery-messages", quick ? 20'000 : 1'000'000));
   std::chrono::microseconds window{arg(argc, argv, "--window-us", 1000)};
+  if (auto q = arg(argc, argv, "--quiet-us", -1); q >= 0)
+    quiet_option = std::chrono::microseconds{q};
   auto want = [&](const char* name) { return only.empty() || only == name; };
   std::filesystem::create_directories(root);
 

@@ -2,12 +2,14 @@
 // recovery, attempts and dead letters, replay, de-duplication, quotas,
 // compaction, and the CRC32C it frames records with.
 
+#include <atomic>
 #include <set>
 #include <thread>
 
 #include "courier/durable/crc32c.hpp"
 #include "dedup_window.hpp"
 #include "durable_support.hpp"
+#include "fault_file_system.hpp"
 
 using namespace courier::durable;
 using namespace courier::durable::testing;
@@ -392,4 +394,92 @@ TEST_CASE("purge removes the waiting messages of a queue, discard a dead "
   auto again = open_or_fail(o);
   CHECK(again->dead_letters().empty());
   CHECK(again->recovery().messages == 1);
+}
+
+namespace {
+
+/// A store on real files that counts its fsyncs, with a group commit
+/// window and quiet time.
+struct windowed_store {
+  windowed_store(std::chrono::microseconds window,
+                 std::chrono::microseconds quiet) {
+    auto o = small_options(dir.path());
+    o.segment_bytes = 64u << 20; // no rotation: one fsync per batch
+    o.group_commit_window = window;
+    o.group_commit_quiet = quiet;
+    o.files = files;
+    s = open_or_fail(std::move(o));
+  }
+
+  /// `writers` threads, started together, each appending `each` messages
+  /// and waiting for every ack before the next; the seconds it took.
+  double run(int writers, int each) {
+    std::atomic<int> ready{0};
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    auto start = std::chrono::steady_clock::now();
+    for (int w = 0; w < writers; ++w)
+      threads.emplace_back([&] {
+        ++ready;
+        while (ready < writers)
+          std::this_thread::yield();
+        for (int i = 0; i < each; ++i)
+          if (!s->append_and_wait("q", "m"))
+            ++failures;
+      });
+    for (auto& t : threads)
+      t.join();
+    CHECK(failures == 0);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                         - start)
+      .count();
+  }
+
+  temp_dir dir;
+  std::shared_ptr<fault_file_system> files
+    = std::make_shared<fault_file_system>(posix_file_system());
+  std::unique_ptr<store> s;
+};
+
+} // namespace
+
+TEST_CASE("a group commit batch closes once appends stop joining it, long "
+          "before its window",
+          "[durable]") {
+  // A 10 s window: were it waited out, 4 writers x 25 acks would take
+  // 250 s. With the quiet time each batch closes about 100 us after its
+  // last append.
+  windowed_store w{10s, 100us};
+  auto before = w.files->syncs();
+  auto took = w.run(4, 25);
+  CHECK(took < 5.0);
+  CHECK(w.s->queues().at(0).depth == 100);
+  // The writers still share fsyncs: at most one per 4 appends, plus a
+  // few for appends that came back late from their ack.
+  auto syncs = w.files->syncs() - before;
+  INFO("fsyncs: " << syncs);
+  CHECK(syncs <= 25 + 25);
+}
+
+TEST_CASE("a group commit batch gathers appends that keep arriving within "
+          "the quiet time",
+          "[durable]") {
+  // Four writers start together; with a 200 ms quiet time all four are in
+  // the first batch, one fsync for their four appends.
+  windowed_store w{10s, 200ms};
+  auto before = w.files->syncs();
+  auto took = w.run(4, 1);
+  CHECK(took >= 0.2);
+  CHECK(took < 5.0);
+  CHECK(w.files->syncs() - before == 1);
+}
+
+TEST_CASE("without a quiet time a group commit batch waits out its window",
+          "[durable]") {
+  // Three appends one after another: the first may join a batch the
+  // store began at open, the next two wait a whole window each.
+  windowed_store w{300ms, 0us};
+  auto took = w.run(1, 3);
+  CHECK(took >= 0.6);
+  CHECK(took < 5.0);
 }

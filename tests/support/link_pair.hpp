@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "courier/transport.hpp"
 #include "process.hpp"
@@ -18,6 +19,7 @@ class recorder final : public link_events {
 public:
   void on_frame(std::string frame) override {
     frames.push(std::move(frame));
+    readers.push(std::this_thread::get_id()); // after: waits count these
   }
 
   frame_range split(std::string_view head, std::size_t size) override {
@@ -41,6 +43,7 @@ public:
   /// Set before the link starts.
   std::function<frame_range(std::string_view, std::size_t)> split_rule;
   probe<std::string> frames;
+  probe<std::thread::id> readers; // the thread that delivered each frame
   probe<split_frame> splits;
   probe<error> closed;
   probe<bool> writable;

@@ -252,3 +252,74 @@ TEST_CASE("frames read by polling threads and the I/O thread at once arrive "
   CHECK(polled.load() > 0); // the pollers did read some
   CHECK(pair.received->closed.items().empty());
 }
+
+TEST_CASE("a polled link is read by its pollers alone, and by the I/O thread "
+          "again once polling stops or stalls",
+          "[pipe]") {
+  // While a tier is polled its links leave the I/O thread's epoll (each
+  // frame would wake that thread for nothing); the watchdog or
+  // polling_stopped() hands them back.
+  linked_pair pair;
+  std::atomic<bool> polling{false};
+  std::thread::id poller_id;
+  std::thread poller;
+  auto start_polling = [&] {
+    polling = true;
+    // A slow poller, well within the watchdog's period: were the link
+    // still in the reactor, the I/O thread, woken at once, would take
+    // nearly every frame before it.
+    poller = std::thread{[&] {
+      while (polling.load()) {
+        pair.server->poll();
+        std::this_thread::sleep_for(std::chrono::microseconds{200});
+      }
+    }};
+    poller_id = poller.get_id();
+  };
+  auto stop_polling = [&] {
+    polling = false;
+    poller.join();
+  };
+  std::uint32_t sent = 0;
+  // One frame at a time, waiting for each: true once `run` frames in a
+  // row were delivered by the poller (the link out of the reactor).
+  auto polled_run = [&](int run) {
+    int in_a_row = 0;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (in_a_row < run && std::chrono::steady_clock::now() < until) {
+      REQUIRE(pair.sender->write(make_frame(5, sent)));
+      ++sent;
+      REQUIRE(pair.received->readers.wait_for_count(sent));
+      in_a_row = pair.received->readers.items().back() == poller_id
+                   ? in_a_row + 1
+                   : 0;
+    }
+    return in_a_row >= run;
+  };
+  // One more frame: delivered, and not by the (stopped) poller.
+  auto read_by_io_thread = [&] {
+    auto start = std::chrono::steady_clock::now();
+    REQUIRE(pair.sender->write(make_frame(5, sent)));
+    ++sent;
+    REQUIRE(pair.received->readers.wait_for_count(sent));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds{1});
+    CHECK(pair.received->readers.items().back() != poller_id);
+  };
+
+  start_polling();
+  REQUIRE(polled_run(200));
+  stop_polling(); // stalls: no poll, and no polling_stopped()
+  read_by_io_thread();
+
+  start_polling();
+  REQUIRE(polled_run(200));
+  pair.server->polling_stopped(); // the scheduler's poller goes to sleep
+  stop_polling();
+  read_by_io_thread();
+
+  auto frames = pair.received->frames.items();
+  REQUIRE(frames.size() == sent);
+  for (std::uint32_t i = 0; i < sent; ++i)
+    REQUIRE(frames[i] == make_frame(5, i));
+  CHECK(pair.received->closed.items().empty());
+}

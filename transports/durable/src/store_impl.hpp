@@ -181,6 +181,9 @@ public:
   /// when no one else is committing, sparing two thread hand-offs. Returns
   /// false if someone else commits. Only without a group commit window.
   bool try_lead();
+  /// With a group commit window: waits (holding queue_mu_ through
+  /// `guard`) until the queued batch should be committed.
+  void wait_for_batch_locked(std::unique_lock<std::mutex>& guard);
   /// Marks the calling thread as leading while it submits.
   struct leading_scope {
     leading_scope();
@@ -255,6 +258,9 @@ public:
   bool disk_full_locked();
 
   store_options opt_;
+  /// A window and a quiet time: batches close when appends stop.
+  bool quiet_close_ = opt_.group_commit_window.count() > 0
+                      && opt_.group_commit_quiet.count() > 0;
   std::shared_ptr<file_system> fs_;
   /// The directory's lock, held while the store is open.
   std::shared_ptr<void> lock_;
@@ -305,6 +311,9 @@ public:
   std::size_t queued_bytes_ = 0;
   /// When the oldest entry in queue_ arrived.
   std::chrono::steady_clock::time_point first_queued_;
+  /// When the last append joined the queue (kept only with a window and
+  /// a quiet time).
+  std::chrono::steady_clock::time_point last_queued_;
   bool writer_stop_ = false;
   std::condition_variable maintenance_cv_;
   bool maintenance_stop_ = false;

@@ -53,8 +53,12 @@ void store::impl::submit_locked(entry e, std::string_view body) {
   {
     std::lock_guard guard{queue_mu_};
     bool was_empty = queue_.empty();
-    if (was_empty)
-      first_queued_ = std::chrono::steady_clock::now();
+    if (was_empty || quiet_close_) {
+      auto now = std::chrono::steady_clock::now();
+      if (was_empty)
+        first_queued_ = now;
+      last_queued_ = now;
+    }
     if (e.has_record) {
       // Framed at once into the bytes of the next batches; the commit
       // fills in the header (sequence, position, CRC).
@@ -179,13 +183,8 @@ void store::impl::writer_loop() {
       queue_cv_.wait(guard, [&] { return !queue_.empty() || writer_stop_; });
       if (queue_.empty())
         return; // stopping, and everything is written
-      if (opt_.group_commit_window.count() > 0 && !writer_stop_) {
-        // The window runs from the batch's first entry, not from when
-        // this thread got to it: an append waits one window at most.
-        auto until = first_queued_ + opt_.group_commit_window;
-        queue_cv_.wait_until(
-          guard, until, [&] { return writer_stop_ || batch_full_locked(); });
-      }
+      if (opt_.group_commit_window.count() > 0)
+        wait_for_batch_locked(guard);
     }
     std::lock_guard token{commit_mu_};
     {
@@ -194,6 +193,26 @@ void store::impl::writer_loop() {
     }
     if (!batch.empty())
       commit(batch, buffer);
+  }
+}
+
+void store::impl::wait_for_batch_locked(std::unique_lock<std::mutex>& guard) {
+  // The window runs from the batch's first entry, not from when this
+  // thread got to it: an append waits one window at most. It closes
+  // earlier when full, or once appends stop joining it for the quiet
+  // time. Appends do not wake this thread (a context switch each): it
+  // wakes at the quiet deadline and looks whether a later append moved it.
+  auto until = first_queued_ + opt_.group_commit_window;
+  for (;;) {
+    if (writer_stop_ || batch_full_locked())
+      return;
+    auto now = std::chrono::steady_clock::now();
+    auto wake = until;
+    if (quiet_close_)
+      wake = std::min(wake, last_queued_ + opt_.group_commit_quiet);
+    if (wake <= now)
+      return;
+    queue_cv_.wait_until(guard, wake);
   }
 }
 

@@ -116,6 +116,10 @@ public:
     return links_.poll();
   }
 
+  void polling_stopped() override {
+    links_.stopped();
+  }
+
   void stop() override {
     if (stopped_.exchange(true))
       return;
@@ -123,6 +127,7 @@ public:
       boost::system::error_code ignored;
       acceptor_.close(ignored);
     });
+    links_.retire();
     io_.stop(); // closing links write what they queued (bounded)
     if (!endpoint_.empty())
       ::unlink(endpoint_.c_str());
@@ -145,8 +150,8 @@ private:
   }
 
   transport_limits limits_;
-  courier::stream::polled_links links_; // what poll() reads
   courier::stream::io_thread io_;
+  courier::stream::polled_links links_{io_.context()}; // what poll() reads
   stream::acceptor acceptor_{io_.context()};
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::string endpoint_;

@@ -60,6 +60,14 @@ error from_asio(boost::system::error_code ec) {
   return error{errc::unavailable, "link error: " + ec.message()};
 }
 
+/// The protocol to hand a released descriptor back to Asio with.
+boost::asio::generic::stream_protocol protocol_of(int fd) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+  return {local.ss_family, 0};
+}
+
 std::chrono::steady_clock::rep now() {
   return std::chrono::steady_clock::now().time_since_epoch().count();
 }
@@ -122,6 +130,8 @@ stream_link::stream_link(stream::socket socket, std::unique_ptr<channel> bytes,
                          peer_identity peer, const transport_limits& limits,
                          liveness live)
   : socket_(std::move(socket)),
+    fd_(socket_.native_handle()),
+    protocol_(protocol_of(fd_)),
     bytes_(std::move(bytes)),
     peer_(std::move(peer)),
     limits_(limits),
@@ -140,6 +150,7 @@ void stream_link::start(std::shared_ptr<link_events> events) {
       self->last_read_ = now();
       self->arm();
     }
+    self->settle_polling();
     if (self->live_.heartbeat.count() > 0 || self->live_.silence.count() > 0) {
       self->ticker_.emplace(self->socket_.get_executor());
       self->tick();
@@ -228,6 +239,7 @@ void stream_link::close() {
     if (self->closing_)
       return;
     self->closing_ = true;
+    self->settle_polling(); // the socket back in the reactor
     self->close_by_ = clock::now() + close_linger;
     {
       std::lock_guard guard{self->mu_};
@@ -325,6 +337,13 @@ void stream_link::send_pending() {
 
 /// I/O thread: sends the queue once the socket has room.
 void stream_link::wait_writable() {
+  {
+    std::lock_guard guard{read_mu_};
+    if (released_) { // waiting needs the reactor: reading goes back to it
+      take_socket_locked();
+      arm();
+    }
+  }
   socket_.async_wait(stream::socket::wait_write,
                      [self = shared_from_this()](boost::system::error_code ec) {
                        self->on_write_ready(ec);
@@ -359,6 +378,8 @@ void stream_link::on_write_ready(boost::system::error_code ec) {
     wait_writable();
   else if (closing_)
     finish_close();
+  else
+    settle_polling();
 }
 
 // -- reading ------------------------------------------------------------------------
@@ -366,7 +387,7 @@ void stream_link::on_write_ready(boost::system::error_code ec) {
 /// I/O thread, under read_mu_: waits for input, unless paused, shut,
 /// failed or waiting already.
 void stream_link::arm() {
-  if (shut_ || failed_ || armed_)
+  if (shut_ || failed_ || armed_ || released_)
     return;
   if (pauses_ > 0) {
     read_waits_ = true; // resume_reading() arms again
@@ -374,22 +395,28 @@ void stream_link::arm() {
   }
   armed_ = true;
   if (bytes_->holds_input()) { // the socket may have nothing more to say
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->on_readable({});
-    });
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), round = wait_round_] {
+                 self->on_readable({}, round);
+               });
     return;
   }
   socket_.async_wait(stream::socket::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       self->on_readable(ec);
+                     [self = shared_from_this(), round = wait_round_](
+                       boost::system::error_code ec) {
+                       self->on_readable(ec, round);
                      });
 }
 
-/// I/O thread: the socket has input (or an error).
-void stream_link::on_readable(boost::system::error_code ec) {
+/// I/O thread: the socket has input (or an error), unless the wait was of
+/// a round since cancelled by releasing the socket.
+void stream_link::on_readable(boost::system::error_code ec,
+                              std::uint64_t round) {
   std::optional<error> failure;
   {
     std::lock_guard guard{read_mu_};
+    if (round != wait_round_)
+      return;
     armed_ = false;
     if (shut_ || failed_)
       return; // failed_: a poller posted the shut
@@ -402,6 +429,55 @@ void stream_link::on_readable(boost::system::error_code ec) {
   }
   if (failure)
     shut(std::move(*failure));
+}
+
+void stream_link::polling_changed() {
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this()] { self->settle_polling(); });
+}
+
+/// I/O thread: out of the reactor while the tier is polled, unless the
+/// link waits to write or closes; in it otherwise, its read wait armed.
+void stream_link::settle_polling() {
+  bool release = polling_ && polling_->polled.load(std::memory_order_acquire)
+                 && !closing_;
+  if (release) {
+    std::lock_guard guard{mu_};
+    release = !writing_;
+  }
+  std::lock_guard guard{read_mu_};
+  if (shut_ || !events_ || release == released_)
+    return;
+  if (!release) {
+    take_socket_locked();
+    arm();
+    return;
+  }
+  boost::system::error_code ec;
+  socket_.release(ec); // its read wait ends aborted, of an older round
+  if (ec)
+    return;
+  released_ = true;
+  armed_ = false;
+  ++wait_round_;
+}
+
+/// I/O thread, under read_mu_: the released socket back into the reactor.
+/// Should that fail, the link fails (and shut() closes the descriptor).
+void stream_link::take_socket_locked() {
+  if (!released_)
+    return;
+  boost::system::error_code ec;
+  socket_.assign(protocol_, fd_, ec);
+  if (!ec) {
+    released_ = false;
+    return;
+  }
+  failed_ = true;
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), why = from_asio(ec)] {
+               self->shut(why);
+             });
 }
 
 bool stream_link::poll_once() {
@@ -674,6 +750,13 @@ void stream_link::shut(error reason, bool abort) {
   {
     // No poller reads from here on (they check shut_ under read_mu_).
     std::lock_guard guard{read_mu_};
+    if (released_) {
+      boost::system::error_code ec;
+      socket_.assign(protocol_, fd_, ec);
+      released_ = false;
+      if (ec)
+        ::close(fd_); // Asio would not take it back: nobody else will close it
+    }
     // Closing with unread input makes Linux reset the peer's side, and a
     // reset can swallow our last frames (a refusal, say). Discard what is
     // waiting, unread and unparsed, first; bounded by the socket buffer.
@@ -699,7 +782,11 @@ void stream_link::shut(error reason, bool abort) {
 
 // -- polled_links -------------------------------------------------------------------
 
+polled_links::polled_links(asio::io_context& io) : watchdog_(io) {
+}
+
 void polled_links::track(const std::shared_ptr<stream_link>& link) {
+  link->follow_polling(state_);
   std::lock_guard guard{mu_};
   auto next = std::make_shared<list>();
   for (const auto& weak : *std::atomic_load(&links_))
@@ -710,12 +797,66 @@ void polled_links::track(const std::shared_ptr<stream_link>& link) {
 }
 
 bool polled_links::poll() {
+  state_->polls.fetch_add(1, std::memory_order_relaxed);
+  if (!state_->watched.load(std::memory_order_relaxed)
+      && !state_->retired.load(std::memory_order_relaxed)
+      && !state_->watched.exchange(true, std::memory_order_acq_rel))
+    asio::post(watchdog_.get_executor(), [this] {
+      polls_seen_ = state_->polls.load(std::memory_order_relaxed);
+      watch();
+    });
   auto links = std::atomic_load(&links_);
   bool any = false;
   for (const auto& weak : *links)
     if (auto link = weak.lock())
       any |= link->poll_once();
   return any;
+}
+
+void polled_links::stopped() {
+  set_polled(false);
+  // The polls so far came before the sleep: the watch's next look must
+  // not count them as polling still going on.
+  if (state_->watched.load(std::memory_order_acquire))
+    asio::post(watchdog_.get_executor(), [this] {
+      polls_seen_ = state_->polls.load(std::memory_order_relaxed);
+    });
+}
+
+void polled_links::retire() {
+  state_->retired.store(true, std::memory_order_release);
+  set_polled(false);
+  asio::post(watchdog_.get_executor(), [this] { watchdog_.cancel(); });
+}
+
+void polled_links::set_polled(bool polled) {
+  if (state_->polled.exchange(polled, std::memory_order_acq_rel) == polled)
+    return;
+  for (const auto& weak : *std::atomic_load(&links_))
+    if (auto link = weak.lock())
+      link->polling_changed();
+}
+
+/// I/O thread, every watchdog_period while polls come: a whole period of
+/// polls releases the links; a period without one takes them back and
+/// ends the watch (the next poll starts another).
+void polled_links::watch() {
+  watchdog_.expires_after(watchdog_period);
+  watchdog_.async_wait([this](boost::system::error_code ec) {
+    auto polls = state_->polls.load(std::memory_order_relaxed);
+    if (ec || state_->retired.load(std::memory_order_acquire)) {
+      state_->watched.store(false, std::memory_order_release);
+      return;
+    }
+    if (polls == polls_seen_) {
+      state_->watched.store(false, std::memory_order_release);
+      set_polled(false);
+      return;
+    }
+    polls_seen_ = polls;
+    set_polled(true);
+    watch();
+  });
 }
 
 // -- io_thread ----------------------------------------------------------------------

@@ -238,6 +238,10 @@ public:
     return links_.poll();
   }
 
+  void polling_stopped() override {
+    links_.stopped();
+  }
+
   void stop() override {
     if (stopped_.exchange(true))
       return;
@@ -248,6 +252,7 @@ public:
         end(*shake);
       handshaking_.clear();
     });
+    links_.retire();
     io_.stop(); // closing links send what they queued (bounded)
   }
 
@@ -416,8 +421,8 @@ private:
   transport_limits limits_;
   const options settings_;
   const std::shared_ptr<tls_context> tls_; // null: plaintext
-  courier::stream::polled_links links_;   // what poll() reads
   courier::stream::io_thread io_;
+  courier::stream::polled_links links_{io_.context()}; // what poll() reads
   tcp::acceptor acceptor_{io_.context()};
   std::function<void(std::unique_ptr<link>)> on_accept_;
   std::list<std::shared_ptr<handshake>> handshaking_; // I/O thread only

@@ -44,6 +44,12 @@ struct store_options {
   /// to join it. Zero: a batch is whatever arrived while the previous
   /// fsync ran (one fsync per message for a lone synchronous writer).
   std::chrono::microseconds group_commit_window{0};
+  /// Inside the window, a batch also closes once no append has joined it
+  /// for this long: waiting longer only delays the appends already in it
+  /// (with 4 synchronous writers, all four are in the batch a few
+  /// microseconds after the last commit's acknowledgements). Zero: the
+  /// batch waits out the whole window.
+  std::chrono::microseconds group_commit_quiet{100};
   /// A batch closes at this many bytes even inside the window.
   std::size_t max_batch_bytes = 4u << 20;
   /// A batch closes at this many records even inside the window (0: no

@@ -18,6 +18,19 @@
 // queue, which the I/O thread sends in gathering writes when the socket has
 // room.
 //
+// Polled links leave the I/O thread's epoll. While a scheduler thread
+// polls the tier, the I/O thread would still be woken by every frame that
+// arrives (Asio registers sockets edge-triggered, whether a wait is pending
+// or not) only to find the poller had read it: a context switch and an
+// inter-processor interrupt per frame. So while the tier is polled
+// (poll_state: polls kept coming for a whole watchdog_period, so that a
+// poller that spins briefly between sparse frames moves nothing), each
+// link releases its socket from Asio's reactor and the pollers alone read
+// it. When polling stops (the scheduler's poller goes to sleep, or no poll
+// came for a watchdog_period while it ran a long job), the link takes the
+// socket back and arms its wait, which reports input that came in between.
+// A link that must wait to write, or closes, takes it back first.
+//
 // Liveness (when configured): a link that has sent nothing for `heartbeat`
 // sends an empty frame; a link that has received nothing for `silence`
 // while it was reading is closed with deadline_exceeded (the peer is
@@ -91,6 +104,15 @@ struct outbound_frame {
   std::size_t sent = 0;
 };
 
+/// Whether the links of a tier are being polled, shared by the tier's
+/// polled_links and its links.
+struct poll_state {
+  std::atomic<bool> polled{false};     // the links are out of the reactor
+  std::atomic<std::uint64_t> polls{0}; // poll() calls so far
+  std::atomic<bool> watched{false};    // the watchdog runs
+  std::atomic<bool> retired{false};    // the tier stops: never again
+};
+
 /// Thread safety: as courier::link; poll_once() from any thread.
 class stream_link final : public link,
                           public std::enable_shared_from_this<stream_link> {
@@ -124,6 +146,15 @@ public:
   /// else is reading; true if a frame was handed over.
   bool poll_once();
 
+  /// Follows `state` (before start()): the link leaves the I/O thread's
+  /// epoll while the tier is polled.
+  void follow_polling(std::shared_ptr<const poll_state> state) {
+    polling_ = std::move(state);
+  }
+
+  /// The tier's poll_state changed: the I/O thread settles the link.
+  void polling_changed();
+
 private:
   expected<void> write(frame body, bool more);
 
@@ -135,7 +166,7 @@ private:
 
   // reading (under read_mu_)
   void arm();
-  void on_readable(boost::system::error_code ec);
+  void on_readable(boost::system::error_code ec, std::uint64_t round);
   std::optional<error> receive();
   std::size_t receive_into(iovec* parts, std::size_t count,
                            std::optional<error>& failure);
@@ -150,6 +181,10 @@ private:
   void deliver_ready();
   void deliver(std::string frame);
 
+  // polling (I/O thread)
+  void settle_polling();
+  void take_socket_locked();
+
   // liveness (I/O thread)
   void tick();
 
@@ -159,6 +194,9 @@ private:
   using clock = std::chrono::steady_clock;
 
   stream::socket socket_;
+  int fd_;                                // socket_'s, also while released
+  boost::asio::generic::stream_protocol protocol_; // to take it back
+  std::shared_ptr<const poll_state> polling_; // the tier's, if polled
   std::unique_ptr<channel> bytes_;
   peer_identity peer_;
   transport_limits limits_;
@@ -186,6 +224,8 @@ private:
   int pauses_ = 0;                 // see pause_reading
   bool read_waits_ = false;        // arm() once resumed
   bool armed_ = false;             // an async_wait is pending
+  std::uint64_t wait_round_ = 0;   // waits of older rounds were cancelled
+  bool released_ = false;          // socket_ is out of the reactor
   bool failed_ = false;            // receive() failed: the I/O thread shuts
   bool shut_ = false;              // written by the I/O thread
   // The writing side.
@@ -205,6 +245,13 @@ private:
 /// Thread safety: all member functions are thread-safe.
 class polled_links {
 public:
+  /// Polls for this long release the links from the reactor; no poll for
+  /// this long takes them back (a poller running a long job).
+  static constexpr auto watchdog_period = std::chrono::milliseconds{1};
+
+  /// `io`: the tier's I/O thread's, which must outlive this.
+  explicit polled_links(boost::asio::io_context& io);
+
   /// Adds a link (and forgets the links gone).
   void track(const std::shared_ptr<stream_link>& link);
 
@@ -212,10 +259,23 @@ public:
   /// if a frame was handed over.
   bool poll();
 
+  /// The scheduler's poller goes to sleep (transport::polling_stopped).
+  void stopped();
+
+  /// The tier stops: the links go back to the reactor for good and the
+  /// watchdog ends, so that the I/O thread can run out of work.
+  void retire();
+
 private:
   using list = std::vector<std::weak_ptr<stream_link>>;
+  void set_polled(bool polled);
+  void watch(); // I/O thread
+
   std::mutex mu_; // one track() at a time
   std::shared_ptr<const list> links_ = std::make_shared<const list>();
+  std::shared_ptr<poll_state> state_ = std::make_shared<poll_state>();
+  boost::asio::steady_timer watchdog_; // I/O thread
+  std::uint64_t polls_seen_ = 0;       // I/O thread
 };
 
 /// A stream tier's I/O thread: one thread runs the context from
