@@ -249,36 +249,45 @@ expected<message> node::send(destination to, message msg, deadline until) {
     return std::move(started).error();
   return wait_for_answer(self, *started);
 }
+
 namespace {
 
 /// Where node::request_here's answer goes: the first of the answer, the
 /// timer and the letter's death (the sink destroyed unanswered) calls back.
 class callback_reply final : public detail::reply_sink {
 public:
-  struct state {
-    std::atomic<bool> done{false};
-    std::function<void(expected<message>)> on_outcome;
-
-    void finish(expected<message> outcome) {
-      if (!done.exchange(true, std::memory_order_acq_rel))
-        on_outcome(std::move(outcome));
-    }
-  };
-
-  callback_reply(std::shared_ptr<state> shared, std::string target)
-    : state_(std::move(shared)), target_(std::move(target)) {}
+  callback_reply(std::function<void(expected<message>)> on_outcome,
+                 std::string target)
+    : on_outcome_(std::move(on_outcome)), target_(std::move(target)) {}
 
   ~callback_reply() override {
-    state_->finish(error{errc::aborted,
-                         detail::quoted(target_) + " stopped before replying"});
+    if (!done_.load(std::memory_order_acquire)) // the usual case: no text
+      finish(error{errc::aborted,
+                   detail::quoted(target_) + " stopped before replying"});
   }
 
   void deliver(detail::reply_msg reply) override {
-    state_->finish(detail::outcome_of(reply));
+    finish(detail::outcome_of(reply));
+  }
+
+  /// Calls back, unless something did already.
+  void finish(expected<message> outcome) {
+    if (!done_.exchange(true, std::memory_order_acq_rel))
+      on_outcome_(std::move(outcome));
+  }
+
+  /// Never calls back: the request was not sent.
+  void disarm() noexcept {
+    done_.store(true, std::memory_order_release);
+  }
+
+  const std::string& target() const noexcept {
+    return target_;
   }
 
 private:
-  std::shared_ptr<state> state_;
+  std::atomic<bool> done_{false};
+  std::function<void(expected<message>)> on_outcome_;
   std::string target_;
 };
 
@@ -287,32 +296,27 @@ private:
 expected<bool>
 node::request_here(destination to, message msg, deadline until,
                    std::function<void(expected<message>)> on_outcome) {
-  auto shared = std::make_shared<callback_reply::state>();
-  shared->on_outcome = std::move(on_outcome);
-  std::weak_ptr<callback_reply::state> weak = shared;
-  std::string target{to.name()};
-  // Kept here until the request is sent: a sink dropped unsent must not
-  // call back.
-  auto sink = std::make_shared<callback_reply>(shared, target);
+  auto sink = std::make_shared<callback_reply>(std::move(on_outcome),
+                                               std::string{to.name()});
+  std::weak_ptr<callback_reply> weak = sink;
   detail::route_cache routes{0};
   auto sent = detail::request_to_sink(
     *impl_, detail::verb_caller{detail::no_binding(), routes, nullptr}, to,
     std::move(msg), until, sink,
     /*lend_thread=*/detail::shell::current() == nullptr);
   if (!sent || !*sent) {
-    shared->done.store(true, std::memory_order_release);
+    sink->disarm(); // dropped unsent, it must not call back
     return sent;
   }
   sink.reset();
-  shared.reset();
   // The timer holds the request weakly: once answered, its letter and
   // sink are gone and the entry is dead weight the timer drops.
   if (!until.is_never() && !weak.expired())
-    impl_->timer().at(until.at(), weak, [weak, target] {
-      if (auto state = weak.lock())
-        state->finish(error{errc::deadline_exceeded,
-                            "no reply from " + detail::quoted(target)
-                              + " before the deadline"});
+    impl_->timer().at(until.at(), weak, [weak] {
+      if (auto pending = weak.lock())
+        pending->finish(error{errc::deadline_exceeded,
+                              "no reply from " + detail::quoted(pending->target())
+                                + " before the deadline"});
     });
   return true;
 }
