@@ -259,10 +259,15 @@ TEST_CASE("down leaves no process, socket, shared memory or directory "
   REQUIRE(eventually([&] {
     return contains(system.log(), "c: started");
   }));
+  // Every node has its process in the status file, which the supervisor
+  // writes after it logs the start.
   std::vector<int> pids;
-  for (auto& row : system.ps())
-    pids.push_back(row["pid"]);
-  REQUIRE(std::count(pids.begin(), pids.end(), 0) == 0);
+  REQUIRE(eventually([&] {
+    pids.clear();
+    for (auto& row : system.ps())
+      pids.push_back(row["pid"]);
+    return pids.size() == 3 && std::count(pids.begin(), pids.end(), 0) == 0;
+  }));
   pids.push_back(deploy::read_status(*deploy::read_system_file(system.file))
                    ->supervisor_pid);
   CHECK_FALSE(system.directory_entries().empty());

@@ -24,6 +24,18 @@ namespace courier::testing {
 /// The link protocol this build speaks (remote.cpp).
 inline constexpr std::uint32_t link_protocol = 3;
 
+/// Reads one frame (a 4-byte little-endian length, then the body) with
+/// `read_exactly(char* at, std::size_t size) -> bool`.
+template <class ReadExactly>
+bool read_framed(std::string& body, ReadExactly&& read_exactly) {
+  unsigned char header[4];
+  if (!read_exactly(reinterpret_cast<char*>(header), 4))
+    return false;
+  body.resize(std::size_t{header[0]} | std::size_t{header[1]} << 8
+              | std::size_t{header[2]} << 16 | std::size_t{header[3]} << 24);
+  return read_exactly(body.data(), body.size());
+}
+
 /// A raw client socket on a node's endpoint.
 class raw_client {
 public:
@@ -124,12 +136,7 @@ public:
       }
       return true;
     };
-    unsigned char header[4];
-    if (!read_exactly(reinterpret_cast<char*>(header), 4))
-      return false;
-    body.resize(std::size_t{header[0]} | std::size_t{header[1]} << 8
-                | std::size_t{header[2]} << 16 | std::size_t{header[3]} << 24);
-    return read_exactly(body.data(), body.size());
+    return read_framed(body, read_exactly);
   }
 
   /// Says hello as node "intruder" of this process, and reads the answer:

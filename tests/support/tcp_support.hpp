@@ -4,11 +4,14 @@
 // a node's TCP endpoint from its record, and raw clients (plaintext or
 // TLS) that speak to it by hand.
 
+#include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include "cert.hpp"
 #include "courier/tcp/tcp_transport.hpp"
 #include "process.hpp"
+#include "raw_peer.hpp"
 #include "test_support.hpp"
 
 namespace courier::testing {
@@ -151,6 +155,72 @@ public:
     // A read that timed out (SO_RCVTIMEO) is one OpenSSL would retry.
     auto code = SSL_get_error(ssl_, -1);
     return code == SSL_ERROR_WANT_READ ? outcome::open : outcome::refused;
+  }
+
+  /// A TLS handshake as a client with `files`: true once established.
+  /// Reads block for at most `wait` after it.
+  bool tls_connect(const tcp::tls_files& files,
+                   std::chrono::milliseconds wait = std::chrono::seconds{5}) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(ctx_, files.ca.c_str(), nullptr);
+    SSL_CTX_use_certificate_chain_file(ctx_, files.certificate.c_str());
+    SSL_CTX_use_PrivateKey_file(ctx_, files.private_key.c_str(),
+                                SSL_FILETYPE_PEM);
+    ssl_ = SSL_new(ctx_);
+    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE
+                         | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_fd(ssl_, fd_);
+    timeval tv{static_cast<time_t>(wait.count() / 1000),
+               static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    // OpenSSL writes with write(): a peer that closed must fail the write
+    // (EPIPE), not end the test with SIGPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
+    return SSL_connect(ssl_) == 1;
+  }
+
+  /// Writes all of `bytes` through TLS unless the peer stops taking them
+  /// for `stall` or closes: false then. Never reads frames.
+  bool tls_send_all(const std::string& bytes,
+                    std::chrono::milliseconds stall = std::chrono::seconds{3}) {
+    std::size_t at = 0;
+    while (at < bytes.size()) {
+      ::pollfd room{fd_, POLLOUT, 0};
+      if (::poll(&room, 1, static_cast<int>(stall.count())) <= 0
+          || (room.revents & (POLLHUP | POLLERR)) != 0)
+        return false;
+      // Room for at least a record: this write does not block for long.
+      auto chunk = std::min<std::size_t>(bytes.size() - at, 16u << 10);
+      auto n = SSL_write(ssl_, bytes.data() + at, static_cast<int>(chunk));
+      if (n <= 0)
+        return false;
+      at += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  /// Reads one frame's body through TLS; false on timeout or a close.
+  bool tls_read_frame(std::string& body) {
+    auto read_exactly = [&](char* at, std::size_t size) {
+      while (size > 0) {
+        auto n = SSL_read(ssl_, at, static_cast<int>(size));
+        if (n <= 0)
+          return false;
+        at += n;
+        size -= static_cast<std::size_t>(n);
+      }
+      return true;
+    };
+    return read_framed(body, read_exactly);
+  }
+
+  /// Waits until the node has closed the connection, without reading what
+  /// it sent; false on timeout.
+  bool hung_up(std::chrono::milliseconds timeout) {
+    ::pollfd p{fd_, POLLRDHUP, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0
+           && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
   }
 
 private:
