@@ -137,6 +137,11 @@ public:
       return;
     }
     handle_ = *watched;
+    // The watch is in place: the client may wait for this (initial
+    // metadata) before it does what should bring the notice.
+    std::lock_guard guard{state_->mu};
+    if (!state_->finished)
+      StartSendInitialMetadata();
   }
 
   void OnCancel() override {

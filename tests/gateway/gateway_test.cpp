@@ -303,10 +303,13 @@ TEST_CASE("a gateway monitor streams the down notice, and a cancelled call's "
           "[gateway]") {
   served s;
   grpc::ClientContext watch;
+  with_deadline(watch, 30s);
   gw::MonitorRequest request;
   request.set_name("quitter");
   auto stream = s.stub->Monitor(&watch, request);
-  // The watch is in place once the node holds it; then the actor quits.
+  // The gateway sends the initial metadata once the watch is in place;
+  // then the actor quits.
+  stream->WaitForInitialMetadata();
   REQUIRE(eventually([&] {
     grpc::ClientContext ctx;
     gw::PostRequest quit;

@@ -276,7 +276,7 @@ with tempfile.TemporaryDirectory(prefix="courier-gateway-py-") as folder:
 
         downs = stub.Monitor(gateway_pb2.MonitorRequest(name="quitter"),
                              timeout=10)
-        time.sleep(0.2)  # a pause: the watch is set up on the server's side
+        downs.initial_metadata()  # sent once the watch is in place
         stub.Post(gateway_pb2.PostRequest(
             name="quitter", message=packed(test_pb2.Quit())), timeout=5)
         notices = list(downs)
