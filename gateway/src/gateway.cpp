@@ -253,6 +253,7 @@ struct server::impl final : pb::Gateway::CallbackService, gateway_seam {
       return std::move(msg).error();
     post_options options;
     options.priority = static_cast<std::uint8_t>(request.priority());
+    options.lend_thread = true; // an idle actor takes it on gRPC's thread
     trace_scope traced{trace};
     return host_.post(request.name(), std::move(*msg), options);
   }

@@ -217,8 +217,10 @@ expected<void> node::stop(destination name) {
 }
 
 expected<void> node::post(destination to, message msg, post_options options) {
-  if (detail::shell::current() != nullptr)
+  if (detail::shell::current() != nullptr) {
     options.wait_for_room = {}; // an actor's thread never blocks
+    options.lend_thread = false; // nor runs another actor
+  }
   detail::route_cache routes{0};
   return detail::post(*impl_,
                       detail::verb_caller{detail::no_binding(), routes, nullptr},

@@ -94,7 +94,11 @@ expected<void> post(node_impl& node, const verb_caller& from, destination to,
   envelope.priority = options.priority;
   envelope.tier = std::move(options.tier);
   next_trace(envelope.trace, from.trace, node.config().trace);
-  deliver_post(dest, std::move(envelope), from.self);
+  if (options.lend_thread && from.self == nullptr && !from.binding
+      && dest.slot->node.empty())
+    deliver_here(node.system(), dest, std::move(envelope));
+  else
+    deliver_post(dest, std::move(envelope), from.self);
   if (!dest.link)
     node.metrics().count_local(sender_stats(from));
   return {};

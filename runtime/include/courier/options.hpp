@@ -72,6 +72,13 @@ struct post_options {
   /// scheduler thread), fails at once with resource_exhausted. A post
   /// still without room after the wait fails with it too.
   std::chrono::nanoseconds wait_for_room{0};
+  /// From a plain thread, to an actor of this node that is idle: the actor
+  /// handles the message on this thread before post returns, as a
+  /// scheduler thread would have, and no thread is woken (the gateway's
+  /// Post and PostStream do this on gRPC's thread). The post then takes as
+  /// long as the handler. The actor's other messages, and posts from an
+  /// actor (whose thread is not to lend), go to the scheduler as usual.
+  bool lend_thread = false;
 
   // -- durable delivery (docs/durable.md) -------------------------------------
   /// Store and forward: the post returns once the message is on this
