@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -378,8 +379,9 @@ void stream_link::on_write_ready(boost::system::error_code ec) {
     wait_writable();
   else if (closing_)
     finish_close();
-  else
-    settle_polling();
+  else if (polling_ && polling_->polled.load(std::memory_order_acquire)
+           && !std::exchange(release_queued_, true))
+    polling_->to_release.push_back(weak_from_this()); // at the next look
 }
 
 // -- reading ------------------------------------------------------------------------
@@ -439,6 +441,7 @@ void stream_link::polling_changed() {
 /// I/O thread: out of the reactor while the tier is polled, unless the
 /// link waits to write or closes; in it otherwise, its read wait armed.
 void stream_link::settle_polling() {
+  release_queued_ = false;
   bool release = polling_ && polling_->polled.load(std::memory_order_acquire)
                  && !closing_;
   if (release) {
@@ -467,17 +470,24 @@ void stream_link::settle_polling() {
 void stream_link::take_socket_locked() {
   if (!released_)
     return;
-  boost::system::error_code ec;
-  socket_.assign(protocol_, fd_, ec);
-  if (!ec) {
-    released_ = false;
+  auto ec = rejoin_reactor_locked();
+  if (!ec)
     return;
-  }
   failed_ = true;
   asio::post(socket_.get_executor(),
              [self = shared_from_this(), why = from_asio(ec)] {
                self->shut(why);
              });
+}
+
+/// Under read_mu_: hands the released descriptor back to Asio. On a
+/// failure it stays released: ours to close.
+boost::system::error_code stream_link::rejoin_reactor_locked() {
+  boost::system::error_code ec;
+  socket_.assign(protocol_, fd_, ec);
+  if (!ec)
+    released_ = false;
+  return ec;
 }
 
 bool stream_link::poll_once() {
@@ -750,12 +760,9 @@ void stream_link::shut(error reason, bool abort) {
   {
     // No poller reads from here on (they check shut_ under read_mu_).
     std::lock_guard guard{read_mu_};
-    if (released_) {
-      boost::system::error_code ec;
-      socket_.assign(protocol_, fd_, ec);
+    if (released_ && rejoin_reactor_locked()) {
+      ::close(fd_); // Asio would not take it back: nobody else will close it
       released_ = false;
-      if (ec)
-        ::close(fd_); // Asio would not take it back: nobody else will close it
     }
     // Closing with unread input makes Linux reset the peer's side, and a
     // reset can swallow our last frames (a refusal, say). Discard what is
@@ -844,17 +851,22 @@ void polled_links::watch() {
   watchdog_.expires_after(watchdog_period);
   watchdog_.async_wait([this](boost::system::error_code ec) {
     auto polls = state_->polls.load(std::memory_order_relaxed);
-    if (ec || state_->retired.load(std::memory_order_acquire)) {
+    if (ec || state_->retired.load(std::memory_order_acquire)
+        || polls == polls_seen_) {
+      // Polling ended (or the tier stops): the links rejoin the reactor,
+      // those waiting to leave it again with them.
+      state_->to_release.clear();
       state_->watched.store(false, std::memory_order_release);
-      return;
-    }
-    if (polls == polls_seen_) {
-      state_->watched.store(false, std::memory_order_release);
-      set_polled(false);
+      if (!ec)
+        set_polled(false);
       return;
     }
     polls_seen_ = polls;
     set_polled(true);
+    // Links that rejoined the reactor to write leave it again.
+    for (const auto& weak : std::exchange(state_->to_release, {}))
+      if (auto link = weak.lock())
+        link->polling_changed();
     watch();
   });
 }

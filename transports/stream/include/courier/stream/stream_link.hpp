@@ -29,7 +29,11 @@
 // it. When polling stops (the scheduler's poller goes to sleep, or no poll
 // came for a watchdog_period while it ran a long job), the link takes the
 // socket back and arms its wait, which reports input that came in between.
-// A link that must wait to write, or closes, takes it back first.
+// A link that must wait to write, or closes, takes it back first; one
+// that took it back to write leaves again at the watchdog's next look, not
+// as soon as the write is done (a sender of large frames that often finds
+// its socket full would otherwise leave and rejoin the reactor, three
+// system calls, per wait).
 //
 // Liveness (when configured): a link that has sent nothing for `heartbeat`
 // sends an empty frame; a link that has received nothing for `silence`
@@ -104,6 +108,8 @@ struct outbound_frame {
   std::size_t sent = 0;
 };
 
+class stream_link;
+
 /// Whether the links of a tier are being polled, shared by the tier's
 /// polled_links and its links.
 struct poll_state {
@@ -111,6 +117,9 @@ struct poll_state {
   std::atomic<std::uint64_t> polls{0}; // poll() calls so far
   std::atomic<bool> watched{false};    // the watchdog runs
   std::atomic<bool> retired{false};    // the tier stops: never again
+  /// I/O thread: links that took their socket back to write while polled,
+  /// to leave again at the watchdog's next look.
+  std::vector<std::weak_ptr<stream_link>> to_release;
 };
 
 /// Thread safety: as courier::link; poll_once() from any thread.
@@ -148,7 +157,7 @@ public:
 
   /// Follows `state` (before start()): the link leaves the I/O thread's
   /// epoll while the tier is polled.
-  void follow_polling(std::shared_ptr<const poll_state> state) {
+  void follow_polling(std::shared_ptr<poll_state> state) {
     polling_ = std::move(state);
   }
 
@@ -184,6 +193,7 @@ private:
   // polling (I/O thread)
   void settle_polling();
   void take_socket_locked();
+  boost::system::error_code rejoin_reactor_locked();
 
   // liveness (I/O thread)
   void tick();
@@ -196,7 +206,7 @@ private:
   stream::socket socket_;
   int fd_;                                // socket_'s, also while released
   boost::asio::generic::stream_protocol protocol_; // to take it back
-  std::shared_ptr<const poll_state> polling_; // the tier's, if polled
+  std::shared_ptr<poll_state> polling_; // the tier's, if polled
   std::unique_ptr<channel> bytes_;
   peer_identity peer_;
   transport_limits limits_;
@@ -226,6 +236,7 @@ private:
   bool armed_ = false;             // an async_wait is pending
   std::uint64_t wait_round_ = 0;   // waits of older rounds were cancelled
   bool released_ = false;          // socket_ is out of the reactor
+  bool release_queued_ = false;    // I/O thread: in poll_state::to_release
   bool failed_ = false;            // receive() failed: the I/O thread shuts
   bool shut_ = false;              // written by the I/O thread
   // The writing side.
